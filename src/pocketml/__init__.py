@@ -1,0 +1,20 @@
+"""pocketml: convert PyTorch models into self-contained packages and run them without PyTorch."""
+from .errors import ConfigError, ConversionError, Error, InputError, PackageError, VerificationError
+from .model import Model, load
+from .version import __version__
+
+
+def convert(*args, **kwargs):
+    """Convert a PyTorch model; see `pocketml.converter.convert` (imports torch only when called)."""
+    from .converter import convert as _convert
+    return _convert(*args, **kwargs)
+
+
+def validate(*args, **kwargs):
+    """Compare a package with its PyTorch source; see `pocketml.validate.validate`."""
+    from .validate import validate as _validate
+    return _validate(*args, **kwargs)
+
+
+__all__ = ["ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
+           "VerificationError", "__version__", "convert", "load", "validate"]

@@ -1,0 +1,1 @@
+"""Frontends: turn a source framework's model into an IR program."""

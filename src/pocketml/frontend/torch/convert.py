@@ -1,0 +1,244 @@
+"""torch.export → IR: export, decompose to core ATen (keeping ops we lower whole), lower each node."""
+from __future__ import annotations
+
+import operator
+import re
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ...errors import ConversionError
+from ...ir.program import Function, Program, Value
+from ...ir.types import DType, TensorType
+from .builder import Builder, Var
+from .registry import Unsupported, lowering_for, supported_targets
+
+_DTYPES = {
+    torch.float32: DType.float32, torch.float64: DType.float32, torch.bfloat16: DType.float32,
+    torch.float16: DType.float16, torch.int64: DType.int64, torch.int32: DType.int32,
+    torch.int16: DType.int16, torch.int8: DType.int8, torch.uint8: DType.uint8, torch.bool: DType.bool,
+}
+
+
+def ir_dtype(dtype: torch.dtype) -> DType:
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise Unsupported(f"dtype {dtype} is not supported") from None
+
+
+def export(model, example_inputs: Sequence | None) -> torch.export.ExportedProgram:
+    """An ExportedProgram from an nn.Module (+ example inputs) or one given already."""
+    if isinstance(model, torch.export.ExportedProgram):
+        return model
+    if not isinstance(model, torch.nn.Module):
+        raise ConversionError(f"expected a torch.nn.Module or torch.export.ExportedProgram, "
+                              f"got {type(model).__name__}")
+    if example_inputs is None:
+        raise ConversionError("converting an nn.Module needs example_inputs=(tensor, ...) to trace it")
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    try:
+        with torch.no_grad():
+            return torch.export.export(model.eval(), tuple(example_inputs))
+    except Exception as e:
+        raise ConversionError(f"torch.export could not trace the model: {type(e).__name__}: "
+                              f"{str(e).strip()[:2000]}") from e
+
+
+def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Core ATen, except ops that have a lowering of their own (linear, conv, layer_norm, sdpa...)."""
+    table = torch.export.default_decompositions()
+    for op in list(table):
+        if lowering_for(str(op)) is not None:
+            del table[op]
+    try:
+        return ep.run_decompositions(table)
+    except Exception as e:
+        raise ConversionError(f"decomposing the exported program failed: {type(e).__name__}: {e}") from e
+
+
+def location(node) -> str:
+    """"module.path (file.py:123)" for messages and for Op.loc."""
+    stack = node.meta.get("nn_module_stack") or {}
+    path = list(stack.values())[-1][0] if stack else ""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
+    src = f"{frames[-1][0].rsplit('/', 1)[-1]}:{frames[-1][1]}" if frames else ""
+    if path and src:
+        return f"{path} ({src})"
+    return path or src
+
+
+def _tensor_type(val) -> TensorType:
+    shape = tuple(int(d) if isinstance(d, int) or (hasattr(d, "node") and d.node.is_constant())
+                  else str(d) for d in val.shape)
+    return TensorType(ir_dtype(val.dtype), shape)
+
+
+def _weight_array(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.dtype in (torch.float64, torch.bfloat16):
+        t = t.float()
+    return t.contiguous().numpy().copy()
+
+
+def _output_names(ep, n: int) -> list[str]:
+    spec = ep.call_spec.out_spec
+    try:
+        if spec is not None and spec.type is dict and spec.num_leaves == n:
+            return [str(k) for k in spec.context]
+        if spec is not None and hasattr(spec.type, "_fields") and spec.num_leaves == n:
+            return list(spec.type._fields)
+    except AttributeError:
+        pass
+    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+
+
+def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | None = None,
+               output_names: Sequence[str] | None = None) -> Program:
+    ep = decompose(ep)
+    sig = ep.graph_signature
+    graph = ep.graph_module.graph
+
+    unsupported = [n for n in graph.nodes if n.op == "call_function"
+                   and n.target is not operator.getitem and lowering_for(str(n.target)) is None]
+    if unsupported:
+        lines = "\n".join(f"  - {n.target} at {location(n) or '<unknown location>'}" for n in unsupported)
+        raise ConversionError(
+            f"{len(unsupported)} op(s) have no pocketml lowering:\n{lines}\n"
+            "Work around by rewriting that code with supported ops (see `pocketml.frontend.torch."
+            "supported_targets()`), or register a lowering with `pocketml.frontend.torch.lowers`.")
+    mutations = [s for s in sig.output_specs if s.kind.name not in ("USER_OUTPUT",)]
+    if mutations:
+        raise ConversionError("the model updates buffers or inputs in place ("
+                              + ", ".join(str(s.target) for s in mutations)
+                              + "); stateful models are not supported by this converter yet")
+
+    weights: dict[str, np.ndarray] = {}
+    b = Builder(weights)
+    env: dict[str, Any] = {}
+    user_inputs = [s for s in sig.input_specs if s.kind.name == "USER_INPUT"]
+    if input_names is not None and len(input_names) != len(user_inputs):
+        raise ConversionError(f"input_names has {len(input_names)} names but the model takes "
+                              f"{len(user_inputs)} tensor inputs ({[s.arg.name for s in user_inputs]})")
+    fn_inputs: list[Value] = []
+    specs = {s.arg.name: s for s in sig.input_specs}
+    nodes = {n.name: n for n in graph.nodes}
+    for i, spec in enumerate(user_inputs):
+        node = nodes[spec.arg.name]
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            raise ConversionError(f"input {spec.arg.name!r} is not a tensor ({type(val).__name__}); "
+                                  "pass non-tensor arguments as Python constants in the module")
+        if val.dtype == torch.float64:
+            raise ConversionError(f"input {spec.arg.name!r} is float64; convert with float32 inputs")
+        name = input_names[i] if input_names is not None else spec.arg.name
+        v = Value(b.fresh(name), _tensor_type(val))
+        fn_inputs.append(v)
+        env[node.name] = Var(v.name, v.type)
+
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            spec = specs[node.name]
+            if spec.kind.name == "USER_INPUT":
+                continue
+            tensor = ep.state_dict.get(spec.target)
+            if tensor is None:
+                tensor = ep.constants.get(spec.target)
+            if not isinstance(tensor, torch.Tensor):
+                raise ConversionError(f"input {spec.target!r} of kind {spec.kind.name} is not a tensor")
+            b.loc = ""
+            env[node.name] = b.weight(spec.target, _weight_array(tensor))
+        elif node.op == "call_function":
+            b.loc = location(node)
+            args = _map(node.args, env)
+            kwargs = _map(node.kwargs, env)
+            if node.target is operator.getitem:
+                env[node.name] = args[0][args[1]]
+                continue
+            fn = lowering_for(str(node.target))
+            try:
+                out = fn(b, *args, **kwargs)
+            except Unsupported as e:
+                raise ConversionError(f"{node.target} at {b.loc or '<unknown location>'}: {e}") from None
+            _check(node, out)
+            env[node.name] = out
+        elif node.op == "output":
+            outs = [s for s in sig.output_specs if s.kind.name == "USER_OUTPUT"]
+            results = node.args[0]
+            break
+
+    out_vars = []
+    for r in results:
+        v = env[r.name] if hasattr(r, "name") else None
+        if not isinstance(v, Var):
+            raise ConversionError(f"model output {r} is not a tensor; return tensors only")
+        out_vars.append(v)
+    names = list(output_names) if output_names is not None else _output_names(ep, len(out_vars))
+    if len(names) != len(out_vars):
+        raise ConversionError(f"output_names has {len(names)} names but the model returns {len(out_vars)} tensors")
+    fn = Function("main", fn_inputs, b.ops, [v.name for v in out_vars])
+    _name_outputs(fn, names)
+    return Program({"main": fn}, weights)
+
+
+def _map(a, env):
+    if isinstance(a, torch.fx.Node):
+        return env[a.name]
+    if isinstance(a, (list, tuple)):
+        return type(a)(_map(x, env) for x in a)
+    if isinstance(a, dict):
+        return {k: _map(v, env) for k, v in a.items()}
+    return a
+
+
+def _check(node, out) -> None:
+    """A lowering's result must have the type torch computed for the node."""
+    val = node.meta.get("val")
+    pairs = []
+    if isinstance(val, torch.Tensor) and isinstance(out, Var):
+        pairs = [(val, out)]
+    elif isinstance(val, (list, tuple)) and isinstance(out, (list, tuple)):
+        pairs = [(v, o) for v, o in zip(val, out) if isinstance(v, torch.Tensor) and isinstance(o, Var)]
+    for v, o in pairs:
+        want = _tensor_type(v)
+        if want.dtype != o.type.dtype or want.rank != o.type.rank or any(
+                isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(want.shape, o.type.shape)):
+            raise ConversionError(f"internal error lowering {node.target} at {location(node)}: "
+                                  f"produced {o.type}, torch expects {want}")
+
+
+def _name_outputs(fn: Function, names: list[str]) -> None:
+    """Give the function's outputs the user-facing names (inserting identities where needed)."""
+    from ...ir.program import Op
+    taken = {v.name for v in fn.inputs} | {v.name for op in fn.ops for v in op.outputs}
+    producers = fn.producers()
+    new_outputs = []
+    for old, new in zip(fn.outputs, names):
+        if old == new and old in producers and new not in new_outputs:
+            new_outputs.append(new)
+            continue
+        if new in taken and new != old:
+            _rename(fn, new, new + "_" + str(len(taken)))
+            taken.add(new + "_" + str(len(taken)))
+        src = next((v for v in fn.values().values() if v.name == old))
+        if old in producers and old not in fn.input_names and old not in new_outputs and fn.outputs.count(old) == 1:
+            _rename(fn, old, new)
+        else:  # an input or a repeated value: give it its own name
+            fn.ops.append(Op("identity", [old], [Value(new, src.type)]))
+        taken.add(new)
+        new_outputs.append(new)
+    fn.outputs = new_outputs
+
+
+def _rename(fn: Function, old: str, new: str) -> None:
+    for v in fn.inputs:
+        if v.name == old:
+            v.name = new
+    for op in fn.ops:
+        op.inputs = [new if n == old else n for n in op.inputs]
+        for v in op.outputs:
+            if v.name == old:
+                v.name = new
+    fn.outputs = [new if n == old else n for n in fn.outputs]

@@ -1,0 +1,126 @@
+"""The IR: a program of named functions over typed values; weights are constants shared by all.
+
+An `Op` reads values by name and defines new ones. A `const` op brings a weight (a key of
+`Program.weights`) into a function, so several functions can share one stored weight and
+compressed weights are ordinary ops over packed constants, executed where they are used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from .types import TensorType
+
+
+@dataclass
+class Value:
+    name: str
+    type: TensorType
+
+
+@dataclass
+class Op:
+    """One operation. `inputs` are value names in the order its OpDef declares (None = omitted)."""
+    type: str
+    inputs: list[str | None]
+    outputs: list[Value]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    loc: str = ""  # where it came from in the source model: "module.path (file.py:123)"
+
+    @property
+    def output(self) -> Value:
+        return self.outputs[0]
+
+
+@dataclass
+class Function:
+    name: str
+    inputs: list[Value]
+    ops: list[Op]
+    outputs: list[str]  # value names, which are also the function's output names
+
+    @property
+    def input_names(self) -> list[str]:
+        return [v.name for v in self.inputs]
+
+    def values(self) -> dict[str, Value]:
+        """Every value defined in the function, by name (inputs first, then op outputs)."""
+        out = {v.name: v for v in self.inputs}
+        for op in self.ops:
+            for v in op.outputs:
+                out[v.name] = v
+        return out
+
+    def output_types(self) -> list[TensorType]:
+        vals = self.values()
+        return [vals[n].type for n in self.outputs]
+
+    def producers(self) -> dict[str, Op]:
+        return {v.name: op for op in self.ops for v in op.outputs}
+
+    def users(self) -> dict[str, list[Op]]:
+        users: dict[str, list[Op]] = {}
+        for op in self.ops:
+            for name in op.inputs:
+                if name is not None:
+                    users.setdefault(name, []).append(op)
+        return users
+
+
+@dataclass
+class Program:
+    functions: dict[str, Function]
+    weights: dict[str, np.ndarray]
+
+    @property
+    def main(self) -> Function:
+        """The default function: `main` if present, else the first."""
+        return self.functions.get("main") or next(iter(self.functions.values()))
+
+    def ops(self) -> Iterator[tuple[Function, Op]]:
+        for fn in self.functions.values():
+            for op in fn.ops:
+                yield fn, op
+
+    def used_weights(self) -> set[str]:
+        return {op.attrs["weight"] for _, op in self.ops() if op.type == "const"}
+
+    # -- serialisation of the structure (weights are stored separately by the package) --
+    def to_json(self) -> dict:
+        return {"functions": [_function_to_json(f) for f in self.functions.values()]}
+
+    @classmethod
+    def from_json(cls, d: dict, weights: dict[str, np.ndarray]) -> "Program":
+        fns = [_function_from_json(f) for f in d["functions"]]
+        return cls({f.name: f for f in fns}, weights)
+
+
+def _function_to_json(f: Function) -> dict:
+    return {
+        "name": f.name,
+        "inputs": [{"name": v.name, **v.type.to_json()} for v in f.inputs],
+        "outputs": list(f.outputs),
+        "ops": [{
+            "type": op.type,
+            "inputs": list(op.inputs),
+            "outputs": [{"name": v.name, **v.type.to_json()} for v in op.outputs],
+            **({"attrs": op.attrs} if op.attrs else {}),
+            **({"loc": op.loc} if op.loc else {}),
+        } for op in f.ops],
+    }
+
+
+def _value(d: dict) -> Value:
+    return Value(d["name"], TensorType.from_json(d))
+
+
+def _function_from_json(d: dict) -> Function:
+    return Function(
+        name=d["name"],
+        inputs=[_value(v) for v in d["inputs"]],
+        outputs=list(d["outputs"]),
+        ops=[Op(type=o["type"], inputs=list(o["inputs"]), outputs=[_value(v) for v in o["outputs"]],
+                attrs=dict(o.get("attrs", {})), loc=o.get("loc", "")) for o in d["ops"]],
+    )

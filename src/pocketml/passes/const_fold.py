@@ -1,0 +1,52 @@
+"""Constant folding: ops whose inputs are all constants are computed once at conversion.
+
+Folding `transpose(weight)` into a stored weight removes work from every prediction. An op is not
+folded when its result would be much larger than its inputs (e.g. an `expand`), which would
+bloat the package.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import registry
+from ..ir.program import Op, Program
+
+GROWTH_LIMIT = 2  # fold only if output bytes <= GROWTH_LIMIT * largest input + 4 KiB
+
+
+def fold_constants(program: Program) -> Program:
+    for fn in program.functions.values():
+        const_of: dict[str, str] = {}  # value name -> weight key
+        new_ops = []
+        for op in fn.ops:
+            if op.type == "const":
+                const_of[op.output.name] = op.attrs["weight"]
+                new_ops.append(op)
+                continue
+            opdef = registry.get(op.type)
+            ins = [n for n in op.inputs if n is not None]
+            if not opdef.const_foldable or not ins or not all(n in const_of for n in ins):
+                new_ops.append(op)
+                continue
+            arrays = [None if n is None else program.weights[const_of[n]] for n in op.inputs]
+            biggest = max(a.nbytes for a in arrays if a is not None)
+            size = sum(v.type.numel() or 0 for v in op.outputs) * 4
+            if size > GROWTH_LIMIT * biggest + 4096:
+                new_ops.append(op)
+                continue
+            outs = opdef.compute(arrays, opdef.with_defaults(op.attrs))
+            for v, a in zip(op.outputs, outs):
+                a = np.ascontiguousarray(np.asarray(a, dtype=v.type.dtype.np))
+                key = _fresh_key(program, v.name)
+                program.weights[key] = a
+                const_of[v.name] = key
+                new_ops.append(Op("const", [], [v], {"weight": key}, op.loc))
+        fn.ops = new_ops
+    return program
+
+
+def _fresh_key(program: Program, base: str) -> str:
+    key, i = base, 1
+    while key in program.weights:
+        key, i = f"{base}_{i}", i + 1
+    return key

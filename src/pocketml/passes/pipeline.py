@@ -1,0 +1,25 @@
+"""Run passes in order, verifying the program after each so a broken pass is caught at once."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..errors import VerificationError
+from ..ir.program import Program
+from ..ir.verify import verify
+from .const_fold import fold_constants
+from .dce import eliminate_dead_code
+
+Pass = Callable[[Program], Program]
+
+DEFAULT_PASSES: tuple[Pass, ...] = (eliminate_dead_code, fold_constants, eliminate_dead_code)
+
+
+def run_passes(program: Program, passes: Sequence[Pass] = DEFAULT_PASSES) -> Program:
+    verify(program)
+    for p in passes:
+        program = p(program)
+        try:
+            verify(program)
+        except VerificationError as e:
+            raise VerificationError(f"after pass {p.__name__}: {e}") from None
+    return program

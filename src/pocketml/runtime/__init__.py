@@ -1,0 +1,4 @@
+"""The runtime: plan and execute programs. Imports NumPy only, never torch."""
+from .executor import PRECISIONS, Executor, check_inputs
+
+__all__ = ["PRECISIONS", "Executor", "check_inputs"]

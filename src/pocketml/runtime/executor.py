@@ -1,0 +1,122 @@
+"""Plan and execute one function with the ops' NumPy references.
+
+Planning happens once: values get integer slots, const ops are bound to their (memory-mapped)
+weights, and each activation is released right after its last use so its buffer can be reused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..ir import registry
+from ..ir.program import Function, Program
+from ..ir.types import TensorType
+
+PRECISIONS = ("float32", "float16")
+
+
+@dataclass
+class _Step:
+    compute: object
+    inputs: list[int]
+    attrs: dict
+    outputs: list[int]
+    release: list[int]  # slots whose last use is this step
+    op_type: str
+    loc: str
+
+
+class Executor:
+    def __init__(self, program: Program, function: Function, compute_precision: str = "float32"):
+        if compute_precision not in PRECISIONS:
+            from ..errors import ConfigError
+            raise ConfigError(f"compute_precision must be one of {PRECISIONS}, got {compute_precision!r}")
+        self.function = function
+        self.fp16 = compute_precision == "float16"
+        slots: dict[str, int] = {}
+        for v in function.inputs:
+            slots[v.name] = len(slots)
+        self.constants: dict[int, np.ndarray] = {}
+        pending = []
+        for op in function.ops:
+            for v in op.outputs:
+                slots[v.name] = len(slots)
+            if op.type == "const":
+                self.constants[slots[op.output.name]] = self._round(program.weights[op.attrs["weight"]])
+            else:
+                pending.append(op)
+        self.nslots = len(slots)
+        self.input_slots = [slots[v.name] for v in function.inputs]
+        self.output_slots = [slots[n] for n in function.outputs]
+        last_use: dict[int, int] = {}
+        for i, op in enumerate(pending):
+            for n in op.inputs:
+                if n is not None:
+                    last_use[slots[n]] = i
+        keep = set(self.output_slots) | set(self.constants)
+        releases: dict[int, list[int]] = {}
+        for s, i in last_use.items():
+            if s not in keep:
+                releases.setdefault(i, []).append(s)
+        self.steps = []
+        for i, op in enumerate(pending):
+            opdef = registry.get(op.type)
+            self.steps.append(_Step(opdef.compute, [-1 if n is None else slots[n] for n in op.inputs],
+                                    opdef.with_defaults(op.attrs), [slots[v.name] for v in op.outputs],
+                                    releases.get(i, []), op.type, op.loc))
+
+    def _round(self, a: np.ndarray) -> np.ndarray:
+        """fp16 emulation: float values are rounded to fp16 and kept as fp32 for computing."""
+        if self.fp16 and a.dtype in (np.float32, np.float16):
+            return a.astype(np.float16).astype(np.float32)
+        return a
+
+    def run(self, arrays: list[np.ndarray], observe=None) -> list[np.ndarray]:
+        """Execute; `observe(op_index, step, outputs)` sees every op's outputs (for per-layer checks)."""
+        env: list = [None] * self.nslots
+        for s, a in zip(self.input_slots, arrays):
+            env[s] = self._round(a)
+        for s, a in self.constants.items():
+            env[s] = a
+        for i, step in enumerate(self.steps):
+            outs = step.compute([None if s < 0 else env[s] for s in step.inputs], step.attrs)
+            for s, a in zip(step.outputs, outs):
+                env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
+            if observe is not None:
+                observe(i, step, [env[s] for s in step.outputs])
+            for s in step.release:
+                env[s] = None
+        return [env[s] for s in self.output_slots]
+
+
+def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
+    """Arrays in signature order, after checking names, dtypes and shapes (binding symbolic dims)."""
+    if not isinstance(inputs, dict):
+        raise InputError(f"inputs must be a dict of name -> array; expected names {function.input_names}")
+    missing = [n for n in function.input_names if n not in inputs]
+    unknown = [n for n in inputs if n not in function.input_names]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {missing}")
+        if unknown:
+            parts.append(f"unknown input(s) {unknown}")
+        raise InputError(f"{'; '.join(parts)}; the model's inputs are {function.input_names}")
+    bound: dict[str, int] = {}
+    out = []
+    for v in function.inputs:
+        a = np.asarray(inputs[v.name])
+        want: TensorType = v.type
+        if a.dtype != want.dtype.np:
+            raise InputError(f"input {v.name!r}: expected dtype {want.dtype.value}, got {a.dtype} "
+                             f"(convert with .astype(np.{want.dtype.value}))")
+        if a.ndim != want.rank:
+            raise InputError(f"input {v.name!r}: expected shape {want.shape} (rank {want.rank}), "
+                             f"got {a.shape} (rank {a.ndim})")
+        for d, n in zip(want.shape, a.shape):
+            if isinstance(d, int) and d != n or isinstance(d, str) and bound.setdefault(d, n) != n:
+                raise InputError(f"input {v.name!r}: expected shape {tuple(want.shape)}, got {a.shape}")
+        out.append(np.ascontiguousarray(a))
+    return out

@@ -1,0 +1,44 @@
+"""Shared test helpers: convert a torch module, round-trip it through a package, compare with torch."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_numpy(t):
+    return t.detach().cpu().numpy()
+
+
+def check_module(module, inputs, tmp_path=None, atol=1e-5, rtol=1e-5, **convert_kwargs):
+    """Convert `module`, save+load it (if tmp_path), predict, and compare every output with torch.
+
+    Returns the loaded pocketml Model.
+    """
+    import torch
+    import pocketml as pm
+
+    module = module.eval()
+    if not isinstance(inputs, tuple):
+        inputs = (inputs,)
+    with torch.no_grad():
+        expected = module(*inputs)
+    if isinstance(expected, dict):
+        expected = list(expected.values())
+    elif isinstance(expected, torch.Tensor):
+        expected = [expected]
+    m = pm.convert(module, inputs, **convert_kwargs)
+    if tmp_path is not None:
+        path = tmp_path / "model.pocket"
+        m.save(path)
+        m = pm.load(path)
+    out = m.predict({n: to_numpy(t) for n, t in zip(m.input_names, inputs)})
+    assert len(out) == len(expected)
+    for name, want in zip(m.output_names, expected):
+        got = out[name]
+        want = to_numpy(want)
+        assert got.shape == want.shape, (name, got.shape, want.shape)
+        assert got.dtype == want.dtype, (name, got.dtype, want.dtype)
+        if want.dtype == bool or np.issubdtype(want.dtype, np.integer):
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=name)
+    return m
