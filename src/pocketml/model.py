@@ -42,7 +42,7 @@ class Model:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model: a dict of input name -> array in, a dict of output name -> array out."""
-        arrays = check_inputs(self.function, dict(inputs))
+        arrays = check_inputs(self.function, inputs)
         return dict(zip(self.output_names, self._executor.run(arrays)))
 
     def save(self, path: str | os.PathLike) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Mapping
+
 import numpy as np
 
 from ..errors import InputError
@@ -93,7 +95,7 @@ class Executor:
 
 def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
     """Arrays in signature order, after checking names, dtypes and shapes (binding symbolic dims)."""
-    if not isinstance(inputs, dict):
+    if not isinstance(inputs, Mapping):
         raise InputError(f"inputs must be a dict of name -> array; expected names {function.input_names}")
     missing = [n for n in function.input_names if n not in inputs]
     unknown = [n for n in inputs if n not in function.input_names]
