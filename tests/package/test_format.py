@@ -165,3 +165,10 @@ def test_random_corruption_never_escapes_as_a_raw_exception(saved):
             pm.load(saved)
         except pm.PackageError:
             pass
+
+
+def test_saved_package_has_ordinary_permissions(saved):
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    assert saved.stat().st_mode & 0o777 == 0o666 & ~mask

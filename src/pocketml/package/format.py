@@ -41,6 +41,12 @@ def _bytes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write(path: str | os.PathLike, program: Program, metadata: dict) -> None:
     """Write atomically: a temp file in the same folder, fsync'd, then renamed over `path`."""
     path = Path(path)
@@ -48,7 +54,7 @@ def write(path: str | os.PathLike, program: Program, metadata: dict) -> None:
     table, offset = {}, 0
     arrays = {}
     for name in sorted(used):
-        a = np.ascontiguousarray(program.weights[name])
+        a = np.ascontiguousarray(program.weights[name]).reshape(np.shape(program.weights[name]))
         a = a.astype(a.dtype.newbyteorder("<"), copy=False)
         DType.of(a.dtype)  # raises for an unsupported dtype before anything is written
         arrays[name] = a
@@ -71,6 +77,7 @@ def write(path: str | os.PathLike, program: Program, metadata: dict) -> None:
             f.write(b"\0" * (data_start + offset - f.tell()))
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

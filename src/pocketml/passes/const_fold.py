@@ -25,18 +25,20 @@ def fold_constants(program: Program) -> Program:
                 continue
             opdef = registry.get(op.type)
             ins = [n for n in op.inputs if n is not None]
-            if not opdef.const_foldable or not ins or not all(n in const_of for n in ins):
+            if (not opdef.const_foldable or not all(n in const_of for n in ins)
+                    or not all(v.type.is_static for v in op.outputs)):
                 new_ops.append(op)
                 continue
             arrays = [None if n is None else program.weights[const_of[n]] for n in op.inputs]
-            biggest = max(a.nbytes for a in arrays if a is not None)
+            biggest = max((a.nbytes for a in arrays if a is not None), default=0)
             size = sum(v.type.numel() or 0 for v in op.outputs) * 4
             if size > GROWTH_LIMIT * biggest + 4096:
                 new_ops.append(op)
                 continue
             outs = opdef.compute(arrays, opdef.with_defaults(op.attrs))
             for v, a in zip(op.outputs, outs):
-                a = np.ascontiguousarray(np.asarray(a, dtype=v.type.dtype.np))
+                a = np.asarray(a, dtype=v.type.dtype.np)
+                a = np.ascontiguousarray(a).reshape(a.shape)  # keeps 0-d arrays 0-d
                 key = _fresh_key(program, v.name)
                 program.weights[key] = a
                 const_of[v.name] = key

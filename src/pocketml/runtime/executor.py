@@ -120,5 +120,5 @@ def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
         for d, n in zip(want.shape, a.shape):
             if isinstance(d, int) and d != n or isinstance(d, str) and bound.setdefault(d, n) != n:
                 raise InputError(f"input {v.name!r}: expected shape {tuple(want.shape)}, got {a.shape}")
-        out.append(np.ascontiguousarray(a))
+        out.append(np.ascontiguousarray(a).reshape(a.shape))  # keeps 0-d arrays 0-d
     return out

