@@ -11,8 +11,8 @@ def convert(*args, **kwargs):
 
 
 def validate(*args, **kwargs):
-    """Compare a package with its PyTorch source; see `pocketml.validate.validate`."""
-    from .validate import validate as _validate
+    """Compare a package with its PyTorch source; see `pocketml.validation.validate`."""
+    from .validation import validate as _validate
     return _validate(*args, **kwargs)
 
 

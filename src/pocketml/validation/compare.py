@@ -178,7 +178,7 @@ def validate(model_or_path, torch_module, example_inputs: Sequence | list[Sequen
     for logits-like outputs (float, last dim > 1) top-1 agreement of the argmax over the last axis
     at every position. An output passes when max_abs_error <= atol and cosine >= min_cosine on
     every sample and pocketml's output holds no NaN/Inf (an infinity the reference has at the same
-    place is allowed); see `pocketml.validate.metrics` for the edge cases.
+    place is allowed); see `pocketml.validation.metrics` for the edge cases.
     `compute_precision` ("float32"/"float16") overrides the model's.
     """
     try:

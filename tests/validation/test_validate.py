@@ -6,7 +6,7 @@ import pytest
 
 import pocketml as pm
 from pocketml.ir import Program
-from pocketml.validate import Report, aggregate, compare_arrays, flatten_outputs
+from pocketml.validation import Report, aggregate, compare_arrays, flatten_outputs
 
 torch = pytest.importorskip("torch")
 
@@ -161,13 +161,6 @@ def test_validate_tiny_model_passes(add_model, tmp_path):
     assert "output" in text and "PASSED" in text and "ok" in text
     d = report.to_dict()
     assert d["passed"] and d["outputs"]["output"]["shape"] == [2, 5] and d["failures"] == []
-
-
-def test_pm_validate_still_callable_after_importing_the_package(add_model):
-    import pocketml.validate  # noqa: F401  (rebinds pm.validate to the module)
-    module, model = add_model
-    assert pm.validate(model, module, _inputs()).passed
-    assert pm.validate(model, module, _inputs()).passed
 
 
 def test_validate_fails_with_perturbed_package(add_model, tmp_path):
