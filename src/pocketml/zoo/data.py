@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import warnings
 import wave
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ def _gensim_file(name: str) -> Path:
     return package_file("gensim", "gensim", "test", "test_data", name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def movie_reviews() -> tuple[tuple[str, str], ...]:
     """200 labelled movie-review sentences (Pang & Lee polarity) as (label, text), label 'neg'/'pos'."""
     rows = []
@@ -45,14 +45,14 @@ def movie_reviews() -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
-@lru_cache(maxsize=None)
+@cache
 def news_documents() -> tuple[str, ...]:
     """The 50 ABC news documents of the Lee similarity corpus (gensim's lee.cor)."""
     text = _gensim_file("lee.cor").read_text(encoding="cp1252")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-@lru_cache(maxsize=None)
+@cache
 def news_background() -> tuple[str, ...]:
     """The 300 longer ABC news documents of gensim's lee_background.cor."""
     text = _gensim_file("lee_background.cor").read_text(encoding="cp1252")

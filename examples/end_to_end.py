@@ -1,0 +1,119 @@
+"""The main job: convert real models, save packages, run them without torch, validate vs PyTorch.
+
+    python examples/end_to_end.py [NAME ...] [--out DIR] [--samples N]
+
+For each zoo model (default: all): build the PyTorch model from its PyPI weight package, convert
+it, save `DIR/NAME.pocket`, run the package in a separate process where torch cannot be imported
+(fp32, then fp16 emulation), and compare every output with PyTorch on real samples.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import pocketml as pm
+from pocketml import zoo
+from pocketml.validation import aggregate, compare_arrays, flatten_outputs
+
+HERE = Path(__file__).parent
+# Acceptance thresholds (fp32) per model: max abs error on every output, minimum cosine.
+CRITERIA = {
+    "minilm": dict(atol=1e-4, min_cosine=0.99999),
+    "efficientnet-lite0": dict(atol=1e-4, min_cosine=0.99999),
+    "smollm2": dict(atol=1e-3, min_cosine=0.99999),
+    "whisper-tiny-en-encoder": dict(atol=1e-3, min_cosine=0.99999),
+    "whisper-tiny-en-decoder": dict(atol=1e-3, min_cosine=0.99999),
+}
+
+
+def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str:
+    """The model's own yardstick: embedding cosine, identical top-1 class or next token."""
+    if name == "minilm":
+        cos = np.concatenate([np.sum(g.astype(np.float64) * r, -1) /
+                              (np.linalg.norm(g, axis=-1) * np.linalg.norm(r, axis=-1)) for g, r in zip(got, ref)])
+        return f"{cos.size} sentence embeddings: cosine min {cos.min():.7f}, mean {cos.mean():.7f}"
+    if name == "efficientnet-lite0":
+        same = sum(int(g.argmax(-1)[0] == r.argmax(-1)[0]) for g, r in zip(got, ref))
+        return f"top-1 class identical on {same}/{len(got)} photos"
+    if name in ("smollm2", "whisper-tiny-en-decoder"):
+        same = sum(int(g[0, -1].argmax() == r[0, -1].argmax()) for g, r in zip(got, ref))
+        agree = np.mean(np.concatenate([(g.argmax(-1) == r.argmax(-1)).ravel() for g, r in zip(got, ref)]))
+        return f"next token identical on {same}/{len(got)} prompts; top-1 agreement at all positions {agree:.4f}"
+    return ""
+
+
+def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
+    entry = zoo.get(name)
+    print(f"\n=== {name}: {entry.description}", flush=True)
+    t0 = time.perf_counter()
+    module = entry.build()
+    samples = entry.samples()[:max_samples]
+    print(f"built PyTorch model from {entry.package} in {time.perf_counter() - t0:.1f} s; "
+          f"{len(samples)} real sample(s)")
+
+    t0 = time.perf_counter()
+    model = pm.convert(module, entry.example_inputs(), input_names=entry.input_names,
+                       output_names=entry.output_names,
+                       metadata={"author": entry.author, "license": entry.license,
+                                 "description": entry.description})
+    path = out_dir / f"{name}.pocket"
+    model.save(path)
+    print(f"converted in {time.perf_counter() - t0:.1f} s -> {path} ({path.stat().st_size / 2**20:.1f} MiB, "
+          f"{len(model.function.ops)} ops)")
+
+    with torch.no_grad():
+        refs = [[t.numpy() for t in flatten_outputs(module(*s))] for s in samples]
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        np.savez(inputs, **{f"s{i}_{n}": t.numpy() for i, s in enumerate(samples)
+                            for n, t in zip(model.input_names, s)})
+        ok = True
+        for precision in ("float32", "float16"):
+            outputs = Path(tmp) / f"outputs_{precision}.npz"
+            r = subprocess.run([sys.executable, str(HERE / "run_package.py"), str(path), str(inputs),
+                                str(outputs), precision], capture_output=True, text=True)
+            if r.returncode != 0:
+                print(r.stderr, file=sys.stderr)
+                return False
+            print(f"[{precision}] without torch: {r.stdout.strip()}")
+            data = np.load(outputs)
+            crit = CRITERIA.get(name, dict(atol=1e-4, min_cosine=0.9999))
+            for j, out_name in enumerate(model.output_names):
+                got = [data[f"s{i}_{out_name}"] for i in range(len(samples))]
+                ref = [refs[i][j] for i in range(len(samples))]
+                m = aggregate(out_name, [compare_arrays(g, r) for g, r in zip(got, ref)], ref[0].shape,
+                              str(got[0].dtype), **crit)
+                verdict = ("PASS" if m.passed else "FAIL") if precision == "float32" else "(fp16 loss)"
+                print(f"[{precision}] {out_name}: max abs {m.max_abs_error:.3g}, max rel "
+                      f"{m.max_rel_error:.3g}, cosine min {m.cosine:.7f}, SNR {m.snr_db:.1f} dB"
+                      + (f", top-1 agreement {m.top1_agreement:.4f}" if m.top1_agreement is not None else "")
+                      + f"  {verdict}")
+                task = task_metrics(name, got, ref)
+                if task:
+                    print(f"[{precision}] {task}")
+                if precision == "float32":
+                    ok &= m.passed
+    return ok
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", default=zoo.names(), help=f"zoo models (default: all of {zoo.names()})")
+    p.add_argument("--out", type=Path, default=Path("out"), help="folder for the packages (default: out/)")
+    p.add_argument("--samples", type=int, default=None, help="use at most N samples per model")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {name: run_one(name, args.out, args.samples) for name in args.names}
+    print("\n" + "\n".join(f"{'PASS' if ok else 'FAIL'}  {name}" for name, ok in results.items()))
+    return 0 if all(results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Run a package on saved inputs in a process where torch cannot be imported.
+
+    python examples/run_package.py MODEL.pocket INPUTS.npz OUTPUTS.npz [float32|float16]
+
+INPUTS.npz holds `s{i}_{input name}` arrays; OUTPUTS.npz gets `s{i}_{output name}`.
+"""
+import sys
+import time
+
+
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is deliberately unavailable in this process")
+
+
+sys.meta_path.insert(0, _NoTorch())
+
+import numpy as np  # noqa: E402
+
+import pocketml as pm  # noqa: E402
+
+
+def main(model_path, inputs_path, outputs_path, precision="float32"):
+    t0 = time.perf_counter()
+    model = pm.load(model_path, compute_precision=precision)
+    load_s = time.perf_counter() - t0
+    data = np.load(inputs_path)
+    n = len({k.split("_", 1)[0] for k in data.files})
+    outs, times = {}, []
+    for i in range(n):
+        inputs = {name: data[f"s{i}_{name}"] for name in model.input_names}
+        t0 = time.perf_counter()
+        result = model.predict(inputs)
+        times.append(time.perf_counter() - t0)
+        outs.update({f"s{i}_{k}": v for k, v in result.items()})
+    np.savez(outputs_path, **outs)
+    assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+    print(f"load {load_s * 1e3:.0f} ms, predict {np.median(times) * 1e3:.0f} ms median over "
+          f"{n} sample(s), precision {precision}, torch imported: no")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
