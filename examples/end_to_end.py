@@ -61,6 +61,7 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
     t0 = time.perf_counter()
     model = pm.convert(module, entry.example_inputs(), input_names=entry.input_names,
                        output_names=entry.output_names,
+                       dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None,
                        metadata={"author": entry.author, "license": entry.license,
                                  "description": entry.description})
     path = out_dir / f"{name}.pocket"

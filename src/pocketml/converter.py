@@ -13,11 +13,13 @@ METADATA_KEYS = ("author", "license", "description", "version", "input_descripti
 
 
 def convert(model, example_inputs: Sequence | None = None, *, input_names: Sequence[str] | None = None,
-            output_names: Sequence[str] | None = None, metadata: Mapping | None = None) -> Model:
+            output_names: Sequence[str] | None = None, metadata: Mapping | None = None,
+            dynamic_shapes=None) -> Model:
     """Convert an `nn.Module` (traced with `example_inputs`) or a `torch.export.ExportedProgram`.
 
     Input names default to the forward() argument names, output names to the keys of a returned
-    dict (else "output" / "output_i"). `metadata` may hold author, license, description, version,
+    dict (else "output" / "output_i"). `dynamic_shapes` (torch.export's format) makes dimensions
+    symbolic, named after their `torch.export.Dim`s, so one package serves several sizes. `metadata` may hold author, license, description, version,
     input_descriptions and output_descriptions (dicts name -> text), and any other string fields.
     """
     try:
@@ -27,8 +29,8 @@ def convert(model, example_inputs: Sequence | None = None, *, input_names: Seque
     from .frontend.torch import export, to_program
     from .passes import run_passes
 
-    ep = export(model, example_inputs)
-    program = run_passes(to_program(ep, input_names, output_names))
+    ep = export(model, example_inputs, dynamic_shapes)
+    program = run_passes(to_program(ep, input_names, output_names, dynamic_shapes))
     meta = {
         "source_framework": "pytorch",
         "source_framework_version": torch.__version__.split("+")[0],

@@ -129,7 +129,8 @@ def _convert_zoo(name: str, args):
         model = pm.convert(module, example,
                            input_names=_names(args.input_names) or list(entry.input_names),
                            output_names=_names(args.output_names) or list(entry.output_names),
-                           metadata=meta)
+                           metadata=meta,
+                           dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None)
     return model, entry, module
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError
 from ..ir import registry
 from ..ir.program import Function, Program
+from ..ir.symbolic import evaluate, is_symbolic, resolve
 from ..ir.types import TensorType
 
 PRECISIONS = ("float32", "float16")
@@ -26,6 +27,7 @@ class _Step:
     attrs: dict
     outputs: list[int]
     release: list[int]  # slots whose last use is this step
+    symbolic_attrs: list[str]  # attributes holding dimension expressions, resolved per call
     op_type: str
     loc: str
 
@@ -62,12 +64,21 @@ class Executor:
         for s, i in last_use.items():
             if s not in keep:
                 releases.setdefault(i, []).append(s)
+        # symbol -> (input index, axis) that binds it
+        self.symbols: dict[str, tuple[int, int]] = {}
+        for i, v in enumerate(function.inputs):
+            for axis, d in enumerate(v.type.shape):
+                if isinstance(d, str) and d.isidentifier():
+                    self.symbols.setdefault(d, (i, axis))
+        names = set(self.symbols)
         self.steps = []
         for i, op in enumerate(pending):
             opdef = registry.get(op.type)
+            attrs = opdef.with_defaults(op.attrs)
+            dynamic = [k for k, v in attrs.items() if _has_symbol(v, names)]
             self.steps.append(_Step(opdef.compute, [-1 if n is None else slots[n] for n in op.inputs],
-                                    opdef.with_defaults(op.attrs), [slots[v.name] for v in op.outputs],
-                                    releases.get(i, []), op.type, op.loc))
+                                    attrs, [slots[v.name] for v in op.outputs],
+                                    releases.get(i, []), dynamic, op.type, op.loc))
 
     def _round(self, a: np.ndarray) -> np.ndarray:
         """fp16 emulation: float values are rounded to fp16 and kept as fp32 for computing."""
@@ -78,12 +89,17 @@ class Executor:
     def run(self, arrays: list[np.ndarray], observe=None) -> list[np.ndarray]:
         """Execute; `observe(op_index, step, outputs)` sees every op's outputs (for per-layer checks)."""
         env: list = [None] * self.nslots
+        bindings = {sym: arrays[i].shape[axis] for sym, (i, axis) in self.symbols.items()}
+        names = set(bindings)
         for s, a in zip(self.input_slots, arrays):
             env[s] = self._round(a)
         for s, a in self.constants.items():
             env[s] = a
         for i, step in enumerate(self.steps):
-            outs = step.compute([None if s < 0 else env[s] for s in step.inputs], step.attrs)
+            attrs = step.attrs
+            if step.symbolic_attrs:
+                attrs = {**attrs, **{k: resolve(attrs[k], bindings, names) for k in step.symbolic_attrs}}
+            outs = step.compute([None if s < 0 else env[s] for s in step.inputs], attrs)
             for s, a in zip(step.outputs, outs):
                 env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
             if observe is not None:
@@ -91,6 +107,12 @@ class Executor:
             for s in step.release:
                 env[s] = None
         return [env[s] for s in self.output_slots]
+
+
+def _has_symbol(value, symbols: set[str]) -> bool:
+    if isinstance(value, list):
+        return any(_has_symbol(v, symbols) for v in value)
+    return is_symbolic(value, symbols)
 
 
 def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
@@ -118,6 +140,11 @@ def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
             raise InputError(f"input {v.name!r}: expected shape {want.shape} (rank {want.rank}), "
                              f"got {a.shape} (rank {a.ndim})")
         for d, n in zip(want.shape, a.shape):
+            if isinstance(d, str) and not d.isidentifier():  # a derived dimension, e.g. "seq+1"
+                try:
+                    d = evaluate(d, bound)
+                except ValueError:
+                    continue
             if isinstance(d, int) and d != n or isinstance(d, str) and bound.setdefault(d, n) != n:
                 raise InputError(f"input {v.name!r}: expected shape {tuple(want.shape)}, got {a.shape}")
         out.append(np.ascontiguousarray(a).reshape(a.shape))  # keeps 0-d arrays 0-d

@@ -45,6 +45,8 @@ class Entry:
     samples: Callable[[], list[tuple]]  # real input tuples, for validating a conversion
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    # torch.export dynamic_shapes for inputs whose size varies (sequence length, batch), or None
+    dynamic_shapes: Callable[[], object] | None = None
 
 
 # Entry name -> module defining it (in its ENTRIES dict). Model modules are imported only on get(),

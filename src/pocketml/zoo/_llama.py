@@ -37,8 +37,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        variance = x.pow(2).mean(dim=-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(variance + self.eps))
+        # One fused op (aten.rms_norm): on fp16 devices the mean of x² is taken in higher precision;
+        # spelled out, x² of SmolLM2's large activations overflows fp16 (> 65504).
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 class Rotary(nn.Module):

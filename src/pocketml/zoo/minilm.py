@@ -86,6 +86,15 @@ def samples() -> list[tuple]:
     return [_as_tensors(*tokenize(texts[i : i + BATCH])) for i in range(0, len(texts), BATCH)]
 
 
+def _batch_seq_dims():
+    """Any batch of sentences of up to MAX_LENGTH tokens, with one package."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    seq = torch.export.Dim("seq", min=2, max=MAX_LENGTH)
+    return ({0: batch, 1: seq}, {0: batch, 1: seq})
+
+
 ENTRIES = {
     "minilm": Entry(
         name="minilm",
@@ -98,5 +107,6 @@ ENTRIES = {
         samples=samples,
         input_names=("input_ids", "attention_mask"),
         output_names=("embedding",),
+        dynamic_shapes=lambda: _batch_seq_dims(),
     )
 }

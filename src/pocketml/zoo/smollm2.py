@@ -257,6 +257,13 @@ def samples() -> list[tuple]:
     return [(torch.from_numpy(i),) for i in ids]
 
 
+def _seq_dims():
+    """One package for prompts of 2..512 tokens (torch.export specialises a size of 1)."""
+    import torch
+
+    return ({1: torch.export.Dim("seq", min=2, max=512)},)
+
+
 ENTRIES = {
     "smollm2": Entry(
         name="smollm2",
@@ -270,5 +277,6 @@ ENTRIES = {
         samples=samples,
         input_names=("input_ids",),
         output_names=("logits",),
+        dynamic_shapes=lambda: _seq_dims(),
     )
 }

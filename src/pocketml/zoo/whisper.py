@@ -425,6 +425,13 @@ def decoder_example_inputs() -> tuple:
 
 _COMMON = dict(license="MIT", author="OpenAI", package=PACKAGE)
 
+def _seq_dims(max_len: int):
+    """Token count varies (up to the decoder's 448 positions); the encoder states do not."""
+    import torch
+
+    return ({1: torch.export.Dim("seq", min=1, max=max_len)}, None)
+
+
 ENTRIES = {
     "whisper-tiny-en-encoder": Entry(
         name="whisper-tiny-en-encoder",
@@ -445,6 +452,7 @@ ENTRIES = {
         samples=decoder_samples,
         input_names=("input_ids", "encoder_hidden_states"),
         output_names=("logits",),
+        dynamic_shapes=lambda: _seq_dims(448),
         **_COMMON,
     ),
 }

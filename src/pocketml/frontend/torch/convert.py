@@ -28,8 +28,12 @@ def ir_dtype(dtype: torch.dtype) -> DType:
         raise Unsupported(f"dtype {dtype} is not supported") from None
 
 
-def export(model, example_inputs: Sequence | None) -> torch.export.ExportedProgram:
-    """An ExportedProgram from an nn.Module (+ example inputs) or one given already."""
+def export(model, example_inputs: Sequence | None, dynamic_shapes=None) -> torch.export.ExportedProgram:
+    """An ExportedProgram from an nn.Module (+ example inputs) or one given already.
+
+    `dynamic_shapes` is torch.export's: e.g. `{"input_ids": {1: torch.export.Dim("seq", max=512)}}`;
+    each Dim's name becomes the symbol of that dimension in the package's input types.
+    """
     if isinstance(model, torch.export.ExportedProgram):
         return model
     if not isinstance(model, torch.nn.Module):
@@ -41,7 +45,7 @@ def export(model, example_inputs: Sequence | None) -> torch.export.ExportedProgr
         example_inputs = (example_inputs,)
     try:
         with torch.no_grad():
-            return torch.export.export(model.eval(), tuple(example_inputs))
+            return torch.export.export(model.eval(), tuple(example_inputs), dynamic_shapes=dynamic_shapes)
     except Exception as e:
         raise ConversionError(f"torch.export could not trace the model: {type(e).__name__}: "
                               f"{str(e).strip()[:2000]}") from e
@@ -70,10 +74,53 @@ def location(node) -> str:
     return path or src
 
 
-def _tensor_type(val) -> TensorType:
-    shape = tuple(int(d) if isinstance(d, int) or (hasattr(d, "node") and d.node.is_constant())
-                  else str(d) for d in val.shape)
-    return TensorType(ir_dtype(val.dtype), shape)
+_SYMBOL = re.compile(r"\bs\d+\b")
+
+
+class Symbols:
+    """Names torch's shape symbols (s0, s70, ...) after the user's Dims, or input_axis."""
+
+    def __init__(self):
+        self.names: dict[str, str] = {}
+
+    def name_inputs(self, placeholders: list[tuple[str, torch.Tensor]], dynamic_shapes) -> None:
+        dims = _dims_by_input([n for n, _ in placeholders], dynamic_shapes)
+        for name, val in placeholders:
+            for axis, d in enumerate(val.shape):
+                key = str(d)
+                if _SYMBOL.fullmatch(key) and key not in self.names:
+                    dim = dims.get((name, axis))
+                    self.names[key] = getattr(dim, "__name__", None) or f"{name}_{axis}"
+
+    def expr(self, d) -> int | str:
+        """An int, or the dimension expression of a SymInt in our symbol names."""
+        if isinstance(d, int):
+            return d
+        if hasattr(d, "node") and d.node.is_constant():
+            return int(d)
+        return _SYMBOL.sub(lambda m: self.names.get(m.group(0), m.group(0)), str(d)).replace(" ", "")
+
+    def tensor_type(self, val) -> TensorType:
+        return TensorType(ir_dtype(val.dtype), tuple(self.expr(d) for d in val.shape))
+
+
+def _dims_by_input(names: list[str], spec) -> dict[tuple[str, int], object]:
+    """(input name, axis) -> torch.export.Dim, from a dynamic_shapes spec (tuple or dict)."""
+    if spec is None:
+        return {}
+    per_input = spec.items() if isinstance(spec, dict) else zip(names, spec)
+    out = {}
+    for name, axes in per_input:
+        if isinstance(axes, dict):
+            out.update({(name, int(a)): d for a, d in axes.items()})
+        elif isinstance(axes, (list, tuple)):
+            out.update({(name, a): d for a, d in enumerate(axes) if d is not None})
+    return out
+
+
+def _is_symint(node) -> bool:
+    val = node.meta.get("val")
+    return isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool) and node.op == "call_function"
 
 
 def _weight_array(t: torch.Tensor) -> np.ndarray:
@@ -95,14 +142,20 @@ def _output_names(ep, n: int) -> list[str]:
     return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
 
 
+# Runtime checks torch inserts for symbolic shapes; the runtime checks input shapes itself.
+_ASSERTIONS = {"aten._assert_scalar.default", "aten.sym_constrain_range_for_size.default",
+               "aten.sym_constrain_range.default", "aten._assert_tensor_metadata.default"}
+
+
 def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | None = None,
-               output_names: Sequence[str] | None = None) -> Program:
+               output_names: Sequence[str] | None = None, dynamic_shapes=None) -> Program:
     ep = decompose(ep)
     sig = ep.graph_signature
     graph = ep.graph_module.graph
 
-    unsupported = [n for n in graph.nodes if n.op == "call_function"
-                   and n.target is not operator.getitem and lowering_for(str(n.target)) is None]
+    unsupported = [n for n in graph.nodes if n.op == "call_function" and n.target is not operator.getitem
+                   and not _is_symint(n) and str(n.target) not in _ASSERTIONS
+                   and lowering_for(str(n.target)) is None]
     if unsupported:
         lines = "\n".join(f"  - {n.target} at {location(n) or '<unknown location>'}" for n in unsupported)
         raise ConversionError(
@@ -125,6 +178,9 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
     fn_inputs: list[Value] = []
     specs = {s.arg.name: s for s in sig.input_specs}
     nodes = {n.name: n for n in graph.nodes}
+    symbols = Symbols()
+    symbols.name_inputs([(s.arg.name, nodes[s.arg.name].meta.get("val")) for s in user_inputs
+                         if isinstance(nodes[s.arg.name].meta.get("val"), torch.Tensor)], dynamic_shapes)
     for i, spec in enumerate(user_inputs):
         node = nodes[spec.arg.name]
         val = node.meta.get("val")
@@ -134,7 +190,7 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
         if val.dtype == torch.float64:
             raise ConversionError(f"input {spec.arg.name!r} is float64; convert with float32 inputs")
         name = input_names[i] if input_names is not None else spec.arg.name
-        v = Value(b.fresh(name), _tensor_type(val))
+        v = Value(b.fresh(name), symbols.tensor_type(val))
         fn_inputs.append(v)
         env[node.name] = Var(v.name, v.type)
 
@@ -150,6 +206,10 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
                 raise ConversionError(f"input {spec.target!r} of kind {spec.kind.name} is not a tensor")
             b.loc = ""
             env[node.name] = b.weight(spec.target, _weight_array(tensor))
+        elif node.op == "call_function" and _is_symint(node):  # sym_size, arithmetic on sizes
+            env[node.name] = symbols.expr(node.meta["val"])
+        elif node.op == "call_function" and str(node.target) in _ASSERTIONS:
+            env[node.name] = None
         elif node.op == "call_function":
             b.loc = location(node)
             args = _map(node.args, env)
@@ -162,7 +222,10 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
                 out = fn(b, *args, **kwargs)
             except Unsupported as e:
                 raise ConversionError(f"{node.target} at {b.loc or '<unknown location>'}: {e}") from None
-            _check(node, out)
+            except Exception as e:  # a lowering bug or an argument combination it did not foresee
+                raise ConversionError(f"internal error lowering {node.target} at "
+                                      f"{b.loc or '<unknown location>'}: {type(e).__name__}: {e}") from e
+            _check(node, out, symbols)
             env[node.name] = out
         elif node.op == "output":
             outs = [s for s in sig.output_specs if s.kind.name == "USER_OUTPUT"]
@@ -193,7 +256,7 @@ def _map(a, env):
     return a
 
 
-def _check(node, out) -> None:
+def _check(node, out, symbols: Symbols) -> None:
     """A lowering's result must have the type torch computed for the node."""
     val = node.meta.get("val")
     pairs = []
@@ -202,7 +265,7 @@ def _check(node, out) -> None:
     elif isinstance(val, (list, tuple)) and isinstance(out, (list, tuple)):
         pairs = [(v, o) for v, o in zip(val, out) if isinstance(v, torch.Tensor) and isinstance(o, Var)]
     for v, o in pairs:
-        want = _tensor_type(v)
+        want = symbols.tensor_type(v)
         if want.dtype != o.type.dtype or want.rank != o.type.rank or any(
                 isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(want.shape, o.type.shape)):
             raise ConversionError(f"internal error lowering {node.target} at {location(node)}: "

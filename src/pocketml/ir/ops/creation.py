@@ -30,7 +30,14 @@ def arange_length(start, end, step) -> int:
 
 
 def _arange_infer(types, attrs):
-    n = arange_length(attrs["start"], attrs["end"], attrs["step"])
+    start, end, step = attrs["start"], attrs["end"], attrs["step"]
+    if any(isinstance(v, str) for v in (start, end)):  # a symbolic bound, integer step
+        if not isinstance(step, int) or step <= 0:
+            raise ValueError("arange with a symbolic bound needs a positive integer step")
+        span = f"{end}" if start == 0 else f"({end})-({start})"
+        n = span if step == 1 else f"({span}+{step - 1})//{step}"
+        return [TensorType(DType(attrs["dtype"]), (n,))]
+    n = arange_length(start, end, step)
     return [TensorType(DType(attrs["dtype"]), (n,))]
 
 

@@ -65,6 +65,12 @@ def slice_len(d: Dim, begin: int, end: int, step: int) -> Dim:
     """Length of d[begin:end:step] with Python's clamping of out-of-range and negative bounds."""
     if step == 0:
         raise ValueError("slice step must not be 0")
+    if isinstance(begin, str) or isinstance(end, str):  # symbolic bounds, in range by construction
+        if step != 1:
+            raise ValueError("slice with symbolic bounds needs step 1")
+        if isinstance(end, int) and end >= TO_END:
+            end = d
+        return f"{end}" if begin == 0 else f"({end})-({begin})"
     if isinstance(d, int):
         return len(range(*slice(begin, end, step).indices(d)))
     if begin == 0 and end >= TO_END and step == 1:

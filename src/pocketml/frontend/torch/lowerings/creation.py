@@ -61,9 +61,9 @@ def arange_start(b: Builder, start, end, *, dtype=None, layout=None, device=None
 def arange_start_step(b: Builder, start, end, step=1, *, dtype=None, layout=None, device=None,
                       pin_memory=None):
     vals = (start, end, step)
-    if any(isinstance(v, Var) or not isinstance(v, (int, float)) for v in vals):
-        raise Unsupported("arange with a symbolic or tensor bound")
-    dt = _ir_dtype(dtype) or (DType.int64 if all(isinstance(v, int) for v in vals) else DType.float32)
+    if any(isinstance(v, Var) or not isinstance(v, (int, float, str)) for v in vals) or isinstance(step, str):
+        raise Unsupported("arange with a tensor bound or a symbolic step")
+    dt = _ir_dtype(dtype) or (DType.int64 if all(isinstance(v, (int, str)) for v in vals) else DType.float32)
     if dt == DType.bool:
         raise Unsupported("arange of dtype bool")
     return b.op("arange", [], {"start": start, "end": end, "step": step, "dtype": dt.value})

@@ -74,13 +74,18 @@ def expand(b: Builder, x: Var, shape) -> Var:
 
 def slice_axis(b: Builder, x: Var, axis: int, start=None, end=None, step=1) -> Var:
     axis = axis_of(axis, x.rank)
-    start = 0 if start is None else int(start)
-    end = BIG if end is None else int(end)
+    start = 0 if start is None else start if isinstance(start, str) else int(start)
+    end = BIG if end is None else end if isinstance(end, str) else int(end)
     step = int(step)
     if step <= 0:
         raise Unsupported(f"slice step must be positive, got {step}")
     d = x.shape[axis]
-    if isinstance(d, int):
+    if isinstance(start, str) or isinstance(end, str):  # a symbolic bound (e.g. [:seq])
+        if step != 1:
+            raise Unsupported("slice with a symbolic bound and a step")
+        if start == 0 and end == d:
+            return x
+    elif isinstance(d, int):
         start, end, _ = slice(start, end, step).indices(d)
         end = max(end, start)
         if start == 0 and end == d and step == 1:
