@@ -83,7 +83,8 @@ class Executor:
     def _round(self, a: np.ndarray) -> np.ndarray:
         """fp16 emulation: float values are rounded to fp16 and kept as fp32 for computing."""
         if self.fp16 and a.dtype in (np.float32, np.float16):
-            return a.astype(np.float16).astype(np.float32)
+            with np.errstate(over="ignore"):  # overflow to ±inf is what an fp16 device does too
+                return a.astype(np.float16).astype(np.float32)
         return a
 
     def run(self, arrays: list[np.ndarray], observe=None) -> list[np.ndarray]:

@@ -1,0 +1,60 @@
+"""The real models of the zoo: converted, saved, loaded and run, compared with PyTorch.
+
+Thresholds are the project's acceptance criteria (fp32); fp16 emulation must stay sane.
+"""
+import numpy as np
+import pytest
+import torch
+
+import pocketml as pm
+from pocketml import zoo
+
+CRITERIA = {  # name -> (atol, min cosine)
+    "minilm": (1e-4, 0.99999),
+    "efficientnet-lite0": (1e-4, 0.99999),
+    "smollm2": (1e-3, 0.99999),
+    "whisper-tiny-en-encoder": (1e-3, 0.99999),
+    "whisper-tiny-en-decoder": (1e-3, 0.99999),
+}
+
+
+@pytest.fixture(scope="module", params=zoo.names())
+def converted(request, tmp_path_factory):
+    entry = zoo.get(request.param)
+    module = entry.build()
+    model = pm.convert(module, entry.example_inputs(), input_names=entry.input_names,
+                       output_names=entry.output_names,
+                       dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None)
+    path = tmp_path_factory.mktemp("real") / f"{entry.name}.pocket"
+    model.save(path)
+    return entry, module, path, entry.samples()
+
+
+def test_matches_pytorch_on_real_samples(converted):
+    entry, module, path, samples = converted
+    atol, min_cos = CRITERIA[entry.name]
+    report = pm.validate(path, module, samples, atol=atol, min_cosine=min_cos)
+    assert report.passed, report.to_text()
+    if entry.name == "minilm":
+        assert sum(s[0].shape[0] for s in samples) >= 50  # sentences
+        assert len({s[0].shape[1] for s in samples}) > 1  # one package, several lengths
+    if entry.name in ("efficientnet-lite0", "smollm2", "whisper-tiny-en-decoder"):
+        assert report.outputs[entry.output_names[0]].top1_agreement == 1.0, report.to_text()
+    if entry.name == "smollm2":
+        assert max(s[0].shape[1] for s in samples) >= 500  # a prompt near the 512-token limit
+
+
+def test_float16_emulation_keeps_the_answer(converted):
+    entry, module, path, samples = converted
+    model = pm.load(path, compute_precision="float16")
+    sample = samples[-1]
+    got = model.predict({n: t.numpy() for n, t in zip(model.input_names, sample)})[entry.output_names[0]]
+    with torch.no_grad():
+        out = module(*sample)
+    want = (out if isinstance(out, torch.Tensor) else next(iter(out.values())) if isinstance(out, dict)
+            else out[0]).numpy()
+    cos = float(np.dot(got.ravel(), want.ravel()) / (np.linalg.norm(got) * np.linalg.norm(want)))
+    assert cos > 0.9999, cos
+    if entry.name in ("efficientnet-lite0", "smollm2", "whisper-tiny-en-decoder"):
+        assert (got[..., -1, :] if got.ndim == 3 else got).argmax(-1).tolist() == \
+            (want[..., -1, :] if want.ndim == 3 else want).argmax(-1).tolist()
