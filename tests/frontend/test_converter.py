@@ -146,3 +146,16 @@ def test_symbolic_expressions_are_parsed_safely():
     assert resolve([1, "seq", -1], {"seq": 7}, {"seq"}) == [1, 7, -1]
     with pytest.raises(ValueError, match="not bound"):
         evaluate("other", {"seq": 1})
+
+
+def test_output_names_may_swap_with_intermediate_names():
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return x * 3, x + 1
+
+    m = pm.convert(M(), (torch.randn(2),), output_names=["add", "mul"])  # the IR's own value names
+    out = m.predict({"x": np.ones(2, np.float32)})
+    np.testing.assert_array_equal(out["add"], [3, 3])
+    np.testing.assert_array_equal(out["mul"], [2, 2])
+    with pytest.raises(pm.ConversionError, match="distinct"):
+        pm.convert(M(), (torch.randn(2),), output_names=["x", "y"])

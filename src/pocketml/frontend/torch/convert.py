@@ -12,7 +12,7 @@ from ...errors import ConversionError
 from ...ir.program import Function, Program, Value
 from ...ir.types import DType, TensorType
 from .builder import Builder, Var
-from .registry import Unsupported, lowering_for, supported_targets
+from .registry import Unsupported, lowering_for
 
 _DTYPES = {
     torch.float32: DType.float32, torch.float64: DType.float32, torch.bfloat16: DType.float32,
@@ -228,7 +228,6 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
             _check(node, out, symbols)
             env[node.name] = out
         elif node.op == "output":
-            outs = [s for s in sig.output_specs if s.kind.name == "USER_OUTPUT"]
             results = node.args[0]
             break
 
@@ -275,24 +274,31 @@ def _check(node, out, symbols: Symbols) -> None:
 def _name_outputs(fn: Function, names: list[str]) -> None:
     """Give the function's outputs the user-facing names (inserting identities where needed)."""
     from ...ir.program import Op
-    taken = {v.name for v in fn.inputs} | {v.name for op in fn.ops for v in op.outputs}
+    if len(set(names)) != len(names) or set(names) & set(fn.input_names):
+        raise ConversionError(f"output names {names} must be distinct from each other and from "
+                              f"the input names {fn.input_names}")
     producers = fn.producers()
-    new_outputs = []
-    for old, new in zip(fn.outputs, names):
-        if old == new and old in producers and new not in new_outputs:
-            new_outputs.append(new)
-            continue
-        if new in taken and new != old:
-            _rename(fn, new, new + "_" + str(len(taken)))
-            taken.add(new + "_" + str(len(taken)))
-        src = next((v for v in fn.values().values() if v.name == old))
-        if old in producers and old not in fn.input_names and old not in new_outputs and fn.outputs.count(old) == 1:
-            _rename(fn, old, new)
-        else:  # an input or a repeated value: give it its own name
-            fn.ops.append(Op("identity", [old], [Value(new, src.type)]))
-        taken.add(new)
-        new_outputs.append(new)
-    fn.outputs = new_outputs
+    values = fn.values()
+    for i, old in enumerate(list(fn.outputs)):  # first to unique temporary names, so swaps work
+        tmp = _unused(fn, f"__output{i}")
+        if old in producers and fn.outputs.count(old) == 1:
+            _rename(fn, old, tmp)
+        else:  # an input, or a value returned twice: this output gets its own value
+            fn.ops.append(Op("identity", [old], [Value(tmp, values[old].type)]))
+            fn.outputs[i] = tmp
+    for new in names:  # move intermediate values that happen to carry an output's name aside
+        if new in fn.values():
+            _rename(fn, new, _unused(fn, new))
+    for tmp, new in zip(list(fn.outputs), names):
+        _rename(fn, tmp, new)
+
+
+def _unused(fn: Function, base: str) -> str:
+    taken = set(fn.values())
+    i = 1
+    while f"{base}_{i}" in taken:
+        i += 1
+    return f"{base}_{i}"
 
 
 def _rename(fn: Function, old: str, new: str) -> None:

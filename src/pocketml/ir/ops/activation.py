@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import register
-from ..types import DType, TensorType
+from ..types import DType
 from .elementwise import FLOATS, erf64, like, quiet, upcast
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import register
-from ..types import TensorType, broadcast_shapes
+from ..types import broadcast_shapes
 from ._infer import norm_axis
 from .conv import half_as_float
 

@@ -288,7 +288,7 @@ def _slice_params(rank, attrs):
     begin, end = list(attrs["begin"]), list(attrs["end"])
     step = list(attrs["step"]) if attrs["step"] is not None else [1] * n
     if not len(begin) == len(end) == len(step) == n:
-        raise ValueError(f"slice: axes, begin, end and step must have the same length")
+        raise ValueError("slice: axes, begin, end and step must have the same length")
     return axes, begin, end, step
 
 
@@ -360,7 +360,7 @@ def _pad_infer(types, attrs):
     for i, d in enumerate(x.shape):
         lo, hi = pads[2 * i], pads[2 * i + 1]
         if mode != "constant" and (lo < 0 or hi < 0):
-            raise ValueError(f"pad: negative padding needs mode 'constant'")
+            raise ValueError("pad: negative padding needs mode 'constant'")
         if isinstance(d, int) and (lo or hi):
             if mode == "reflect" and (lo >= d or hi >= d):
                 raise ValueError(f"pad: reflect padding ({lo}, {hi}) must be < dimension {d}")

@@ -8,15 +8,7 @@ from __future__ import annotations
 from ....ir.types import DType
 from ..builder import Builder, Var
 from ..registry import Unsupported, lowers
-from .elementwise import clamp, to_dtype, to_float
-
-
-def _float_act(op: str, *targets: str):
-    @lowers(*targets)
-    def lower(b: Builder, x):
-        return b.op(op, [to_float(b, x)])
-    lower.__name__ = op
-    return lower
+from .elementwise import _float_unary as _float_act, clamp, to_dtype
 
 
 _float_act("sigmoid", "aten.sigmoid.default")
