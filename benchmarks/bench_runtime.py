@@ -20,6 +20,10 @@ import numpy as np
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, it does not inherit the parent's across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
