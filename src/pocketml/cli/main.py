@@ -287,10 +287,17 @@ def cmd_validate(args) -> int:
             raise ConfigError("validating against a .pt2 file needs --inputs FILE.npz "
                               "(arrays named like the model's inputs)")
         module = _load_exported(args.reference)
+        entry = None
         samples = [tuple(_inputs_from_npz(args.inputs, model.input_names).values())]
     with ui.status(f"validating on {len(samples)} sample(s)"):
-        report = pm.validate(model, module, samples, atol=args.atol, min_cosine=args.min_cosine)
+        report = pm.validate(model, module, samples, atol=_atol(args, entry), min_cosine=args.min_cosine)
     return _print_report(report)
+
+
+def _atol(args, entry) -> float:
+    if args.atol is not None:
+        return args.atol
+    return entry.atol if entry is not None else 1e-4
 
 
 def cmd_zoo_list(args) -> int:
@@ -317,7 +324,7 @@ def cmd_zoo_convert(args) -> int:
         return 0
     samples = _samples(entry, args.samples)
     with ui.status(f"validating {args.output} on {len(samples)} sample(s)"):
-        report = pm.validate(args.output, module, samples, atol=args.atol, min_cosine=args.min_cosine,
+        report = pm.validate(args.output, module, samples, atol=_atol(args, entry), min_cosine=args.min_cosine,
                              compute_precision=args.compute_precision)
     return _print_report(report)
 
@@ -343,7 +350,8 @@ def _positive_int(s: str) -> int:
 def _add_tolerance_flags(p) -> None:
     p.add_argument("--samples", type=_positive_int, metavar="N",
                    help="use the first N zoo samples (default: all)")
-    p.add_argument("--atol", type=float, default=1e-4, help="max absolute error allowed (default 1e-4)")
+    p.add_argument("--atol", type=float, default=None,
+                   help="max absolute error allowed (default: the zoo entry's, else 1e-4)")
     p.add_argument("--min-cosine", type=float, default=0.9999,
                    help="min cosine similarity required (default 0.9999)")
     p.add_argument("--compute-precision", choices=PRECISIONS, default=None,

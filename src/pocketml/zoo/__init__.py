@@ -47,6 +47,8 @@ class Entry:
     output_names: tuple[str, ...]
     # torch.export dynamic_shapes for inputs whose size varies (sequence length, batch), or None
     dynamic_shapes: Callable[[], object] | None = None
+    # max abs error a faithful conversion stays within (fp32); large-logit models need more
+    atol: float = 1e-4
 
 
 # Entry name -> module defining it (in its ENTRIES dict). Model modules are imported only on get(),
