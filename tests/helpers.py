@@ -42,3 +42,23 @@ def check_module(module, inputs, tmp_path=None, atol=1e-5, rtol=1e-5, **convert_
         else:
             np.testing.assert_allclose(got, want, atol=atol, rtol=rtol, err_msg=name)
     return m
+
+
+def run(name, arrays, **attrs):
+    """Compute op `name` and check that its inferred types equal the computed ones."""
+    from pocketml.ir import TensorType, get_op
+
+    opdef = get_op(name)
+    full = opdef.with_defaults(attrs)
+    inferred = opdef.infer([None if a is None else TensorType.of(a) for a in arrays], full)
+    outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
+    assert [TensorType.of(o) for o in outs] == inferred
+    return outs if len(outs) > 1 else outs[0]
+
+
+def infer(name, types, **attrs):
+    """Op `name`'s inferred output types for inputs given as (dtype, shape) pairs."""
+    from pocketml.ir import DType, TensorType, get_op
+
+    opdef = get_op(name)
+    return opdef.infer([TensorType(DType(d), s) for d, s in types], opdef.with_defaults(attrs))

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from pocketml.ir import DType, TensorType, get_op
+from pocketml.ir import TensorType, get_op
+from helpers import infer
 
 rng = np.random.default_rng(1)
 T = torch.from_numpy
@@ -18,11 +19,6 @@ def run(name, arrays, **attrs):
     outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
     assert [TensorType.of(o) for o in outs] == inferred
     return outs if len(outs) > 1 else outs[0]
-
-
-def infer(name, types, **attrs):
-    opdef = get_op(name)
-    return opdef.infer([TensorType(DType(d), s) for d, s in types], opdef.with_defaults(attrs))
 
 
 def close(got, want, rtol, atol):

@@ -5,24 +5,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from pocketml.ir import DType, TensorType, get_op
+from helpers import run, infer
 
 rng = np.random.default_rng(0)
-
-
-def run(name, arrays, **attrs):
-    """Compute op `name` and check that its inferred types equal the computed ones."""
-    opdef = get_op(name)
-    full = opdef.with_defaults(attrs)
-    inferred = opdef.infer([None if a is None else TensorType.of(a) for a in arrays], full)
-    outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
-    assert [TensorType.of(o) for o in outs] == inferred
-    return outs if len(outs) > 1 else outs[0]
-
-
-def infer(name, types, **attrs):
-    opdef = get_op(name)
-    return opdef.infer([TensorType(DType(d), s) for d, s in types], opdef.with_defaults(attrs))
 
 
 def randn(*shape, dtype=np.float32):
