@@ -45,11 +45,17 @@ def check_module(module, inputs, tmp_path=None, atol=1e-5, rtol=1e-5, **convert_
 
 
 def run(name, arrays, **attrs):
-    """Compute op `name` and check that its inferred types equal the computed ones."""
+    """Compute op `name` and check that its inferred types equal the computed ones.
+
+    One output comes back as an array, several as a list.
+    """
+    import json
+
     from pocketml.ir import TensorType, get_op
 
     opdef = get_op(name)
     full = opdef.with_defaults(attrs)
+    json.dumps(full, allow_nan=False)  # attributes must be strict JSON (packages refuse NaN/inf)
     inferred = opdef.infer([None if a is None else TensorType.of(a) for a in arrays], full)
     outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
     assert [TensorType.of(o) for o in outs] == inferred
@@ -62,3 +68,29 @@ def infer(name, types, **attrs):
 
     opdef = get_op(name)
     return opdef.infer([TensorType(DType(d), s) for d, s in types], opdef.with_defaults(attrs))
+
+
+def op_types(model) -> list[str]:
+    """The op types of a converted Model's main function (consts left out)."""
+    return [op.type for op in model.program.main.ops if op.type != "const"]
+
+
+def _flat(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return [t for x in v for t in _flat(x)]
+    return [v]
+
+
+def Fn(*fns):
+    """A module whose forward(*args) returns every result of `fns`, flattened into one tuple (a
+    single tensor result stays a tensor): one export then checks many lowerings, keeping tests fast."""
+    import torch
+
+    class _Fn(torch.nn.Module):
+        def forward(self, *args):
+            results = [fn(*args) for fn in fns]
+            if len(results) == 1 and not isinstance(results[0], (list, tuple)):
+                return results[0]
+            return tuple(t for r in results for t in _flat(r))
+
+    return _Fn()

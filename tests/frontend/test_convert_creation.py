@@ -1,39 +1,9 @@
 """End-to-end conversion of creation ops (and the model patterns built from them), vs torch."""
-import pytest
 import torch
 import torch.nn as nn
 
-from helpers import check_module
-from pocketml.frontend.torch import supported_targets
+from helpers import Fn, check_module, op_types
 from pocketml.frontend.torch.convert import export, to_program
-
-
-class Fn(nn.Module):
-    """forward(*args): all results of `fns` flattened into one tuple (one export checks many lowerings)."""
-
-    def __init__(self, *fns):
-        super().__init__()
-        self.fns = fns
-
-    def forward(self, *args):
-        if len(self.fns) == 1:
-            return self.fns[0](*args)
-        out = []
-        for fn in self.fns:
-            r = fn(*args)
-            out += list(r) if isinstance(r, (list, tuple)) else [r]
-        return tuple(out)
-
-
-def op_types(model):
-    return [op.type for op in model.program.main.ops]
-
-
-def requires(*targets):
-    """Skip when a lowering from another op family (elementwise, linalg...) is not available."""
-    missing = [t for t in targets if t not in supported_targets()]
-    if missing:
-        pytest.skip(f"needs lowerings {missing}")
 
 
 x4 = torch.randn(2, 3, 4, 5)
@@ -111,8 +81,6 @@ def test_lifted_scalar_tensor_constant(tmp_path):
 def test_llama_rotary_and_causal_mask_pattern(tmp_path):
     """SmolLM2/Llama: position ids from arange, inv_freq outer product, cos/sin, rotate_half with
     slicing + neg + cat, a triu causal mask expanded over batch, and GQA key repetition."""
-    requires("aten.mul.Tensor", "aten.neg.default", "aten.cos.default", "aten.sin.default",
-             "aten._to_copy.default", "aten.add.Tensor")
 
     class Rotary(nn.Module):
         def __init__(self, dim=8):

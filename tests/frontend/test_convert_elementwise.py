@@ -2,22 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from helpers import check_module
+from helpers import Fn, check_module
 
 import pocketml as pm
 from pocketml.errors import ConversionError
 
 g = torch.Generator().manual_seed(0)
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        out = self.fn(*args)
-        return tuple(out) if isinstance(out, (list, tuple)) else out
 
 
 def randn(*shape, dtype=torch.float32):

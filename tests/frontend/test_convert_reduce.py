@@ -2,27 +2,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import check_module
+from helpers import Fn, check_module
 
 import pocketml as pm
 from pocketml.errors import ConversionError
 
 g = torch.Generator().manual_seed(2)
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return tuple(_flat(self.fn(*args)))
-
-
-def _flat(v):
-    if isinstance(v, (list, tuple)):
-        return [t for x in v for t in _flat(x)]
-    return [v]
 
 
 def randn(*shape):

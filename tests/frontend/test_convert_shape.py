@@ -1,41 +1,10 @@
 """End-to-end conversion of shape ops: torch module -> IR -> package -> NumPy runtime, vs torch."""
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import pocketml as pm
-from helpers import check_module
-from pocketml.frontend.torch import supported_targets
-
-
-class Fn(nn.Module):
-    """forward(*args) = fn(*args); with several fns, all their results flattened into one tuple
-    (one export and conversion checks many lowerings, which keeps the suite fast)."""
-
-    def __init__(self, *fns):
-        super().__init__()
-        self.fns = fns
-
-    def forward(self, *args):
-        if len(self.fns) == 1:
-            return self.fns[0](*args)
-        out = []
-        for fn in self.fns:
-            r = fn(*args)
-            out += list(r) if isinstance(r, (list, tuple)) else [r]
-        return tuple(out)
-
-
-def op_types(model):
-    return [op.type for op in model.program.main.ops]
-
-
-def requires(*targets):
-    """Skip when a lowering from another op family (elementwise, linalg...) is not available."""
-    missing = [t for t in targets if t not in supported_targets()]
-    if missing:
-        pytest.skip(f"needs lowerings {missing}")
+from helpers import Fn, check_module, op_types
 
 
 x4 = torch.randn(2, 3, 4, 5)
@@ -112,7 +81,6 @@ def test_cat_and_stack(tmp_path):
 
 
 def test_cat_promotes_dtypes(tmp_path):
-    requires("aten._to_copy.default")
     check_module(Fn(lambda x, i: torch.cat([x, i], 1)), (torch.randn(2, 3), torch.arange(4).view(2, 2)), tmp_path)
 
 
@@ -247,7 +215,6 @@ DECOMPOSABLE = [
 
 def test_already_decomposed_programs_convert():
     """Programs the user already decomposed to core ATen (nothing kept whole) still convert."""
-    requires("aten.abs.default", "aten.sub.Tensor", "aten.clamp.default", "aten.where.self", "aten.ge.Scalar")
     mod = Fn(*DECOMPOSABLE)
     ep = torch.export.export(mod, (x4,)).run_decompositions(torch.export.default_decompositions())
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}

@@ -1,23 +1,12 @@
 """Creation ops: NumPy references against torch, and type inference against computed results."""
-import json
 
 import numpy as np
 import pytest
 import torch
 
 from pocketml.ir import DType, TensorType, get_op
+from helpers import run
 from pocketml.ir.ops.shape import float_attr
-
-
-def run(name, arrays, **attrs):
-    """Compute op `name` and check that its inferred types equal the computed ones."""
-    opdef = get_op(name)
-    full = opdef.with_defaults(attrs)
-    json.dumps(full, allow_nan=False)  # attributes must be strict JSON (packages refuse NaN/inf)
-    inferred = opdef.infer([None if a is None else TensorType.of(a) for a in arrays], full)
-    outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
-    assert [TensorType.of(o) for o in outs] == inferred
-    return outs if len(outs) > 1 else outs[0]
 
 
 def same(got, want):

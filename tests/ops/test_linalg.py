@@ -5,20 +5,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from pocketml.ir import TensorType, get_op
-from helpers import infer
+from helpers import infer, run
 
 rng = np.random.default_rng(3)
 T = torch.from_numpy
-
-
-def run(name, arrays, **attrs):
-    opdef = get_op(name)
-    full = opdef.with_defaults(attrs)
-    inferred = opdef.infer([None if a is None else TensorType.of(a) for a in arrays], full)
-    outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
-    assert [TensorType.of(o) for o in outs] == inferred
-    return outs if len(outs) > 1 else outs[0]
 
 
 def close(got, want, rtol=1e-5, atol=1e-5):
