@@ -1,4 +1,6 @@
 """pocketml: convert PyTorch models into self-contained packages and run them without PyTorch."""
+from .compress import (OptimizationConfig, Palettize, Prune, Quantize, compress, compression_report,
+                       decompress, format_report)
 from .errors import ConfigError, ConversionError, Error, InputError, PackageError, VerificationError
 from .model import Model, load
 from .version import __version__
@@ -16,5 +18,6 @@ def validate(*args, **kwargs):
     return _validate(*args, **kwargs)
 
 
-__all__ = ["ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
+__all__ = ["OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
+           "decompress", "format_report", "ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
            "VerificationError", "__version__", "convert", "load", "validate"]

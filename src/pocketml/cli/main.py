@@ -240,15 +240,64 @@ def cmd_inspect(args) -> int:
     if args.ir:
         from ..ir.printer import to_text
         ir = to_text(model.program, weights=True)
+    from ..compress import compression_report, format_report
+    report = compression_report(model)
     if args.json:
+        info["compression"] = report
         if ir is not None:
             info["ir"] = ir
         print(json.dumps(info, indent=2, ensure_ascii=False))
     else:
         print(format_summary(info, max_weights=None if args.all_weights else 20))
+        if any(r["mode"] != "dense" for r in report):
+            print("\ncompression")
+            print(format_report(report))
         if ir is not None:
             print()
             print(ir)
+    return 0
+
+
+def _compress_config(args):
+    """--config FILE, or the flags in joint order: prune, then palettize, then quantize."""
+    from ..compress import OptimizationConfig, Palettize, Prune, Quantize
+    specs = []
+    if args.prune is not None:
+        specs.append(Prune(sparsity=args.prune, block_size=args.prune_block_size))
+    if args.prune_nm is not None:
+        try:
+            n, m = (int(x) for x in args.prune_nm.split(":"))
+        except ValueError:
+            raise ConfigError(f"--prune-nm takes N:M, e.g. 2:4; got {args.prune_nm!r}") from None
+        specs.append(Prune(n_m=(n, m)))
+    if args.palettize is not None:
+        specs.append(Palettize(nbits=args.palettize, mode=args.mode, granularity=args.granularity,
+                               group_size=args.group_size, cluster_dim=args.cluster_dim))
+    if args.quantize is not None:
+        specs.append(Quantize(dtype=args.quantize, symmetric=not args.affine,
+                              granularity="per_block" if args.block_size else args.quant_granularity,
+                              block_size=args.block_size or 32))
+    if args.config is not None:
+        if specs:
+            raise ConfigError("give either --config or compression flags, not both")
+        return OptimizationConfig.from_yaml(args.config)
+    if not specs:
+        raise ConfigError("nothing to do: give --config FILE.yaml or a flag such as --palettize 4, "
+                          "--quantize int8, --prune 0.5 or --prune-nm 2:4")
+    return OptimizationConfig(global_config=specs, min_weight_size=args.min_weight_size)
+
+
+def cmd_compress(args) -> int:
+    import pocketml as pm
+    model = pm.load(args.model)
+    compressed = pm.compress(model, _compress_config(args), progress=ui.tty)
+    _save(compressed, args.output)
+    before, after = os.path.getsize(args.model), os.path.getsize(args.output)
+    rows = pm.compression_report(compressed)
+    if not args.quiet:
+        print(pm.format_report(rows))
+    print(f"{args.output}: {after / 2**20:.1f} MiB ({before / max(after, 1):.2f}x smaller than "
+          f"{before / 2**20:.1f} MiB)")
     return 0
 
 
@@ -383,6 +432,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--all-weights", action="store_true", help="list every weight (default: 20 largest)")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("compress", parents=[common], help="compress a package's weights",
+                       description="Compress the weights of linear/conv/embedding/matmul ops. Flags "
+                                   "combine into a joint mode (prune, then palettize, then quantize).")
+    p.add_argument("model", metavar="IN.pocket")
+    p.add_argument("output", metavar="OUT.pocket")
+    p.add_argument("--config", metavar="CFG.yaml", help="an OptimizationConfig in YAML")
+    p.add_argument("--palettize", type=int, metavar="NBITS", help="palettize to 2**NBITS values")
+    p.add_argument("--mode", default="kmeans", choices=("kmeans", "uniform", "unique"))
+    p.add_argument("--granularity", default="per_tensor", choices=("per_tensor", "per_grouped_channel"))
+    p.add_argument("--group-size", type=_positive_int, default=16)
+    p.add_argument("--cluster-dim", type=_positive_int, default=1)
+    p.add_argument("--quantize", choices=("int8", "uint8", "int4", "uint4"), help="linear quantization")
+    p.add_argument("--quant-granularity", default="per_channel", choices=("per_tensor", "per_channel"))
+    p.add_argument("--block-size", type=_positive_int, help="quantize per block of this many inputs")
+    p.add_argument("--affine", action="store_true", help="affine (with zero point) instead of symmetric")
+    p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity")
+    p.add_argument("--prune-block-size", type=_positive_int, default=1)
+    p.add_argument("--prune-nm", metavar="N:M", help="N zeros in every M along the input axis (2:4)")
+    p.add_argument("--min-weight-size", type=int, default=2048,
+                   help="leave weights with fewer elements dense (default 2048)")
+    p.add_argument("--quiet", action="store_true", help="print only the size line")
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("predict", parents=[common], help="run a package on .npy/.npz inputs",
                        description="Run a package. Without --output, prints each output's name, "

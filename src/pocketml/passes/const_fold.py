@@ -14,7 +14,9 @@ from ..ir.program import Op, Program
 GROWTH_LIMIT = 2  # fold only if output bytes <= GROWTH_LIMIT * largest input + 4 KiB
 
 
-def fold_constants(program: Program) -> Program:
+def fold_constants(program: Program, expand: bool = False) -> Program:
+    """Fold ops over constants. Compressed-weight ops are kept (they are the point of storing a
+    weight compressed) unless `expand`, which is how `decompress` gets dense weights back."""
     for fn in program.functions.values():
         const_of: dict[str, str] = {}  # value name -> weight key
         new_ops = []
@@ -25,14 +27,14 @@ def fold_constants(program: Program) -> Program:
                 continue
             opdef = registry.get(op.type)
             ins = [n for n in op.inputs if n is not None]
-            if (not opdef.const_foldable or not all(n in const_of for n in ins)
+            if ((not opdef.const_foldable and not expand) or not all(n in const_of for n in ins)
                     or not all(v.type.is_static for v in op.outputs)):
                 new_ops.append(op)
                 continue
             arrays = [None if n is None else program.weights[const_of[n]] for n in op.inputs]
             biggest = max((a.nbytes for a in arrays if a is not None), default=0)
             size = sum(v.type.numel() or 0 for v in op.outputs) * 4
-            if size > GROWTH_LIMIT * biggest + 4096:
+            if size > GROWTH_LIMIT * biggest + 4096 and opdef.const_foldable:  # decompression may grow
                 new_ops.append(op)
                 continue
             outs = opdef.compute(arrays, opdef.with_defaults(op.attrs))

@@ -1,0 +1,13 @@
+"""Post-training weight compression: palettization, linear quantization, pruning, joint modes.
+
+    m = pm.compress(model, pm.Palettize(nbits=4, granularity="per_grouped_channel", group_size=16))
+    print(pm.format_report(pm.compression_report(m)))
+
+Compressed weights are ops over packed constants (lut_to_dense, dequantize, sparse_to_dense)
+that the runtime executes where the weight is used; `numerics` holds every formula.
+"""
+from .api import compress, compression_report, decompress, format_report
+from .config import OptimizationConfig, Palettize, Prune, Quantize
+
+__all__ = ["OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
+           "decompress", "format_report"]

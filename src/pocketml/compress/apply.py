@@ -1,0 +1,230 @@
+"""The compression pass: replace the const weights of linear/conv/embedding/matmul ops by
+compressed-weight ops (lut_to_dense, dequantize, sparse_to_dense) over packed constants.
+
+Each compressed chain is placed right before the first op that uses the weight, so the runtime
+holds a weight's dense form only while that op runs. All numerics live in `numerics`.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..ir import registry
+from ..ir.program import Function, Op, Program, Value
+from ..ir.types import DType, TensorType
+from . import numerics
+from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
+
+# op type -> (weight input index, output-channel axis, input axis) of its weight (negative: from the end)
+WEIGHT_AXES = {
+    "linear": (1, 0, 1),          # (out, in)
+    "conv": (1, 0, 1),            # (out, in/groups, *kernel)
+    "conv_transpose": (1, 1, 0),  # (in, out/groups, *kernel)
+    "embedding": (0, 0, 1),       # (vocab, dim): rows are the channels
+    "matmul": (1, -1, -2),        # x @ W with W (..., in, out)
+}
+COMPRESSED_OPS = ("lut_to_dense", "dequantize", "sparse_to_dense")
+
+
+class _Chain:
+    """Ops and weights that rebuild one weight; the last op defines `out`."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.ops: list[Op] = []
+        self.weights: dict[str, np.ndarray] = {}
+
+    def const(self, suffix: str, array: np.ndarray) -> Value:
+        key = f"{self.key}.{suffix}"
+        self.weights[key] = np.ascontiguousarray(array).reshape(array.shape)
+        v = Value(key.replace(".", "_"), TensorType.of(self.weights[key]))
+        self.ops.append(Op("const", [], [v], {"weight": key}))
+        return v
+
+    def op(self, type: str, inputs: list[Value | None], attrs: dict, suffix: str) -> Value:
+        opdef = registry.get(type)
+        t = opdef.infer([None if v is None else v.type for v in inputs], opdef.with_defaults(attrs))[0]
+        v = Value(f"{self.key}.{suffix}".replace(".", "_"), t)
+        self.ops.append(Op(type, [None if i is None else i.name for i in inputs], [v], attrs))
+        return v
+
+    def evaluate(self) -> np.ndarray:
+        env: dict[str, np.ndarray] = {}
+        for op in self.ops:
+            if op.type == "const":
+                env[op.output.name] = self.weights[op.attrs["weight"]]
+                continue
+            opdef = registry.get(op.type)
+            out = opdef.compute([None if n is None else env[n] for n in op.inputs], opdef.with_defaults(op.attrs))
+            env[op.output.name] = np.asarray(out[0])
+        return env[self.ops[-1].output.name]
+
+
+def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_quant: Quantize | None,
+               suffix: str = "") -> Value:
+    try:
+        p = numerics.palettize(w, spec.nbits, mode=spec.mode, granularity=spec.granularity,
+                               group_size=spec.group_size, axis=axis, cluster_dim=spec.cluster_dim,
+                               per_channel_scale=spec.per_channel_scale, custom=spec.custom)
+    except ValueError as e:
+        raise ConfigError(f"{chain.key}: cannot palettize {list(w.shape)}: {e}") from None
+    idx = chain.const(f"{suffix}indices", numerics.pack_bits(p.indices, spec.nbits))
+    if lut_quant is not None:
+        q = numerics.quantize(p.lut, lut_quant.dtype, symmetric=lut_quant.symmetric, granularity="per_tensor")
+        lut = _dequantize_op(chain, q, lut_quant.dtype, p.lut.shape, f"{suffix}lut_")
+    else:
+        lut = chain.const(f"{suffix}lut", p.lut.astype(spec.lut_dtype))
+    out = chain.op("lut_to_dense", [idx, lut], {"nbits": spec.nbits, "shape": list(w.shape),
+                                                "vector_axis": p.vector_axis}, f"{suffix}palettized")
+    if out.type.dtype != DType.float32:
+        out = chain.op("cast", [out], {"dtype": "float32"}, f"{suffix}palettized_f32")
+    if p.scale is not None:
+        out = chain.op("mul", [out, chain.const(f"{suffix}channel_scale", p.scale.astype(np.float32))], {},
+                       f"{suffix}scaled")
+    return out
+
+
+def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str) -> Value:
+    ins = [chain.const(f"{suffix}data", numerics.pack_quantized(q.data, dtype)), chain.const(f"{suffix}scale", q.scale)]
+    ins.append(None if q.zero_point is None else chain.const(f"{suffix}zero_point", q.zero_point))
+    return chain.op("dequantize", ins, {"dtype": dtype, "shape": list(shape)}, f"{suffix}dequantized")
+
+
+def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: int, suffix: str = "") -> Value:
+    try:
+        q = numerics.quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
+                              axis=axis, block_size=spec.block_size, input_axis=in_axis)
+    except ValueError as e:
+        raise ConfigError(f"{chain.key}: cannot quantize {list(w.shape)}: {e}") from None
+    return _dequantize_op(chain, q, spec.dtype, w.shape, suffix)
+
+
+def _prune_mask(w: np.ndarray, spec: Prune, in_axis: int) -> np.ndarray:
+    if spec.n_m is not None:
+        return numerics.prune_nm(w, spec.n_m[0], spec.n_m[1], axis=in_axis)
+    if spec.threshold is not None:
+        return numerics.prune_threshold(w, spec.threshold)
+    return numerics.prune_magnitude(w, spec.sparsity, block_size=spec.block_size, axis=in_axis)
+
+
+def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axis: int) -> _Chain:
+    """The chain of ops rebuilding `w` compressed by `specs` (one spec, or a joint pair)."""
+    chain = _Chain(key)
+    first, rest = specs[0], specs[1:]
+    if isinstance(first, Palettize):
+        _palettize(chain, w, first, out_axis, rest[0] if rest else None)
+    elif isinstance(first, Quantize):
+        _quantize(chain, w, first, out_axis, in_axis)
+    else:
+        try:
+            mask = _prune_mask(w, first, in_axis)
+        except ValueError as e:
+            raise ConfigError(f"{key}: cannot prune {list(w.shape)}: {e}") from None
+        sparse = numerics.sparsify(w, mask)
+        mask_v = chain.const("mask", sparse.mask_packed)
+        values = sparse.values.astype(np.float32)
+        if not rest:
+            vals = chain.const("values", values)
+        elif isinstance(rest[0], Palettize):
+            vals = _palettize(chain, values, rest[0], 0, None, "values_")
+        else:
+            vals = _quantize(chain, values, rest[0], 0, 0, "values_")
+        chain.op("sparse_to_dense", [mask_v, vals], {"shape": list(w.shape)}, "dense")
+    return chain
+
+
+def _candidates(fn: Function) -> dict[str, tuple[Op, str, int, int]]:
+    """const value name -> (its const op, consumer op type, output axis, input axis)."""
+    producers = fn.producers()
+    out = {}
+    for op in fn.ops:
+        spec = WEIGHT_AXES.get(op.type)
+        if spec is None or spec[0] >= len(op.inputs) or op.inputs[spec[0]] is None:
+            continue
+        src = producers.get(op.inputs[spec[0]])
+        if src is None or src.type != "const" or not src.output.type.dtype.is_float or src.output.name in out:
+            continue
+        rank = src.output.type.rank
+        if rank < 2:
+            continue
+        out[src.output.name] = (src, op.type, spec[1] % rank, spec[2] % rank)
+    return out
+
+
+def compress_program(program: Program, config: OptimizationConfig, progress: bool | None = None
+                     ) -> tuple[Program, dict]:
+    """A new program with compressed weights (the input is not modified) and a per-weight record."""
+    new = Program(copy.deepcopy(program.functions), dict(program.weights))
+    record: dict[str, dict] = {}
+    chains: dict[str, _Chain | None] = {}  # by weight key: shared weights are compressed once
+    work = [(fn, name, c) for fn in new.functions.values() for name, c in _candidates(fn).items()]
+    show = sys.stderr.isatty() if progress is None else progress
+    iterator = work
+    if show and len(work) > 4:
+        from rich.progress import track
+        iterator = track(work, description="compressing", transient=True, console=None)
+    for fn, value_name, (const_op, op_type, out_axis, in_axis) in iterator:
+        key = const_op.attrs["weight"]
+        if key not in chains:
+            w = np.asarray(program.weights[key], dtype=np.float32)
+            specs = config.resolve(key, op_type, w.size)
+            chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis)
+            stored = program.weights[key].dtype
+            if chains[key] is not None and stored != np.float32:  # e.g. a float16 model
+                chains[key].op("cast", [chains[key].ops[-1].outputs[0]], {"dtype": stored.name}, "cast")
+            if chains[key] is not None:
+                dense = chains[key].evaluate()
+                nbytes = sum(a.nbytes for a in chains[key].weights.values())
+                record[key] = {
+                    "mode": " + ".join(type(s).__name__.lower() for s in specs),
+                    "config": [repr(s) for s in specs],
+                    "bits_per_weight": 8.0 * nbytes / w.size,
+                    "bytes": nbytes,
+                    "rel_error": float(np.linalg.norm(dense - w) / max(np.linalg.norm(w), 1e-30)),
+                }
+        chain = chains[key]
+        if chain is not None:
+            _splice(fn, const_op, value_name, chain)
+    new.weights.update({k: v for c in chains.values() if c is not None for k, v in c.weights.items()})
+    from ..passes import eliminate_dead_code, run_passes
+    return run_passes(new, (eliminate_dead_code,)), record
+
+
+def _splice(fn: Function, const_op: Op, value_name: str, chain: _Chain) -> None:
+    """Replace `const_op` by the chain, placed before the weight's first user; the chain's last
+    op takes over the const's value name so users are unchanged."""
+    ops = copy.deepcopy(chain.ops)
+    taken = set(fn.values())
+    renames = {}
+    for op in ops:
+        for v in op.outputs:
+            name, i = v.name, 1
+            while name in taken:
+                name, i = f"{v.name}_{i}", i + 1
+            renames[v.name] = name
+            v.name = name
+            taken.add(name)
+        op.inputs = [renames.get(n, n) if n is not None else None for n in op.inputs]
+        op.loc = const_op.loc
+    old_last = ops[-1].outputs[0].name
+    ops[-1].outputs[0].name = value_name
+    for op in ops:
+        op.inputs = [value_name if n == old_last else n for n in op.inputs]
+    fn.ops.remove(const_op)
+    first_use = next(i for i, op in enumerate(fn.ops) if value_name in op.inputs)
+    fn.ops[first_use:first_use] = ops
+
+
+def resolve_config(config) -> OptimizationConfig:
+    """A spec, a list of specs, a dict, a YAML path or an OptimizationConfig -> OptimizationConfig."""
+    if isinstance(config, OptimizationConfig):
+        return config
+    if isinstance(config, dict):
+        return OptimizationConfig.from_dict(config)
+    if isinstance(config, str) and config.endswith((".yaml", ".yml")):
+        return OptimizationConfig.from_yaml(config)
+    as_specs(config)  # validates, with a clear error for anything else
+    return OptimizationConfig(global_config=config)

@@ -1,0 +1,212 @@
+"""Compression configs: what to do to each weight, resolved op name > op type > global.
+
+Every config is validated when it is made, so an impossible request fails before any work.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Callable, Mapping, Sequence, Union
+
+from ..errors import ConfigError
+
+PALETTE_BITS = (1, 2, 3, 4, 6, 8)
+QUANT_DTYPES = ("int8", "uint8", "int4", "uint4")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class Palettize:
+    """Replace weights by indices into a look-up table of 2**nbits values (or vectors)."""
+    nbits: int = 4
+    mode: str = "kmeans"  # kmeans | uniform | unique | custom
+    granularity: str = "per_tensor"  # per_tensor | per_grouped_channel
+    group_size: int = 16  # output channels sharing one LUT (per_grouped_channel)
+    cluster_dim: int = 1  # > 1: vector palettization
+    per_channel_scale: bool = False
+    lut_dtype: str = "float16"  # float16 | float32 (int8: follow with Quantize, a joint mode)
+    custom: Callable | None = field(default=None, compare=False)  # w -> (lut, indices), mode="custom"
+
+    def __post_init__(self):
+        _check(self.nbits in PALETTE_BITS, f"Palettize nbits must be one of {PALETTE_BITS}, got {self.nbits}")
+        _check(self.mode in ("kmeans", "uniform", "unique", "custom"),
+               f"Palettize mode must be kmeans, uniform, unique or custom, got {self.mode!r}")
+        _check(self.mode != "custom" or callable(self.custom), "Palettize mode 'custom' needs custom=fn")
+        _check(self.granularity in ("per_tensor", "per_grouped_channel"),
+               f"Palettize granularity must be per_tensor or per_grouped_channel, got {self.granularity!r}")
+        _check(isinstance(self.group_size, int) and self.group_size >= 1,
+               f"Palettize group_size must be a positive int, got {self.group_size!r}")
+        _check(isinstance(self.cluster_dim, int) and self.cluster_dim >= 1,
+               f"Palettize cluster_dim must be a positive int, got {self.cluster_dim!r}")
+        _check(self.lut_dtype in ("float16", "float32"),
+               f"Palettize lut_dtype must be float16 or float32, got {self.lut_dtype!r}")
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """Linear quantization: w ≈ (q - zero_point) * scale."""
+    dtype: str = "int8"  # int8 | uint8 | int4 | uint4
+    symmetric: bool = True
+    granularity: str = "per_channel"  # per_tensor | per_channel | per_block
+    block_size: int = 32  # along the input axis (per_block)
+
+    def __post_init__(self):
+        _check(self.dtype in QUANT_DTYPES, f"Quantize dtype must be one of {QUANT_DTYPES}, got {self.dtype!r}")
+        _check(self.granularity in ("per_tensor", "per_channel", "per_block"),
+               f"Quantize granularity must be per_tensor, per_channel or per_block, got {self.granularity!r}")
+        _check(isinstance(self.block_size, int) and self.block_size >= 1,
+               f"Quantize block_size must be a positive int, got {self.block_size!r}")
+
+    @property
+    def nbits(self) -> int:
+        return 4 if self.dtype.endswith("4") else 8
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Zero weights; stored as a bit mask plus the kept values."""
+    sparsity: float | None = 0.5  # magnitude pruning to this fraction of zeros
+    threshold: float | None = None  # instead: zero every |w| <= threshold
+    n_m: tuple[int, int] | None = None  # instead: n zeros in every m along the input axis (2:4)
+    block_size: int = 1  # > 1: prune whole blocks along the input axis
+
+    def __post_init__(self):
+        if self.n_m is not None:
+            n, m = self.n_m
+            _check(isinstance(n, int) and isinstance(m, int) and 0 < n <= m,
+                   f"Prune n_m must be (n, m) with 0 < n <= m, got {self.n_m!r}")
+            object.__setattr__(self, "n_m", (n, m))
+        elif self.threshold is not None:
+            _check(self.threshold >= 0, f"Prune threshold must be >= 0, got {self.threshold}")
+        else:
+            _check(self.sparsity is not None and 0 <= self.sparsity < 1,
+                   f"Prune sparsity must be in [0, 1), got {self.sparsity!r}")
+        _check(isinstance(self.block_size, int) and self.block_size >= 1,
+               f"Prune block_size must be a positive int, got {self.block_size!r}")
+
+
+Spec = Union[Palettize, Quantize, Prune]
+Specs = tuple  # a resolved config: specs applied in order (one for a single mode, several = joint)
+_KINDS = {"palettize": Palettize, "quantize": Quantize, "prune": Prune}
+
+
+def as_specs(config) -> Specs | None:
+    """None, one spec, or a sequence of specs (joint) -> a tuple of specs, validated as a chain."""
+    if config is None:
+        return None
+    specs = tuple(config) if isinstance(config, (list, tuple)) else (config,)
+    for s in specs:
+        _check(isinstance(s, (Palettize, Quantize, Prune)),
+               f"a compression config is Palettize, Quantize, Prune or a list of them; got {s!r}")
+    kinds = [type(s).__name__ for s in specs]
+    allowed = (["Palettize"], ["Quantize"], ["Prune"], ["Prune", "Palettize"], ["Prune", "Quantize"],
+               ["Palettize", "Quantize"])
+    _check(kinds in [list(a) for a in allowed],
+           f"unsupported joint compression {' then '.join(kinds)}; supported: prune then palettize, "
+           "prune then quantize, palettize then quantize (its LUT)")
+    if kinds == ["Palettize", "Quantize"]:
+        _check(specs[1].dtype in ("int8", "uint8") and specs[1].granularity == "per_tensor",
+               "quantizing a LUT supports int8/uint8 per_tensor")
+    if kinds[0] == "Prune" and len(specs) == 2:
+        g = specs[1].granularity
+        _check(g == "per_tensor", f"after pruning, the kept values are compressed per_tensor; got {g!r}")
+    return specs
+
+
+@dataclass
+class OptimizationConfig:
+    """Which weights get which compression: op_name_configs > op_type_configs > global_config.
+
+    Names are weight names (e.g. "encoder.layer.0.attention.self.query.weight"); op types are IR
+    op types (linear, conv, conv_transpose, embedding, matmul). A value of None leaves that weight
+    uncompressed. Weights smaller than `min_weight_size` elements are skipped.
+    """
+    global_config: Spec | Sequence[Spec] | None = None
+    op_type_configs: Mapping[str, Spec | Sequence[Spec] | None] = field(default_factory=dict)
+    op_name_configs: Mapping[str, Spec | Sequence[Spec] | None] = field(default_factory=dict)
+    min_weight_size: int = 2048
+
+    def __post_init__(self):
+        from .apply import WEIGHT_AXES
+        self.global_config = as_specs(self.global_config)
+        unknown = set(self.op_type_configs) - set(WEIGHT_AXES)
+        _check(not unknown, f"op_type_configs names unknown op type(s) {sorted(unknown)}; "
+                            f"compressible op types: {sorted(WEIGHT_AXES)}")
+        self.op_type_configs = {k: as_specs(v) for k, v in self.op_type_configs.items()}
+        self.op_name_configs = {k: as_specs(v) for k, v in self.op_name_configs.items()}
+        _check(isinstance(self.min_weight_size, int) and self.min_weight_size >= 0,
+               f"min_weight_size must be an int >= 0, got {self.min_weight_size!r}")
+
+    def resolve(self, weight_name: str, op_type: str, size: int) -> Specs | None:
+        if weight_name in self.op_name_configs:
+            return self.op_name_configs[weight_name]
+        if size < self.min_weight_size:
+            return None
+        if op_type in self.op_type_configs:
+            return self.op_type_configs[op_type]
+        return self.global_config
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "OptimizationConfig":
+        """From plain data, e.g. {"global_config": {"palettize": {"nbits": 4}},
+        "op_type_configs": {"embedding": None}, "op_name_configs": {"lm_head.weight":
+        [{"prune": {"n_m": [2, 4]}}, {"quantize": {"dtype": "int8"}}]}, "min_weight_size": 2048}."""
+        _check(isinstance(d, Mapping), f"a compression config must be a mapping, got {type(d).__name__}")
+        unknown = set(d) - {"global_config", "op_type_configs", "op_name_configs", "min_weight_size"}
+        _check(not unknown, f"unknown config key(s) {sorted(unknown)}")
+        return cls(global_config=_spec_from(d.get("global_config")),
+                   op_type_configs={k: _spec_from(v) for k, v in (d.get("op_type_configs") or {}).items()},
+                   op_name_configs={k: _spec_from(v) for k, v in (d.get("op_name_configs") or {}).items()},
+                   min_weight_size=d.get("min_weight_size", 2048))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "OptimizationConfig":
+        import yaml
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config {str(path)!r}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {str(path)!r} is not valid YAML: {e}") from None
+        return cls.from_dict(data or {})
+
+    def to_dict(self) -> dict:
+        def specs(v):
+            return None if v is None else [{type(s).__name__.lower(): _spec_dict(s)} for s in v]
+        return {"global_config": specs(self.global_config),
+                "op_type_configs": {k: specs(v) for k, v in self.op_type_configs.items()},
+                "op_name_configs": {k: specs(v) for k, v in self.op_name_configs.items()},
+                "min_weight_size": self.min_weight_size}
+
+
+def _spec_dict(s) -> dict:
+    return {f.name: getattr(s, f.name) for f in fields(s) if f.name != "custom"}
+
+
+def _spec_from(v):
+    """{"palettize": {...}} / [{...}, {...}] / None -> spec(s)."""
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple)):
+        return [_spec_from(x) for x in v]
+    _check(isinstance(v, Mapping) and len(v) == 1 and next(iter(v)) in _KINDS,
+           f"each compression spec is one of {{palettize: {{...}}}}, {{quantize: {{...}}}}, "
+           f"{{prune: {{...}}}}; got {v!r}")
+    kind, params = next(iter(v.items()))
+    params = dict(params or {})
+    if kind == "prune" and params.get("n_m") is not None:
+        n_m = params["n_m"]
+        params["n_m"] = tuple(int(x) for x in str(n_m).split(":")) if isinstance(n_m, str) else tuple(n_m)
+    try:
+        return _KINDS[kind](**params)
+    except TypeError as e:
+        names = [f.name for f in fields(_KINDS[kind]) if f.name != "custom"]
+        raise ConfigError(f"{kind}: {e}; its options are {names}") from None
+
+
+__all__ = ["OptimizationConfig", "Palettize", "Prune", "Quantize", "as_specs"]

@@ -1,0 +1,54 @@
+"""`pocketml compress` and the compression section of `inspect`."""
+import numpy as np
+import pytest
+import torch
+
+import pocketml as pm
+from pocketml.cli.main import main
+
+
+@pytest.fixture
+def package(tmp_path):
+    path = tmp_path / "m.pocket"
+    pm.convert(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32)),
+               (torch.randn(2, 64),)).save(path)
+    return path
+
+
+def test_compress_with_flags_and_inspect(package, tmp_path, capsys):
+    out = tmp_path / "c.pocket"
+    assert main(["compress", str(package), str(out), "--palettize", "4", "--granularity",
+                 "per_grouped_channel", "--group-size", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "palettize" in text and "smaller than" in text
+    assert out.stat().st_size < package.stat().st_size / 3
+    assert main(["inspect", str(out)]) == 0
+    assert "compression" in capsys.readouterr().out
+    x = {"input": np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)}
+    m = pm.load(out)
+    np.testing.assert_allclose(m.predict(x)["output"], pm.decompress(m).predict(x)["output"], rtol=1e-5, atol=1e-6)
+
+
+def test_joint_flags_and_yaml_config(package, tmp_path, capsys):
+    out = tmp_path / "j.pocket"
+    assert main(["compress", str(package), str(out), "--prune-nm", "2:4", "--quantize", "int8",
+                 "--quant-granularity", "per_tensor", "--min-weight-size", "0"]) == 0
+    assert "prune + quantize" in capsys.readouterr().out
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("global_config:\n  quantize: {dtype: int4, granularity: per_block, block_size: 32}\n"
+                   "min_weight_size: 0\n")
+    assert main(["compress", str(package), str(out), "--config", str(cfg), "--quiet"]) == 0
+    assert "int4" not in capsys.readouterr().out  # --quiet: only the size line
+    assert {r["mode"] for r in pm.compression_report(pm.load(out))} == {"quantize"}
+
+
+@pytest.mark.parametrize("flags, match", [
+    ([], "nothing to do"),
+    (["--palettize", "5"], "nbits must be one of"),
+    (["--prune-nm", "2-4"], "N:M"),
+    (["--quantize", "int4", "--block-size", "48", "--min-weight-size", "0"], "block"),
+])
+def test_bad_compress_flags_are_clear_errors(package, tmp_path, capsys, flags, match):
+    assert main(["compress", str(package), str(tmp_path / "x.pocket"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and match in err and "Traceback" not in err

@@ -1,0 +1,134 @@
+"""pm.compress end to end: every mode round-trips through a package and runs like its dense form."""
+import numpy as np
+import pytest
+import torch
+
+import pocketml as pm
+from pocketml.compress.apply import COMPRESSED_OPS
+
+torch.manual_seed(0)
+
+
+class Net(torch.nn.Module):
+    """Every compressible op type, with weights above the default 2048-element floor."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(64, 64)
+        self.conv = torch.nn.Conv1d(64, 64, 3, padding=1)
+        self.fc = torch.nn.Linear(64, 128)
+        self.small = torch.nn.Linear(128, 8)  # 1024 elements: skipped by default
+        self.proj = torch.nn.Parameter(torch.randn(128, 64) / 8)
+
+    def forward(self, ids):
+        h = self.emb(ids)                                   # (1, T, 64)
+        h = self.conv(h.transpose(1, 2)).transpose(1, 2)    # (1, T, 64)
+        h = torch.relu(self.fc(h))                          # (1, T, 128)
+        return self.small(h), h @ self.proj
+
+
+@pytest.fixture(scope="module")
+def dense():
+    return pm.convert(Net().eval(), (torch.randint(0, 64, (1, 12)),))
+
+
+IDS = {"ids": np.random.default_rng(0).integers(0, 64, (1, 12))}
+
+CONFIGS = {
+    "int8 per_channel": pm.Quantize("int8"),
+    "uint8 affine per_tensor": pm.Quantize("uint8", symmetric=False, granularity="per_tensor"),
+    "int4 per_block 32": pm.Quantize("int4", granularity="per_block", block_size=32),
+    "uint4 affine per_block 16": pm.Quantize("uint4", symmetric=False, granularity="per_block", block_size=16),
+    "palettize 4 per_tensor": pm.Palettize(4),
+    "palettize 6 g16": pm.Palettize(6, granularity="per_grouped_channel", group_size=16),
+    "palettize 2 uniform": pm.Palettize(2, mode="uniform"),
+    "palettize 3 vector": pm.Palettize(3, cluster_dim=2),
+    "palettize 4 channel scale": pm.Palettize(4, per_channel_scale=True, lut_dtype="float32"),
+    "prune 50%": pm.Prune(0.5),
+    "prune 2:4": pm.Prune(n_m=(2, 4)),
+    "prune block": pm.Prune(0.5, block_size=4),
+    "prune + palettize": [pm.Prune(0.5), pm.Palettize(4)],
+    "prune + quantize": [pm.Prune(n_m=(2, 4)), pm.Quantize("int8", granularity="per_tensor")],
+    "palettize + int8 LUT": [pm.Palettize(4, granularity="per_grouped_channel", group_size=16),
+                             pm.Quantize("int8", granularity="per_tensor")],
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_mode_round_trips_and_runs_like_its_dense_form(dense, tmp_path, name):
+    before = {k: np.array(v) for k, v in dense.program.weights.items()}
+    m = pm.compress(dense, CONFIGS[name])
+    assert {k: np.array(v) for k, v in dense.program.weights.items()}.keys() == before.keys()
+    assert all(np.array_equal(before[k], dense.program.weights[k]) for k in before)  # input untouched
+    types = [op.type for _, op in m.program.ops()]
+    assert sum(t in COMPRESSED_OPS for t in types) >= 4  # emb, conv, fc, proj (not "small")
+    m.save(tmp_path / "c.pocket")
+    loaded = pm.load(tmp_path / "c.pocket")
+    got = loaded.predict(IDS)
+    want = pm.decompress(loaded).predict(IDS)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5 * np.abs(want[k]).max())
+    rows = {r["weight"]: r for r in pm.compression_report(loaded)}
+    assert rows["small.weight"]["mode"] == "dense" and rows["small.weight"]["bits_per_weight"] == 32
+    for key in ("emb.weight", "conv.weight", "fc.weight", "proj"):
+        assert rows[key]["mode"] != "dense"
+        assert 0 <= rows[key]["rel_error"] < 0.9
+        assert rows[key]["bits_per_weight"] < 32
+
+
+def test_bits_per_weight_count_every_overhead(dense):
+    rows = {r["weight"]: r for r in pm.compression_report(pm.compress(dense, pm.Quantize("int8")))}
+    # fc.weight (128, 64): 8192 int8 + 128 float32 scales
+    assert rows["fc.weight"]["bytes"] == 8192 + 128 * 4
+    assert rows["fc.weight"]["bits_per_weight"] == pytest.approx(8 + 128 * 32 / 8192)
+    rows = {r["weight"]: r for r in pm.compression_report(pm.compress(dense, pm.Palettize(4)))}
+    # 4-bit indices packed two per byte + a 16-entry fp16 LUT
+    assert rows["fc.weight"]["bytes"] == 8192 // 2 + 16 * 2
+    rows = {r["weight"]: r for r in pm.compression_report(pm.compress(dense, pm.Prune(0.5)))}
+    # a 1-bit mask + the kept float32 values
+    assert rows["fc.weight"]["bytes"] == 8192 // 8 + 4096 * 4
+
+
+def test_each_dense_weight_exists_only_around_its_use(dense):
+    m = pm.compress(dense, pm.Palettize(4))
+    ops = m.function.ops
+    for i, op in enumerate(ops):
+        if op.type in COMPRESSED_OPS:
+            users = [j for j, o in enumerate(ops) if op.output.name in o.inputs]
+            assert users and all(i < j <= i + 3 for j in users), (op.output.name, i, users)
+    steps = m._executor.steps
+    dense_slots = {s for st in steps if st.op_type in COMPRESSED_OPS for s in st.outputs}
+    live = set()
+    for st in steps:
+        live |= set(st.outputs) & dense_slots
+        assert len(live) <= 1 or st.op_type in ("cast", "mul")
+        live -= set(st.release)
+
+
+def test_config_precedence_and_size_floor_apply(dense):
+    cfg = pm.OptimizationConfig(global_config=pm.Quantize("int8"),
+                                op_type_configs={"embedding": None},
+                                op_name_configs={"small.weight": pm.Palettize(2), "proj": pm.Prune(0.5)})
+    rows = {r["weight"]: r["mode"] for r in pm.compression_report(pm.compress(dense, cfg))}
+    assert rows == {"emb.weight": "dense", "conv.weight": "quantize", "fc.weight": "quantize",
+                    "small.weight": "palettize", "proj": "prune"}
+    rows = {r["weight"]: r["mode"] for r in pm.compression_report(
+        pm.compress(dense, {"global_config": {"palettize": {"nbits": 4}}, "min_weight_size": 0}))}
+    assert set(rows.values()) == {"palettize"}
+
+
+def test_decompress_restores_dense_weights_with_their_names(dense):
+    m = pm.decompress(pm.compress(dense, pm.Palettize(8)))
+    assert not any(op.type in COMPRESSED_OPS for _, op in m.program.ops())
+    for key in ("emb.weight", "fc.weight"):
+        assert m.program.weights[key].dtype == np.float32
+    assert "compression" not in m.metadata
+
+
+def test_impossible_shapes_are_clear_errors(dense):
+    with pytest.raises(pm.ConfigError, match="group_size|divide"):
+        pm.compress(dense, pm.Palettize(4, granularity="per_grouped_channel", group_size=7))
+    with pytest.raises(pm.ConfigError, match="block|divide"):
+        pm.compress(dense, pm.Quantize("int4", granularity="per_block", block_size=48))
+    with pytest.raises(pm.ConfigError, match="divide|m"):
+        pm.compress(dense, pm.Prune(n_m=(3, 5)))
