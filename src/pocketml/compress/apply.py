@@ -70,7 +70,9 @@ def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_qua
                                group_size=spec.group_size, axis=axis, cluster_dim=spec.cluster_dim,
                                per_channel_scale=spec.per_channel_scale, custom=spec.custom)
     except ValueError as e:
-        raise ConfigError(f"{chain.key}: cannot palettize {list(w.shape)}: {e}") from None
+        raise ConfigError(f"{chain.key}: cannot palettize {list(w.shape)}: {e}. Choose parameters that "
+                          "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
+                          "a config of its own") from None
     idx = chain.const(f"{suffix}indices", numerics.pack_bits(p.indices, spec.nbits))
     if lut_quant is not None:
         q = numerics.quantize(p.lut, lut_quant.dtype, symmetric=lut_quant.symmetric, granularity="per_tensor")
@@ -98,7 +100,9 @@ def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: 
         q = numerics.quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
                               axis=axis, block_size=spec.block_size, input_axis=in_axis)
     except ValueError as e:
-        raise ConfigError(f"{chain.key}: cannot quantize {list(w.shape)}: {e}") from None
+        raise ConfigError(f"{chain.key}: cannot quantize {list(w.shape)}: {e}. Choose parameters that "
+                          "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
+                          "a config of its own") from None
     return _dequantize_op(chain, q, spec.dtype, w.shape, suffix)
 
 
