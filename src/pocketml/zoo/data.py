@@ -184,3 +184,34 @@ def speech(text: str = SPEECH_TEXTS[0]) -> np.ndarray:
         stacklevel=2,
     )
     return _synthetic_speechlike(seconds=0.08 * len(text), seed=len(text))
+
+
+@cache
+def wikipedia_text() -> str:
+    """Plain text of the English Wikipedia articles in gensim's test data (the shortened
+    enwiki-latest-pages-articles1 dump: Anarchism, Autism, Albedo, ...), in dump order.
+
+    Markup is removed with `gensim.corpora.wikicorpus.filter_wiki`; then redirects are dropped,
+    bold/italic quotes removed, headings kept as their own lines, and runs of blank lines and
+    spaces collapsed. Articles are separated by a blank line.
+    """
+    import bz2
+
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    path = _gensim_file("enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
+    articles = []
+    with bz2.open(path) as f:
+        for _title, markup, _pageid in extract_pages(f, filter_namespaces=("0",)):
+            text = filter_wiki(markup)
+            if not text.strip() or text.lstrip().upper().startswith("#REDIRECT"):
+                continue
+            text = re.sub(r"'{2,}", "", text)  # ''italic'', '''bold'''
+            text = re.sub(r"^\s*=+\s*(.*?)\s*=+\s*$", r"\1", text, flags=re.MULTILINE)  # == Heading ==
+            text = re.sub(r"[ \t]+", " ", text)
+            text = re.sub(r" *\n *", "\n", text)
+            text = re.sub(r"\n{3,}", "\n\n", text).strip()
+            articles.append(text)
+    if not articles:
+        raise ValueError(f"no articles found in {path.name}")
+    return "\n\n".join(articles)

@@ -1,0 +1,544 @@
+"""Weight compression: quality and size of every mode on real models, and pocketml vs coremltools.
+
+    python benchmarks/bench_compression.py [--models M,...] [--modes K,...] [--quick] [--json PATH]
+
+Progress goes to stderr, the result tables (Markdown) to stdout.
+
+Models (`--models`, comma-separated; default all): minilm, smollm2, efficientnet-lite0, and
+`coremltools` (the numerics comparison). Modes (`--modes`, keys; default all):
+
+    float          the uncompressed package (the reference)
+    int8           Quantize("int8", per_channel)
+    pal6           Palettize(6) k-means per_tensor        pal6-g16  per_grouped_channel, group_size 16
+    pal4           Palettize(4) k-means per_tensor        pal4-g16  per_grouped_channel, group_size 16
+    int4-b32       Quantize("int4", symmetric, per_block, block_size 32)
+    prune50        Prune(sparsity=0.5)                    prune2:4  Prune(n_m=(2, 4))
+    prune50+pal4   [Prune(0.5), Palettize(4)]
+
+Every mode compresses every linear/conv/embedding/matmul weight of >= 2048 elements (pm.compress's
+default `min_weight_size`). Where a structured mode cannot apply to a weight (group_size 16 or
+block 32 or m = 4 not dividing its dimension: MiniLM's 30522-row embedding, EfficientNet's
+24/40/112-channel convs and depthwise convs), that weight falls back: grouped palettization ->
+per_tensor at the same nbits, per_block int4 -> per_channel int4, 2:4 -> left dense; the table
+counts such weights. Each compressed model is saved to a temporary .pocket, its file size
+measured, loaded back with pm.load and run by the pocketml (NumPy) runtime.
+
+Protocols (fixed, so runs are comparable):
+  minilm        250 real sentences (`data.sentences(250)`: 50 ABC news leads and the 200 Pang & Lee
+                movie-review sentences, interleaved), sorted by token count into batches of 50;
+                cosine of each sentence embedding with the float package's; mean and min.
+                --quick: 32 sentences.
+  smollm2       perplexity on `data.wikipedia_text()` (gensim's enwiki test dump, cleaned with
+                filter_wiki): the first 2 non-overlapping windows of 256 tokens of the text
+                (tokens 0..511), each run alone from its first token (no context carried over);
+                perplexity = exp(mean NLL of the 2 x 255 next-token predictions inside windows).
+                Also the share of those positions whose top-1 token equals the float package's.
+                --quick: 1 window of 64 tokens.
+  efficientnet  the 7 real photos of `samples()` and their mirror images (14 inputs; --quick: the
+                7 photos); top-1 agreement with the float package, and cosine of the logits.
+  coremltools   k-means 4-bit palettization (per_tensor; per_grouped_channel, group_size 16) and
+                int4 per_block 32 symmetric quantization of (a) a 2048x2048 N(0, 1) float32 weight
+                (seed 0) and (b) SmolLM2's linear weights of every 5th layer (0, 5, ..., 25: the 7
+                q/k/v/o/gate/up/down matrices each, 42 weights, 21.2 M values; --ct-every 1 for
+                all 30 layers; the tied 49152x576 embedding is left out). pocketml: the
+                `pocketml.compress.numerics` palettize/quantize functions (fp32 LUT), one call per
+                weight, timed, then depalettize/dequantize. coremltools: `_coremltools_worker.py`
+                in its own venv (benchmarks/.venv-coremltools, or --ct-python): all weights as
+                consts of one MIL program -> mlprogram -> `coremltools.optimize.coreml`
+                palettize_weights / linear_quantize_weights (only that call timed) ->
+                decompress_weights -> weights read back. Error = relative Frobenius norm over all
+                weights of the set, sqrt(sum ||W' - W||^2 / sum ||W||^2). coremltools runs with
+                fp32 weights (compute_precision FLOAT32: k-means by scikit-learn KMeans) and, for
+                palettization, also with fp16 weights (its default precision: kmeans1d for
+                tensors/groups of >= 10,000 elements, scikit-learn below). --quick: only (a), at
+                1024x1024, fp32.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+MODELS = ("minilm", "smollm2", "efficientnet-lite0", "coremltools")
+MODE_KEYS = ("float", "int8", "pal6", "pal6-g16", "pal4", "pal4-g16", "int4-b32", "prune50",
+             "prune2:4", "prune50+pal4")
+MODE_LABELS = {
+    "float": "float",
+    "int8": "int8 per_channel",
+    "pal6": "palettize 6-bit per_tensor",
+    "pal6-g16": "palettize 6-bit g16",
+    "pal4": "palettize 4-bit per_tensor",
+    "pal4-g16": "palettize 4-bit g16",
+    "int4-b32": "int4 per_block 32",
+    "prune50": "prune 50%",
+    "prune2:4": "prune 2:4",
+    "prune50+pal4": "prune 50% + palettize 4-bit",
+}
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------
+# the compression API (pm.compress once exported; the pocketml.compress modules until then)
+
+
+def _api():
+    import pocketml as pm
+    from pocketml.errors import ConfigError
+
+    if hasattr(pm, "compress") and callable(pm.compress) and hasattr(pm, "Palettize"):
+        ns = dict(compress=pm.compress, compression_report=pm.compression_report,
+                  Palettize=pm.Palettize, Quantize=pm.Quantize, Prune=pm.Prune)
+    else:
+        from pocketml.compress.api import compress, compression_report
+        from pocketml.compress.config import Palettize, Prune, Quantize
+        ns = dict(compress=compress, compression_report=compression_report, Palettize=Palettize,
+                  Quantize=Quantize, Prune=Prune)
+    from pocketml.compress.apply import WEIGHT_AXES
+    from pocketml.compress.config import OptimizationConfig
+    return argparse.Namespace(**ns, OptimizationConfig=OptimizationConfig, WEIGHT_AXES=WEIGHT_AXES,
+                              ConfigError=ConfigError)
+
+
+def mode_config(api, key: str):
+    P, Q, R = api.Palettize, api.Quantize, api.Prune
+    return {
+        "float": None,
+        "int8": Q("int8", granularity="per_channel"),
+        "pal6": P(6, mode="kmeans", granularity="per_tensor"),
+        "pal6-g16": P(6, mode="kmeans", granularity="per_grouped_channel", group_size=16),
+        "pal4": P(4, mode="kmeans", granularity="per_tensor"),
+        "pal4-g16": P(4, mode="kmeans", granularity="per_grouped_channel", group_size=16),
+        "int4-b32": Q("int4", symmetric=True, granularity="per_block", block_size=32),
+        "prune50": R(sparsity=0.5),
+        "prune2:4": R(n_m=(2, 4)),
+        "prune50+pal4": [R(sparsity=0.5), P(4, mode="kmeans", granularity="per_tensor")],
+    }[key]
+
+
+def _fallback(api, cfg):
+    """What a weight gets when `cfg`'s structure does not fit it (see the module docstring)."""
+    first = cfg[0] if isinstance(cfg, list) else cfg
+    if isinstance(first, api.Palettize) and first.granularity == "per_grouped_channel":
+        return dataclasses.replace(first, granularity="per_tensor"), "per_tensor palettization"
+    if isinstance(first, api.Quantize) and first.granularity == "per_block":
+        return dataclasses.replace(first, granularity="per_channel"), "per_channel quantization"
+    if isinstance(first, api.Prune) and first.n_m is not None:
+        return None, "dense"
+    return "none", None
+
+
+def _misfits(api, model, cfg) -> list[str]:
+    """Weights of `model` whose dimensions do not fit `cfg`'s group/block/m size."""
+    first = cfg[0] if isinstance(cfg, list) else cfg
+    out = []
+    for row in api.compression_report(model):
+        shape = row["shape"]
+        spec = api.WEIGHT_AXES.get(row["op_type"])
+        if spec is None or len(shape) < 2 or math.prod(shape) < 2048:
+            continue
+        out_dim, in_dim = shape[spec[1] % len(shape)], shape[spec[2] % len(shape)]
+        if isinstance(first, api.Palettize) and first.granularity == "per_grouped_channel":
+            bad = out_dim % first.group_size != 0
+        elif isinstance(first, api.Quantize) and first.granularity == "per_block":
+            bad = in_dim % first.block_size != 0
+        elif isinstance(first, api.Prune) and first.n_m is not None:
+            bad = in_dim % first.n_m[1] != 0
+        else:
+            bad = False
+        if bad:
+            out.append(row["weight"])
+    return out
+
+
+def compress(api, model, cfg):
+    """(compressed model, number of weights that fell back, what they fell back to, seconds)."""
+    fb, what = _fallback(api, cfg)
+    names = _misfits(api, model, cfg) if what else []
+    for _ in range(50):
+        config = api.OptimizationConfig(global_config=cfg, op_name_configs={n: fb for n in names})
+        t0 = time.perf_counter()
+        try:
+            out = api.compress(model, config, progress=False)
+        except api.ConfigError as e:  # a misfit the shape check did not foresee: add it, retry
+            key = str(e).split(": cannot", 1)[0]
+            if not what or key in names or ": cannot" not in str(e):
+                raise
+            names.append(key)
+            continue
+        return out, len(names), what, time.perf_counter() - t0
+    raise RuntimeError("too many fallbacks")
+
+
+def weight_stats(api, model) -> dict:
+    rows = api.compression_report(model)
+    nbytes = sum(r["bytes"] for r in rows)
+    numel = sum(math.prod(r["shape"]) for r in rows)
+    return {"weights": len(rows), "weight_bytes": nbytes, "bits_per_weight": 8.0 * nbytes / max(numel, 1),
+            "compressed": sum(r["mode"] != "dense" for r in rows)}
+
+
+# ------------------------------------------------------------------------------------------
+# models
+
+
+def _convert(name: str):
+    import torch
+
+    import pocketml as pm
+    from pocketml import zoo
+
+    entry = zoo.get(name)
+    t0 = time.perf_counter()
+    module = entry.build()
+    with torch.no_grad():
+        model = pm.convert(module, entry.example_inputs(), input_names=entry.input_names,
+                           output_names=entry.output_names,
+                           dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None)
+    del module
+    log(f"  converted {name} in {time.perf_counter() - t0:.1f} s")
+    return entry, model
+
+
+def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(a.shape[0], -1).astype(np.float64)
+    b = b.reshape(b.shape[0], -1).astype(np.float64)
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+
+
+class MiniLM:
+    name = "minilm"
+    title = "all-MiniLM-L6-v2"
+    columns = ("cosine mean", "cosine min")
+
+    def __init__(self, quick: bool):
+        from pocketml.zoo import data, minilm
+
+        texts = data.sentences(32 if quick else 250)
+        # batches of 50 sentences of similar length (sorted by token count): little padding
+        lengths = minilm.tokenize(texts)[1].sum(axis=1)
+        self.order = np.argsort(lengths, kind="stable")
+        ordered = [texts[i] for i in self.order]
+        self.batches = [dict(zip(("input_ids", "attention_mask"), minilm.tokenize(ordered[i:i + 50])))
+                        for i in range(0, len(ordered), 50)]
+        self.protocol = f"{len(texts)} sentences (data.sentences), batches of 50"
+
+    def run(self, model) -> np.ndarray:
+        return np.concatenate([model.predict(b)["embedding"] for b in self.batches])
+
+    def metrics(self, out, ref) -> dict:
+        c = _cos_rows(out, ref)
+        return {"cosine mean": float(c.mean()), "cosine min": float(c.min())}
+
+    @staticmethod
+    def fmt(m: dict) -> list[str]:
+        return [f"{m['cosine mean']:.5f}", f"{m['cosine min']:.5f}"]
+
+
+class SmolLM2:
+    name = "smollm2"
+    title = "SmolLM2-135M"
+    columns = ("perplexity", "vs float", "top-1 = float")
+
+    def __init__(self, quick: bool):
+        from pocketml.zoo import data, smollm2
+
+        self.windows, self.length = (1, 64) if quick else (2, 256)
+        need = self.windows * self.length
+        text = data.wikipedia_text()
+        chars = 8 * need
+        ids = smollm2.encode(text[:chars])
+        while ids.shape[1] < need and chars < len(text):
+            chars *= 2
+            ids = smollm2.encode(text[:chars])
+        if ids.shape[1] < need:
+            raise ValueError(f"wikipedia_text() has only {ids.shape[1]} tokens, {need} needed")
+        self.ids = ids[:, :need]
+        self.protocol = (f"first {self.windows} x {self.length} tokens of data.wikipedia_text(), "
+                         "non-overlapping windows, ppl = exp(mean next-token NLL within windows)")
+
+    def run(self, model):
+        nll, top1 = [], []
+        for w in range(self.windows):
+            x = self.ids[:, w * self.length:(w + 1) * self.length]
+            logits = model.predict({"input_ids": x})["logits"][0].astype(np.float64)  # (T, V)
+            z = logits[:-1]
+            m = z.max(axis=1, keepdims=True)
+            logz = (m[:, 0] + np.log(np.exp(z - m).sum(axis=1)))
+            nll.append(logz - z[np.arange(len(z)), x[0, 1:]])
+            top1.append(z.argmax(axis=1))
+        return np.concatenate(nll), np.concatenate(top1)
+
+    def metrics(self, out, ref) -> dict:
+        nll, top1 = out
+        ppl, ppl_ref = math.exp(nll.mean()), math.exp(ref[0].mean())
+        return {"perplexity": ppl, "vs float": ppl / ppl_ref - 1.0, "top-1 = float": float((top1 == ref[1]).mean())}
+
+    @staticmethod
+    def fmt(m: dict) -> list[str]:
+        return [f"{m['perplexity']:.2f}", f"{100 * m['vs float']:+.1f}%", f"{100 * m['top-1 = float']:.1f}%"]
+
+
+class EfficientNet:
+    name = "efficientnet-lite0"
+    title = "EfficientNet-Lite0"
+    columns = ("top-1 = float", "logit cosine mean", "logit cosine min")
+
+    def __init__(self, quick: bool):
+        from pocketml.zoo import get
+
+        photos = [t.numpy() for (t,) in get(self.name).samples()]
+        self.inputs = photos if quick else photos + [np.ascontiguousarray(p[..., ::-1]) for p in photos]
+        self.protocol = f"{len(photos)} photos (samples())" + ("" if quick else " and their mirror images")
+
+    def run(self, model) -> np.ndarray:
+        return np.concatenate([model.predict({"image": x})["logits"] for x in self.inputs])
+
+    def metrics(self, out, ref) -> dict:
+        c = _cos_rows(out, ref)
+        agree = int((out.argmax(1) == ref.argmax(1)).sum())
+        return {"top-1 = float": f"{agree}/{len(out)}", "logit cosine mean": float(c.mean()),
+                "logit cosine min": float(c.min())}
+
+    @staticmethod
+    def fmt(m: dict) -> list[str]:
+        return [m["top-1 = float"], f"{m['logit cosine mean']:.5f}", f"{m['logit cosine min']:.5f}"]
+
+
+BENCHES = {"minilm": MiniLM, "smollm2": SmolLM2, "efficientnet-lite0": EfficientNet}
+
+
+def bench_model(api, name: str, modes: list[str], quick: bool) -> dict:
+    import pocketml as pm
+
+    bench = BENCHES[name](quick)
+    log(f"[{name}] {bench.protocol}")
+    _, model = _convert(name)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_compression_") as tmp:
+        ref_path = Path(tmp) / "float.pocket"
+        model.save(ref_path)
+        float_mib = ref_path.stat().st_size / 2**20
+        t0 = time.perf_counter()
+        ref = bench.run(pm.load(ref_path))
+        ref_s = time.perf_counter() - t0
+        log(f"  float: {float_mib:.1f} MiB, evaluated in {ref_s:.1f} s")
+        for key in modes:
+            row = {"mode": key, "label": MODE_LABELS[key]}
+            try:
+                if key == "float":
+                    cm, nfb, fbwhat, secs, path = model, 0, None, 0.0, ref_path
+                else:
+                    cm, nfb, fbwhat, secs = compress(api, model, mode_config(api, key))
+                    path = Path(tmp) / f"{key.replace(':', '_').replace('+', '_')}.pocket"
+                    cm.save(path)
+                row.update(weight_stats(api, cm), compress_s=secs, fallbacks=nfb, fallback_to=fbwhat,
+                           mib=path.stat().st_size / 2**20)
+                del cm
+                t0 = time.perf_counter()
+                out = ref if key == "float" else bench.run(pm.load(path))
+                row["eval_s"] = ref_s if key == "float" else time.perf_counter() - t0
+                row["metrics"] = bench.metrics(out, ref)
+                if path != ref_path:
+                    path.unlink()
+                log(f"  {key}: {row['mib']:.1f} MiB, compress {secs:.1f} s, eval {row['eval_s']:.1f} s, "
+                    f"{row['metrics']}" + (f", {nfb} weight(s) -> {fbwhat}" if nfb else ""))
+            except Exception as e:  # report and go on: one broken mode must not hide the others
+                row["error"] = f"{type(e).__name__}: {e}"
+                log(f"  {key}: FAILED {row['error']}")
+            rows.append(row)
+    return {"model": name, "title": bench.title, "protocol": bench.protocol, "float_mib": float_mib,
+            "columns": list(bench.columns), "rows": rows}
+
+
+def table_model(res: dict) -> str:
+    bench = BENCHES[res["model"]]
+    head = ["mode", "package MiB", "vs float", "bits/weight", *bench.columns, "compress s", "fallbacks"]
+    lines = [f"### {res['title']} — {res['protocol']}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in res["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['label']} | FAILED: {r['error'][:150]} |" + " |" * (len(head) - 2))
+            continue
+        fb = f"{r['fallbacks']} → {r['fallback_to']}" if r["fallbacks"] else "—"
+        lines.append("| " + " | ".join([
+            r["label"], f"{r['mib']:.1f}", f"{r['mib'] / res['float_mib']:.3f}",
+            f"{r['bits_per_weight']:.2f}", *bench.fmt(r["metrics"]),
+            f"{r['compress_s']:.1f}" if r["mode"] != "float" else "—", fb]) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# pocketml vs coremltools
+
+
+CT_CONFIGS = ("pal4", "pal4-g16", "int4-b32")
+CT_LABELS = {"pal4": "k-means 4-bit per_tensor", "pal4-g16": "k-means 4-bit g16",
+             "int4-b32": "int4 per_block 32"}
+
+
+def pocketml_numerics(weights: dict[str, np.ndarray], config: str) -> tuple[float, float]:
+    """(seconds in the compression calls, relative Frobenius error over all weights)."""
+    from pocketml.compress import numerics as N
+
+    seconds, num, den = 0.0, 0.0, 0.0
+    for w in weights.values():
+        t0 = time.perf_counter()
+        if config.startswith("pal"):
+            p = N.palettize(w, int(config[3]), mode="kmeans",
+                            granularity="per_grouped_channel" if config.endswith("g16") else "per_tensor",
+                            group_size=16, axis=0)
+            seconds += time.perf_counter() - t0
+            d = N.depalettize(p.indices, p.lut, p.scale, p.vector_axis)
+        else:
+            q = N.quantize(w, "int4", symmetric=True, granularity="per_block", axis=0, block_size=32,
+                           input_axis=1)
+            seconds += time.perf_counter() - t0
+            d = N.dequantize(q.data, q.scale, q.zero_point)
+        diff = d.astype(np.float64) - w
+        num += float((diff * diff).sum())
+        den += float((w.astype(np.float64) ** 2).sum())
+    return seconds, math.sqrt(num / den)
+
+
+def coremltools_worker(python: str, npz: Path, config: str, precision: str) -> dict:
+    cmd = [python, str(HERE / "_coremltools_worker.py"), str(npz), config, "--precision", precision]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"coremltools worker failed ({proc.returncode}): {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_coremltools(quick: bool, ct_python: str, ct_every: int) -> dict:
+    sets = []
+    n = 1024 if quick else 2048
+    sets.append((f"Gaussian {n}×{n}", {"gaussian": np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)}))
+    if not quick:
+        from pocketml.zoo import smollm2
+
+        sd = smollm2._state_dict()
+        layers = sorted({int(k.split(".")[1]) for k in sd if k.startswith("layers.")})
+        chosen = layers[::ct_every]
+        ws = {k: np.asarray(v, dtype=np.float32) for k, v in sd.items()
+              if k.startswith("layers.") and int(k.split(".")[1]) in chosen and v.ndim == 2}
+        what = "all 30 layers" if ct_every == 1 else f"layers {', '.join(map(str, chosen))}"
+        sets.append((f"SmolLM2 linear weights, {what} ({len(ws)} matrices, "
+                     f"{sum(w.size for w in ws.values()) / 1e6:.1f} M values)", ws))
+    precisions = ("float32",) if quick else ("float32", "float16")
+    rows = []
+    version = None
+    with tempfile.TemporaryDirectory(prefix="bench_ct_") as tmp:
+        for title, ws in sets:
+            npz = Path(tmp) / "weights.npz"
+            np.savez(npz, **ws)
+            for config in CT_CONFIGS:
+                t_pm, e_pm = pocketml_numerics(ws, config)
+                log(f"[coremltools] {title} {config}: pocketml {t_pm:.2f} s, error {e_pm:.5f}")
+                for prec in precisions if config.startswith("pal") else ("float32",):
+                    row = {"set": title, "config": config, "precision": prec, "pm_s": t_pm, "pm_err": e_pm}
+                    try:
+                        r = coremltools_worker(ct_python, npz, config, prec)
+                        version = r["coremltools"]
+                        row.update(ct_s=r["seconds"], ct_err=r["rel_error"], kmeans1d=r["kmeans1d"])
+                        log(f"  coremltools ({prec} weights) {r['seconds']:.2f} s, error {r['rel_error']:.5f}")
+                    except Exception as e:
+                        row["error"] = f"{type(e).__name__}: {e}"
+                        log(f"  coremltools ({prec}): FAILED {row['error']}")
+                    rows.append(row)
+    return {"coremltools": version, "rows": rows}
+
+
+def table_coremltools(res: dict) -> str:
+    head = ["weights", "method", "coremltools weights", "pocketml error", "coremltools error",
+            "pocketml s", "coremltools s", "speed-up"]
+    lines = [f"### pocketml vs coremltools {res['coremltools']} (`coremltools.optimize.coreml` on an mlprogram)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in res["rows"]:
+        base = [r["set"], CT_LABELS[r["config"]], r["precision"].replace("float", "fp"), f"{r['pm_err']:.5f}"]
+        if "error" in r:
+            lines.append("| " + " | ".join(base + [f"FAILED: {r['error'][:120]}", f"{r['pm_s']:.2f}", "", ""]) + " |")
+            continue
+        lines.append("| " + " | ".join(base + [f"{r['ct_err']:.5f}", f"{r['pm_s']:.2f}", f"{r['ct_s']:.2f}",
+                                               f"{r['ct_s'] / max(r['pm_s'], 1e-9):.1f}×"]) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _csv(value: str | None, allowed, what: str) -> list[str]:
+    if not value:
+        return list(allowed)
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise SystemExit(f"unknown {what} {bad}; known: {', '.join(allowed)}")
+    return list(dict.fromkeys(items))  # in the order given
+
+
+QUICK_MODES = ("float", "int8", "pal4", "int4-b32")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help=f"comma-separated, of {', '.join(MODELS)} (default: all)")
+    ap.add_argument("--modes", help=f"comma-separated, run in that order, of {', '.join(MODE_KEYS)} (default: all; "
+                                    f"--quick: {', '.join(QUICK_MODES)})")
+    ap.add_argument("--quick", action="store_true", help="fewer inputs and modes, small coremltools test")
+    ap.add_argument("--ct-python", default=str(HERE / ".venv-coremltools" / "bin" / "python"),
+                    help="python of a venv with coremltools (default: benchmarks/.venv-coremltools)")
+    ap.add_argument("--ct-every", type=int, default=5, help="coremltools test: every N-th SmolLM2 layer")
+    ap.add_argument("--json", help="also write the raw results here")
+    args = ap.parse_args()
+    models = _csv(args.models, MODELS, "models")
+    modes = _csv(args.modes, MODE_KEYS, "modes") if args.modes or not args.quick else list(QUICK_MODES)
+    if "float" not in modes:
+        modes = ["float", *modes]
+
+    api = _api()
+    started = time.perf_counter()
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
+               "cpus": os.cpu_count(), "quick": args.quick, "loadavg_start": os.getloadavg(), "models": []}
+    tables = []
+    for name in models:
+        t0 = time.perf_counter()
+        if name == "coremltools":
+            if not Path(args.ct_python).exists():
+                log(f"[coremltools] skipped: {args.ct_python} not found (python -m venv "
+                    "benchmarks/.venv-coremltools && benchmarks/.venv-coremltools/bin/pip install "
+                    "coremltools numpy scikit-learn kmeans1d)")
+                continue
+            res = bench_coremltools(args.quick, args.ct_python, args.ct_every)
+            results["coremltools"] = res
+            tables.append(table_coremltools(res))
+        else:
+            res = bench_model(api, name, modes, args.quick)
+            results["models"].append(res)
+            tables.append(table_model(res))
+        log(f"[{name}] done in {time.perf_counter() - t0:.0f} s")
+        print(tables[-1] + "\n", flush=True)
+    results["total_s"] = time.perf_counter() - started
+    results["loadavg_end"] = os.getloadavg()
+    log(f"total {results['total_s']:.0f} s; load average {results['loadavg_start'][0]:.1f} at start, "
+        f"{results['loadavg_end'][0]:.1f} at end")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
