@@ -2,7 +2,9 @@
 from .compress import (OptimizationConfig, Palettize, Prune, Quantize, compress, compression_report,
                        decompress, format_report)
 from .errors import ConfigError, ConversionError, Error, InputError, PackageError, VerificationError
+from .inputs import EnumeratedShapes, RangeDim, TensorType
 from .model import Model, load
+from .runtime import State
 from .version import __version__
 
 
@@ -18,6 +20,6 @@ def validate(*args, **kwargs):
     return _validate(*args, **kwargs)
 
 
-__all__ = ["OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
+__all__ = ["EnumeratedShapes", "RangeDim", "State", "TensorType", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
            "decompress", "format_report", "ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
            "VerificationError", "__version__", "convert", "load", "validate"]

@@ -7,10 +7,10 @@ from typing import Mapping
 import numpy as np
 
 from . import package
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .ir.program import Program
 from .ir.types import TensorType
-from .runtime import Executor, check_inputs
+from .runtime import Executor, State, check_inputs
 
 
 class Model:
@@ -40,10 +40,29 @@ class Model:
     def outputs(self) -> dict[str, TensorType]:
         return dict(zip(self.function.outputs, self.function.output_types()))
 
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model: a dict of input name -> array in, a dict of output name -> array out."""
+    @property
+    def states(self) -> dict[str, TensorType]:
+        return {s.name: s.type for s in self.function.states}
+
+    def make_state(self) -> State:
+        """Fresh state (initial values) for a stateful model; one per independent sequence."""
+        if not self.function.states:
+            raise ConfigError("this model has no states; call predict() without state=")
+        return State(self.program, self.function)
+
+    def predict(self, inputs: Mapping[str, np.ndarray], state: State | None = None) -> dict[str, np.ndarray]:
+        """Run the model: a dict of input name -> array in, a dict of output name -> array out.
+
+        A stateful model needs `state` (from `make_state()`), which it reads and updates in place.
+        """
         arrays = check_inputs(self.function, inputs)
-        return dict(zip(self.output_names, self._executor.run(arrays)))
+        if self.function.states and state is None:
+            raise InputError(f"this model is stateful ({', '.join(self.states)}): pass "
+                             "state=model.make_state() and reuse it for the following calls")
+        if state is not None and not self.function.states:
+            raise InputError("this model has no states; call predict() without state=")
+        live = state.arrays_for(self.function) if state is not None else None
+        return dict(zip(self.output_names, self._executor.run(arrays, states=live)))
 
     def save(self, path: str | os.PathLike) -> None:
         package.write(path, self.program, self.metadata)

@@ -35,11 +35,26 @@ class Op:
 
 
 @dataclass
+class State:
+    """A buffer that persists across calls (e.g. a KV-cache). `init` is the weight holding its
+    initial value, None for zeros."""
+    name: str
+    type: TensorType
+    init: str | None = None
+
+
+@dataclass
 class Function:
+    """A signature and its ops. Symbolic input dims may be bounded (`dim_ranges`: symbol ->
+    [min, max], max None = unbounded) and an input may be limited to a set of shapes
+    (`input_shapes`: name -> list of shapes); the runtime checks both."""
     name: str
     inputs: list[Value]
     ops: list[Op]
     outputs: list[str]  # value names, which are also the function's output names
+    states: list[State] = field(default_factory=list)
+    dim_ranges: dict[str, list] = field(default_factory=dict)
+    input_shapes: dict[str, list[list[int]]] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -85,7 +100,8 @@ class Program:
                 yield fn, op
 
     def used_weights(self) -> set[str]:
-        return {op.attrs["weight"] for _, op in self.ops() if op.type == "const"}
+        used = {op.attrs["weight"] for _, op in self.ops() if op.type == "const"}
+        return used | {s.init for f in self.functions.values() for s in f.states if s.init}
 
     # -- serialisation of the structure (weights are stored separately by the package) --
     def to_json(self) -> dict:
@@ -109,6 +125,10 @@ def _function_to_json(f: Function) -> dict:
             **({"attrs": op.attrs} if op.attrs else {}),
             **({"loc": op.loc} if op.loc else {}),
         } for op in f.ops],
+        **({"states": [{"name": s.name, **s.type.to_json(), **({"init": s.init} if s.init else {})}
+                       for s in f.states]} if f.states else {}),
+        **({"dim_ranges": f.dim_ranges} if f.dim_ranges else {}),
+        **({"input_shapes": f.input_shapes} if f.input_shapes else {}),
     }
 
 
@@ -123,4 +143,7 @@ def _function_from_json(d: dict) -> Function:
         outputs=list(d["outputs"]),
         ops=[Op(type=o["type"], inputs=list(o["inputs"]), outputs=[_value(v) for v in o["outputs"]],
                 attrs=dict(o.get("attrs", {})), loc=o.get("loc", "")) for o in d["ops"]],
+        states=[State(s["name"], TensorType.from_json(s), s.get("init")) for s in d.get("states", [])],
+        dim_ranges={k: list(v) for k, v in d.get("dim_ranges", {}).items()},
+        input_shapes={k: [list(x) for x in v] for k, v in d.get("input_shapes", {}).items()},
     )

@@ -67,8 +67,8 @@ def register(name: str, inputs: tuple[str, ...], infer: InferFn, attrs: dict | N
     `compute` may return one array or a list of arrays.
     """
     def deco(fn):
-        def compute(arrays, at, _fn=fn):
-            out = _fn(arrays, at)
+        def compute(*args, _fn=fn):  # (arrays, attrs); state ops get (state, arrays, attrs)
+            out = _fn(*args)
             return list(out) if isinstance(out, (list, tuple)) else [out]
         if name in _REGISTRY:
             raise ValueError(f"op {name!r} registered twice")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import registry
+from ..ir.ops.state import STATE_OPS
 from ..ir.program import Op, Program
 
 GROWTH_LIMIT = 2  # fold only if output bytes <= GROWTH_LIMIT * largest input + 4 KiB
@@ -27,7 +28,7 @@ def fold_constants(program: Program, expand: bool = False) -> Program:
                 continue
             opdef = registry.get(op.type)
             ins = [n for n in op.inputs if n is not None]
-            if ((not opdef.const_foldable and not expand) or not all(n in const_of for n in ins)
+            if ((not opdef.const_foldable and (not expand or op.type in STATE_OPS)) or not all(n in const_of for n in ins)
                     or not all(v.type.is_static for v in op.outputs)):
                 new_ops.append(op)
                 continue

@@ -1,4 +1,5 @@
 """The runtime: plan and execute programs. Imports NumPy only, never torch."""
 from .executor import PRECISIONS, Executor, check_inputs
+from .state import State
 
-__all__ = ["PRECISIONS", "Executor", "check_inputs"]
+__all__ = ["PRECISIONS", "Executor", "check_inputs", "State"]

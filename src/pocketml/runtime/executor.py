@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir import registry
+from ..ir.ops.state import STATE_OPS
 from ..ir.program import Function, Program
 from ..ir.symbolic import evaluate, is_symbolic, resolve
 from ..ir.types import TensorType
@@ -30,6 +31,7 @@ class _Step:
     symbolic_attrs: list[str]  # attributes holding dimension expressions, resolved per call
     op_type: str
     loc: str
+    state: str | None = None  # state ops: the state their compute gets as first argument
 
 
 class Executor:
@@ -78,7 +80,8 @@ class Executor:
             dynamic = [k for k, v in attrs.items() if _has_symbol(v, names)]
             self.steps.append(_Step(opdef.compute, [-1 if n is None else slots[n] for n in op.inputs],
                                     attrs, [slots[v.name] for v in op.outputs],
-                                    releases.get(i, []), dynamic, op.type, op.loc))
+                                    releases.get(i, []), dynamic, op.type, op.loc,
+                                    attrs["state"] if op.type in STATE_OPS else None))
 
     def _round(self, a: np.ndarray) -> np.ndarray:
         """fp16 emulation: float values are rounded to fp16 and kept as fp32 for computing."""
@@ -87,8 +90,9 @@ class Executor:
                 return a.astype(np.float16).astype(np.float32)
         return a
 
-    def run(self, arrays: list[np.ndarray], observe=None) -> list[np.ndarray]:
-        """Execute; `observe(op_index, step, outputs)` sees every op's outputs (for per-layer checks)."""
+    def run(self, arrays: list[np.ndarray], observe=None, states: dict | None = None) -> list[np.ndarray]:
+        """Execute; `observe(op_index, step, outputs)` sees every op's outputs (for per-layer checks).
+        `states`: name -> live array of each declared state, updated in place."""
         env: list = [None] * self.nslots
         bindings = {sym: arrays[i].shape[axis] for sym, (i, axis) in self.symbols.items()}
         names = set(bindings)
@@ -100,14 +104,22 @@ class Executor:
             attrs = step.attrs
             if step.symbolic_attrs:
                 attrs = {**attrs, **{k: resolve(attrs[k], bindings, names) for k in step.symbolic_attrs}}
-            outs = step.compute([None if s < 0 else env[s] for s in step.inputs], attrs)
-            for s, a in zip(step.outputs, outs):
-                env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
+            args = [None if s < 0 else env[s] for s in step.inputs]
+            if step.state is None:
+                outs = step.compute(args, attrs)
+                for s, a in zip(step.outputs, outs):
+                    env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
+            else:  # the state holds values rounded when they were written
+                outs = step.compute(states[step.state], args, attrs)
+                for s, a in zip(step.outputs, outs):
+                    env[s] = a
             if observe is not None:
                 observe(i, step, [env[s] for s in step.outputs])
             for s in step.release:
                 env[s] = None
-        return [env[s] for s in self.output_slots]
+        live = [id(a) for a in (states or {}).values()]
+        # an output that is a state's live array is copied: the next call would change it
+        return [env[s].copy() if id(env[s]) in live else env[s] for s in self.output_slots]
 
 
 def _has_symbol(value, symbols: set[str]) -> bool:
@@ -148,5 +160,16 @@ def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
                     continue
             if isinstance(d, int) and d != n or isinstance(d, str) and bound.setdefault(d, n) != n:
                 raise InputError(f"input {v.name!r}: expected shape {tuple(want.shape)}, got {a.shape}")
+        allowed = function.input_shapes.get(v.name)
+        if allowed and list(a.shape) not in allowed:
+            raise InputError(f"input {v.name!r}: shape {a.shape} is not one of the model's shapes "
+                             f"{[tuple(x) for x in allowed]}")
         out.append(np.ascontiguousarray(a).reshape(a.shape))  # keeps 0-d arrays 0-d
+    for sym, (lo, hi) in function.dim_ranges.items():
+        n = bound.get(sym)
+        if n is not None and (n < lo or hi is not None and n > hi):
+            where = [f"{v.name!r} axis {i}" for v in function.inputs for i, d in enumerate(v.type.shape)
+                     if d == sym]
+            raise InputError(f"dimension {sym!r} ({', '.join(where)}) is {n}, outside the model's "
+                             f"range [{lo}, {'unbounded' if hi is None else hi}]")
     return out

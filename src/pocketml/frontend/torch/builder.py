@@ -33,6 +33,7 @@ class Builder:
     def __init__(self, weights: dict[str, np.ndarray]):
         self.ops: list[Op] = []
         self.weights = weights
+        self.states: dict[str, TensorType] = {}  # declared states, by name
         self.loc = ""
         self._names: dict[str, int] = {}
         self._const_cache: dict[tuple, Var] = {}
@@ -53,13 +54,17 @@ class Builder:
         in_names = [None if v is None else v.name for v in inputs]
         if type == "const":
             types = [TensorType.of(self.weights[full["weight"]])]
+        elif type == "read_state":
+            types = [self.states[full["state"]]]
+        elif type == "write_state":
+            types = []
         else:
             types = opdef.infer([None if v is None else v.type for v in inputs], full)
         base = name or type
         outs = [Value(self.fresh(base), t) for t in types]
         self.ops.append(Op(type, in_names, outs, attrs, self.loc))
         vs = tuple(Var(v.name, v.type) for v in outs)
-        return vs[0] if len(vs) == 1 else vs
+        return vs[0] if len(vs) == 1 else (vs or None)
 
     def weight(self, name: str, array: np.ndarray) -> Var:
         """A const op reading stored weight `name` (registered once)."""

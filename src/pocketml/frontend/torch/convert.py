@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from ...errors import ConversionError
-from ...ir.program import Function, Program, Value
+from ...ir.program import Function, Program, State, Value
 from ...ir.types import DType, TensorType
-from .builder import Builder, Var
+from .builder import Builder, Var, _ident
 from .registry import Unsupported, lowering_for
 
 _DTYPES = {
@@ -162,13 +162,16 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
             f"{len(unsupported)} op(s) have no pocketml lowering:\n{lines}\n"
             "Work around by rewriting that code with supported ops (see `pocketml.frontend.torch."
             "supported_targets()`), or register a lowering with `pocketml.frontend.torch.lowers`.")
-    mutations = [s for s in sig.output_specs if s.kind.name not in ("USER_OUTPUT",)]
-    if mutations:
-        raise ConversionError("the model updates buffers or inputs in place ("
-                              + ", ".join(str(s.target) for s in mutations)
-                              + "); stateful models are not supported by this converter yet")
+    bad = [s for s in sig.output_specs if s.kind.name not in ("USER_OUTPUT", "BUFFER_MUTATION")]
+    if bad:
+        raise ConversionError("the model updates its inputs or parameters in place ("
+                              + ", ".join(str(s.target) for s in bad) + "); only buffers "
+                              "(register_buffer) may be updated in place: they become states")
+    # buffers updated in place become states: read where the buffer is used, written at the end
+    mutated = [s.target for s in sig.output_specs if s.kind.name == "BUFFER_MUTATION"]
 
     weights: dict[str, np.ndarray] = {}
+    states: list[State] = []
     b = Builder(weights)
     env: dict[str, Any] = {}
     user_inputs = [s for s in sig.input_specs if s.kind.name == "USER_INPUT"]
@@ -205,7 +208,10 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
             if not isinstance(tensor, torch.Tensor):
                 raise ConversionError(f"input {spec.target!r} of kind {spec.kind.name} is not a tensor")
             b.loc = ""
-            env[node.name] = b.weight(spec.target, _weight_array(tensor))
+            if spec.target in mutated:
+                env[node.name] = _declare_state(b, states, spec.target, tensor)
+            else:
+                env[node.name] = b.weight(spec.target, _weight_array(tensor))
         elif node.op == "call_function" and _is_symint(node):  # sym_size, arithmetic on sizes
             env[node.name] = symbols.expr(node.meta["val"])
         elif node.op == "call_function" and str(node.target) in _ASSERTIONS:
@@ -231,6 +237,12 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
             results = node.args[0]
             break
 
+    for spec, r in zip(sig.output_specs, results):  # mutations come first, in spec order
+        if spec.kind.name == "BUFFER_MUTATION":
+            b.loc = ""
+            b.op("write_state", [_as_state_value(b, env[r.name], b.states[spec.target], spec.target)],
+                 {"state": spec.target})
+    results = [r for spec, r in zip(sig.output_specs, results) if spec.kind.name == "USER_OUTPUT"]
     out_vars = []
     for r in results:
         v = env[r.name] if hasattr(r, "name") else None
@@ -240,9 +252,54 @@ def to_program(ep: torch.export.ExportedProgram, input_names: Sequence[str] | No
     names = list(output_names) if output_names is not None else _output_names(ep, len(out_vars))
     if len(names) != len(out_vars):
         raise ConversionError(f"output_names has {len(names)} names but the model returns {len(out_vars)} tensors")
-    fn = Function("main", fn_inputs, b.ops, [v.name for v in out_vars])
+    fn = Function("main", fn_inputs, b.ops, [v.name for v in out_vars], states=states,
+                  dim_ranges=_dim_ranges(ep, symbols, fn_inputs))
     _name_outputs(fn, names)
     return Program({"main": fn}, weights)
+
+
+def _declare_state(b: Builder, states: list[State], name: str, tensor: torch.Tensor) -> Var:
+    """A state for buffer `name` (initial value stored unless all zeros), and its read."""
+    array = _weight_array(tensor)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    init = None
+    if array.any():
+        init = f"{name}.init"
+        b.weights[init] = array
+    t = TensorType.of(array)
+    if not t.is_static:
+        raise ConversionError(f"state {name!r} must have a fixed shape")
+    states.append(State(name, t, init))
+    b.states[name] = t
+    return b.op("read_state", [], {"state": name}, name=_ident(name))
+
+
+def _as_state_value(b: Builder, v, t: TensorType, name: str) -> Var:
+    """The value written into state `name`, cast/broadcast to its declared type if torch left it
+    wider (e.g. an int64 counter updated with an int32 result)."""
+    from .lowerings.shape import cast, expand
+    if not isinstance(v, Var):
+        raise ConversionError(f"state {name!r} is updated with a non-tensor value")
+    if v.dtype != t.dtype:
+        v = cast(b, v, t.dtype)
+    if tuple(v.shape) != tuple(t.shape):
+        v = expand(b, v, t.shape)
+    return v
+
+
+def _dim_ranges(ep, symbols: "Symbols", inputs: list[Value]) -> dict[str, list]:
+    """[min, max] of every symbolic input dimension, from torch.export's range constraints."""
+    used = {d for v in inputs for d in v.type.shape if isinstance(d, str) and d.isidentifier()}
+    out = {}
+    for sym, vr in ep.range_constraints.items():
+        name = symbols.names.get(str(sym))
+        if name not in used:
+            continue
+        lo = int(vr.lower) if vr.lower.is_finite else 0
+        hi = int(vr.upper) if vr.upper.is_finite else None
+        out[name] = [lo, hi]
+    return out
 
 
 def _map(a, env):

@@ -80,10 +80,13 @@ def index_put(b: Builder, x, indices, values, accumulate=False):
 @lowers("aten.slice_scatter.default")
 def slice_scatter(b: Builder, x, src, dim=0, start=None, end=None, step=1):
     dim = axis_of(dim, x.rank)
-    start = 0 if start is None else int(start)
-    end = BIG if end is None else int(end)
+    start = 0 if start is None else start if isinstance(start, str) else int(start)
+    end = BIG if end is None else end if isinstance(end, str) else int(end)
     d = x.shape[dim]
-    if isinstance(d, int):
+    if isinstance(start, str) or isinstance(end, str):  # a symbolic bound, e.g. cache[S-T:S] = ...
+        if step != 1:
+            raise Unsupported("slice assignment with a symbolic bound and a step")
+    elif isinstance(d, int):
         start, end, _ = slice(start, end, step).indices(d)
         end = max(end, start)
         if start == 0 and end == d and step == 1 and tuple(src.shape) == tuple(x.shape):
