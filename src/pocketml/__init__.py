@@ -14,6 +14,12 @@ def convert(*args, **kwargs):
     return _convert(*args, **kwargs)
 
 
+def generate(*args, **kwargs):
+    """Stream text from a language model package; see `pocketml.generate.generate`."""
+    from .generate import generate as _generate
+    return _generate(*args, **kwargs)
+
+
 def validate(*args, **kwargs):
     """Compare a package with its PyTorch source; see `pocketml.validation.validate`."""
     from .validation import validate as _validate
@@ -22,4 +28,4 @@ def validate(*args, **kwargs):
 
 __all__ = ["EnumeratedShapes", "RangeDim", "State", "TensorType", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
            "decompress", "format_report", "ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
-           "VerificationError", "__version__", "convert", "load", "validate"]
+           "VerificationError", "__version__", "convert", "generate", "load", "validate"]

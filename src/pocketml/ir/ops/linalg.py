@@ -72,7 +72,10 @@ def linear(a, attrs):
     x, w = a[:2]
     bias = a[2] if len(a) > 2 else None
     ct = _compute_dtype(x.dtype)
-    r = np.matmul(x.astype(ct, copy=False), w.astype(ct, copy=False).T)
+    xs = x.astype(ct, copy=False)
+    # one 2-D GEMM (BLAS) over all leading dims, rather than a stack of per-row products
+    r = np.matmul(xs.reshape(-1, xs.shape[-1]), w.astype(ct, copy=False).T).reshape(
+        *x.shape[:-1], w.shape[0])
     if bias is not None:
         r = r + bias.astype(ct, copy=False)
     return np.asarray(r).astype(x.dtype, copy=False)

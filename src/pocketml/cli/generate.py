@@ -1,0 +1,101 @@
+"""`pocketml generate` and `pocketml chat`: text from a language-model package (no torch)."""
+from __future__ import annotations
+
+import sys
+
+
+def add_parsers(sub, common, positive_int) -> None:
+    p = sub.add_parser("generate", parents=[common], help="generate text with a language model package",
+                       description="Continue PROMPT with MODEL (a package with input_ids/logits, e.g. "
+                                   "from `pocketml zoo convert smollm2`), streaming to stdout.")
+    p.add_argument("model", metavar="MODEL.pocket")
+    _sampling_flags(p, positive_int)
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--chat", action="store_true",
+                   help="wrap the prompt as a user message with the model's chat template")
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
+    p.add_argument("--ignore-eos", action="store_true", help="generate exactly --max-new-tokens tokens")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
+    p.add_argument("--stats", action="store_true",
+                   help="print prompt tokens, prefill and decode tok/s and peak memory to stderr")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", parents=[common], help="chat with an instruct model package",
+                       description="An interactive chat with MODEL, using the chat template from its "
+                                   "metadata. Earlier turns stay in the KV cache. /reset starts over, "
+                                   "/quit (or end of input) leaves.")
+    p.add_argument("model", metavar="MODEL.pocket")
+    _sampling_flags(p, positive_int)
+    p.add_argument("--system", help="a system message")
+    p.add_argument("--max-new-tokens", type=positive_int, default=512)
+    p.add_argument("--stats", action="store_true", help="print speed after each answer (stderr)")
+    p.set_defaults(func=cmd_chat)
+
+
+def _sampling_flags(p, positive_int) -> None:
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for reproducible sampling")
+
+
+def _session(args):
+    import pocketml as pm
+    from ..generate import Session
+
+    return Session(pm.load(args.model))
+
+
+def _sampling(args) -> dict:
+    return dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+
+
+def cmd_generate(args) -> int:
+    session = _session(args)
+    prompt = args.prompt
+    if args.chat:
+        prompt = session.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+    for piece in session.generate(prompt, args.max_new_tokens, stop=args.stop, ignore_eos=args.ignore_eos,
+                                  **_sampling(args)):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if args.stats:
+        print(session.stats, file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    session = _session(args)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    messages = list(system)
+    tty = sys.stdin.isatty()
+    while True:
+        if tty:
+            sys.stderr.write("> ")
+            sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/reset":
+            messages = list(system)
+            session.reset()
+            continue
+        if not text:
+            continue
+        messages.append({"role": "user", "content": text})
+        prompt = session.tokenizer.apply_chat_template(messages)
+        answer = []
+        for piece in session.generate(prompt, args.max_new_tokens, **_sampling(args)):
+            answer.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        messages.append({"role": "assistant", "content": "".join(answer)})
+        if args.stats:
+            print(session.stats, file=sys.stderr)
+    return 0
