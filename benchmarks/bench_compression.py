@@ -250,6 +250,7 @@ class MiniLM:
 
 class SmolLM2:
     name = "smollm2"
+    zoo_name = "smollm2-nocache"  # perplexity over whole windows: the stateless forward
     title = "SmolLM2-135M"
     columns = ("perplexity", "vs float", "top-1 = float")
 
@@ -326,7 +327,7 @@ def bench_model(api, name: str, modes: list[str], quick: bool) -> dict:
 
     bench = BENCHES[name](quick)
     log(f"[{name}] {bench.protocol}")
-    _, model = _convert(name)
+    _, model = _convert(getattr(bench, "zoo_name", name))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_compression_") as tmp:
         ref_path = Path(tmp) / "float.pocket"

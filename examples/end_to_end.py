@@ -26,7 +26,7 @@ HERE = Path(__file__).parent
 MIN_COSINE = 0.99999  # acceptance (fp32), with each zoo entry's own max abs error (entry.atol)
 
 
-CLASSIFIERS = ("efficientnet-lite0", "smollm2", "whisper-tiny-en-decoder")  # argmax is meaningful
+CLASSIFIERS = ("efficientnet-lite0", "smollm2", "smollm2-nocache", "whisper-tiny-en-decoder")  # argmax is meaningful
 
 
 def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str:
@@ -38,7 +38,7 @@ def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str
     if name == "efficientnet-lite0":
         same = sum(int(g.argmax(-1)[0] == r.argmax(-1)[0]) for g, r in zip(got, ref))
         return f"top-1 class identical on {same}/{len(got)} photos"
-    if name in ("smollm2", "whisper-tiny-en-decoder"):
+    if name in ("smollm2", "smollm2-nocache", "whisper-tiny-en-decoder"):
         same = sum(int(g[0, -1].argmax() == r[0, -1].argmax()) for g, r in zip(got, ref))
         agree = np.mean(np.concatenate([(g.argmax(-1) == r.argmax(-1)).ravel() for g, r in zip(got, ref)]))
         return f"next token identical on {same}/{len(got)} prompts; top-1 agreement at all positions {agree:.4f}"
@@ -59,7 +59,8 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
                        output_names=entry.output_names,
                        dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None,
                        metadata={"author": entry.author, "license": entry.license,
-                                 "description": entry.description})
+                                 "description": entry.description,
+                                 **(entry.metadata() if entry.metadata else {})})
     path = out_dir / f"{name}.pocket"
     model.save(path)
     print(f"converted in {time.perf_counter() - t0:.1f} s -> {path} ({path.stat().st_size / 2**20:.1f} MiB, "
@@ -96,7 +97,26 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
                     print(f"[{precision}] {task}")
                 if precision == "float32":
                     ok &= m.passed
+    if name == "smollm2":  # the KV-cache package generating a chat answer, against PyTorch
+        ok &= check_generation(module, path)
     return ok
+
+
+def check_generation(module, path: Path, prompt: str = "What is the capital of France?", n: int = 32) -> bool:
+    from pocketml.zoo import smollm2
+
+    ids = smollm2.encode(smollm2.chat_prompt(prompt))
+    want = smollm2.decode(smollm2.generate_greedy(module.model, ids, n))
+    r = subprocess.run([sys.executable, str(HERE / "run_package.py"), "--generate", str(path), prompt, str(n)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stderr, file=sys.stderr)
+        return False
+    got, stats = r.stdout.rstrip("\n").rsplit("\n", 1)
+    same = got == want
+    print(f"[generate] {prompt!r} -> {got!r}\n[generate] {stats}; identical to PyTorch's greedy "
+          f"answer: {'yes' if same else 'NO: ' + repr(want)}")
+    return same
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,11 @@
 """Run a package on saved inputs in a process where torch cannot be imported.
 
     python examples/run_package.py MODEL.pocket INPUTS.npz OUTPUTS.npz [float32|float16]
+    python examples/run_package.py --generate MODEL.pocket PROMPT MAX_NEW_TOKENS
 
-INPUTS.npz holds `s{i}_{input name}` arrays; OUTPUTS.npz gets `s{i}_{output name}`.
+INPUTS.npz holds `s{i}_{input name}` arrays; OUTPUTS.npz gets `s{i}_{output name}`; a stateful
+model gets a fresh state per sample. --generate prints greedy text (chat template applied),
+then the generation stats.
 """
 import sys
 import time
@@ -30,8 +33,9 @@ def main(model_path, inputs_path, outputs_path, precision="float32"):
     outs, times = {}, []
     for i in range(n):
         inputs = {name: data[f"s{i}_{name}"] for name in model.input_names}
+        state = model.make_state() if model.states else None
         t0 = time.perf_counter()
-        result = model.predict(inputs)
+        result = model.predict(inputs, state=state)
         times.append(time.perf_counter() - t0)
         outs.update({f"s{i}_{k}": v for k, v in result.items()})
     np.savez(outputs_path, **outs)
@@ -40,5 +44,18 @@ def main(model_path, inputs_path, outputs_path, precision="float32"):
           f"{n} sample(s), precision {precision}, torch imported: no")
 
 
+def generate(model_path, prompt, max_new_tokens):
+    from pocketml.generate import Session
+
+    session = Session(pm.load(model_path))
+    text = session.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+    print("".join(session.generate(text, int(max_new_tokens))))
+    assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+    print(f"{session.stats}, torch imported: no")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "--generate":
+        generate(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

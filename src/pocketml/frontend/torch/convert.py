@@ -288,6 +288,14 @@ def _as_state_value(b: Builder, v, t: TensorType, name: str) -> Var:
     return v
 
 
+def _finite_int(x) -> int | None:
+    """A sympy bound as an int; None for (torch's integer) infinity."""
+    try:
+        return None if "oo" in str(x) else int(x)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
 def _dim_ranges(ep, symbols: "Symbols", inputs: list[Value]) -> dict[str, list]:
     """[min, max] of every symbolic input dimension, from torch.export's range constraints."""
     used = {d for v in inputs for d in v.type.shape if isinstance(d, str) and d.isidentifier()}
@@ -296,8 +304,7 @@ def _dim_ranges(ep, symbols: "Symbols", inputs: list[Value]) -> dict[str, list]:
         name = symbols.names.get(str(sym))
         if name not in used:
             continue
-        lo = int(vr.lower) if vr.lower.is_finite else 0
-        hi = int(vr.upper) if vr.upper.is_finite else None
+        lo, hi = _finite_int(vr.lower) or 0, _finite_int(vr.upper)
         out[name] = [lo, hi]
     return out
 
