@@ -50,14 +50,20 @@ n:m pruning
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+try:  # the native core; a source checkout without a build runs the NumPy references instead
+    from .. import _native
+except ImportError:  # pragma: no cover - depends on the build
+    _native = None
+
 MAX_EXACT = 4096  # kmeans_1d: exact DP up to this many distinct values, binned DP + Lloyd above
 _LLOYD_1D_ITERS = 200
-_REFINE_ROUNDS = 1  # binned k-means: DP re-solves with the bins around the boundaries split
+_REFINE_ROUNDS = 3  # binned k-means: DP re-solves with the bins around the boundaries split
 _REFINE_BINS = 2  # bins split on each side of a boundary
 _NBINS = 4096  # binned k-means: at most this many bins (but at most max_exact) in the first DP
 _LLOYD_ND_ITERS = 20
@@ -194,7 +200,8 @@ def kmeans_1d(x: np.ndarray, k: int, weights: np.ndarray | None = None, *,
 
 
 def _unique_weighted(x: np.ndarray, w: np.ndarray | None):
-    """Sorted distinct values of x (float64) with their summed weights, zero-weight ones dropped."""
+    """Sorted distinct values of x (float64, -0.0 as +0.0) with their summed weights (in x's
+    stable order), zero-weight ones dropped; the counts when there are no positive weights."""
     n = x.size
     if w is None:
         xs = np.sort(x)
@@ -205,7 +212,7 @@ def _unique_weighted(x: np.ndarray, w: np.ndarray | None):
     new[0] = True
     np.not_equal(xs[1:], xs[:-1], out=new[1:])
     starts = np.flatnonzero(new)
-    u = xs[starts].astype(np.float64)
+    u = xs[starts].astype(np.float64) + 0.0  # + 0.0: whichever zero sorted first, +0.0
     if w is not None:
         ws = np.add.reduceat(w[order], starts)
         if (ws > 0).any():
@@ -214,12 +221,13 @@ def _unique_weighted(x: np.ndarray, w: np.ndarray | None):
     return u, np.diff(np.append(starts, n)).astype(np.float64)
 
 
-def _kmeans_1d_many(problems, k: int, max_exact: int = MAX_EXACT):
-    """kmeans_1d for several independent (x 1-D, weights 1-D or None) problems, batched."""
+def _checked_problems(problems, k, max_exact):
+    """Validated (x 1-D float, weights 1-D float64 or None) problems, k and max_exact."""
+    k = _int(k, "k", 1)
     max_exact = _int(max_exact, "max_exact", 2)
-    prepared = []
+    checked = []
     for x, w in problems:
-        x = _float_weight(x, "x")
+        x = _float_weight(x, "x").reshape(-1)
         if x.size == 0:
             raise ValueError("kmeans_1d needs at least one value")
         if x.dtype.kind != "f":
@@ -231,8 +239,54 @@ def _kmeans_1d_many(problems, k: int, max_exact: int = MAX_EXACT):
             _finite(w, "weights")
             if (w < 0).any():
                 raise ValueError("weights must be non-negative")
-        u, ws = _unique_weighted(x, w)
-        prepared.append((x, w, u, ws))
+        checked.append((x, w))
+    return checked, k, max_exact
+
+
+def _kmeans_1d_many(problems, k: int, max_exact: int = MAX_EXACT, *, uint8_labels=False):
+    """kmeans_1d for several independent (x 1-D, weights 1-D or None) problems, batched:
+    [(centers, labels)], labels int64 (uint8 with uint8_labels, for k <= 256).
+
+    The one dispatch between the native kernel (pocketml._native, when built) and the NumPy
+    reference; both return identical centers and labels."""
+    impl = _kmeans_1d_many_reference if _native is None else _kmeans_1d_many_native
+    return impl(problems, k, max_exact, uint8_labels=uint8_labels)
+
+
+def _uint8_labels(uint8_labels, k: int) -> bool:
+    if uint8_labels and k > 256:
+        raise ValueError(f"uint8 labels need k <= 256, got k = {k}")
+    return bool(uint8_labels)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _kmeans_1d_many_native(problems, k: int, max_exact: int = MAX_EXACT, *, uint8_labels=False):
+    """_kmeans_1d_many_reference in C++ (src/native/kmeans.cpp), threads across the problems."""
+    checked, k, max_exact = _checked_problems(problems, k, max_exact)
+    uint8_labels = _uint8_labels(uint8_labels, k)
+    xs = []
+    for x, _ in checked:
+        if x.dtype == np.float16:
+            x = x.astype(np.float32)  # exact, and the same order and ties
+        elif x.dtype not in (np.float32, np.float64):  # longdouble: the reference keeps it
+            return _kmeans_1d_many_reference(checked, k, max_exact, uint8_labels=uint8_labels)
+        xs.append(np.ascontiguousarray(x))
+    ws = [None if w is None else np.ascontiguousarray(w) for _, w in checked]
+    return _native.kmeans_1d_many(xs, ws, k, min(max_exact, 1 << 62), _cpu_count(), uint8_labels)
+
+
+def _kmeans_1d_many_reference(problems, k: int, max_exact: int = MAX_EXACT, *,
+                              uint8_labels=False):
+    """The NumPy definition of _kmeans_1d_many (see the module docstring)."""
+    checked, k, max_exact = _checked_problems(problems, k, max_exact)
+    label_dtype = np.uint8 if _uint8_labels(uint8_labels, k) else np.int64
+    prepared = [(x, w, *_unique_weighted(x, w)) for x, w in checked]
     bounds: list[np.ndarray | None] = [None] * len(prepared)
     dp: list[int] = []  # indices of problems solved by the DP
     for p, (x, w, u, ws) in enumerate(prepared):
@@ -254,7 +308,7 @@ def _kmeans_1d_many(problems, k: int, max_exact: int = MAX_EXACT):
         if w is not None and (w == 0).any():
             near = np.searchsorted((centers[:-1] + centers[1:]) / 2, x[w == 0], side="left")
             labels[w == 0] = near
-        out.append((centers, labels.astype(np.int64)))
+        out.append((centers, labels.astype(label_dtype)))
     return out
 
 
@@ -263,14 +317,18 @@ def _solve_dp(prepared, dp: list[int], k: int, max_exact: int, bounds: list) -> 
     shifted, coarse = [], []
     for p in dp:
         x, w, u, ws = prepared[p]
-        shift = float(np.dot(ws, u) / ws.sum())
-        shifted.append((u - shift, ws))  # centring keeps the prefix sums of squares well conditioned
+        # centring on the weighted median (within one standard deviation of the mean) keeps the
+        # prefix sums of squares well conditioned; np.cumsum's order is one the C++ can repeat
+        cw = np.cumsum(ws)
+        shift = u[np.searchsorted(cw, cw[-1] / 2)]
+        shifted.append((u - shift, ws))
         nbins = max(min(max_exact, _NBINS), 2 * k + 2)  # >= k+1 bins, as the DP needs
         coarse.append(_bin_edges(u, nbins) if u.size > max(max_exact, nbins) else None)
     B = _dp_on_edges(shifted, coarse, k)
     binned = [i for i, e in enumerate(coarse) if e is not None]
     for _ in range(_REFINE_ROUNDS):
-        # re-solve with the bins around each boundary split back into their values
+        # re-solve with the bins around each boundary split: into their values where that is
+        # cheap, else into sub-bins of `step` consecutive values, which the next round splits
         refine, edges = [], []
         for i in binned:
             e = coarse[i]
@@ -278,21 +336,21 @@ def _solve_dp(prepared, dp: list[int], k: int, max_exact: int, bounds: list) -> 
             cb = np.searchsorted(e, B[i, 1:-1], side="right") - 1
             win = np.unique(np.clip(cb[:, None] + np.arange(-_REFINE_BINS, _REFINE_BINS)[None, :],
                                     0, nb - 1))
-            extra = int((e[win + 1] - e[win]).sum())
-            if extra > max(2 * nb, 2048):  # bins too full to split cheaply: Lloyd refines them
-                continue
             starts, lens = e[win], e[win + 1] - e[win]
+            if lens.max() == 1:  # already split into values
+                continue
+            step = -(-int(lens.sum()) // max(nb, 2048))  # values per sub-bin
+            sub = -(-lens // step)  # sub-bins per split bin
+            first = np.cumsum(sub) - sub
             mark = np.zeros(e[-1] + 1, bool)
             mark[e] = True
-            mark[np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(extra)] = True
+            mark[np.repeat(starts, sub) + step * (np.arange(sub.sum()) - np.repeat(first, sub))] = True
+            coarse[i] = np.flatnonzero(mark)
             refine.append(i)
-            edges.append(np.flatnonzero(mark))
+            edges.append(coarse[i])
         if not refine:
             break
-        Bn = _dp_on_edges([shifted[i] for i in refine], edges, k)
-        if np.array_equal(Bn, B[refine]):
-            break
-        B[refine] = Bn
+        B[refine] = _dp_on_edges([shifted[i] for i in refine], edges, k)
     if binned:
         B[binned] = _lloyd_1d_polish([shifted[i] for i in binned], B[binned])
     for i, p in enumerate(dp):
@@ -318,8 +376,9 @@ def _dp_on_edges(shifted, edges_of, k: int) -> np.ndarray:
 
 def _bin_edges(u: np.ndarray, nbins: int) -> np.ndarray:
     """Edges (into sorted distinct values u) of at most `nbins` bins: a bin starts at each of the
-    nbins/2 widest gaps between consecutive values (isolating sparse tails and outliers) and
-    wherever the rank crosses a multiple of 2 * len(u) / nbins (bounding the values per bin)."""
+    nbins/2 widest gaps between consecutive values (isolating sparse tails and outliers; among
+    equal gaps the first ones) and wherever the rank crosses a multiple of 2 * len(u) / nbins
+    (bounding the values per bin)."""
     n = u.size
     half = max(nbins // 2, 1)
     new = np.zeros(n, bool)
@@ -328,7 +387,10 @@ def _bin_edges(u: np.ndarray, nbins: int) -> np.ndarray:
     new[1:] = q[1:] != q[:-1]
     gaps = np.diff(u)
     if half < gaps.size:
-        new[1 + np.argpartition(gaps, gaps.size - half)[gaps.size - half:]] = True
+        t = np.partition(gaps, gaps.size - half)[gaps.size - half]  # the half-th widest gap
+        wide = np.flatnonzero(gaps > t)
+        new[1 + wide] = True
+        new[1 + np.flatnonzero(gaps == t)[:half - wide.size]] = True
     else:
         new[:] = True
     return np.append(np.flatnonzero(new), n)
@@ -588,14 +650,18 @@ def palettize(w, nbits, mode="kmeans", granularity="per_tensor", group_size=0, a
     else:
         raise ValueError(f"granularity must be one of {PALETTIZE_GRANULARITIES}, got {granularity!r}")
     ngroups = C // gs
-    w64 = w.astype(np.float64)
     scale = None
     if per_channel_scale:
+        w64 = w.astype(np.float64)
         red = tuple(i for i in range(w.ndim) if i != axis)
         s = np.max(np.abs(w64), axis=red, keepdims=True, initial=0.0)
         s[s == 0] = 1.0
         scale = s.astype(np.float32)
-        w64 = w64 / scale.astype(np.float64)
+        src = w64 / scale.astype(np.float64)
+    elif w.dtype.kind == "f" and mode == "kmeans" and d == 1:
+        src = w  # the 1-D k-means sorts the weight's own floats (float32 sorts faster)
+    else:
+        src = w.astype(np.float64)
     wt = None
     if weights is not None:
         wt = np.asarray(weights, dtype=np.float64)
@@ -613,8 +679,6 @@ def palettize(w, nbits, mode="kmeans", granularity="per_tensor", group_size=0, a
     def gslice(g, size):
         return (slice(None),) * axis + (slice(g * size, (g + 1) * size),)
 
-    # the 1-D k-means sorts the weight's own floats (float32 sorts faster than float64)
-    src = w if scale is None and w.dtype.kind == "f" and mode == "kmeans" and d == 1 else w64
     groups = []
     for g in range(ngroups):
         sl = gslice(g, gs)
@@ -627,7 +691,7 @@ def palettize(w, nbits, mode="kmeans", granularity="per_tensor", group_size=0, a
     if mode == "kmeans" and d == 1:
         results = [(c[:, None], lab) for c, lab in
                    _kmeans_1d_many([(X[:, 0], None if Wg is None else Wg[:, 0])
-                                    for _, X, Wg in groups], K)]
+                                    for _, X, Wg in groups], K, uint8_labels=True)]
     else:
         for wg, X, Wg in groups:
             if mode == "kmeans":

@@ -1,0 +1,103 @@
+// Python bindings of the native core: module pocketml._native, one init_<area>() per area.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "kmeans.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using Values = nb::ndarray<nb::ro, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using Weights = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+// A NumPy array owning `data` (allocated with new[]).
+template <class T>
+nb::ndarray<nb::numpy, T, nb::ndim<1>> owned(std::unique_ptr<T[]> data, size_t n) {
+  T* p = data.release();
+  nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
+  return nb::ndarray<nb::numpy, T, nb::ndim<1>>(p, {n}, owner);
+}
+
+nb::list kmeans_1d_many(const std::vector<Values>& values,
+                        const std::vector<std::optional<Weights>>& weights, int64_t k,
+                        int64_t max_exact, int threads, bool uint8_labels) {
+  if (values.size() != weights.size())
+    throw std::invalid_argument("kmeans_1d_many: one weights entry (or None) per problem");
+  size_t np = values.size();
+  std::vector<pocketml::KMeans1DProblem> problems(np);
+  std::vector<pocketml::KMeans1DResult> results(np);
+  std::vector<std::unique_ptr<int64_t[]>> labels(np);
+  std::vector<std::unique_ptr<uint8_t[]>> labels8(np);
+  for (size_t i = 0; i < np; ++i) {
+    const Values& v = values[i];
+    auto& p = problems[i];
+    p.n = static_cast<int64_t>(v.shape(0));
+    if (v.dtype() == nb::dtype<float>())
+      p.x32 = static_cast<const float*>(v.data());
+    else if (v.dtype() == nb::dtype<double>())
+      p.x64 = static_cast<const double*>(v.data());
+    else
+      throw nb::type_error("kmeans_1d_many: values must be float32 or float64 arrays");
+    if (weights[i]) {
+      if (static_cast<int64_t>(weights[i]->shape(0)) != p.n)
+        throw std::invalid_argument("weights must have one entry per value");
+      p.weights = weights[i]->data();
+    }
+    size_t n = p.n > 0 ? static_cast<size_t>(p.n) : 1;
+    if (uint8_labels) {
+      labels8[i].reset(new uint8_t[n]);
+      results[i].labels8 = labels8[i].get();
+    } else {
+      labels[i].reset(new int64_t[n]);
+      results[i].labels = labels[i].get();
+    }
+  }
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  {
+    nb::gil_scoped_release release;
+    pocketml::kmeans_1d_many(problems, k, max_exact, threads, results);
+  }
+  nb::list out;
+  for (size_t i = 0; i < np; ++i) {
+    size_t nc = results[i].centers.size(), n = static_cast<size_t>(problems[i].n);
+    std::unique_ptr<double[]> c(new double[nc > 0 ? nc : 1]);
+    std::copy(results[i].centers.begin(), results[i].centers.end(), c.get());
+    nb::object lab = uint8_labels ? nb::cast(owned(std::move(labels8[i]), n))
+                                  : nb::cast(owned(std::move(labels[i]), n));
+    out.append(nb::make_tuple(owned(std::move(c), nc), lab));
+  }
+  return out;
+}
+
+void init_kmeans(nb::module_& m) {
+  m.def("kmeans_1d_many", &kmeans_1d_many, "values"_a, "weights"_a, "k"_a, "max_exact"_a,
+        "threads"_a = 0, "uint8_labels"_a = false,
+        R"doc(Optimal 1-D k-means of several independent problems.
+
+values: list of 1-D contiguous float32/float64 arrays; weights: a list with, per problem, None or
+a 1-D float64 array of non-negative weights; k >= 1; max_exact >= 2 (the exact DP runs over at
+most this many distinct values, binned DP + Lloyd above); threads (0: all cores) run the problems
+in parallel, or the inside of a single big one. The GIL is released.
+
+Returns a list of (centers float64 ascending, labels int64, or uint8 with uint8_labels and
+k <= 256) per problem, bit-identical to
+pocketml.compress.numerics._kmeans_1d_many_reference. Raises ValueError on NaN/inf values or
+negative/non-finite weights.)doc");
+}
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  m.doc() = "pocketml's native kernels (C++ sources in src/native/).";
+  init_kmeans(m);
+}

@@ -1,0 +1,187 @@
+// Stable LSD radix sort over the bits in which the keys differ. Large inputs are first split by
+// their top bits (an MSD pass, in parallel, stable), then each bucket is sorted in cache.
+#include "sort.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "threads.h"
+
+namespace pocketml {
+namespace {
+
+constexpr int64_t kSmall = 48;         // insertion sort below this
+constexpr int64_t kLsdOnly = 1 << 16;  // one LSD sort up to this size, else an MSD split first
+constexpr int kMsdBits = 11;           // 2048 buckets: few enough to scatter into efficiently
+constexpr int64_t kChunk = 1 << 16;    // a thread's share of a pass is at least this long
+
+template <class K>
+int bit_length(K v) {
+  int b = 0;
+  for (; v; v >>= 1) ++b;
+  return b;
+}
+
+// Branch-free float_key (the same keys; vectorisable).
+inline uint32_t key_bits(float v) {
+  uint32_t b;
+  v += 0.0f;
+  std::memcpy(&b, &v, 4);
+  return b ^ (static_cast<uint32_t>(static_cast<int32_t>(b) >> 31) | 0x80000000u);
+}
+inline uint64_t key_bits(double v) {
+  uint64_t b;
+  v += 0.0;
+  std::memcpy(&b, &v, 8);
+  return b ^ (static_cast<uint64_t>(static_cast<int64_t>(b) >> 63) | 0x8000000000000000ull);
+}
+
+template <class K>
+void insertion_sort(K* keys, uint32_t* pay, int64_t n) {
+  for (int64_t i = 1; i < n; ++i) {
+    K k = keys[i];
+    uint32_t p = pay ? pay[i] : 0;
+    int64_t j = i;
+    for (; j > 0 && keys[j - 1] > k; --j) {
+      keys[j] = keys[j - 1];
+      if (pay) pay[j] = pay[j - 1];
+    }
+    keys[j] = k;
+    if (pay) pay[j] = p;
+  }
+}
+
+// Sorts keys (and pay) by the low `bits` bits of key - base, stably; tk/tp: scratch of n.
+template <class K>
+void lsd(K* keys, uint32_t* pay, K* tk, uint32_t* tp, int64_t n, K base, int bits) {
+  if (n < 2 || bits == 0) return;
+  if (n < kSmall) {
+    insertion_sort(keys, pay, n);
+    return;
+  }
+  int maxw = std::clamp(bit_length(static_cast<uint64_t>(n)) - 1, 4, 11);
+  int passes = (bits + maxw - 1) / maxw;
+  int width = (bits + passes - 1) / passes;
+  int64_t nbk = int64_t(1) << width;
+  K mask = static_cast<K>(nbk - 1);
+  std::vector<int64_t> count(passes * nbk, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    K v = keys[i] - base;
+    for (int p = 0; p < passes; ++p) ++count[p * nbk + ((v >> (p * width)) & mask)];
+  }
+  K* sk = keys;
+  uint32_t* sp = pay;
+  K* dk = tk;
+  uint32_t* dp = tp;
+  for (int p = 0; p < passes; ++p) {
+    int64_t* c = &count[p * nbk];
+    int s = p * width;
+    if (c[((sk[0] - base) >> s) & mask] == n) continue;  // every key has this digit
+    int64_t sum = 0;
+    for (int64_t b = 0; b < nbk; ++b) {
+      int64_t t = c[b];
+      c[b] = sum;
+      sum += t;
+    }
+    if (pay) {
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t o = c[((sk[i] - base) >> s) & mask]++;
+        dk[o] = sk[i];
+        dp[o] = sp[i];
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) dk[c[((sk[i] - base) >> s) & mask]++] = sk[i];
+    }
+    std::swap(sk, dk);
+    std::swap(sp, dp);
+  }
+  if (sk != keys) {
+    std::copy(sk, sk + n, keys);
+    if (pay) std::copy(sp, sp + n, pay);
+  }
+}
+
+template <class T>
+bool sort_impl(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, int threads) {
+  using K = key_of<T>;
+  if (n == 0) return true;
+  int nt = static_cast<int>(std::clamp<int64_t>(n / kChunk, 1, std::max(threads, 1)));
+  // key range; NaN and infinity have keys beyond the infinities'
+  std::vector<K> los(nt), his(nt);
+  parallel_for(nt, nt, [&](int64_t c) {
+    K lo = std::numeric_limits<K>::max(), hi = 0;
+    for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i) {
+      K k = key_bits(x[i]);
+      lo = std::min(lo, k);
+      hi = std::max(hi, k);
+    }
+    los[c] = lo;
+    his[c] = hi;
+  });
+  K lo = *std::min_element(los.begin(), los.end());
+  K hi = *std::max_element(his.begin(), his.end());
+  const T inf = std::numeric_limits<T>::infinity();
+  if (lo <= key_bits(-inf) || hi >= key_bits(inf)) return false;
+  int bits = bit_length(static_cast<K>(hi - lo));
+  if (n <= kLsdOnly || bits <= kMsdBits) {
+    for (int64_t i = 0; i < n; ++i) keys[i] = key_bits(x[i]);
+    if (index) std::iota(index, index + n, 0u);
+    std::vector<K> tk(n);
+    std::vector<uint32_t> tp(index ? n : 0);
+    lsd(keys, index, tk.data(), index ? tp.data() : nullptr, n, lo, bits);
+    return true;
+  }
+  // MSD split on the top bits of key - lo: per-chunk counts, bucket-major offsets (stable)
+  int shift = bits - kMsdBits;
+  int64_t nb = int64_t(1) << kMsdBits;
+  std::vector<int64_t> count(nt * nb, 0);
+  parallel_for(nt, nt, [&](int64_t c) {
+    int64_t* cc = &count[c * nb];
+    for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i)
+      ++cc[(key_bits(x[i]) - lo) >> shift];
+  });
+  std::vector<int64_t> bstart(nb + 1, 0);
+  int64_t sum = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    bstart[b] = sum;
+    for (int c = 0; c < nt; ++c) {
+      int64_t t = count[c * nb + b];
+      count[c * nb + b] = sum;
+      sum += t;
+    }
+  }
+  bstart[nb] = n;
+  parallel_for(nt, nt, [&](int64_t c) {
+    int64_t* cc = &count[c * nb];
+    for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i) {
+      K k = key_bits(x[i]);
+      int64_t o = cc[(k - lo) >> shift]++;
+      keys[o] = k;
+      if (index) index[o] = static_cast<uint32_t>(i);
+    }
+  });
+  // every bucket sorted in cache
+  parallel_for(nb, threads, [&](int64_t b) {
+    int64_t a = bstart[b], m = bstart[b + 1] - a;
+    if (m < 2) return;
+    std::unique_ptr<K[]> tk(new K[m]);
+    std::unique_ptr<uint32_t[]> tp(index ? new uint32_t[m] : nullptr);
+    lsd(keys + a, index ? index + a : nullptr, tk.get(), tp.get(), m, lo, shift);
+  });
+  return true;
+}
+
+}  // namespace
+
+bool sort_float_keys(const float* x, int64_t n, uint32_t* keys, uint32_t* index, int threads) {
+  return sort_impl(x, n, keys, index, threads);
+}
+bool sort_float_keys(const double* x, int64_t n, uint64_t* keys, uint32_t* index, int threads) {
+  return sort_impl(x, n, keys, index, threads);
+}
+
+}  // namespace pocketml
