@@ -174,6 +174,15 @@ class Session:
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process. Linux: VmHWM (ru_maxrss survives exec, so a process
+    started by a big parent would report the parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
