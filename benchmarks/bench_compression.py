@@ -11,6 +11,7 @@ Models (`--models`, comma-separated; default all): minilm, smollm2, efficientnet
     int8           Quantize("int8", per_channel)
     pal6           Palettize(6) k-means per_tensor        pal6-g16  per_grouped_channel, group_size 16
     pal4           Palettize(4) k-means per_tensor        pal4-g16  per_grouped_channel, group_size 16
+    pal4-pcs       pal4 with per_channel_scale=True       pal4-g16-pcs  pal4-g16 with per_channel_scale
     int4-b32       Quantize("int4", symmetric, per_block, block_size 32)
     prune50        Prune(sparsity=0.5)                    prune2:4  Prune(n_m=(2, 4))
     prune50+pal4   [Prune(0.5), Palettize(4)]
@@ -71,8 +72,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("minilm", "smollm2", "efficientnet-lite0", "coremltools")
-MODE_KEYS = ("float", "int8", "pal6", "pal6-g16", "pal4", "pal4-g16", "int4-b32", "prune50",
-             "prune2:4", "prune50+pal4")
+MODE_KEYS = ("float", "int8", "pal6", "pal6-g16", "pal4", "pal4-g16", "pal4-pcs", "pal4-g16-pcs",
+             "int4-b32", "prune50", "prune2:4", "prune50+pal4")
 MODE_LABELS = {
     "float": "float",
     "int8": "int8 per_channel",
@@ -80,6 +81,8 @@ MODE_LABELS = {
     "pal6-g16": "palettize 6-bit g16",
     "pal4": "palettize 4-bit per_tensor",
     "pal4-g16": "palettize 4-bit g16",
+    "pal4-pcs": "palettize 4-bit per_tensor + per-channel scale",
+    "pal4-g16-pcs": "palettize 4-bit g16 + per-channel scale",
     "int4-b32": "int4 per_block 32",
     "prune50": "prune 50%",
     "prune2:4": "prune 2:4",
@@ -122,6 +125,9 @@ def mode_config(api, key: str):
         "pal6-g16": P(6, mode="kmeans", granularity="per_grouped_channel", group_size=16),
         "pal4": P(4, mode="kmeans", granularity="per_tensor"),
         "pal4-g16": P(4, mode="kmeans", granularity="per_grouped_channel", group_size=16),
+        "pal4-pcs": P(4, mode="kmeans", granularity="per_tensor", per_channel_scale=True),
+        "pal4-g16-pcs": P(4, mode="kmeans", granularity="per_grouped_channel", group_size=16,
+                          per_channel_scale=True),
         "int4-b32": Q("int4", symmetric=True, granularity="per_block", block_size=32),
         "prune50": R(sparsity=0.5),
         "prune2:4": R(n_m=(2, 4)),

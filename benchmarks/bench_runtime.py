@@ -34,7 +34,8 @@ def worker(engine: str, name: str, out_dir: Path, repeat: int) -> dict:
     if engine == "pocketml":
         import pocketml as pm
         model = pm.load(out_dir / f"{name}.pocket")
-        run = lambda: model.predict(inputs)  # noqa: E731
+        state = model.make_state() if model.states else None  # a prefill from an empty cache
+        run = lambda: model.predict(inputs, state=state)  # noqa: E731
     elif engine == "torch":
         import torch
         from pocketml import zoo

@@ -1,0 +1,213 @@
+"""SmolLM2-135M generation speed: pocketml's KV-cache package vs PyTorch eager vs llama.cpp.
+
+    python benchmarks/bench_generation.py [--prompt-tokens 128] [--new-tokens 128]
+        [--package out/smollm2.pocket] [--llama-python benchmarks/.venv-llamacpp/bin/python]
+
+Every engine runs in its own process (clean peak RSS; pocketml's cannot import torch) on the same
+prompt: the first N tokens of `data.wikipedia_text()`. Prefill = one call over the prompt;
+decode = N new tokens, greedy, EOS ignored, one call each (the first comes from the prefill).
+- pocketml: the `smollm2` zoo package (fp32, KV cache as states), NumPy runtime.
+- torch: the same float weights in the zoo's `CachedLlama` (same cache approach), eager, no grad.
+- llama.cpp (llama-cpp-python, in its own venv, `n_threads` = cores): the Q4_1 GGUF the float
+  weights come from (its native, 4-bit format), and an F32 GGUF of the dequantized weights (the
+  same numbers as pocketml's and torch's), written with the `gguf` package.
+Peak RSS is VmHWM of the engine's process; tokens/s are wall clock.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def prompt_ids(n: int) -> list[int]:
+    from pocketml.zoo import data, smollm2
+
+    ids = smollm2.encode(data.wikipedia_text()[: 16 * n])[0].tolist()
+    if len(ids) < n:
+        raise SystemExit(f"not enough text for {n} prompt tokens")
+    return ids[:n]
+
+
+# -- workers (one per process) ------------------------------------------------------------------
+def work_pocketml(package: str, ids: list[int], new: int) -> dict:
+    class _NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is deliberately unavailable in this process")
+
+    sys.meta_path.insert(0, _NoTorch())
+    import pocketml as pm
+    from pocketml.generate import Session
+
+    t0 = time.perf_counter()
+    session = Session(pm.load(package))
+    load = time.perf_counter() - t0
+    list(session.generate(ids, new, ignore_eos=True))
+    st = session.stats
+    return dict(load_s=load, prefill_s=st.prefill_seconds, decode_s=st.decode_seconds,
+                decode_steps=st.decode_steps, tokens=session.tokens[len(ids):], peak_rss_mib=peak_rss_mib())
+
+
+def work_torch(ids: list[int], new: int) -> dict:
+    import torch
+
+    from pocketml.zoo import smollm2
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    module = smollm2.build_cached(len(ids) + new + 8)
+    load = time.perf_counter() - t0
+    out = []
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        logits = module(torch.tensor([ids]), torch.from_numpy(smollm2.causal_mask(0, len(ids))))
+        prefill = time.perf_counter() - t0
+        token = int(logits[0, -1].argmax())
+        t0 = time.perf_counter()
+        past = len(ids)
+        for _ in range(new - 1):
+            out.append(token)
+            logits = module(torch.tensor([[token]]), torch.from_numpy(smollm2.causal_mask(past, 1)))
+            past += 1
+            token = int(logits[0, -1].argmax())
+        decode = time.perf_counter() - t0
+    return dict(load_s=load, prefill_s=prefill, decode_s=decode, decode_steps=new - 1, tokens=out,
+                peak_rss_mib=peak_rss_mib())
+
+
+def work_llamacpp(gguf: str, ids: list[int], new: int) -> dict:
+    import numpy as np
+    from llama_cpp import Llama
+
+    threads = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    llm = Llama(model_path=gguf, n_ctx=len(ids) + new + 8, n_batch=len(ids), n_threads=threads,
+                n_threads_batch=threads, logits_all=False, verbose=False)
+    load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    llm.eval(ids)
+    prefill = time.perf_counter() - t0
+    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    out = []
+    t0 = time.perf_counter()
+    for _ in range(new - 1):
+        out.append(token)
+        llm.eval([token])
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    decode = time.perf_counter() - t0
+    return dict(load_s=load, prefill_s=prefill, decode_s=decode, decode_steps=new - 1, tokens=out,
+                peak_rss_mib=peak_rss_mib())
+
+
+# -- driver ---------------------------------------------------------------------------------------
+def write_f32_gguf(path: Path) -> None:
+    """The Q4_1 GGUF with every tensor dequantized to F32: the float weights as llama.cpp reads them."""
+    import gguf
+    import numpy as np
+
+    from pocketml.zoo import smollm2
+
+    reader = gguf.GGUFReader(str(smollm2.gguf_path()))
+    writer = gguf.GGUFWriter(str(path), arch="llama")
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        if field.name == "general.file_type":
+            writer.add_uint32(field.name, int(gguf.LlamaFileType.ALL_F32))
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            sub = field.types[-1]
+            vals = [field.parts[i].tobytes().decode("utf-8") if sub == gguf.GGUFValueType.STRING
+                    else field.parts[i][0] for i in field.data]
+            writer.add_array(field.name, vals) if sub != gguf.GGUFValueType.STRING else \
+                writer.add_array(field.name, vals)
+        elif vtype == gguf.GGUFValueType.STRING:
+            writer.add_string(field.name, field.parts[field.data[0]].tobytes().decode("utf-8"))
+        else:
+            writer.add_key_value(field.name, field.parts[field.data[0]][0], vtype)
+    for t in reader.tensors:
+        w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        writer.add_tensor(t.name, w.reshape([int(d) for d in reversed(t.shape)]))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def run_worker(python: str, engine: str, args: list[str], ids: list[int], new: int, env=None) -> dict:
+    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import bench_generation as b; "
+            f"print('RESULT' + json.dumps(b.work_{engine}(*{args!r}, {ids!r}, {new})))")
+    r = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"{engine} worker failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.split("RESULT", 1)[1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--package", default=str(ROOT / "out" / "smollm2.pocket"),
+                   help="the smollm2 KV-cache package (converted if missing)")
+    p.add_argument("--llama-python", default=str(HERE / ".venv-llamacpp" / "bin" / "python"),
+                   help="a Python with llama-cpp-python installed (skipped if missing)")
+    args = p.parse_args(argv)
+    ids = prompt_ids(args.prompt_tokens)
+    pkg = Path(args.package)
+    if not pkg.exists():
+        from pocketml.cli.main import main as cli
+        print(f"converting smollm2 -> {pkg}", file=sys.stderr)
+        pkg.parent.mkdir(parents=True, exist_ok=True)
+        if cli(["zoo", "convert", "smollm2", str(pkg)]) != 0:
+            return 1
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    runs = {}
+    print(f"prompt {len(ids)} tokens, {args.new_tokens} new tokens, {os.cpu_count()} cores", file=sys.stderr)
+    runs["pocketml (fp32, NumPy)"] = run_worker(sys.executable, "pocketml", [str(pkg)], ids, args.new_tokens, env)
+    runs["PyTorch eager (fp32)"] = run_worker(sys.executable, "torch", [], ids, args.new_tokens, env)
+    if Path(args.llama_python).exists():
+        from pocketml.zoo import smollm2
+        f32 = HERE / ".cache" / "SmolLM2-135M-Instruct.F32.gguf"
+        if not f32.exists():
+            f32.parent.mkdir(exist_ok=True)
+            write_f32_gguf(f32)
+        runs["llama.cpp F32 GGUF"] = run_worker(args.llama_python, "llamacpp", [str(f32)], ids, args.new_tokens)
+        runs["llama.cpp Q4_1 GGUF"] = run_worker(args.llama_python, "llamacpp", [str(smollm2.gguf_path())],
+                                                 ids, args.new_tokens)
+    ref = runs["PyTorch eager (fp32)"]["tokens"]
+    print(f"| engine | prefill tok/s ({len(ids)}) | decode tok/s ({args.new_tokens}) | peak RSS MiB | "
+          "load s | greedy tokens = PyTorch's |")
+    print("|---|---|---|---|---|---|")
+    for name, r in runs.items():
+        same = sum(a == b for a, b in zip(r["tokens"], ref))
+        first_diff = next((i for i, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
+        print(f"| {name} | {len(ids) / r['prefill_s']:.1f} | {r['decode_steps'] / r['decode_s']:.1f} | "
+              f"{r['peak_rss_mib']:.0f} | {r['load_s']:.2f} | "
+              f"{'all ' + str(len(ref)) if first_diff is None else f'first {first_diff} of {len(ref)}'} |")
+    base = runs["PyTorch eager (fp32)"]
+    pm_ = runs["pocketml (fp32, NumPy)"]
+    print(f"\npocketml / PyTorch: prefill {base['prefill_s'] / pm_['prefill_s']:.2f}x speed, decode "
+          f"{(pm_['decode_steps'] / pm_['decode_s']) / (base['decode_steps'] / base['decode_s']):.2f}x speed, "
+          f"peak RSS {pm_['peak_rss_mib'] / base['peak_rss_mib']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
