@@ -53,6 +53,9 @@ def summary(model: Model | str | os.PathLike) -> dict:
         "functions": list(program.functions),
         "inputs": [_tensor(n, t) for n, t in model.inputs.items()],
         "outputs": [_tensor(n, t) for n, t in model.outputs.items()],
+        "states": [_tensor(n, t) for n, t in model.states.items()],
+        "dim_ranges": dict(model.function.dim_ranges),
+        "input_shapes": dict(model.function.input_shapes),
         "metadata": dict(model.metadata),
         "ops": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         "num_ops": sum(ops.values()),
@@ -103,6 +106,18 @@ def format_summary(info: Mapping | Model | str | os.PathLike, max_weights: int |
     lines += [f"  {t['name']}: {_sig(t)}" for t in info["inputs"]]
     lines.append("outputs")
     lines += [f"  {t['name']}: {_sig(t)}" for t in info["outputs"]]
+    if info.get("dim_ranges") or info.get("input_shapes"):
+        lines.append("flexible shapes")
+        lines += [f"  {k} in [{lo}, {'unbounded' if hi is None else hi}]"
+                  for k, (lo, hi) in info["dim_ranges"].items()]
+        lines += [f"  {k} one of {[tuple(x) for x in v]}" for k, v in info["input_shapes"].items()]
+    if info.get("states"):
+        total = sum(np.dtype(t["dtype"]).itemsize * int(np.prod(t["shape"])) for t in info["states"])
+        lines.append(f"states ({len(info['states'])}, {human_bytes(total)} per make_state())")
+        shown = info["states"][:4]
+        lines += [f"  {t['name']}: {_sig(t)}" for t in shown]
+        if len(info["states"]) > len(shown):
+            lines.append(f"  ... {len(info['states']) - len(shown)} more")
     if info["metadata"]:
         lines.append("")
         lines.append("metadata")
