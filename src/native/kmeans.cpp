@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -20,16 +21,13 @@
 #include "sort.h"
 #include "threads.h"
 
-// SIMD: GCC/Clang vector extensions (4 doubles; two SSE2/NEON registers, one AVX2), with a
-// scalar fallback. On x86-64 Linux the DP is also compiled for AVX2 and picked at load time.
-#if defined(__GNUC__) || defined(__clang__)
-#define POCKETML_VECTOR 1
+// SIMD: the DP's inner loop in 4 double lanes (GCC/Clang vector extensions), built for AVX2 on
+// x86-64 and chosen at run time; the scalar loop everywhere else (and with
+// POCKETML_NATIVE_SIMD=0 in the environment, which the tests use to check both).
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define POCKETML_AVX2 1
 typedef double f64x4 __attribute__((vector_size(32)));
-#endif
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define POCKETML_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define POCKETML_CLONES
+typedef int64_t i64x4 __attribute__((vector_size(32)));
 #endif
 
 namespace pocketml {
@@ -233,89 +231,166 @@ void distinct_values(const T* x, const double* w, int64_t n, int threads, Distin
 // ------------------------------------------------------------------------------------------
 // exact DP (numerics._dp_batch for one problem)
 
-}  // namespace
+// Leftmost argmin over j in [jl, jh] of E[j] - (p1i - P1[j])^2 / (pwi - PW[j]).
+struct ScalarArgmin {
+  static void run(const double* E, const double* P1, const double* PW, double p1i, double pwi,
+                  int64_t jl, int64_t jh, double& best, int64_t& bj) {
+    best = kInf;
+    bj = jl;
+    for (int64_t j = jl; j <= jh; ++j) {
+      double d = p1i - P1[j];
+      double v = E[j] - d * d / (pwi - PW[j]);
+      if (v < best) {
+        best = v;
+        bj = j;
+      }
+    }
+  }
+};
 
-namespace detail {
+#ifdef POCKETML_AVX2
+// The same in 4 lanes, without branches: each lane keeps its leftmost minimum (strictly
+// smaller replaces), then the lanes agree on the minimum and its smallest offset. The arrays
+// must be readable up to jh + 3 (lanes past jh are ignored).
+struct VectorArgmin {
+  __attribute__((always_inline)) static void run(const double* E, const double* P1,
+                                                 const double* PW, double p1i, double pwi,
+                                                 int64_t jl, int64_t jh, double& best,
+                                                 int64_t& bj) {
+    const f64x4 vp1 = {p1i, p1i, p1i, p1i}, vpw = {pwi, pwi, pwi, pwi};
+    const f64x4 inf = {kInf, kInf, kInf, kInf};
+    const double last = static_cast<double>(jh - jl);
+    const f64x4 vlast = {last, last, last, last};
+    f64x4 bv = inf, bi = inf, idx = {0, 1, 2, 3};
+    for (int64_t j = jl; j <= jh; j += 4) {
+      f64x4 e, p1, pw;
+      std::memcpy(&e, E + j, sizeof e);
+      std::memcpy(&p1, P1 + j, sizeof p1);
+      std::memcpy(&pw, PW + j, sizeof pw);
+      f64x4 d = vp1 - p1;
+      f64x4 v = e - d * d / (vpw - pw);
+      auto lt = (v < bv) & (idx <= vlast);
+      bv = lt ? v : bv;
+      bi = lt ? idx : bi;
+      idx += 4;
+    }
+    const i64x4 pairs = {1, 0, 3, 2}, halves = {2, 3, 0, 1};
+    f64x4 t = __builtin_shuffle(bv, pairs), m = bv < t ? bv : t;
+    t = __builtin_shuffle(m, halves);
+    m = m < t ? m : t;
+    f64x4 o = bv == m ? bi : inf;
+    t = __builtin_shuffle(o, pairs);
+    o = o < t ? o : t;
+    t = __builtin_shuffle(o, halves);
+    o = o < t ? o : t;
+    best = m[0];
+    bj = o[0] == kInf ? jl : jl + static_cast<int64_t>(o[0]);
+  }
+};
+#endif
+
+// The DP's arrays, kept by each thread between its DPs (a batch runs many), unless large.
+struct DPWork {
+  std::vector<double> PW, P1, P2, D, E, Dn;
+  std::vector<int32_t> opts;
+  void reserve(int64_t m, int64_t k) {
+    for (auto* v : {&PW, &P1, &P2, &D, &E, &Dn})
+      if (static_cast<int64_t>(v->size()) < m + 4) v->resize(m + 4);  // + the 4-lane padding
+    if (static_cast<int64_t>(opts.size()) < (k - 1) * (m + 1)) opts.resize((k - 1) * (m + 1));
+  }
+  void release_if_big() {
+    if (opts.size() + 6 * 2 * PW.size() > (size_t(1) << 22)) *this = DPWork();
+  }
+};
+
+DPWork& dp_work() {
+  thread_local DPWork w;
+  return w;
+}
 
 // Exact k-segment DP over m > k >= 2 points with weights a, sums b (w*x) and c (w*x^2); writes
 // the k+1 boundaries into the points to B. Row r: D[r][i] = P2[i] + min_j E[j] - (P1[i] -
 // P1[j])^2 / (PW[i] - PW[j]), E = D[r-1] - P2, by divide and conquer over the monotone
 // (leftmost) argmin, which also lies at or after the previous row's.
-POCKETML_CLONES
-void dp_exact(const double* a, const double* b, const double* c, int64_t m, int64_t k,
-              int64_t* B) {
-  std::vector<double> PW(m + 1), P1(m + 1), P2(m + 1), D(m + 1), E(m + 1), Dn(m + 1), val(m + 1);
-  prefix([&](int64_t i) { return a[i]; }, m, PW.data());
-  prefix([&](int64_t i) { return b[i]; }, m, P1.data());
-  prefix([&](int64_t i) { return c[i]; }, m, P2.data());
+template <class Argmin>
+__attribute__((always_inline)) inline void dp_exact_impl(const double* a, const double* b,
+                                                         const double* c, int64_t m, int64_t k,
+                                                         int64_t* B) {
+  DPWork& w = dp_work();
+  w.reserve(m, k);
+  double *PW = w.PW.data(), *P1 = w.P1.data(), *P2 = w.P2.data(), *D = w.D.data(),
+         *E = w.E.data(), *Dn = w.Dn.data();
+  int32_t* opts = w.opts.data();
+  prefix([&](int64_t i) { return a[i]; }, m, PW);
+  prefix([&](int64_t i) { return b[i]; }, m, P1);
+  prefix([&](int64_t i) { return c[i]; }, m, P2);
   D[0] = kInf;
   for (int64_t i = 1; i <= m; ++i) D[i] = P2[i] - P1[i] * P1[i] / PW[i];
-  std::vector<int32_t> opts(static_cast<size_t>(k - 1) * (m + 1), 0), zeros(m + 1, 0);
   struct Node {
     int64_t alo, ahi, jlo, jhi;
   };
-  Node stack[130];  // depth-first, the right child first: at most 2 log2(m) + 2 pending
+  Node stack[130];  // depth first, the left child next: at most 2 log2(m) + 2 pending
   for (int64_t r = 2; r <= k; ++r) {
-    const int32_t* prev = r == 2 ? zeros.data() : &opts[(r - 3) * (m + 1)];
-    int32_t* opt = &opts[(r - 2) * (m + 1)];
+    const int32_t* prev = r == 2 ? nullptr : opts + (r - 3) * (m + 1);
+    int32_t* opt = opts + (r - 2) * (m + 1);
     for (int64_t i = 0; i <= m; ++i) E[i] = D[i] - P2[i];
-    std::fill(Dn.begin(), Dn.end(), kInf);
+    std::fill(Dn, Dn + m + 1, kInf);
     int top = 0;
     stack[top++] = {r, m - k + r, r - 1, m - k + r - 1};
     while (top) {
       Node nd = stack[--top];
       int64_t mid = (nd.alo + nd.ahi) >> 1;
       int64_t jh = std::min(nd.jhi, mid - 1);
-      int64_t jl = std::min(std::max<int64_t>(nd.jlo, prev[mid]), jh);
-      const double pwi = PW[mid], p1i = P1[mid];
-      double best = kInf;
-      int64_t bj = jl;
-      if (jh - jl < 16) {
-        for (int64_t j = jl; j <= jh; ++j) {
-          double d = p1i - P1[j];
-          double v = E[j] - d * d / (pwi - PW[j]);
-          if (v < best) {
-            best = v;
-            bj = j;
-          }
-        }
-      } else {  // the values (vectorised), their minimum, then its first position
-        const double *e = E.data() + jl, *p1 = P1.data() + jl, *pw = PW.data() + jl;
-        double* v = val.data();
-        int64_t len = jh - jl + 1;
-        for (int64_t j = 0; j < len; ++j) {
-          double d = p1i - p1[j];
-          v[j] = e[j] - d * d / (pwi - pw[j]);
-        }
-        double m0 = kInf, m1 = kInf, m2 = kInf, m3 = kInf;
-        int64_t j = 0;
-        for (; j + 3 < len; j += 4) {
-          m0 = v[j] < m0 ? v[j] : m0;
-          m1 = v[j + 1] < m1 ? v[j + 1] : m1;
-          m2 = v[j + 2] < m2 ? v[j + 2] : m2;
-          m3 = v[j + 3] < m3 ? v[j + 3] : m3;
-        }
-        for (; j < len; ++j) m0 = v[j] < m0 ? v[j] : m0;
-        best = std::min(std::min(m0, m1), std::min(m2, m3));
-        int64_t at = 0;
-        while (at < len && !(v[at] == best)) ++at;
-        bj = jl + (at < len ? at : 0);
-      }
+      // opt[r-1][i] <= opt[r][i]: the last cluster starts no earlier with more clusters
+      int64_t jl = std::min(std::max<int64_t>(nd.jlo, prev ? prev[mid] : 0), jh);
+      double best;
+      int64_t bj;
+      Argmin::run(E, P1, PW, P1[mid], PW[mid], jl, jh, best, bj);
       Dn[mid] = best + P2[mid];
       opt[mid] = static_cast<int32_t>(bj);
       if (mid + 1 <= nd.ahi) stack[top++] = {mid + 1, nd.ahi, bj, nd.jhi};
       if (nd.alo <= mid - 1) stack[top++] = {nd.alo, mid - 1, nd.jlo, bj};
     }
+    if (r < k) opt[m - k + r + 1] = 0;  // the next row reads it: no bound (as never computed)
     std::swap(D, Dn);
   }
   B[0] = 0;
   B[k] = m;
   for (int64_t r = k; r > 1; --r) B[r - 1] = opts[(r - 2) * (m + 1) + B[r]];
+  w.release_if_big();
 }
 
-}  // namespace detail
+void dp_exact_scalar(const double* a, const double* b, const double* c, int64_t m, int64_t k,
+                     int64_t* B) {
+  dp_exact_impl<ScalarArgmin>(a, b, c, m, k, B);
+}
 
-namespace {
+#ifdef POCKETML_AVX2
+__attribute__((target("avx2"))) void dp_exact_avx2(const double* a, const double* b,
+                                                   const double* c, int64_t m, int64_t k,
+                                                   int64_t* B) {
+  dp_exact_impl<VectorArgmin>(a, b, c, m, k, B);
+}
+#endif
+
+bool use_simd() {
+#ifdef POCKETML_AVX2
+  const char* env = std::getenv("POCKETML_NATIVE_SIMD");
+  return __builtin_cpu_supports("avx2") && !(env && std::string(env) == "0");
+#else
+  return false;
+#endif
+}
+
+void dp_exact(const double* a, const double* b, const double* c, int64_t m, int64_t k,
+              int64_t* B) {
+  static const bool simd = use_simd();
+#ifdef POCKETML_AVX2
+  if (simd) return dp_exact_avx2(a, b, c, m, k, B);
+#endif
+  (void)simd;
+  dp_exact_scalar(a, b, c, m, k, B);
+}
 
 struct Sum3 {
   double v[3];
@@ -331,7 +406,7 @@ void dp_on_bins(const std::vector<Sum3>& agg, const std::vector<int64_t>& edges,
     b[i] = agg[i].v[1];
     c[i] = agg[i].v[2];
   }
-  detail::dp_exact(a.data(), b.data(), c.data(), nb, k, B);
+  dp_exact(a.data(), b.data(), c.data(), nb, k, B);
   for (int64_t r = 0; r <= k; ++r) B[r] = edges[B[r]];
 }
 
@@ -356,9 +431,8 @@ std::vector<int64_t> bin_edges(const U* u, int64_t n, int64_t nbins, int threads
   // gaps pass; the selection below is exact whatever v is
   auto gap = [u](int64_t i) { return static_cast<double>(u[i + 1]) - static_cast<double>(u[i]); };
   double v = -kInf;
-  const int64_t sample = 16384;
-  if (ngaps > 8 * sample) {
-    int64_t stride = ngaps / sample;
+  if (ngaps >= 8 * half) {
+    const int64_t stride = std::max<int64_t>(4, ngaps / 16384), sample = ngaps / stride;
     std::vector<double> s(sample);
     for (int64_t q = 0; q < sample; ++q) s[q] = gap(q * stride);
     int64_t r = std::min<int64_t>(sample - 1, 4 * half / stride + 16);  // descending rank
@@ -537,7 +611,7 @@ void solve_dp(const D& d, int64_t k, int64_t max_exact, int threads, int64_t* B)
       b[i] = v[1];
       c[i] = v[2];
     }
-    detail::dp_exact(a.data(), b.data(), c.data(), m, k, B);
+    dp_exact(a.data(), b.data(), c.data(), m, k, B);
     return;
   }
   // the Lloyd prefix sums are one long sequential pass: on another thread meanwhile

@@ -105,6 +105,70 @@ void lsd(K* keys, uint32_t* pay, K* tk, uint32_t* tp, int64_t n, K base, int bit
   }
 }
 
+// The sorted keys of x straight into keys/index: an LSD sort whose first pass reads x, with the
+// buffers alternated so that the last pass writes keys.
+template <class T>
+void lsd_from(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, key_of<T> base, int bits) {
+  using K = key_of<T>;
+  if (n < kSmall || bits == 0) {
+    for (int64_t i = 0; i < n; ++i) keys[i] = key_bits(x[i]);
+    if (index) std::iota(index, index + n, 0u);
+    insertion_sort(keys, index, n);
+    return;
+  }
+  int maxw = std::clamp(bit_length(static_cast<uint64_t>(n)) - 1, 4, 11);
+  int passes = (bits + maxw - 1) / maxw;
+  int width = (bits + passes - 1) / passes;
+  int64_t nbk = int64_t(1) << width;
+  K mask = static_cast<K>(nbk - 1);
+  std::vector<int64_t> count(passes * nbk, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    K v = key_bits(x[i]) - base;
+    for (int p = 0; p < passes; ++p) ++count[p * nbk + ((v >> (p * width)) & mask)];
+  }
+  std::vector<int> active;  // the passes whose digit is not the same for every key
+  K first = key_bits(x[0]) - base;
+  for (int p = 0; p < passes; ++p)
+    if (count[p * nbk + ((first >> (p * width)) & mask)] != n) active.push_back(p);
+  for (int p : active) {
+    int64_t* c = &count[p * nbk];
+    int64_t sum = 0;
+    for (int64_t b = 0; b < nbk; ++b) {
+      int64_t t = c[b];
+      c[b] = sum;
+      sum += t;
+    }
+  }
+  std::unique_ptr<K[]> tk(new K[n]);
+  std::unique_ptr<uint32_t[]> tp(index ? new uint32_t[n] : nullptr);
+  bool odd = active.size() % 2 == 1;
+  K* dk = odd ? keys : tk.get();
+  uint32_t* dp = odd ? index : tp.get();
+  int s = active[0] * width;
+  int64_t* c = &count[active[0] * nbk];
+  for (int64_t i = 0; i < n; ++i) {
+    K k = key_bits(x[i]);
+    int64_t o = c[((k - base) >> s) & mask]++;
+    dk[o] = k;
+    if (index) dp[o] = static_cast<uint32_t>(i);
+  }
+  K* sk = dk;
+  uint32_t* sp = dp;
+  dk = odd ? tk.get() : keys;
+  dp = odd ? tp.get() : index;
+  for (size_t a = 1; a < active.size(); ++a) {
+    s = active[a] * width;
+    c = &count[active[a] * nbk];
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t o = c[((sk[i] - base) >> s) & mask]++;
+      dk[o] = sk[i];
+      if (index) dp[o] = sp[i];
+    }
+    std::swap(sk, dk);
+    std::swap(sp, dp);
+  }
+}
+
 template <class T>
 bool sort_impl(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, int threads) {
   using K = key_of<T>;
@@ -128,11 +192,7 @@ bool sort_impl(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, int thre
   if (lo <= key_bits(-inf) || hi >= key_bits(inf)) return false;
   int bits = bit_length(static_cast<K>(hi - lo));
   if (n <= kLsdOnly || bits <= kMsdBits) {
-    for (int64_t i = 0; i < n; ++i) keys[i] = key_bits(x[i]);
-    if (index) std::iota(index, index + n, 0u);
-    std::vector<K> tk(n);
-    std::vector<uint32_t> tp(index ? n : 0);
-    lsd(keys, index, tk.data(), index ? tp.data() : nullptr, n, lo, bits);
+    lsd_from(x, n, keys, index, lo, bits);
     return true;
   }
   // MSD split on the top bits of key - lo: per-chunk counts, bucket-major offsets (stable)

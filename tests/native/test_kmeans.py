@@ -183,3 +183,18 @@ def test_palettize_is_the_same_with_and_without_the_native_core(monkeypatch, gra
             want = N.palettize(w, 4, granularity=granularity, group_size=group_size, **kw)
         np.testing.assert_array_equal(got.lut, want.lut)
         np.testing.assert_array_equal(got.indices, want.indices)
+
+
+def test_the_scalar_dp_equals_the_simd_one():
+    """POCKETML_NATIVE_SIMD=0 forces the scalar DP (machines without AVX2, other CPUs)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np; from pocketml.compress import numerics as N\n"
+            "rng = np.random.default_rng(3)\n"
+            "ps = [(rng.standard_t(3, n).astype(np.float32), None) for n in (300, 5000, 40000)]\n"
+            "for k in (2, 16, 64):\n"
+            "    for (c, l), (c0, l0) in zip(N._kmeans_1d_many_native(ps, k), N._kmeans_1d_many_reference(ps, k)):\n"
+            "        assert np.array_equal(c, c0) and np.array_equal(l, l0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   env={**os.environ, "POCKETML_NATIVE_SIMD": "0"})
