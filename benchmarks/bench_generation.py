@@ -101,15 +101,18 @@ def work_llamacpp(gguf: str, ids: list[int], new: int) -> dict:
                 n_threads_batch=threads, logits_all=False, verbose=False)
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
+    def last_logits():  # logits_all=False keeps no scores: read the context's last row
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
     llm.eval(ids)
     prefill = time.perf_counter() - t0
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    token = int(np.argmax(last_logits()))
     out = []
     t0 = time.perf_counter()
     for _ in range(new - 1):
         out.append(token)
         llm.eval([token])
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = int(np.argmax(last_logits()))
     decode = time.perf_counter() - t0
     return dict(load_s=load, prefill_s=prefill, decode_s=decode, decode_steps=new - 1, tokens=out,
                 peak_rss_mib=peak_rss_mib())
@@ -135,9 +138,8 @@ def write_f32_gguf(path: Path) -> None:
         if vtype == gguf.GGUFValueType.ARRAY:
             sub = field.types[-1]
             vals = [field.parts[i].tobytes().decode("utf-8") if sub == gguf.GGUFValueType.STRING
-                    else field.parts[i][0] for i in field.data]
-            writer.add_array(field.name, vals) if sub != gguf.GGUFValueType.STRING else \
-                writer.add_array(field.name, vals)
+                    else field.parts[i][0].item() for i in field.data]
+            writer.add_array(field.name, vals)
         elif vtype == gguf.GGUFValueType.STRING:
             writer.add_string(field.name, field.parts[field.data[0]].tobytes().decode("utf-8"))
         else:
