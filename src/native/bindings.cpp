@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer.h"
 #include "kmeans.h"
 
 namespace nb = nanobind;
@@ -20,11 +21,11 @@ namespace {
 using Values = nb::ndarray<nb::ro, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using Weights = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
-// A NumPy array owning `data` (allocated with new[]).
+// A NumPy array owning `data`.
 template <class T>
-nb::ndarray<nb::numpy, T, nb::ndim<1>> owned(std::unique_ptr<T[]> data, size_t n) {
+nb::ndarray<nb::numpy, T, nb::ndim<1>> owned(pocketml::Buffer<T> data, size_t n) {
   T* p = data.release();
-  nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
+  nb::capsule owner(p, [](void* q) noexcept { std::free(q); });
   return nb::ndarray<nb::numpy, T, nb::ndim<1>>(p, {n}, owner);
 }
 
@@ -36,8 +37,8 @@ nb::list kmeans_1d_many(const std::vector<Values>& values,
   size_t np = values.size();
   std::vector<pocketml::KMeans1DProblem> problems(np);
   std::vector<pocketml::KMeans1DResult> results(np);
-  std::vector<std::unique_ptr<int64_t[]>> labels(np);
-  std::vector<std::unique_ptr<uint8_t[]>> labels8(np);
+  std::vector<pocketml::Buffer<int64_t>> labels(np);
+  std::vector<pocketml::Buffer<uint8_t>> labels8(np);
   for (size_t i = 0; i < np; ++i) {
     const Values& v = values[i];
     auto& p = problems[i];
@@ -53,12 +54,11 @@ nb::list kmeans_1d_many(const std::vector<Values>& values,
         throw std::invalid_argument("weights must have one entry per value");
       p.weights = weights[i]->data();
     }
-    size_t n = p.n > 0 ? static_cast<size_t>(p.n) : 1;
     if (uint8_labels) {
-      labels8[i].reset(new uint8_t[n]);
+      labels8[i] = pocketml::allocate<uint8_t>(p.n);
       results[i].labels8 = labels8[i].get();
     } else {
-      labels[i].reset(new int64_t[n]);
+      labels[i] = pocketml::allocate<int64_t>(p.n);
       results[i].labels = labels[i].get();
     }
   }
@@ -70,7 +70,7 @@ nb::list kmeans_1d_many(const std::vector<Values>& values,
   nb::list out;
   for (size_t i = 0; i < np; ++i) {
     size_t nc = results[i].centers.size(), n = static_cast<size_t>(problems[i].n);
-    std::unique_ptr<double[]> c(new double[nc > 0 ? nc : 1]);
+    pocketml::Buffer<double> c = pocketml::allocate<double>(static_cast<int64_t>(nc));
     std::copy(results[i].centers.begin(), results[i].centers.end(), c.get());
     nb::object lab = uint8_labels ? nb::cast(owned(std::move(labels8[i]), n))
                                   : nb::cast(owned(std::move(labels[i]), n));

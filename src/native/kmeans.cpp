@@ -18,6 +18,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "buffer.h"
 #include "sort.h"
 #include "threads.h"
 
@@ -40,11 +41,6 @@ constexpr int kRefineRounds = 3;          // numerics._REFINE_ROUNDS
 constexpr int64_t kParallelMin = 1 << 16;  // passes over fewer values stay on one thread
 constexpr int64_t kCheckpoint = 64;        // Lloyd: prefix sums stored every this many values
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-template <class T>
-std::unique_ptr<T[]> uninit(int64_t n) {
-  return std::unique_ptr<T[]>(new T[n > 0 ? n : 1]);
-}
 
 int threads_for(int64_t n, int threads) {
   return static_cast<int>(std::clamp<int64_t>(n / kParallelMin, 1, std::max(threads, 1)));
@@ -121,8 +117,8 @@ void prefix(const F& f, int64_t n, double* out) {
 // traffic of float64 for the passes over millions of values.
 template <class U, class W>
 struct Distinct {
-  std::unique_ptr<U[]> u;   // sorted distinct values (+0.0 for zeros) of positive weight
-  std::unique_ptr<W[]> ws;  // their summed weights, or their counts
+  Buffer<U> u;   // sorted distinct values (+0.0 for zeros) of positive weight
+  Buffer<W> ws;  // their summed weights, or their counts
   int64_t m = 0;
   bool counts = true;   // ws are counts (no weights, or no positive weight)
   double median = 0.0;  // with counts: the value at which the cumulative count reaches n / 2
@@ -169,8 +165,9 @@ void distinct_values(const T* x, const double* w, int64_t n, int threads, Distin
                                          : "weights contains NaN or infinity");
     }
   }
-  auto keys = uninit<K>(n);
-  std::unique_ptr<uint32_t[]> idx(w ? new uint32_t[n] : nullptr);
+  auto keys = allocate<K>(n);
+  Buffer<uint32_t> idx;
+  if (w) idx = allocate<uint32_t>(n);
   if (!sort_float_keys(x, n, keys.get(), idx.get(), threads))
     throw std::invalid_argument("x contains NaN or infinity");
   const K* ks = keys.get();
@@ -185,8 +182,8 @@ void distinct_values(const T* x, const double* w, int64_t n, int threads, Distin
   });
   for (int c = 0; c < nt; ++c) first[c + 1] += first[c];
   int64_t m = first[nt];
-  d.u = uninit<T>(m);
-  d.ws = uninit<W>(m);
+  d.u = allocate<T>(m);
+  d.ws = allocate<W>(m);
   T* u = d.u.get();
   W* ws = d.ws.get();
   Gathered g{w, idx.get()};

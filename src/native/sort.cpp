@@ -9,6 +9,7 @@
 #include <numeric>
 #include <vector>
 
+#include "buffer.h"
 #include "threads.h"
 
 namespace pocketml {
@@ -16,7 +17,10 @@ namespace {
 
 constexpr int64_t kSmall = 48;         // insertion sort below this
 constexpr int64_t kLsdOnly = 1 << 16;  // one LSD sort up to this size, else an MSD split first
-constexpr int kMsdBits = 11;           // 2048 buckets: few enough to scatter into efficiently
+constexpr int kMsdBits = 11;           // keys differing in fewer bits: one LSD sort
+constexpr int kFineBits = 16;          // MSD: a histogram of the top 16 bits of the key range
+constexpr int64_t kBucket = 2048;      // MSD: keys per bucket (sorted in L1/L2)
+constexpr int64_t kMaxBuckets = 512;   // MSD: few enough buckets to scatter into efficiently
 constexpr int64_t kChunk = 1 << 16;    // a thread's share of a pass is at least this long
 
 template <class K>
@@ -68,7 +72,8 @@ void lsd(K* keys, uint32_t* pay, K* tk, uint32_t* tp, int64_t n, K base, int bit
   int width = (bits + passes - 1) / passes;
   int64_t nbk = int64_t(1) << width;
   K mask = static_cast<K>(nbk - 1);
-  std::vector<int64_t> count(passes * nbk, 0);
+  thread_local std::vector<int64_t> count;  // reused: a big sort calls this per bucket
+  count.assign(passes * nbk, 0);
   for (int64_t i = 0; i < n; ++i) {
     K v = keys[i] - base;
     for (int p = 0; p < passes; ++p) ++count[p * nbk + ((v >> (p * width)) & mask)];
@@ -139,8 +144,9 @@ void lsd_from(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, key_of<T>
       sum += t;
     }
   }
-  std::unique_ptr<K[]> tk(new K[n]);
-  std::unique_ptr<uint32_t[]> tp(index ? new uint32_t[n] : nullptr);
+  Buffer<K> tk = allocate<K>(n);
+  Buffer<uint32_t> tp;
+  if (index) tp = allocate<uint32_t>(n);
   bool odd = active.size() % 2 == 1;
   K* dk = odd ? keys : tk.get();
   uint32_t* dp = odd ? index : tp.get();
@@ -195,16 +201,36 @@ bool sort_impl(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, int thre
     lsd_from(x, n, keys, index, lo, bits);
     return true;
   }
-  // MSD split on the top bits of key - lo: per-chunk counts, bucket-major offsets (stable)
-  int shift = bits - kMsdBits;
-  int64_t nb = int64_t(1) << kMsdBits;
-  std::vector<int64_t> count(nt * nb, 0);
+  // MSD: count the top 16 bits of key - lo, group consecutive cells into buckets of about
+  // `target` keys (a bigger cell is a bucket of its own), scatter into the buckets (per-chunk
+  // offsets, bucket-major: stable), then sort each bucket in cache
+  int shift = std::max(bits - kFineBits, 0);
+  int64_t nf = static_cast<int64_t>((hi - lo) >> shift) + 1;
+  std::vector<uint32_t> fine(nt * nf, 0);
   parallel_for(nt, nt, [&](int64_t c) {
-    int64_t* cc = &count[c * nb];
+    uint32_t* f = &fine[c * nf];
     for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i)
-      ++cc[(key_bits(x[i]) - lo) >> shift];
+      ++f[(key_bits(x[i]) - lo) >> shift];
   });
-  std::vector<int64_t> bstart(nb + 1, 0);
+  const int64_t target = std::max<int64_t>(kBucket, n / kMaxBuckets);
+  std::vector<uint32_t> bucket_of(nf);
+  std::vector<int64_t> first_cell{0};
+  int64_t acc = 0;
+  for (int64_t f = 0; f < nf; ++f) {
+    int64_t cnt = 0;
+    for (int c = 0; c < nt; ++c) cnt += fine[c * nf + f];
+    if (acc > 0 && acc + cnt > target) {
+      first_cell.push_back(f);
+      acc = 0;
+    }
+    acc += cnt;
+    bucket_of[f] = static_cast<uint32_t>(first_cell.size() - 1);
+  }
+  first_cell.push_back(nf);
+  int64_t nb = static_cast<int64_t>(first_cell.size()) - 1;
+  std::vector<int64_t> count(nt * nb, 0), bstart(nb + 1, 0);
+  for (int c = 0; c < nt; ++c)
+    for (int64_t f = 0; f < nf; ++f) count[c * nb + bucket_of[f]] += fine[c * nf + f];
   int64_t sum = 0;
   for (int64_t b = 0; b < nb; ++b) {
     bstart[b] = sum;
@@ -219,18 +245,26 @@ bool sort_impl(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, int thre
     int64_t* cc = &count[c * nb];
     for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i) {
       K k = key_bits(x[i]);
-      int64_t o = cc[(k - lo) >> shift]++;
+      int64_t o = cc[bucket_of[(k - lo) >> shift]]++;
       keys[o] = k;
       if (index) index[o] = static_cast<uint32_t>(i);
     }
   });
-  // every bucket sorted in cache
   parallel_for(nb, threads, [&](int64_t b) {
     int64_t a = bstart[b], m = bstart[b + 1] - a;
     if (m < 2) return;
-    std::unique_ptr<K[]> tk(new K[m]);
-    std::unique_ptr<uint32_t[]> tp(index ? new uint32_t[m] : nullptr);
-    lsd(keys + a, index ? index + a : nullptr, tk.get(), tp.get(), m, lo, shift);
+    K base = lo + (static_cast<K>(first_cell[b]) << shift);
+    K span = static_cast<K>(first_cell[b + 1] - first_cell[b]) << shift;
+    thread_local std::vector<K> tk;
+    thread_local std::vector<uint32_t> tp;
+    if (static_cast<int64_t>(tk.size()) < m) tk.resize(m);
+    if (index && static_cast<int64_t>(tp.size()) < m) tp.resize(m);
+    lsd(keys + a, index ? index + a : nullptr, tk.data(), index ? tp.data() : nullptr, m, base,
+        bit_length(static_cast<K>(span - 1)));
+    if (tk.size() > (size_t(1) << 18)) {  // not kept by the calling thread if big
+      tk = std::vector<K>();
+      tp = std::vector<uint32_t>();
+    }
   });
   return true;
 }
