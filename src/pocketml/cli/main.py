@@ -133,6 +133,8 @@ def _convert_zoo(name: str, args):
                            output_names=_names(args.output_names) or list(entry.output_names),
                            metadata=meta,
                            dynamic_shapes=entry.dynamic_shapes() if entry.dynamic_shapes else None)
+        if entry.finish is not None:  # e.g. a second function (Whisper's decoder)
+            model = entry.finish(model)
     return model, entry, module
 
 
@@ -481,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .generate import add_parsers as add_generate
     add_generate(sub, common, _positive_int)
+    from .transcribe import add_parsers as add_transcribe
+    add_transcribe(sub, common)
 
     p = sub.add_parser("zoo", parents=[common], help="list and convert zoo models")
     zsub = p.add_subparsers(dest="zoo_command", metavar="COMMAND")

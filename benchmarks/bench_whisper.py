@@ -1,0 +1,167 @@
+"""Whisper tiny.en transcription: pocketml's package vs PyTorch eager, same audio, same machine.
+
+    python benchmarks/bench_whisper.py [--text TEXT | --wav FILE] [--repeat N] [--out DIR]
+
+Both engines do the same work the same way: the WAV read and resampled to 16 kHz, log-mel in
+NumPy (pocketml.audio), the encoder plus every decoder layer's cross-attention keys/values once
+per 30 s window, then greedy decoding with a self-attention KV cache (the prompt in one call,
+then one token per call) and the same suppression. PyTorch runs the zoo's modules
+(`whisper.build_cross_kv`, `whisper.build_cached_decoder`) that the package was converted from.
+Each engine runs in its own process (so peak RSS is its own): one warm-up transcription, then N
+timed ones; medians are printed. The real-time factor is processing time / audio duration.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+PARAGRAPH = ("The quick brown fox jumps over the lazy dog. Please call Stella and ask her to bring these "
+             "things with her from the store. The weather today is sunny with a light breeze from the "
+             "north, and the museum in London will be open until half past nine on Tuesday.")
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, it does not inherit the parent's across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _pocketml(package: Path):
+    from pocketml.transcribe import Transcriber
+
+    transcriber = Transcriber(package)
+
+    def run(wav: Path) -> dict:
+        r = transcriber.transcribe(wav)
+        s = r.stats
+        return {"text": r.text, "tokens": r.tokens, "audio_s": s.audio_seconds, "features_s": s.features_seconds,
+                "encoder_s": s.encoder_seconds, "decode_s": s.decode_seconds, "calls": s.decoder_calls}
+
+    return run
+
+
+def _torch():
+    import torch
+
+    from pocketml.audio import log_mel_spectrogram, read_wav, resample
+    from pocketml.transcribe import split_windows
+    from pocketml.zoo import whisper
+
+    torch.set_grad_enabled(False)
+    cross_kv, decoder = whisper.build_cross_kv(), whisper.build_cached_decoder()
+
+    def run(wav: Path) -> dict:
+        out = {"tokens": [], "features_s": 0.0, "encoder_s": 0.0, "decode_s": 0.0, "calls": 0}
+        t0 = time.perf_counter()
+        samples, rate = read_wav(wav)
+        x = resample(samples, rate, whisper.SAMPLE_RATE)
+        out["audio_s"] = x.size / whisper.SAMPLE_RATE
+        out["features_s"] += time.perf_counter() - t0
+        for window in split_windows(x, whisper.SAMPLE_RATE):
+            t0 = time.perf_counter()
+            features = torch.from_numpy(log_mel_spectrogram(window, whisper.N_MELS)[None])
+            t1 = time.perf_counter()
+            kv = cross_kv(features)
+            t2 = time.perf_counter()
+            ids = whisper.greedy_decode_cached(decoder, kv)
+            t3 = time.perf_counter()
+            out["features_s"] += t1 - t0
+            out["encoder_s"] += t2 - t1
+            out["decode_s"] += t3 - t2
+            out["calls"] += len(ids) + (len(ids) < whisper.MAX_NEW_TOKENS)  # + the end-of-text call
+            out["tokens"].append(ids)
+        texts = (whisper.tokenizer().decode(ids, skip_special_tokens=True).strip() for ids in out["tokens"])
+        out["text"] = " ".join(t for t in texts if t)
+        return out
+
+    return run
+
+
+def worker(engine: str, out_dir: Path, repeat: int) -> dict:
+    """Runs inside a fresh process: load, one warm-up, `repeat` timed transcriptions."""
+    wav = out_dir / "speech.wav"
+    t0 = time.perf_counter()
+    run = _pocketml(out_dir / "whisper-tiny-en.pocket") if engine == "pocketml" else _torch()
+    load_s = time.perf_counter() - t0
+    first = run(wav)
+    runs = [run(wav) for _ in range(repeat)]
+    med = {k: float(np.median([r[k] for r in runs])) for k in ("features_s", "encoder_s", "decode_s")}
+    total = med["features_s"] + med["encoder_s"] + med["decode_s"]
+    return {"load_s": load_s, "text": first["text"], "tokens": first["tokens"], "audio_s": first["audio_s"],
+            "calls": first["calls"], **med, "total_s": total, "decode_tok_s": first["calls"] / med["decode_s"],
+            "rtf": total / first["audio_s"], "peak_rss_mib": _peak_rss_mib()}
+
+
+def prepare(out_dir: Path, text: str | None, wav: Path | None, reuse: bool) -> None:
+    """The package (pocketml zoo convert whisper-tiny-en) and the speech (espeak-ng) in out_dir."""
+    package = out_dir / "whisper-tiny-en.pocket"
+    if not (reuse and package.exists()):
+        subprocess.run([sys.executable, "-m", "pocketml.cli.main", "zoo", "convert", "whisper-tiny-en",
+                        str(package)], check=True)
+    target = out_dir / "speech.wav"
+    if wav is not None:
+        target.write_bytes(wav.read_bytes())
+    else:
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(target), text or PARAGRAPH],
+                       check=True, timeout=120)
+
+
+def _machine() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--text", help="what espeak-ng says (default: a 3-sentence paragraph)")
+    g.add_argument("--wav", type=Path, help="transcribe this WAV file instead")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--out", type=Path, default=Path("out/bench"))
+    p.add_argument("--reuse", action="store_true", help="keep an already converted package in --out")
+    p.add_argument("--worker", metavar="ENGINE", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.out, args.repeat)))
+        return 0
+    print("preparing: converting whisper-tiny-en, synthesising speech", file=sys.stderr, flush=True)
+    prepare(args.out, args.text, args.wav, args.reuse)
+    before = _machine()
+    res = {}
+    for engine in ("pocketml", "torch"):
+        print(f"running {engine}", file=sys.stderr, flush=True)
+        r = subprocess.run([sys.executable, __file__, "--worker", engine, "--out", str(args.out),
+                            "--repeat", str(args.repeat)], capture_output=True, text=True)
+        if r.returncode:
+            print(r.stderr[-3000:], file=sys.stderr)
+            return 1
+        res[engine] = json.loads(r.stdout.strip().splitlines()[-1])
+    audio = res["pocketml"]["audio_s"]
+    print(f"\nmachine: {before} before, {_machine()} after (other jobs may share it)")
+    print(f"audio: {audio:.2f} s, {args.repeat} timed run(s) after a warm-up, medians\n")
+    print(f"{'engine':10} {'load s':>7} {'features s':>11} {'encoder s':>10} {'decode calls':>13} "
+          f"{'decode tok/s':>13} {'total s':>8} {'RTF':>7} {'peak RSS MiB':>13}")
+    for engine, r in res.items():
+        print(f"{engine:10} {r['load_s']:7.2f} {r['features_s']:11.3f} {r['encoder_s']:10.3f} {r['calls']:13d} "
+              f"{r['decode_tok_s']:13.1f} {r['total_s']:8.2f} {r['rtf']:7.3f} {r['peak_rss_mib']:13.0f}")
+    print()
+    for engine, r in res.items():
+        print(f"{engine:10} {r['text']}")
+    same = res["pocketml"]["tokens"] == res["torch"]["tokens"]
+    print(f"\nidentical tokens: {'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
