@@ -1,6 +1,6 @@
 """Whisper tiny.en transcription: pocketml's package vs PyTorch eager, same audio, same machine.
 
-    python benchmarks/bench_whisper.py [--text TEXT | --wav FILE] [--repeat N] [--out DIR]
+    python benchmarks/bench_whisper.py [--text TEXT | --wav FILE] [--repeat N] [--threads N] [--out DIR]
 
 Both engines do the same work the same way: the WAV read and resampled to 16 kHz, log-mel in
 NumPy (pocketml.audio), the encoder plus every decoder layer's cross-attention keys/values once
@@ -9,6 +9,8 @@ then one token per call) and the same suppression. PyTorch runs the zoo's module
 (`whisper.build_cross_kv`, `whisper.build_cached_decoder`) that the package was converted from.
 Each engine runs in its own process (so peak RSS is its own): one warm-up transcription, then N
 timed ones; medians are printed. The real-time factor is processing time / audio duration.
+`--threads N` limits both engines' math libraries (OpenBLAS/OpenMP, torch) to N threads, which
+gives steadier figures on a machine shared with other jobs.
 """
 from __future__ import annotations
 
@@ -128,6 +130,7 @@ def main(argv=None) -> int:
     g.add_argument("--wav", type=Path, help="transcribe this WAV file instead")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("out/bench"))
+    p.add_argument("--threads", type=int, help="threads for each engine's math (default: the libraries' own)")
     p.add_argument("--reuse", action="store_true", help="keep an already converted package in --out")
     p.add_argument("--worker", metavar="ENGINE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -138,17 +141,21 @@ def main(argv=None) -> int:
     print("preparing: converting whisper-tiny-en, synthesising speech", file=sys.stderr, flush=True)
     prepare(args.out, args.text, args.wav, args.reuse)
     before = _machine()
+    env = dict(os.environ)
+    if args.threads:
+        env.update({k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     res = {}
     for engine in ("pocketml", "torch"):
         print(f"running {engine}", file=sys.stderr, flush=True)
         r = subprocess.run([sys.executable, __file__, "--worker", engine, "--out", str(args.out),
-                            "--repeat", str(args.repeat)], capture_output=True, text=True)
+                            "--repeat", str(args.repeat)], capture_output=True, text=True, env=env)
         if r.returncode:
             print(r.stderr[-3000:], file=sys.stderr)
             return 1
         res[engine] = json.loads(r.stdout.strip().splitlines()[-1])
     audio = res["pocketml"]["audio_s"]
-    print(f"\nmachine: {before} before, {_machine()} after (other jobs may share it)")
+    threads = f"{args.threads} thread(s) per engine" if args.threads else "default threads"
+    print(f"\nmachine: {before} before, {_machine()} after (other jobs may share it); {threads}")
     print(f"audio: {audio:.2f} s, {args.repeat} timed run(s) after a warm-up, medians\n")
     print(f"{'engine':10} {'load s':>7} {'features s':>11} {'encoder s':>10} {'decode calls':>13} "
           f"{'decode tok/s':>13} {'total s':>8} {'RTF':>7} {'peak RSS MiB':>13}")
