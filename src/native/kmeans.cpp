@@ -22,13 +22,16 @@
 #include "sort.h"
 #include "threads.h"
 
-// SIMD: the DP's inner loop in 4 double lanes (GCC/Clang vector extensions), built for AVX2 on
-// x86-64 and chosen at run time; the scalar loop everywhere else (and with
-// POCKETML_NATIVE_SIMD=0 in the environment, which the tests use to check both).
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+// SIMD: the DP's inner loop in 4 double lanes (GCC vector extensions), built for AVX2 on x86-64
+// and chosen at run time; the scalar loop everywhere else (and with POCKETML_NATIVE_SIMD=0 in
+// the environment, which the tests use to check both).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define POCKETML_AVX2 1
 typedef double f64x4 __attribute__((vector_size(32)));
 typedef int64_t i64x4 __attribute__((vector_size(32)));
+#define POCKETML_INLINE __attribute__((always_inline)) inline
+#else
+#define POCKETML_INLINE inline
 #endif
 
 namespace pocketml {
@@ -37,7 +40,7 @@ namespace {
 constexpr int64_t kBins = 4096;            // numerics._NBINS
 constexpr int kLloydIters = 200;           // numerics._LLOYD_1D_ITERS
 constexpr int64_t kRefineBins = 2;         // numerics._REFINE_BINS
-constexpr int kRefineRounds = 3;          // numerics._REFINE_ROUNDS
+constexpr int kRefineRounds = 3;           // numerics._REFINE_ROUNDS
 constexpr int64_t kParallelMin = 1 << 16;  // passes over fewer values stay on one thread
 constexpr int64_t kCheckpoint = 64;        // Lloyd: prefix sums stored every this many values
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -73,7 +76,8 @@ void pairwise(const S& s, int64_t i0, int64_t n, double* out) {
         for (int j = 0; j < 8; ++j) r[c][j] += v[c][j];
     }
     for (int c = 0; c < N; ++c)
-      out[c] = ((r[c][0] + r[c][1]) + (r[c][2] + r[c][3])) + ((r[c][4] + r[c][5]) + (r[c][6] + r[c][7]));
+      out[c] = ((r[c][0] + r[c][1]) + (r[c][2] + r[c][3])) +
+               ((r[c][4] + r[c][5]) + (r[c][6] + r[c][7]));
     double t[N];
     for (; i < n; ++i) {
       s.item(i0 + i, t);
@@ -250,10 +254,9 @@ struct ScalarArgmin {
 // smaller replaces), then the lanes agree on the minimum and its smallest offset. The arrays
 // must be readable up to jh + 3 (lanes past jh are ignored).
 struct VectorArgmin {
-  __attribute__((always_inline)) static void run(const double* E, const double* P1,
-                                                 const double* PW, double p1i, double pwi,
-                                                 int64_t jl, int64_t jh, double& best,
-                                                 int64_t& bj) {
+  POCKETML_INLINE static void run(const double* E, const double* P1, const double* PW,
+                                  double p1i, double pwi, int64_t jl, int64_t jh, double& best,
+                                  int64_t& bj) {
     const f64x4 vp1 = {p1i, p1i, p1i, p1i}, vpw = {pwi, pwi, pwi, pwi};
     const f64x4 inf = {kInf, kInf, kInf, kInf};
     const double last = static_cast<double>(jh - jl);
@@ -310,9 +313,8 @@ DPWork& dp_work() {
 // P1[j])^2 / (PW[i] - PW[j]), E = D[r-1] - P2, by divide and conquer over the monotone
 // (leftmost) argmin, which also lies at or after the previous row's.
 template <class Argmin>
-__attribute__((always_inline)) inline void dp_exact_impl(const double* a, const double* b,
-                                                         const double* c, int64_t m, int64_t k,
-                                                         int64_t* B) {
+POCKETML_INLINE void dp_exact_impl(const double* a, const double* b, const double* c, int64_t m,
+                                   int64_t k, int64_t* B) {
   DPWork& w = dp_work();
   w.reserve(m, k);
   double *PW = w.PW.data(), *P1 = w.P1.data(), *P2 = w.P2.data(), *D = w.D.data(),
@@ -700,7 +702,8 @@ void count_below(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
   std::copy(thr.begin(), thr.end(), pad.begin());
   for (int64_t i = 0; i < n; ++i) {
     int64_t pos = 0;
-    for (int64_t step = p >> 1; step > 0; step >>= 1) pos += (pad[pos + step - 1] < x[i]) ? step : 0;
+    for (int64_t step = p >> 1; step > 0; step >>= 1)
+      pos += (pad[pos + step - 1] < x[i]) ? step : 0;
     out[i] = static_cast<L>(pos);
   }
 }
