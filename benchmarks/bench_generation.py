@@ -53,7 +53,7 @@ def work_pocketml(package: str, ids: list[int], new: int) -> dict:
 
     sys.meta_path.insert(0, _NoTorch())
     import pocketml as pm
-    from pocketml.generate import Session
+    from pocketml.generation import Session
 
     t0 = time.perf_counter()
     session = Session(pm.load(package))

@@ -39,7 +39,7 @@ def _peak_rss_mib() -> float:
 
 
 def _pocketml(package: Path):
-    from pocketml.transcribe import Transcriber
+    from pocketml.transcription import Transcriber
 
     transcriber = Transcriber(package)
 
@@ -56,7 +56,7 @@ def _torch():
     import torch
 
     from pocketml.audio import log_mel_spectrogram, read_wav, resample
-    from pocketml.transcribe import split_windows
+    from pocketml.transcription import split_windows
     from pocketml.zoo import whisper
 
     torch.set_grad_enabled(False)

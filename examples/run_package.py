@@ -45,7 +45,7 @@ def main(model_path, inputs_path, outputs_path, precision="float32"):
 
 
 def generate(model_path, prompt, max_new_tokens):
-    from pocketml.generate import Session
+    from pocketml.generation import Session
 
     session = Session(pm.load(model_path))
     text = session.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])

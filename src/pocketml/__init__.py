@@ -15,9 +15,15 @@ def convert(*args, **kwargs):
 
 
 def generate(*args, **kwargs):
-    """Stream text from a language model package; see `pocketml.generate.generate`."""
-    from .generate import generate as _generate
+    """Stream text from a language model package; see `pocketml.generation.generate`."""
+    from .generation import generate as _generate
     return _generate(*args, **kwargs)
+
+
+def transcribe(*args, **kwargs):
+    """Speech to text with a Whisper package; see `pocketml.transcription.transcribe`."""
+    from .transcription import transcribe as _transcribe
+    return _transcribe(*args, **kwargs)
 
 
 def validate(*args, **kwargs):
@@ -28,4 +34,4 @@ def validate(*args, **kwargs):
 
 __all__ = ["EnumeratedShapes", "RangeDim", "State", "TensorType", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
            "decompress", "format_report", "ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
-           "VerificationError", "__version__", "convert", "generate", "load", "validate"]
+           "VerificationError", "__version__", "convert", "generate", "load", "transcribe", "validate"]

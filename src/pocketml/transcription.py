@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .generate import peak_rss_mib
+from .generation import peak_rss_mib
 from .model import Model, load
 
 WINDOW_SECONDS = 30  # what Whisper's encoder sees (3000 frames)

@@ -38,8 +38,8 @@ def test_float16_emulation_keeps_the_answer(converted):
     state = model.make_state() if model.states else None
     got = model.predict({n: t.numpy() for n, t in zip(model.input_names, sample)},
                         state=state)[entry.output_names[0]]
-    for b in module.buffers():  # a stateful module starts from an empty cache, as the state does
-        if model.states:
+    for name, b in module.named_buffers():  # a stateful module starts from empty states, too
+        if name in model.states:
             b.zero_()
     with torch.no_grad():
         out = module(*sample)

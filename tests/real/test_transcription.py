@@ -11,7 +11,7 @@ import torch
 
 import pocketml as pm
 from pocketml.ir import Program
-from pocketml.transcribe import Transcriber, split_windows, transcribe
+from pocketml.transcription import Transcriber, split_windows, transcribe
 from pocketml.zoo import data, whisper
 
 pytestmark = [pytest.mark.slow,

@@ -41,7 +41,7 @@ def _sampling_flags(p, positive_int) -> None:
 
 def _session(args):
     import pocketml as pm
-    from ..generate import Session
+    from ..generation import Session
 
     return Session(pm.load(args.model))
 

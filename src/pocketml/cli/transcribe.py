@@ -19,7 +19,7 @@ def add_parsers(sub, common) -> None:
 
 
 def cmd_transcribe(args) -> int:
-    from ..transcribe import Transcriber
+    from ..transcription import Transcriber
 
     transcriber = Transcriber(args.model)
     result = transcriber.transcribe(args.audio)

@@ -394,7 +394,7 @@ def greedy_decode_cached(decoder, cross_kv, max_new_tokens: int = MAX_NEW_TOKENS
 
 
 def package_metadata() -> dict:
-    """What `pocketml.transcribe` needs from the package alone: the tokenizer (a `tokenizers`
+    """What `pocketml.transcription` needs from the package alone: the tokenizer (a `tokenizers`
     tokenizer.json) and Whisper's greedy decoding settings (CTranslate2's suppression lists)."""
     always, at_start = _suppression()
     return {
