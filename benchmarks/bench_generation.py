@@ -11,7 +11,8 @@ decode = N new tokens, greedy, EOS ignored, one call each (the first comes from 
 - llama.cpp (llama-cpp-python, in its own venv, `n_threads` = cores): the Q4_1 GGUF the float
   weights come from (its native, 4-bit format), and an F32 GGUF of the dequantized weights (the
   same numbers as pocketml's and torch's), written with the `gguf` package.
-Peak RSS is VmHWM of the engine's process; tokens/s are wall clock.
+Each engine first runs an 8-token warm-up (then its cache is emptied). Peak RSS is VmHWM of the
+engine's process; tokens/s are wall clock.
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def work_pocketml(package: str, ids: list[int], new: int) -> dict:
     t0 = time.perf_counter()
     session = Session(pm.load(package))
     load = time.perf_counter() - t0
+    list(session.generate(ids[:8], 2))  # warm-up (first-touch of the mapped weights), then reset
+    session.reset()
     list(session.generate(ids, new, ignore_eos=True))
     st = session.stats
     return dict(load_s=load, prefill_s=st.prefill_seconds, decode_s=st.decode_seconds,
@@ -75,6 +78,10 @@ def work_torch(ids: list[int], new: int) -> dict:
     load = time.perf_counter() - t0
     out = []
     with torch.no_grad():
+        module(torch.tensor([ids[:8]]), torch.from_numpy(smollm2.causal_mask(0, 8)))  # warm-up
+        for name, b in module.named_buffers():
+            if "_cache_" in name:
+                b.zero_()
         t0 = time.perf_counter()
         logits = module(torch.tensor([ids]), torch.from_numpy(smollm2.causal_mask(0, len(ids))))
         prefill = time.perf_counter() - t0

@@ -72,10 +72,12 @@ def linear(a, attrs):
     x, w = a[:2]
     bias = a[2] if len(a) > 2 else None
     ct = _compute_dtype(x.dtype)
-    xs = x.astype(ct, copy=False)
-    # one 2-D GEMM (BLAS) over all leading dims, rather than a stack of per-row products
-    r = np.matmul(xs.reshape(-1, xs.shape[-1]), w.astype(ct, copy=False).T).reshape(
-        *x.shape[:-1], w.shape[0])
+    xs = x.astype(ct, copy=False).reshape(-1, x.shape[-1])
+    wc = w.astype(ct, copy=False)
+    if xs.shape[0] == 1:  # one row (a decode step): BLAS gemv, ~3x faster than a 1-row gemm
+        r = (wc @ xs[0]).reshape(*x.shape[:-1], w.shape[0])
+    else:  # one 2-D GEMM over all leading dims, rather than a stack of per-row products
+        r = np.matmul(xs, wc.T).reshape(*x.shape[:-1], w.shape[0])
     if bias is not None:
         r = r + bias.astype(ct, copy=False)
     return np.asarray(r).astype(x.dtype, copy=False)
