@@ -150,6 +150,31 @@ struct Gathered {  // w[idx[q]]: the weights in sorted order, as a series
   }
 };
 
+// The distinct values of the sorted keys ks and their counts, chunk c of nt filling from
+// first[c]. One branch-light pass records each run's value and start (in ws), a second turns
+// the starts into counts: cheaper than finding each run's end when most values are distinct.
+template <class K, class T, class W>
+void fill_counts(const K* ks, int64_t n, const std::vector<int64_t>& first, int nt, T* u,
+                 W* ws) {
+  parallel_for(nt, nt, [&](int64_t c) {
+    int64_t j = first[c];
+    for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i)
+      if (i == 0 || ks[i] != ks[i - 1]) {
+        u[j] = key_float(ks[i]);
+        ws[j++] = static_cast<W>(i);
+      }
+  });
+  int64_t m = first[nt];
+  std::vector<W> next(nt);  // the start after each chunk's last run, read before it is rewritten
+  for (int c = 0; c < nt; ++c) next[c] = static_cast<W>(first[c + 1] < m ? ws[first[c + 1]] : n);
+  parallel_for(nt, nt, [&](int64_t c) {
+    int64_t a = first[c], e = first[c + 1];
+    if (a == e) return;
+    for (int64_t j = a; j + 1 < e; ++j) ws[j] = ws[j + 1] - ws[j];
+    ws[e - 1] = next[c] - ws[e - 1];
+  });
+}
+
 template <class T, class W>
 void distinct_values(const T* x, const double* w, int64_t n, int threads, Distinct<T, W>& d) {
   using K = key_of<T>;
@@ -179,9 +204,9 @@ void distinct_values(const T* x, const double* w, int64_t n, int threads, Distin
   // runs counted per chunk, then filled in order
   std::vector<int64_t> first(nt + 1, 0);
   parallel_for(nt, nt, [&](int64_t c) {
-    int64_t cnt = 0;
-    for (int64_t i = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1); i < e; ++i)
-      cnt += (i == 0 || ks[i] != ks[i - 1]);
+    int64_t a = chunk_start(n, nt, c), e = chunk_start(n, nt, c + 1);
+    int64_t cnt = a == 0;  // i = 0 starts a run; the loop below vectorises
+    for (int64_t i = std::max<int64_t>(a, 1); i < e; ++i) cnt += ks[i] != ks[i - 1];
     first[c + 1] = cnt;
   });
   for (int c = 0; c < nt; ++c) first[c + 1] += first[c];
@@ -190,6 +215,12 @@ void distinct_values(const T* x, const double* w, int64_t n, int threads, Distin
   d.ws = allocate<W>(m);
   T* u = d.u.get();
   W* ws = d.ws.get();
+  if (!w) {  // counts: the hot path of a plain palettize
+    fill_counts(ks, n, first, nt, u, ws);
+    d.m = m;
+    d.median = static_cast<double>(key_float(ks[(n + 1) / 2 - 1]));
+    return;
+  }
   Gathered g{w, idx.get()};
   std::vector<char> positive(nt, 0);
   parallel_for(nt, nt, [&](int64_t c) {
@@ -613,18 +644,17 @@ void solve_dp(const D& d, int64_t k, int64_t max_exact, int threads, int64_t* B)
     dp_exact(a.data(), b.data(), c.data(), m, k, B);
     return;
   }
-  // the Lloyd prefix sums are one long sequential pass: on another thread meanwhile
+  // the passes over the values that bin them use every thread; then the Lloyd prefix sums (one
+  // long sequential pass) run on another thread while this one solves the DPs (serial too)
+  std::vector<int64_t> e = bin_edges(d.u.get(), m, nbins, threads);
+  std::vector<Sum3> agg = bin_sums(s, e, threads);
   Prefix2<D> pre;
   std::thread side;
-  if (threads > 1) {
+  if (threads > 1)
     side = std::thread([&] { pre.build(s, m); });
-    --threads;
-  } else {
+  else
     pre.build(s, m);
-  }
   try {
-    std::vector<int64_t> e = bin_edges(d.u.get(), m, nbins, threads);
-    std::vector<Sum3> agg = bin_sums(s, e, threads);
     dp_on_bins(agg, e, k, B);
     for (int round = 0; round < kRefineRounds; ++round) {
       // re-solve with the bins around each boundary split: into their values where that is
