@@ -172,3 +172,28 @@ def test_verifier_checks_state_ops(model):
     op.attrs = {**op.attrs, "state": "nope"}
     with pytest.raises(pm.VerificationError, match="no state 'nope'"):
         verify(bad)
+
+
+def test_compressed_stateful_model_keeps_its_states():
+    class Proj(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(64, 64)
+            self.register_buffer("acc", torch.zeros(64))
+
+        def forward(self, x):
+            self.acc.copy_(self.acc + self.lin(x).sum(0))
+            return self.acc * 1
+
+    torch.manual_seed(0)
+    model = pm.convert(Proj(), (torch.randn(3, 64),))
+    small = pm.compress(model, pm.Quantize("int8"))
+    dense = pm.decompress(small)
+    assert "dequantize" in [op.type for op in small.program.main.ops]
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    outs = []
+    for m in (small, dense):
+        state = m.make_state()
+        m.predict({"x": x}, state=state)
+        outs.append(m.predict({"x": x}, state=state)["output"])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
