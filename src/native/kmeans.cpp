@@ -709,7 +709,7 @@ void solve_dp(const D& d, int64_t k, int64_t max_exact, int threads, int64_t* B)
 
 // out[i] = the number of thresholds (ascending) below x[i]: np.searchsorted(thr, x, "left").
 template <class T, class L>
-void count_below(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
+POCKETML_INLINE void count_below_impl(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
   int64_t nt = static_cast<int64_t>(thr.size());
   if (nt <= 32) {
     constexpr int64_t block = 512;
@@ -736,6 +736,30 @@ void count_below(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
       pos += (pad[pos + step - 1] < x[i]) ? step : 0;
     out[i] = static_cast<L>(pos);
   }
+}
+
+// The labelling pass is a plain loop of comparisons: in 8 lanes with AVX2 where the CPU has it.
+template <class T, class L>
+void count_below_scalar(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
+  count_below_impl(x, n, thr, out);
+}
+
+#ifdef POCKETML_AVX2
+template <class T, class L>
+__attribute__((target("avx2"))) void count_below_avx2(const T* x, int64_t n,
+                                                      const std::vector<T>& thr, L* out) {
+  count_below_impl(x, n, thr, out);
+}
+#endif
+
+template <class T, class L>
+void count_below(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
+  static const bool simd = use_simd();
+#ifdef POCKETML_AVX2
+  if (simd) return count_below_avx2(x, n, thr, out);
+#endif
+  (void)simd;
+  count_below_scalar(x, n, thr, out);
 }
 
 // For values of type T: x > t exactly when x > below(t).
