@@ -99,3 +99,18 @@ def test_float16_emulation_keeps_greedy_answer(package):
     prompt = smollm2.chat_prompt("What is the capital of France?")
     assert "".join(pm.generate(path_model, prompt=prompt, max_new_tokens=8)) == \
         "".join(pm.generate(model, prompt=prompt, max_new_tokens=8))
+
+
+def test_cli_chat_keeps_the_conversation(package, tmp_path, capsys, monkeypatch):
+    import io
+
+    from pocketml.cli.main import main
+
+    _, model = package
+    path = tmp_path / "m.pocket"
+    model.save(path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n/reset\n\n/quit\nignored\n"))
+    assert main(["chat", str(path), "--max-new-tokens", "12", "--stats"]) == 0
+    out = capsys.readouterr()
+    assert "Paris" in out.out and out.out.count("\n") == 1  # one answer; /reset, blank, /quit
+    assert out.err.count("tok/s") == 2  # prefill and decode of the one answer
