@@ -1,0 +1,128 @@
+"""generation.Session on a tiny random Llama: KV-cache and stateless packages generate the same
+tokens as PyTorch; stop strings, EOS, prefix reuse and errors (fast; the real model is in
+tests/real/test_generation.py)."""
+import numpy as np
+import pytest
+import torch
+
+import pocketml as pm
+from pocketml.generation import Session
+from pocketml.zoo._llama import CachedLlama, Llama, LlamaConfig, causal_mask
+
+CFG = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                  num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_positions=64,
+                  tie_embeddings=False)  # untied: a tied random model repeats its last token
+CONTEXT = 24
+EOS = 39
+
+
+class CharTokenizer:
+    """Token i is the letter chr(ord('a') + i % 26); EOS is id 39."""
+    eos_id = EOS
+
+    def encode(self, text, add_special=False):
+        return [ord(c) - ord("a") for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + i % 26) for i in ids)
+
+    def decode_stream(self):
+        tok = self
+
+        class Stream:
+            def feed(self, i):
+                return tok.decode([i])
+
+            def flush(self):
+                return ""
+        return Stream()
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    base = Llama(CFG).eval()
+    seq = torch.export.Dim("seq", min=1, max=CONTEXT)
+    ctx = torch.export.Dim("context", min=1, max=CONTEXT)
+    cached = pm.convert(CachedLlama(base, CONTEXT).eval(),
+                        (torch.zeros(1, 3, dtype=torch.int64), torch.from_numpy(np.asarray(causal_mask(0, 3)))),
+                        input_names=["input_ids", "causal_mask"], output_names=["logits"],
+                        dynamic_shapes=({1: seq}, {2: seq, 3: ctx}))
+    stateless = pm.convert(base, (torch.zeros(1, 3, dtype=torch.int64),), input_names=["input_ids"],
+                           output_names=["logits"],
+                           dynamic_shapes=({1: torch.export.Dim("seq", min=2, max=CONTEXT)},))
+    return base, cached, stateless
+
+
+def torch_greedy(base, ids, n):
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            out.append(int(base(torch.tensor([ids + out]))[0, -1].argmax()))
+    return out
+
+
+def test_cached_and_stateless_generate_torch_greedy_tokens(models):
+    base, cached, stateless = models
+    ids = [1, 2, 3, 4, 5]
+    want = torch_greedy(base, ids, 8)
+    assert len(set(want)) > 3  # a varied sequence, not one token repeated
+    for model in (cached, stateless):
+        s = Session(model, CharTokenizer())
+        text = "".join(s.generate(ids, 8, ignore_eos=True))
+        assert text == CharTokenizer().decode(want)
+        assert s.stats.decode_steps == 7 and s.stats.generated_tokens == 8
+
+
+def test_prefix_is_reused_and_equals_a_fresh_session(models):
+    _, cached, _ = models
+    s = Session(cached, CharTokenizer())
+    first = "".join(s.generate([1, 2, 3], 4, ignore_eos=True))
+    held = list(s.tokens)
+    assert held[:3] == [1, 2, 3] and len(held) == 6  # prompt + 3 of the 4 new tokens were run
+    follow = held + [7, 8]
+    again = "".join(s.generate(follow, 4, ignore_eos=True))
+    assert s.stats.prompt_tokens == 2  # only the new tokens ran
+    assert again == "".join(Session(cached, CharTokenizer()).generate(follow, 4, ignore_eos=True))
+    assert first
+
+
+def test_stop_strings_are_cut_and_never_half_emitted(models):
+    _, cached, _ = models
+    full = "".join(Session(cached, CharTokenizer()).generate([1, 2], 10, ignore_eos=True))
+    stop = full[4:6]
+    pieces = list(Session(cached, CharTokenizer()).generate([1, 2], 10, ignore_eos=True, stop=[stop]))
+    assert "".join(pieces) == full[:full.index(stop)]
+    assert not any(stop in p for p in pieces)
+
+
+def test_eos_ends_generation_unless_ignored(models):
+    base, cached, _ = models
+
+    class Eos(CharTokenizer):
+        pass
+
+    ids = [1, 2, 3]
+    want = torch_greedy(base, ids, 6)
+    Eos.eos_id = want[0]  # the first greedy token acts as end of sequence
+    s = Session(cached, Eos())
+    assert "".join(s.generate(ids, 6)) == "" and s.stats.generated_tokens == 0
+    assert "".join(Session(cached, Eos()).generate(ids, 6, ignore_eos=True)) == CharTokenizer().decode(want)
+    Eos.eos_id = next(i for i in range(CFG.vocab_size) if i not in want)  # never generated
+    assert "".join(Session(cached, Eos()).generate(ids, 6)) == CharTokenizer().decode(want)
+
+
+def test_errors(models):
+    _, cached, _ = models
+    s = Session(cached, CharTokenizer())
+    with pytest.raises(pm.InputError, match="more than the model's context of 24"):
+        list(s.generate(list(range(25)), 1))
+    with pytest.raises(pm.InputError, match="empty"):
+        s.generate([], 1)
+    with pytest.raises(pm.ConfigError, match="max_new_tokens"):
+        s.generate([1], -1)
+    with pytest.raises(pm.ConfigError, match="carries no tokenizer"):
+        Session(cached)
+    relu = pm.convert(torch.nn.ReLU(), (torch.randn(2),))
+    with pytest.raises(pm.ConfigError, match="'input_ids' input and a 'logits'"):
+        Session(relu, CharTokenizer())
