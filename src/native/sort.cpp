@@ -44,6 +44,29 @@ inline uint64_t key_bits(double v) {
   return b ^ (static_cast<uint64_t>(static_cast<int64_t>(b) >> 63) | 0x8000000000000000ull);
 }
 
+// How an LSD sort of n keys splits `bits` bits into passes: equal digits of at most 11 bits
+// (fewer for small n, so the counts stay small next to the keys).
+struct Digits {
+  int passes, width;
+  int64_t buckets;
+};
+inline Digits digits(int64_t n, int bits) {
+  int maxw = std::clamp(bit_length(static_cast<uint64_t>(n)) - 1, 4, 11);
+  int passes = (bits + maxw - 1) / maxw;
+  int width = (bits + passes - 1) / passes;
+  return {passes, width, int64_t(1) << width};
+}
+
+// Counts -> the offset where each bucket starts.
+inline void exclusive_scan(int64_t* c, int64_t n) {
+  int64_t sum = 0;
+  for (int64_t b = 0; b < n; ++b) {
+    int64_t t = c[b];
+    c[b] = sum;
+    sum += t;
+  }
+}
+
 template <class K>
 void insertion_sort(K* keys, uint32_t* pay, int64_t n) {
   for (int64_t i = 1; i < n; ++i) {
@@ -67,10 +90,7 @@ void lsd(K* keys, uint32_t* pay, K* tk, uint32_t* tp, int64_t n, K base, int bit
     insertion_sort(keys, pay, n);
     return;
   }
-  int maxw = std::clamp(bit_length(static_cast<uint64_t>(n)) - 1, 4, 11);
-  int passes = (bits + maxw - 1) / maxw;
-  int width = (bits + passes - 1) / passes;
-  int64_t nbk = int64_t(1) << width;
+  const auto [passes, width, nbk] = digits(n, bits);
   K mask = static_cast<K>(nbk - 1);
   thread_local std::vector<int64_t> count;  // reused: a big sort calls this per bucket
   count.assign(passes * nbk, 0);
@@ -86,12 +106,7 @@ void lsd(K* keys, uint32_t* pay, K* tk, uint32_t* tp, int64_t n, K base, int bit
     int64_t* c = &count[p * nbk];
     int s = p * width;
     if (c[((sk[0] - base) >> s) & mask] == n) continue;  // every key has this digit
-    int64_t sum = 0;
-    for (int64_t b = 0; b < nbk; ++b) {
-      int64_t t = c[b];
-      c[b] = sum;
-      sum += t;
-    }
+    exclusive_scan(c, nbk);
     if (pay) {
       for (int64_t i = 0; i < n; ++i) {
         int64_t o = c[((sk[i] - base) >> s) & mask]++;
@@ -121,10 +136,7 @@ void lsd_from(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, key_of<T>
     insertion_sort(keys, index, n);
     return;
   }
-  int maxw = std::clamp(bit_length(static_cast<uint64_t>(n)) - 1, 4, 11);
-  int passes = (bits + maxw - 1) / maxw;
-  int width = (bits + passes - 1) / passes;
-  int64_t nbk = int64_t(1) << width;
+  const auto [passes, width, nbk] = digits(n, bits);
   K mask = static_cast<K>(nbk - 1);
   std::vector<int64_t> count(passes * nbk, 0);
   for (int64_t i = 0; i < n; ++i) {
@@ -137,12 +149,7 @@ void lsd_from(const T* x, int64_t n, key_of<T>* keys, uint32_t* index, key_of<T>
     if (count[p * nbk + ((first >> (p * width)) & mask)] != n) active.push_back(p);
   for (int p : active) {
     int64_t* c = &count[p * nbk];
-    int64_t sum = 0;
-    for (int64_t b = 0; b < nbk; ++b) {
-      int64_t t = c[b];
-      c[b] = sum;
-      sum += t;
-    }
+    exclusive_scan(c, nbk);
   }
   Buffer<K> tk = allocate<K>(n);
   Buffer<uint32_t> tp;
