@@ -1,6 +1,9 @@
 """Shared test helpers: convert a torch module, round-trip it through a package, compare with torch."""
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
 
@@ -94,3 +97,20 @@ def Fn(*fns):
             return tuple(t for r in results for t in _flat(r))
 
     return _Fn()
+
+
+def kmeans_brute_force(x, k, w=None):
+    """Minimum cost over every partition of the sorted distinct values into contiguous runs."""
+    w = np.ones_like(x) if w is None else w
+    u = np.unique(x)
+    best = math.inf
+    for cuts in itertools.combinations(range(1, len(u)), min(k, len(u)) - 1):
+        b = [0, *cuts, len(u)]
+        cost = 0.0
+        for lo, hi in zip(b[:-1], b[1:]):
+            sel = (x >= u[lo]) & (x <= u[hi - 1])
+            if w[sel].sum() > 0:
+                c = (w[sel] * x[sel]).sum() / w[sel].sum()
+                cost += float((w[sel] * (x[sel] - c) ** 2).sum())
+        best = min(best, cost)
+    return best

@@ -1,6 +1,5 @@
 """Compression numerics: bit packing, optimal 1-D k-means, palettization, linear quantization,
 pruning and sparse storage, each against an independent reference."""
-import itertools
 import math
 
 import numpy as np
@@ -9,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pocketml.compress import numerics as N
+
+from helpers import kmeans_brute_force as brute_force
 
 RNG = np.random.default_rng(1234)
 
@@ -92,23 +93,6 @@ def test_pack_round_trip_property(case):
 def weighted_cost(x, w, centers, labels):
     w = np.ones_like(x) if w is None else w
     return float((w * (x - centers[labels]) ** 2).sum())
-
-
-def brute_force(x, k, w=None):
-    """Minimum cost over every partition of the sorted distinct values into contiguous runs."""
-    w = np.ones_like(x) if w is None else w
-    u = np.unique(x)
-    best = math.inf
-    for cuts in itertools.combinations(range(1, len(u)), min(k, len(u)) - 1):
-        b = [0, *cuts, len(u)]
-        cost = 0.0
-        for lo, hi in zip(b[:-1], b[1:]):
-            sel = (x >= u[lo]) & (x <= u[hi - 1])
-            if w[sel].sum() > 0:
-                c = (w[sel] * x[sel]).sum() / w[sel].sum()
-                cost += float((w[sel] * (x[sel] - c) ** 2).sum())
-        best = min(best, cost)
-    return best
 
 
 @pytest.mark.parametrize("weighted", [False, True])

@@ -1,7 +1,5 @@
 """The native 1-D k-means (src/native/kmeans.cpp) against its NumPy reference: identical centers
 and labels, bit for bit, on every kind of input; optimal against brute force on small ones."""
-import itertools
-import math
 
 import numpy as np
 import pytest
@@ -10,6 +8,8 @@ from hypothesis import strategies as st
 
 from pocketml import _native
 from pocketml.compress import numerics as N
+
+from helpers import kmeans_brute_force as brute_force
 
 native, reference = N._kmeans_1d_many_native, N._kmeans_1d_many_reference
 
@@ -100,20 +100,6 @@ def test_results_do_not_depend_on_the_thread_count(n):
     for (c, lab), in runs[1:]:  # one problem: the threads work inside it
         np.testing.assert_array_equal(c, runs[0][0][0])
         np.testing.assert_array_equal(lab, runs[0][0][1])
-
-
-def brute_force(x, k, w):
-    u = np.unique(x)
-    best = math.inf
-    for cuts in itertools.combinations(range(1, len(u)), min(k, len(u)) - 1):
-        cost = 0.0
-        for lo, hi in zip([0, *cuts], [*cuts, len(u)]):
-            sel = (x >= u[lo]) & (x <= u[hi - 1])
-            if w[sel].sum() > 0:
-                c = (w[sel] * x[sel]).sum() / w[sel].sum()
-                cost += float((w[sel] * (x[sel] - c) ** 2).sum())
-        best = min(best, cost)
-    return best
 
 
 @pytest.mark.parametrize("seed", range(60))
