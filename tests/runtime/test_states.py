@@ -197,3 +197,20 @@ def test_compressed_stateful_model_keeps_its_states():
         m.predict({"x": x}, state=state)
         outs.append(m.predict({"x": x}, state=state)["output"])
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+
+
+def test_an_output_viewing_a_state_is_a_copy():
+    class Window(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("buf", torch.zeros(8))
+
+        def forward(self, x):
+            self.buf[2:4] = x
+            return self.buf[:4]
+
+    model = pm.convert(Window(), (torch.ones(2),))
+    state = model.make_state()
+    first = model.predict({"x": np.ones(2, np.float32)}, state=state)["output"]
+    model.predict({"x": np.full(2, 5, np.float32)}, state=state)
+    np.testing.assert_array_equal(first, [0, 0, 1, 1])

@@ -117,9 +117,10 @@ class Executor:
                 observe(i, step, [env[s] for s in step.outputs])
             for s in step.release:
                 env[s] = None
-        live = [id(a) for a in (states or {}).values()]
-        # an output that is a state's live array is copied: the next call would change it
-        return [env[s].copy() if id(env[s]) in live else env[s] for s in self.output_slots]
+        # an output that is (a view of) a state's live array is copied: the next call changes it
+        live = list((states or {}).values())
+        return [env[s].copy() if any(np.may_share_memory(env[s], a) for a in live) else env[s]
+                for s in self.output_slots]
 
 
 def _has_symbol(value, symbols: set[str]) -> bool:
