@@ -68,13 +68,14 @@ def _from_specs(torch, specs: Sequence[TensorType], example_inputs):
     specs = list(specs)
     if not all(isinstance(t, TensorType) for t in specs):
         raise ConversionError("inputs must be a list of pm.TensorType(name, shape, dtype)")
-    dims: dict[str, object] = {}
+    dims: dict[str, tuple] = {}  # name -> ((min, max), torch.export.Dim): one Dim per name
 
     def dim(name: str, lo: int, hi: int | None):
-        if name in dims and (dims[name].min, dims[name].max) != (lo, hi if hi is not None else dims[name].max):
+        if name not in dims:
+            dims[name] = ((lo, hi), torch.export.Dim(name, min=lo, **({"max": hi} if hi is not None else {})))
+        elif dims[name][0] != (lo, hi):
             raise ConversionError(f"dimension {name!r} is declared with two different ranges")
-        kw = {"min": lo} | ({"max": hi} if hi is not None else {})
-        return dims.setdefault(name, torch.export.Dim(name, **kw))
+        return dims[name][1]
 
     dynamic, enumerated = [], {}
     for t in specs:

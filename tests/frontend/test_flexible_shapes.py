@@ -80,3 +80,13 @@ def test_bad_declarations_are_config_errors(make, match):
 def test_inputs_and_dynamic_shapes_are_exclusive():
     with pytest.raises(pm.ConversionError, match="either inputs"):
         pm.convert(torch.nn.ReLU(), inputs=[pm.TensorType("x", (2,))], input_names=["x"])
+
+
+def test_one_name_with_two_ranges_is_refused():
+    class Add(torch.nn.Module):
+        def forward(self, a, b):
+            return a.sum() + b.sum()
+
+    with pytest.raises(pm.ConversionError, match="'n' is declared with two different ranges"):
+        pm.convert(Add(), inputs=[pm.TensorType("a", (pm.RangeDim(1, 8, name="n"),)),
+                                  pm.TensorType("b", (pm.RangeDim(1, 9, name="n"),))])
