@@ -23,6 +23,13 @@ from .errors import ConfigError, InputError
 from .model import Model
 
 
+def causal_mask(past: int, new: int) -> np.ndarray:
+    """The KV-cache models' mask for `new` tokens after `past` cached ones: (1, 1, new, past + new),
+    0 where a token may attend (the cache and itself and earlier new tokens), -inf elsewhere. Its
+    last dimension tells the model where in the cache the new tokens go."""
+    return np.triu(np.full((new, past + new), -np.inf, np.float32), k=past + 1)[None, None]
+
+
 def tokenizer_of(model: Model):
     """The tokenizer stored in a package's metadata."""
     from .text import Tokenizer
@@ -99,8 +106,7 @@ class Session:
             raise InputError(f"the sequence would be {total} tokens, more than the model's context "
                              f"of {self.context_length}; start a new session (reset())")
         if self.cached:
-            past = len(self.tokens)
-            mask = np.triu(np.full((len(new), total), -np.inf, np.float32), k=past + 1)[None, None]
+            mask = causal_mask(len(self.tokens), len(new))
             out = self.model.predict({"input_ids": np.array([new], np.int64), "causal_mask": mask},
                                      state=self.state)
         else:

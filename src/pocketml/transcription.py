@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .generation import peak_rss_mib
+from .generation import causal_mask, peak_rss_mib
 from .model import Model, load
 
 WINDOW_SECONDS = 30  # what Whisper's encoder sees (3000 frames)
@@ -194,7 +194,7 @@ class Transcriber:
         new, out = list(self.prompt), []
         for step in range(limit):
             past = len(self.prompt) + len(out) - len(new)
-            mask = np.triu(np.full((len(new), past + len(new)), -np.inf, np.float32), k=past + 1)[None, None]
+            mask = causal_mask(past, len(new))
             logits = self.decoder.predict({"input_ids": np.array([new], np.int64), "causal_mask": mask, **cross_kv},
                                           state=self._state)["logits"][0, -1].copy()
             stats.decoder_calls += 1

@@ -1,13 +1,12 @@
 """generation.Session on a tiny random Llama: KV-cache and stateless packages generate the same
 tokens as PyTorch; stop strings, EOS, prefix reuse and errors (fast; the real model is in
 tests/real/test_generation.py)."""
-import numpy as np
 import pytest
 import torch
 
 import pocketml as pm
-from pocketml.generation import Session
-from pocketml.zoo._llama import CachedLlama, Llama, LlamaConfig, causal_mask
+from pocketml.generation import Session, causal_mask
+from pocketml.zoo._llama import CachedLlama, Llama, LlamaConfig
 
 CFG = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_positions=64,
@@ -45,7 +44,7 @@ def models():
     seq = torch.export.Dim("seq", min=1, max=CONTEXT)
     ctx = torch.export.Dim("context", min=1, max=CONTEXT)
     cached = pm.convert(CachedLlama(base, CONTEXT).eval(),
-                        (torch.zeros(1, 3, dtype=torch.int64), torch.from_numpy(np.asarray(causal_mask(0, 3)))),
+                        (torch.zeros(1, 3, dtype=torch.int64), torch.from_numpy(causal_mask(0, 3))),
                         input_names=["input_ids", "causal_mask"], output_names=["logits"],
                         dynamic_shapes=({1: seq}, {2: seq, 3: ctx}))
     stateless = pm.convert(base, (torch.zeros(1, 3, dtype=torch.int64),), input_names=["input_ids"],

