@@ -1,7 +1,8 @@
 """pocketml: convert PyTorch models into self-contained packages and run them without PyTorch."""
 from .compress import (OptimizationConfig, Palettize, Prune, Quantize, compress, compression_report,
                        decompress, format_report)
-from .errors import ConfigError, ConversionError, Error, InputError, PackageError, VerificationError
+from .errors import (CompressionWarning, ConfigError, ConversionError, Error, ExecutionError, IndexRangeError,
+                     InputError, PackageError, VerificationError)
 from .inputs import EnumeratedShapes, RangeDim, TensorType
 from .model import Model, load
 from .runtime import State
@@ -33,5 +34,6 @@ def validate(*args, **kwargs):
 
 
 __all__ = ["EnumeratedShapes", "RangeDim", "State", "TensorType", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
-           "decompress", "format_report", "ConfigError", "ConversionError", "Error", "InputError", "Model", "PackageError",
+           "decompress", "format_report", "CompressionWarning", "ConfigError", "ConversionError", "Error", "ExecutionError",
+           "IndexRangeError", "InputError", "Model", "PackageError",
            "VerificationError", "__version__", "convert", "generate", "load", "transcribe", "validate"]

@@ -23,6 +23,7 @@ class Model:
         self.function = program.functions[function] if function else program.main
         self.compute_precision = compute_precision
         self._executor = Executor(program, self.function, compute_precision)
+        self._watch = None  # set by `load`: notices the mapped package file changing on disk
 
     @property
     def input_names(self) -> list[str]:
@@ -48,6 +49,7 @@ class Model:
         """Fresh state (initial values) for a stateful model; one per independent sequence."""
         if not self.function.states:
             raise ConfigError("this model has no states; call predict() without state=")
+        self._check_file()  # initial values may be weights
         return State(self.program, self.function)
 
     def predict(self, inputs: Mapping[str, np.ndarray], state: State | None = None) -> dict[str, np.ndarray]:
@@ -55,6 +57,7 @@ class Model:
 
         A stateful model needs `state` (from `make_state()`), which it reads and updates in place.
         """
+        self._check_file()
         arrays = check_inputs(self.function, inputs)
         if self.function.states and state is None:
             raise InputError(f"this model is stateful ({', '.join(self.states)}): pass "
@@ -64,7 +67,15 @@ class Model:
         live = state.arrays_for(self.function) if state is not None else None
         return dict(zip(self.output_names, self._executor.run(arrays, states=live)))
 
+    def _check_file(self) -> None:
+        """PackageError if the mapped package file changed in place: touching the weights of a
+        truncated file would kill the process (SIGBUS). Call before running the executor."""
+        if self._watch is not None:
+            self._watch.check()
+
     def save(self, path: str | os.PathLike) -> None:
+        """Write the package atomically (PackageError naming the path if it cannot be written).
+        Saving over the file this model was loaded from is safe: the old file stays mapped."""
         package.write(path, self.program, self.metadata)
 
     def __repr__(self) -> str:
@@ -74,7 +85,17 @@ class Model:
 
 
 def load(path: str | os.PathLike, function: str | None = None, compute_precision: str = "float32",
-         verify: bool = True) -> Model:
-    """Load a package. Weights stay memory-mapped; `verify` checks their checksums."""
-    program, metadata = package.read(path, verify_checksums=verify)
-    return Model(program, metadata, function, compute_precision)
+         verify: bool = True, mmap: bool = True) -> Model:
+    """Load a package; `verify` checks the weights' checksums.
+
+    Weights stay memory-mapped: loading is instant and several processes share one copy. The file
+    must not be modified in place while loaded (replacing it, as `save` does, is safe); `predict`
+    raises PackageError if it was. `mmap=False` reads the weights into memory instead, for a file
+    that may change (or a file system that cannot map).
+    """
+    from .package.format import read_watched
+
+    program, metadata, watch = read_watched(path, verify_checksums=verify, mmap=mmap)
+    model = Model(program, metadata, function, compute_precision)
+    model._watch = watch
+    return model

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .types import TensorType
+from .types import TensorType, check_shape
 
 
 @dataclass
@@ -150,8 +150,21 @@ class Program:
 
     @classmethod
     def from_json(cls, d: dict, weights: dict[str, np.ndarray]) -> "Program":
-        fns = [_function_from_json(f) for f in d["functions"]]
-        return cls({f.name: f for f in fns}, weights)
+        """From a package's JSON. Packages are untrusted: any malformed structure raises
+        VerificationError naming where it is, never KeyError/TypeError from deep inside."""
+        from ..errors import VerificationError
+
+        try:
+            fns = [_function_from_json(f, f"function #{i}")
+                   for i, f in enumerate(_get(d, "functions", list, "program"))]
+        except ValueError as e:
+            raise VerificationError(str(e)) from None
+        functions = {}
+        for f in fns:
+            if f.name in functions:
+                raise VerificationError(f"function {f.name!r} defined twice")
+            functions[f.name] = f
+        return cls(functions, weights)
 
 
 def _function_to_json(f: Function) -> dict:
@@ -173,18 +186,75 @@ def _function_to_json(f: Function) -> dict:
     }
 
 
-def _value(d: dict) -> Value:
-    return Value(d["name"], TensorType.from_json(d))
+_MISSING = object()
 
 
-def _function_from_json(d: dict) -> Function:
+def _get(d, key: str, kind, where: str, default=_MISSING):
+    """d[key], checked to be a `kind` (ValueError naming `where` otherwise)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: must be an object, got {type(d).__name__}")
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise ValueError(f"{where}: missing {key!r}")
+    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+        raise ValueError(f"{where}: {key!r} must be {_KIND_NAMES.get(kind, kind)}, got {v!r:.80}")
+    return v
+
+
+_KIND_NAMES = {list: "a list", dict: "an object", str: "a string", (str, type(None)): "a string or null"}
+
+
+def _names(items, where: str, nullable: bool = False) -> list:
+    for n in items:
+        if not (isinstance(n, str) or nullable and n is None):
+            raise ValueError(f"{where}: value names must be strings, got {n!r:.80}")
+    return list(items)
+
+
+def _value(d: dict, where: str) -> Value:
+    name = _get(d, "name", str, where)
+    try:
+        return Value(name, TensorType.from_json(d))
+    except ValueError as e:
+        raise ValueError(f"{where} ({name!r}): {e}") from None
+
+
+def _op_from_json(o, where: str) -> Op:
+    type_ = _get(o, "type", str, where)
+    where = f"{where} ({type_})"
+    return Op(type=type_, inputs=_names(_get(o, "inputs", list, where), where, nullable=True),
+              outputs=[_value(v, f"{where} output #{j}")
+                       for j, v in enumerate(_get(o, "outputs", list, where))],
+              attrs=dict(_get(o, "attrs", dict, where, {})), loc=_get(o, "loc", str, where, ""))
+
+
+def _function_from_json(d, where: str) -> Function:
+    name = _get(d, "name", str, where)
+    where = f"function {name!r}"
+    states = []
+    for i, s in enumerate(_get(d, "states", list, where, [])):
+        v = _value(s, f"{where} state #{i}")
+        init = _get(s, "init", (str, type(None)), f"{where} state {v.name!r}", None)
+        states.append(State(v.name, v.type, init))
+    ranges = {}
+    for k, r in _get(d, "dim_ranges", dict, where, {}).items():
+        if not (isinstance(r, list) and len(r) == 2 and all(type(x) is int or x is None for x in r)):
+            raise ValueError(f"{where}: range of {k!r} must be [min, max] of ints (max null), got {r!r:.80}")
+        ranges[k] = list(r)
+    shapes = {}
+    for k, v in _get(d, "input_shapes", dict, where, {}).items():
+        try:
+            if not isinstance(v, list):
+                raise ValueError("a list of shapes expected")
+            shapes[k] = [list(check_shape(x)) for x in v]
+            if any(isinstance(n, str) for x in shapes[k] for n in x):
+                raise ValueError("enumerated shapes hold ints only")
+        except ValueError as e:
+            raise ValueError(f"{where}: input_shapes of {k!r}: {e}") from None
     return Function(
-        name=d["name"],
-        inputs=[_value(v) for v in d["inputs"]],
-        outputs=list(d["outputs"]),
-        ops=[Op(type=o["type"], inputs=list(o["inputs"]), outputs=[_value(v) for v in o["outputs"]],
-                attrs=dict(o.get("attrs", {})), loc=o.get("loc", "")) for o in d["ops"]],
-        states=[State(s["name"], TensorType.from_json(s), s.get("init")) for s in d.get("states", [])],
-        dim_ranges={k: list(v) for k, v in d.get("dim_ranges", {}).items()},
-        input_shapes={k: [list(x) for x in v] for k, v in d.get("input_shapes", {}).items()},
+        name=name,
+        inputs=[_value(v, f"{where} input #{i}") for i, v in enumerate(_get(d, "inputs", list, where))],
+        outputs=_names(_get(d, "outputs", list, where), f"{where} outputs"),
+        ops=[_op_from_json(o, f"{where} op #{i}") for i, o in enumerate(_get(d, "ops", list, where))],
+        states=states, dim_ranges=ranges, input_shapes=shapes,
     )

@@ -5,6 +5,7 @@ them from the actual inputs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Union
@@ -12,6 +13,7 @@ from typing import Union
 import numpy as np
 
 Dim = Union[int, str]
+MAX_DIM = 2**62  # bound on one stored dimension: far above any real size, far below int64 overflow
 
 
 class DType(str, Enum):
@@ -66,7 +68,7 @@ class TensorType:
     def numel(self) -> int | None:
         if not self.is_static:
             return None
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # exact: np.prod would wrap around on hostile shapes
 
     @classmethod
     def of(cls, array: np.ndarray) -> "TensorType":
@@ -77,10 +79,27 @@ class TensorType:
 
     @classmethod
     def from_json(cls, d: dict) -> "TensorType":
-        return cls(DType(d["dtype"]), tuple(d["shape"]))
+        """From a package's JSON; ValueError naming what is malformed (packages are untrusted)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a type must be an object, got {type(d).__name__}")
+        dtype, shape = d.get("dtype"), d.get("shape")
+        if not isinstance(dtype, str) or dtype not in DType.__members__:
+            raise ValueError(f"unknown dtype {dtype!r}")
+        return cls(DType(dtype), check_shape(shape))
 
     def __str__(self) -> str:
         return f"{self.dtype.value}[{', '.join(str(d) for d in self.shape)}]"
+
+
+def check_shape(shape) -> tuple[Dim, ...]:
+    """A JSON shape as a tuple: each dimension an int in [0, MAX_DIM] (never a bool) or a symbol
+    name / expression label; ValueError otherwise."""
+    if not isinstance(shape, list):
+        raise ValueError(f"a shape must be a list, got {shape!r:.80}")
+    for d in shape:
+        if not (type(d) is int and 0 <= d <= MAX_DIM or type(d) is str and d):
+            raise ValueError(f"bad dimension {d!r:.80} in shape (an int in [0, 2**62] or a symbol)")
+    return tuple(shape)
 
 
 def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:

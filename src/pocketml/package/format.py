@@ -13,24 +13,28 @@ No pickle: the header is JSON and weights are raw little-endian arrays.
 from __future__ import annotations
 
 import json
-import mmap
+import math
+import mmap as _mmap
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import PackageError, VerificationError
+from ..errors import ConfigError, PackageError, VerificationError
 from ..ir.program import Program
-from ..ir.types import DType
+from ..ir.types import MAX_DIM, DType
 from ..ir.verify import verify
+from .files import FileWatch, check_target, open_regular, temp_file
 
 MAGIC = b"POCKETML"
 FORMAT_VERSION = 1
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIIQ")
+MAX_HEADER = 256 << 20  # bytes; a large LLM's header is a few MiB
+MAX_DEPTH = 64  # JSON nesting; real headers nest about 8 levels
+MAX_INT = 2**63  # JSON integers beyond int64 mean nothing in a package
 
 
 def _align(n: int) -> int:
@@ -61,11 +65,19 @@ def write(path: str | os.PathLike, program: Program, metadata: dict) -> None:
         table[name] = {"dtype": DType.of(a.dtype).value, "shape": list(a.shape), "offset": offset,
                        "nbytes": a.nbytes, "crc32": zlib.crc32(_bytes(a))}
         offset = _align(offset + a.nbytes)
-    header = json.dumps({"format_version": FORMAT_VERSION, "metadata": metadata,
-                         "program": program.to_json(), "weights": table, "data_size": offset},
-                        separators=(",", ":"), allow_nan=False).encode()
+    content = {"format_version": FORMAT_VERSION, "metadata": metadata,
+               "program": program.to_json(), "weights": table, "data_size": offset}
+    try:
+        _check_json(content)  # what a reader would refuse is refused now, not after the save
+    except ValueError as e:
+        raise ConfigError(f"cannot save package {str(path)!r}: {e}") from None
+    header = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
     data_start = _align(_PREFIX.size + len(header))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    check_target(path)
+    try:
+        fd, tmp = temp_file(path)
+    except OSError as e:
+        raise PackageError(f"cannot save package {str(path)!r}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, zlib.crc32(header), len(header)))
@@ -79,23 +91,62 @@ def write(path: str | os.PathLike, program: Program, metadata: dict) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, permission denied, target turned into a folder...
+            raise PackageError(f"cannot save package {str(path)!r}: {e.strerror or e}") from None
         raise
 
 
-def read(path: str | os.PathLike, verify_checksums: bool = True) -> tuple[Program, dict]:
-    """Load and validate a package; weights are read-only views of a memory map (no copy)."""
+def read(path: str | os.PathLike, verify_checksums: bool = True, mmap: bool = True) -> tuple[Program, dict]:
+    """Load and validate a package; weights are read-only views of a memory map (no copy), or
+    with `mmap=False` of a private copy read into memory."""
+    program, metadata, _ = read_watched(path, verify_checksums, mmap)
+    return program, metadata
+
+
+def read_watched(path: str | os.PathLike, verify_checksums: bool = True,
+                 mmap: bool = True) -> tuple[Program, dict, FileWatch | None]:
+    """`read`, plus the watch that notices the mapped file changing (None without a map)."""
     path = Path(path)
+    f = open_regular(path)
     try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise PackageError(f"cannot open package {str(path)!r}: {e.strerror}") from None
-    with f:
         size = os.fstat(f.fileno()).st_size
         if size < _PREFIX.size:
             raise PackageError(f"{path}: too short ({size} bytes) to be a pocketml package")
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        buf = _map(f, path) if mmap else _read_all(f, path, size)
+        program, metadata = _parse(path, buf, size, verify_checksums)
+    except BaseException:
+        f.close()
+        raise
+    if not mmap:
+        f.close()
+        return program, metadata, None
+    return program, metadata, FileWatch(f, path)
+
+
+def _map(f, path: Path):
+    try:
+        return _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise PackageError(f"{path}: cannot memory-map the package: {e}") from None
+
+
+def _read_all(f, path: Path, size: int) -> np.ndarray:
+    """The file in a 64-byte-aligned buffer (weights keep their alignment), then read-only."""
+    try:
+        raw = np.empty(size + ALIGN, np.uint8)
+    except MemoryError:
+        raise PackageError(f"{path}: not enough memory to read the {size}-byte package") from None
+    start = -raw.ctypes.data % ALIGN
+    buf = raw[start:start + size]
+    if f.readinto(memoryview(buf)) != size:
+        raise PackageError(f"{path}: the file changed size while being read")
+    buf.flags.writeable = False
+    return buf
+
+
+def _parse(path: Path, mm, size: int, verify_checksums: bool) -> tuple[Program, dict]:
     magic, version, crc, hlen = _PREFIX.unpack_from(mm, 0)
     if magic != MAGIC:
         raise PackageError(f"{path}: not a pocketml package (bad magic {magic!r})")
@@ -106,56 +157,100 @@ def read(path: str | os.PathLike, verify_checksums: bool = True) -> tuple[Progra
     if _PREFIX.size + hlen > size:
         raise PackageError(f"{path}: truncated: header of {hlen} bytes runs past the end of the "
                            f"{size}-byte file")
-    raw = mm[_PREFIX.size:_PREFIX.size + hlen]
+    if hlen > MAX_HEADER:
+        raise PackageError(f"{path}: header of {hlen} bytes is larger than the {MAX_HEADER} allowed")
+    raw = bytes(mm[_PREFIX.size:_PREFIX.size + hlen])
     if zlib.crc32(raw) != crc:
         raise PackageError(f"{path}: header is corrupt (checksum mismatch)")
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PackageError(f"{path}: header is not valid JSON: {e}") from None
+    header = _load_json(path, raw)
     data_start = _align(_PREFIX.size + hlen)
     weights = _weights(path, mm, header, data_start, size, verify_checksums)
+    if not isinstance(header.get("program"), dict):
+        raise PackageError(f"{path}: malformed program in header: 'program' must be an object")
     try:
         program = Program.from_json(header["program"], weights)
+    except VerificationError as e:
+        raise PackageError(f"{path}: malformed program in header: {e}") from None
+    try:
         verify(program)
     except VerificationError as e:
         raise PackageError(f"{path}: invalid program: {e}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise PackageError(f"{path}: malformed program in header: {type(e).__name__}: {e}") from None
     metadata = header.get("metadata", {})
     if not isinstance(metadata, dict):
         raise PackageError(f"{path}: metadata must be an object")
     return program, metadata
 
 
+def _load_json(path: Path, raw: bytes) -> dict:
+    def no_constant(name):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=no_constant)
+        _check_json(header)
+    except UnicodeDecodeError as e:
+        raise PackageError(f"{path}: header is not UTF-8: {e}") from None
+    except RecursionError:
+        raise PackageError(f"{path}: header nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:  # JSONDecodeError, an integer of thousands of digits, _check_json
+        raise PackageError(f"{path}: header is not valid JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise PackageError(f"{path}: header must be a JSON object")
+    return header
+
+
+def _check_json(obj) -> None:
+    """ValueError unless nesting stays within MAX_DEPTH, integers within int64 and floats finite,
+    so that later (recursive) code never meets what it cannot handle. Iterative: no recursion."""
+    stack = [(obj, 1)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, (dict, list, tuple)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (o.values() if isinstance(o, dict) else o))
+        elif isinstance(o, int) and not isinstance(o, bool) and abs(o) > MAX_INT:
+            raise ValueError(f"an integer of {o.bit_length()} bits is out of range (int64)")
+        elif isinstance(o, float) and not math.isfinite(o):
+            raise ValueError(f"non-finite number {o}")
+
+
 def _weights(path, mm, header, data_start, size, verify_checksums) -> dict[str, np.ndarray]:
-    if not isinstance(header, dict) or not isinstance(header.get("weights"), dict):
+    if not isinstance(header.get("weights"), dict):
         raise PackageError(f"{path}: header lacks a weights table")
     data_size = header.get("data_size")
-    if not isinstance(data_size, int) or data_start + data_size != size:
-        raise PackageError(f"{path}: truncated or padded: expected {data_start}+{data_size} bytes, "
+    if type(data_size) is not int or data_start + data_size != size:
+        raise PackageError(f"{path}: truncated or padded: expected {data_start}+{data_size!r:.40} bytes, "
                            f"file has {size}")
     out = {}
     for name, e in header["weights"].items():
-        try:
-            dtype = DType(e["dtype"])
-            shape = tuple(e["shape"])
-            offset, nbytes = e["offset"], e["nbytes"]
-            ok = (all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(offset, int)
-                  and isinstance(nbytes, int) and offset >= 0 and offset % ALIGN == 0)
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise PackageError(f"{path}: weight {name!r} has a malformed table entry {e!r}")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if nbytes != expected:
+        entry = _weight_entry(e, verify_checksums)
+        if entry is None:
+            raise PackageError(f"{path}: weight {name!r} has a malformed table entry {e!r:.200}")
+        dtype, shape, offset, nbytes = entry
+        if nbytes != math.prod(shape) * dtype.itemsize:  # exact: np.prod would wrap around
             raise PackageError(f"{path}: weight {name!r}: {nbytes} bytes do not hold {dtype.value}{list(shape)}")
         if offset + nbytes > data_size:
             raise PackageError(f"{path}: weight {name!r} lies outside the data section")
         arr = np.frombuffer(mm, dtype=dtype.np.newbyteorder("<"), count=nbytes // dtype.itemsize,
                             offset=data_start + offset).reshape(shape)
-        if verify_checksums and zlib.crc32(_bytes(arr)) != e.get("crc32"):
+        if verify_checksums and zlib.crc32(_bytes(arr)) != e["crc32"]:
             raise PackageError(f"{path}: weight {name!r} is corrupt (checksum mismatch)")
         out[name] = arr
     return out
 
+
+def _weight_entry(e, verify_checksums: bool):
+    """(dtype, shape, offset, nbytes) of a well-formed table entry, else None. Ints must be true
+    ints (a bool is not a size) and in range."""
+    if not isinstance(e, dict) or not isinstance(e.get("dtype"), str) or e["dtype"] not in DType.__members__:
+        return None
+    shape, offset, nbytes = e.get("shape"), e.get("offset"), e.get("nbytes")
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
+        return None
+    if not (type(offset) is int and type(nbytes) is int and offset >= 0 and nbytes >= 0
+            and offset % ALIGN == 0):
+        return None
+    if verify_checksums and type(e.get("crc32")) is not int:
+        return None
+    return DType(e["dtype"]), tuple(shape), offset, nbytes

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, PackageError
 from ..ir.program import Function, Program
 
 
@@ -17,8 +17,16 @@ class State:
         self._types = {s.name: s.type for s in function.states}
         self._init = {s.name: s.init for s in function.states}
         self._program = program
-        self._arrays = {name: np.zeros(t.shape, t.dtype.np) for name, t in self._types.items()}
-        self.reset()
+        self._arrays = {}
+        for name, t in self._types.items():
+            try:
+                self._arrays[name] = np.zeros(t.shape, t.dtype.np)  # zeroed pages: no need to fill
+            except (MemoryError, ValueError) as e:  # ValueError: more than NumPy can index
+                self._arrays.clear()
+                raise PackageError(f"cannot allocate state {name!r} ({t}, {t.numel() * t.dtype.itemsize} "
+                                   f"bytes) of function {function.name!r}: {e}") from None
+            if self._init[name] is not None:
+                np.copyto(self._arrays[name], program.weights[self._init[name]])
 
     @property
     def names(self) -> list[str]:
