@@ -157,3 +157,16 @@ def test_bert_embeddings_pattern(tmp_path):
     m = check_module(Embeddings(), (ids, mask), tmp_path)
     # the position and token-type lookups read constant ids: folded at conversion
     assert op_types(m).count("embedding") == 1
+
+
+def test_out_of_range_indices_raise_like_torch():
+    """index_select and embedding reject negative ids (torch raises); x[i] counts from the end."""
+    m = pm.convert(Fn(lambda x, i: torch.index_select(x, 0, i), lambda x, i: x[i]),
+                   (torch.randn(5, 2), torch.tensor([0, 4])), input_names=["x", "ids"])
+    x = torch.randn(5, 2).numpy()
+    with pytest.raises(IndexError):
+        torch.index_select(torch.from_numpy(x), 0, torch.tensor([-1]))
+    with pytest.raises(pm.InputError, match=r"input 'ids'.*-1 is outside \[0, 4\]"):
+        m.predict({"x": x, "ids": torch.tensor([-1, 0]).numpy()})
+    with pytest.raises(pm.InputError, match="input 'ids'"):
+        m.predict({"x": x, "ids": torch.tensor([5, 0]).numpy()})

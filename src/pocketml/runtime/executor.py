@@ -2,6 +2,9 @@
 
 Planning happens once: values get integer slots, const ops are bound to their (memory-mapped)
 weights, and each activation is released right after its last use so its buffer can be reused.
+
+Errors in a step are reported with the op and its source location: an index out of range as an
+`InputError` naming the model input it came from, an exception NumPy raises as `ExecutionError`.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import Error, ExecutionError, IndexRangeError, InputError
 from ..ir import registry
 from ..ir.ops.state import STATE_OPS
 from ..ir.program import Function, Program
@@ -19,6 +22,11 @@ from ..ir.symbolic import evaluate, is_symbolic, resolve
 from ..ir.types import TensorType
 
 PRECISIONS = ("float32", "float16")
+# ops that pass their first input's values through unchanged (or only cast): an index that went
+# through them still comes from that input
+_PASS_THROUGH = {"cast", "reshape", "squeeze", "expand_dims", "expand", "transpose", "slice",
+                 "identity", "flip", "tile", "split"}
+_NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex
 
 
 @dataclass
@@ -53,6 +61,8 @@ class Executor:
                 self.constants[slots[op.output.name]] = self._round(program.weights[op.attrs["weight"]])
             else:
                 pending.append(op)
+        self.slots = slots  # value name -> slot
+        self.ops = pending  # the op of each step
         self.nslots = len(slots)
         self.input_slots = [slots[v.name] for v in function.inputs]
         self.output_slots = [slots[n] for n in function.outputs]
@@ -100,27 +110,64 @@ class Executor:
             env[s] = self._round(a)
         for s, a in self.constants.items():
             env[s] = a
-        for i, step in enumerate(self.steps):
-            attrs = step.attrs
-            if step.symbolic_attrs:
-                attrs = {**attrs, **{k: resolve(attrs[k], bindings, names) for k in step.symbolic_attrs}}
-            args = [None if s < 0 else env[s] for s in step.inputs]
-            if step.state is None:
-                outs = step.compute(args, attrs)
-                for s, a in zip(step.outputs, outs):
-                    env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
-            else:  # the state holds values rounded when they were written
-                outs = step.compute(states[step.state], args, attrs)
-                for s, a in zip(step.outputs, outs):
-                    env[s] = a
-            if observe is not None:
-                observe(i, step, [env[s] for s in step.outputs])
-            for s in step.release:
-                env[s] = None
+        i, computing = -1, False
+        try:
+            for i, step in enumerate(self.steps):
+                computing = True
+                attrs = step.attrs
+                if step.symbolic_attrs:
+                    attrs = {**attrs, **{k: resolve(attrs[k], bindings, names) for k in step.symbolic_attrs}}
+                args = [None if s < 0 else env[s] for s in step.inputs]
+                if step.state is None:
+                    outs = step.compute(args, attrs)
+                    for s, a in zip(step.outputs, outs):
+                        env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
+                else:  # the state holds values rounded when they were written
+                    outs = step.compute(states[step.state], args, attrs)
+                    for s, a in zip(step.outputs, outs):
+                        env[s] = a
+                computing = False
+                if observe is not None:
+                    observe(i, step, [env[s] for s in step.outputs])
+                for s in step.release:
+                    env[s] = None
+        except IndexRangeError as e:
+            if not computing:
+                raise
+            raise self._index_error(i, e) from None
+        except (IndexError, ValueError, TypeError, ArithmeticError, MemoryError) as e:
+            # what a reference raises on values it cannot take (a symbolic size that evaluates
+            # huge, a division by a zero dimension): named with its op; the cause stays chained
+            if not computing or isinstance(e, Error):
+                raise
+            raise ExecutionError(f"{self.where(i)} failed: {type(e).__name__}: {e}") from e
         # an output that is (a view of) a state's live array is copied: the next call changes it
         live = list((states or {}).values())
         return [env[s].copy() if any(np.may_share_memory(env[s], a) for a in live) else env[s]
                 for s in self.output_slots]
+
+    def where(self, i: int) -> str:
+        """Step i's op in words: its type and source location (or, without one, its output)."""
+        op = self.ops[i]
+        return f"{op.type} at {op.loc}" if op.loc else f"{op.type} producing {op.outputs[0].name!r}"
+
+    def source_input(self, name: str) -> str | None:
+        """The function input whose values `name` holds, followed back through shape/cast ops."""
+        inputs = set(self.function.input_names)
+        producers = {v.name: op for op in self.ops for v in op.outputs}
+        while name not in inputs:
+            op = producers.get(name)
+            if op is None or op.type not in _PASS_THROUGH:
+                return None
+            name = op.inputs[0]
+        return name
+
+    def _index_error(self, i: int, e: IndexRangeError) -> IndexRangeError:
+        """e with the op, its location and the model input that supplied the index."""
+        e.input = self.source_input(self.ops[i].inputs[e.operand])
+        e.op = self.where(i)
+        e.args = (f"{'' if e.input is None else f'input {e.input!r}: '}{e.args[0]} ({e.op})",)
+        return e
 
 
 def _has_symbol(value, symbols: set[str]) -> bool:
@@ -130,7 +177,11 @@ def _has_symbol(value, symbols: set[str]) -> bool:
 
 
 def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
-    """Arrays in signature order, after checking names, dtypes and shapes (binding symbolic dims)."""
+    """Arrays in signature order, after checking names, dtypes and shapes (binding symbolic dims).
+
+    Everything is checked before anything is copied, so a wrong input is refused before a copy of
+    it (an oversized batch given as a broadcast view, say) can exhaust memory.
+    """
     if not isinstance(inputs, Mapping):
         raise InputError(f"inputs must be a dict of name -> array; expected names {function.input_names}")
     missing = [n for n in function.input_names if n not in inputs]
@@ -143,13 +194,15 @@ def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
             parts.append(f"unknown input(s) {unknown}")
         raise InputError(f"{'; '.join(parts)}; the model's inputs are {function.input_names}")
     bound: dict[str, int] = {}
-    out = []
+    arrays = []
     for v in function.inputs:
-        a = np.asarray(inputs[v.name])
         want: TensorType = v.type
-        if a.dtype != want.dtype.np:
+        a = _as_array(v.name, inputs[v.name], want)
+        if a.dtype != want.dtype.np and a.dtype.newbyteorder("=") != want.dtype.np:
+            fix = (f".astype(np.{want.dtype.value})" if isinstance(inputs[v.name], np.ndarray)
+                   else f"np.asarray(value, dtype=np.{want.dtype.value})")
             raise InputError(f"input {v.name!r}: expected dtype {want.dtype.value}, got {a.dtype} "
-                             f"(convert with .astype(np.{want.dtype.value}))")
+                             f"(convert with {fix})")
         if a.ndim != want.rank:
             raise InputError(f"input {v.name!r}: expected shape {want.shape} (rank {want.rank}), "
                              f"got {a.shape} (rank {a.ndim})")
@@ -165,7 +218,7 @@ def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
         if allowed and list(a.shape) not in allowed:
             raise InputError(f"input {v.name!r}: shape {a.shape} is not one of the model's shapes "
                              f"{[tuple(x) for x in allowed]}")
-        out.append(np.ascontiguousarray(a).reshape(a.shape))  # keeps 0-d arrays 0-d
+        arrays.append(a)
     for sym, (lo, hi) in function.dim_ranges.items():
         n = bound.get(sym)
         if n is not None and (n < lo or hi is not None and n > hi):
@@ -173,4 +226,28 @@ def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:
                      if d == sym]
             raise InputError(f"dimension {sym!r} ({', '.join(where)}) is {n}, outside the model's "
                              f"range [{lo}, {'unbounded' if hi is None else hi}]")
-    return out
+    # copies only now: byte-swapped or non-contiguous arrays (reshape keeps 0-d arrays 0-d)
+    return [np.ascontiguousarray(a, dtype=v.type.dtype.np).reshape(a.shape)
+            for v, a in zip(function.inputs, arrays)]
+
+
+def _as_array(name: str, value, want: TensorType) -> np.ndarray:
+    """value as a numeric array (a view when it is one already), or an InputError saying why not."""
+    expected = f"an array of dtype {want.dtype.value} and shape {tuple(want.shape)}"
+    if value is None:
+        raise InputError(f"input {name!r} is None; pass {expected}")
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as e:
+        if type(value).__module__.split(".")[0] == "torch":
+            fix = f"pass a NumPy array: tensor.detach().cpu().to(torch.{want.dtype.value}).numpy()"
+        elif isinstance(value, (list, tuple)):
+            fix = "nested lists must be rectangular: the same length at every level"
+        else:
+            fix = f"pass {expected}"
+        raise InputError(f"input {name!r}: cannot make an array of this {type(value).__name__} "
+                         f"({fix}): {e}") from e
+    if a.dtype.kind not in _NUMERIC_KINDS:
+        raise InputError(f"input {name!r} holds {a.dtype} values ({type(value).__name__}), not numbers; "
+                         f"pass {expected}")
+    return a

@@ -5,7 +5,8 @@
 """
 from .compare import Report, flatten_outputs, validate
 from .metrics import OutputMetrics, SampleMetrics, aggregate, compare_arrays
+from .nonfinite import NonFiniteReport, Origin, find_nonfinite, has_nonfinite
 
-__all__ = ["OutputMetrics", "Report", "SampleMetrics", "aggregate", "compare_arrays",
-           "flatten_outputs", "validate"]
+__all__ = ["NonFiniteReport", "Origin", "OutputMetrics", "Report", "SampleMetrics", "aggregate",
+           "compare_arrays", "find_nonfinite", "flatten_outputs", "has_nonfinite", "validate"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..runtime import PRECISIONS
 from .metrics import OutputMetrics, aggregate, compare_arrays
+from .nonfinite import find_nonfinite, has_nonfinite
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Report:
     atol: float
     min_cosine: float
     compute_precision: str
+    nonfinite: list[str] = field(default_factory=list)  # where NaN/Inf came from, per sample
 
     @property
     def failures(self) -> list[str]:
@@ -45,7 +47,7 @@ class Report:
         return {"passed": self.passed, "samples": self.samples, "atol": self.atol,
                 "min_cosine": self.min_cosine, "compute_precision": self.compute_precision,
                 "outputs": {k: m.to_dict() for k, m in self.outputs.items()},
-                "failures": self.failures}
+                "failures": self.failures, "nonfinite": self.nonfinite}
 
     def to_text(self) -> str:
         head = ["output", "shape", "max_abs", "max_rel", "cos_min", "cos_mean", "snr_db", "top1",
@@ -66,6 +68,9 @@ class Report:
         out.append(f"{verdict}: {self.samples} sample(s), compute precision {self.compute_precision}, "
                    f"atol {self.atol:g}, min cosine {self.min_cosine:g}")
         out.extend(f"  {f}" for f in self.failures)
+        if self.nonfinite:
+            out.append("non-finite values:")
+            out.extend(f"  {line}" for line in self.nonfinite)
         return "\n".join(out)
 
     def __str__(self) -> str:
@@ -200,6 +205,7 @@ def validate(model_or_path, torch_module, example_inputs: Sequence | list[Sequen
     if model.states and isinstance(torch_module, torch.nn.Module):
         initial_buffers = [(b, b.detach().clone()) for b in torch_module.buffers()]
     first: dict[str, tuple] = {}
+    nonfinite: list[str] = []
     for i, sample in enumerate(samples):
         where = f"sample {i}: " if len(samples) > 1 else ""
         if len(sample) != len(names):
@@ -223,6 +229,8 @@ def validate(model_or_path, torch_module, example_inputs: Sequence | list[Sequen
         if len(ref) != len(model.output_names):
             raise InputError(f"{where}the torch module returned {len(ref)} tensor(s) but the model has "
                              f"{len(model.output_names)} output(s) ({', '.join(model.output_names)})")
+        if has_nonfinite(arrays.values()) or has_nonfinite(got.values()):
+            nonfinite += [f"{where}{line}" for line in find_nonfinite(model, arrays).lines()]
         for name, r in zip(model.output_names, ref):
             r = _to_numpy(r)
             first.setdefault(name, (r.shape, got[name].dtype))
@@ -230,4 +238,4 @@ def validate(model_or_path, torch_module, example_inputs: Sequence | list[Sequen
     outputs = {n: aggregate(n, per_output[n], first[n][0], str(first[n][1]), atol, min_cosine)
                for n in model.output_names}
     return Report(outputs, all(m.passed for m in outputs.values()), len(samples), float(atol),
-                  float(min_cosine), model.compute_precision)
+                  float(min_cosine), model.compute_precision, nonfinite)

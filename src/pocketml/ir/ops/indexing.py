@@ -1,14 +1,17 @@
 """Indexing ops: gather, take, embedding, index (advanced indexing), and their writing
 counterparts scatter, index_put, slice_update; plus topk and sort.
 
-Index tensors may have any integer dtype; negative indices count from the end of their axis
-(torch.gather and torch.scatter reject them, NumPy and tensor[...] indexing accept them: the
-references accept them everywhere). Writing ops return an updated copy and never modify inputs.
+Index tensors may have any integer dtype. Index values follow PyTorch: gather, scatter and
+embedding take [0, n); index and index_put (tensor[...] indexing) also take [-n, 0), counting from
+the end; take does either (its `negative_indices` attribute: index_select refuses them, tensor[i]
+accepts them). Any other value raises `IndexRangeError` rather than wrapping around or failing deep
+in NumPy. Writing ops return an updated copy and never modify inputs.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ...errors import IndexRangeError
 from ..registry import REQUIRED, register
 from ..types import DType, TensorType, broadcast_shapes
 from .shape import axes_of, axis_of, dims_equal, slice_index, _slice_infer
@@ -20,6 +23,17 @@ def _check_index(t: TensorType, op: str, allow_bool: bool = False) -> None:
     if t.dtype not in INDEX_DTYPES and not (allow_bool and t.dtype == DType.bool):
         raise ValueError(f"{op}: indices must be integers{' or bool' if allow_bool else ''}, "
                          f"got {t.dtype.value}")
+
+
+def _check_range(idx: np.ndarray, n: int, operand: int, axis: int | None, negative: bool = False,
+                 what: str = "index") -> None:
+    """Raise IndexRangeError unless every value of idx is in [0, n) (or [-n, n) when `negative`)."""
+    if idx.size == 0:
+        return
+    lo, hi = -n if negative else 0, n - 1
+    low, high = int(idx.min()), int(idx.max())
+    if low < lo or high > hi:
+        raise IndexRangeError(what, low if low < lo else high, lo, hi, operand, axis)
 
 
 # -- gather (torch.gather) --------------------------------------------------------------------
@@ -48,6 +62,7 @@ def gather(a, attrs):
     """torch.gather: out[i][j][k] = x[i][indices[i][j][k]][k] for axis 1; out has indices' shape."""
     x, idx = a
     ax = attrs["axis"] % x.ndim
+    _check_range(idx, x.shape[ax], 1, ax)
     return x[_along_axis(idx.astype(np.int64, copy=False), ax)]
 
 
@@ -60,10 +75,15 @@ def _take_infer(types, attrs):
     return [TensorType(x.dtype, x.shape[:ax] + idx.shape + x.shape[ax + 1:])]
 
 
-@register("take", inputs=("x", "indices"), infer=_take_infer, attrs={"axis": REQUIRED})
+@register("take", inputs=("x", "indices"), infer=_take_infer,
+          attrs={"axis": REQUIRED, "negative_indices": True})
 def take(a, attrs):
-    """Slices of x along `axis` picked by indices: shape x[:axis] + indices.shape + x[axis+1:]."""
-    return np.take(a[0], a[1], axis=attrs["axis"])
+    """Slices of x along `axis` picked by indices: shape x[:axis] + indices.shape + x[axis+1:].
+    `negative_indices`: whether -n..-1 count from the end (tensor[i]) or are errors (index_select)."""
+    x, idx = a
+    ax = attrs["axis"] % x.ndim
+    _check_range(idx, x.shape[ax], 1, ax, attrs["negative_indices"])
+    return np.take(x, idx, axis=ax)
 
 
 # -- embedding --------------------------------------------------------------------------------
@@ -79,21 +99,24 @@ def _embedding_infer(types, attrs):
 @register("embedding", inputs=("weight", "indices"), infer=_embedding_infer)
 def embedding(a, attrs):
     """Rows of weight (V, D) picked by integer indices (...): output (..., D)."""
+    _check_range(a[1], a[0].shape[0], 1, None, what="token id")
     return np.take(a[0], a[1], axis=0)
 
 
 # -- index (advanced indexing) ----------------------------------------------------------------
 
-def _index_tuple(rank: int, axes, indices) -> tuple:
-    """x[...] index with `indices[i]` starting at axis axes[i] (a bool mask of rank k covers k axes)."""
+def _index_tuple(shape: tuple, axes, indices, first: int) -> tuple:
+    """x[...] index with `indices[i]` starting at axis axes[i] (a bool mask of rank k covers k axes).
+    Integer indices must be in [-n, n) of their axis; `first` is the op operand of indices[0]."""
     out: list = []
     pos = 0
-    for ax, idx in sorted(zip(axes, indices), key=lambda p: p[0]):
+    for k, (ax, idx) in sorted(enumerate(zip(axes, indices)), key=lambda p: p[1][0]):
         out += [slice(None)] * (ax - pos)
         if idx.dtype == np.bool_:
             out += list(np.nonzero(idx))
             pos = ax + idx.ndim
         else:
+            _check_range(idx, shape[ax], first + k, ax, negative=True)
             out.append(idx)
             pos = ax + 1
     return tuple(out)
@@ -124,7 +147,7 @@ def index(a, attrs):
     together; NumPy/torch advanced indexing (adjacent indexed axes keep their place, separated ones
     move the result dims to the front)."""
     x, idxs = a[0], a[1:]
-    return x[_index_tuple(x.ndim, [ax % x.ndim for ax in attrs["axes"]], idxs)]
+    return x[_index_tuple(x.shape, [ax % x.ndim for ax in attrs["axes"]], idxs, 1)]
 
 
 # -- index_put --------------------------------------------------------------------------------
@@ -160,7 +183,7 @@ def index_put(a, attrs):
     """
     x, v, idxs = a[0], a[1], a[2:]
     out = np.array(x, copy=True)
-    key = _index_tuple(x.ndim, [ax % x.ndim for ax in attrs["axes"]], idxs)
+    key = _index_tuple(x.shape, [ax % x.ndim for ax in attrs["axes"]], idxs, 2)
     if attrs["accumulate"]:
         np.add.at(out, key, v)
     else:
@@ -201,6 +224,7 @@ def scatter(a, attrs):
     """
     x, idx, upd = a
     ax = attrs["axis"] % x.ndim
+    _check_range(idx, x.shape[ax], 1, ax)
     out = np.array(x, copy=True)
     key = _along_axis(idx.astype(np.int64, copy=False), ax)
     upd = np.broadcast_to(upd, idx.shape)

@@ -24,7 +24,8 @@ def gather(b: Builder, x, dim, index, sparse_grad=False):
 def index_select(b: Builder, x, dim, index):
     if x.rank == 0:
         return x
-    return b.op("take", [x, index], {"axis": axis_of(dim, x.rank)})
+    # index_select rejects negative indices, where tensor[i] (also `take`) counts from the end
+    return b.op("take", [x, index], {"axis": axis_of(dim, x.rank), "negative_indices": False})
 
 
 @lowers("aten.embedding.default")
