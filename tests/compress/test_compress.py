@@ -7,6 +7,8 @@ import pocketml as pm
 from pocketml.compress.apply import COMPRESSED_OPS
 
 torch.manual_seed(0)
+# 4-bit and pruning modes warn that they are lossy; tests of that warning catch it themselves
+pytestmark = pytest.mark.filterwarnings("ignore::pocketml.errors.CompressionWarning")
 
 
 class Net(torch.nn.Module):
@@ -125,10 +127,11 @@ def test_decompress_restores_dense_weights_with_their_names(dense):
     assert "compression" not in m.metadata
 
 
-def test_impossible_shapes_are_clear_errors(dense):
-    with pytest.raises(pm.ConfigError, match="group_size|divide"):
-        pm.compress(dense, pm.Palettize(4, granularity="per_grouped_channel", group_size=7))
-    with pytest.raises(pm.ConfigError, match="block|divide"):
-        pm.compress(dense, pm.Quantize("int4", granularity="per_block", block_size=48))
-    with pytest.raises(pm.ConfigError, match="divide|m"):
-        pm.compress(dense, pm.Prune(n_m=(3, 5)))
+def test_impossible_shapes_are_clear_errors_for_the_weight_named_or_when_nothing_fits(dense):
+    for spec, match in ((pm.Palettize(4, granularity="per_grouped_channel", group_size=7), "group_size 7"),
+                        (pm.Quantize("int4", granularity="per_block", block_size=48), "block_size 48"),
+                        (pm.Prune(n_m=(3, 5)), "m = 5 of n:m 3:5")):
+        with pytest.raises(pm.ConfigError, match=rf"op_name_configs\['fc.weight'\]: {match} does not divide"):
+            pm.compress(dense, pm.OptimizationConfig(op_name_configs={"fc.weight": spec}))
+        with pytest.raises(pm.ConfigError, match=rf"fits none of the weights .*{match} does not divide"):
+            pm.compress(dense, spec)

@@ -74,8 +74,20 @@ def test_metadata_is_recorded_and_checked(tmp_path):
 def test_bad_model_arguments():
     with pytest.raises(pm.ConversionError, match="needs example_inputs"):
         pm.convert(torch.nn.ReLU())
-    with pytest.raises(pm.ConversionError, match="expected a torch.nn.Module"):
+    with pytest.raises(pm.ConversionError, match="expected a torch.nn.Module.*got function; wrap a function"):
         pm.convert(lambda x: x, (torch.randn(1),))
+    with pytest.raises(pm.ConversionError, match="expected a torch.nn.Module.*got numpy.ndarray$"):
+        pm.convert(np.zeros(3), (torch.randn(1),))
+
+    class CallOnly(torch.nn.Module):
+        def __call__(self, x):
+            return x * 2
+
+    spec = [pm.TensorType("x", (pm.RangeDim(1, 8),))]  # torch.export would blame dynamic_shapes
+    for module in (CallOnly(), torch.nn.Module()):
+        for kwargs in ({"example_inputs": (torch.randn(2),)}, {"inputs": spec}):
+            with pytest.raises(pm.ConversionError, match=r"has no forward\(\) method"):
+                pm.convert(module, **kwargs)
 
     class Bad(torch.nn.Module):
         def forward(self, x):
@@ -155,3 +167,27 @@ def test_output_names_may_swap_with_intermediate_names():
     np.testing.assert_array_equal(out["mul"], [2, 2])
     with pytest.raises(pm.ConversionError, match="distinct"):
         pm.convert(M(), (torch.randn(2),), output_names=["x", "y"])
+
+
+def test_converting_emits_no_warnings_of_torch_internals():
+    """torch.export's deprecation notices about its own code are hidden around pocketml's calls
+    (pyproject's filterwarnings ignores FutureWarning, hence the filter here)."""
+    import warnings
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 4)
+            self.register_buffer("count", torch.zeros(1))
+
+        def forward(self, x):
+            self.count.add_(1)
+            return torch.relu(self.fc(x)) + self.count
+
+    exported = torch.export.export(M(), (torch.randn(2, 3),))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pm.convert(torch.nn.Linear(3, 4), (torch.randn(2, 3),))
+        pm.convert(M(), inputs=[pm.TensorType("x", (pm.RangeDim(1, 8), 3))])
+        pm.convert(exported)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []

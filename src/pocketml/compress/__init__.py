@@ -6,8 +6,9 @@
 Compressed weights are ops over packed constants (lut_to_dense, dequantize, sparse_to_dense)
 that the runtime executes where the weight is used; `numerics` holds every formula.
 """
+from ..errors import CompressionWarning
 from .api import compress, compression_report, decompress, format_report
 from .config import OptimizationConfig, Palettize, Prune, Quantize
 
-__all__ = ["OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
-           "decompress", "format_report"]
+__all__ = ["CompressionWarning", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress",
+           "compression_report", "decompress", "format_report"]

@@ -2,30 +2,75 @@
 from __future__ import annotations
 
 import copy
+import os
+import warnings
 
 import numpy as np
 
+from ..errors import CompressionWarning, ConfigError
 from ..ir.program import Program
-from ..model import Model
+from ..model import Model, load
 from .apply import COMPRESSED_OPS, WEIGHT_AXES, compress_program, resolve_config
 
+# Relative Frobenius error of the worst weight above which `compress` warns. Data-free errors on
+# a 512x512 Gaussian matrix: int8 per_channel 0.0075, palettize 8-bit 0.006, 6-bit 0.025
+# (g16 0.024), 4-bit 0.097 (g16 0.097, per row 0.087), int4 per_block 32 0.097 (16: 0.085),
+# 3-bit 0.19, 50 % pruning 0.27, 2:4 0.36. Real weights (MiniLM, SmolLM2, EfficientNet-Lite0;
+# worst weight of each): 6-bit 0.028-0.039, 4-bit and int4 0.11-0.16. Models keep quality at 6 bits
+# (MiniLM cosine 0.996, SmolLM2 perplexity +9 %) and break at 4 (cosine 0.89-0.94, perplexity
+# x3-x19; benchmarks/RESULTS.md), so the line sits between the two.
+LOSSY_ERROR = 0.06
 
-def compress(model: Model, config, progress: bool | None = None) -> Model:
+
+def _model(model) -> Model:
+    if isinstance(model, (str, os.PathLike)):
+        return load(model)
+    if not isinstance(model, Model):
+        raise ConfigError(f"expected a pm.Model or the path of a .pocket package, got {type(model).__name__}")
+    return model
+
+
+def compress(model: Model | str | os.PathLike, config, progress: bool | None = None) -> Model:
     """A new Model whose weights are compressed per `config` (the input model is not modified).
 
-    `config`: a `Palettize`, `Quantize` or `Prune`; a list of them applied in order (joint
-    compression); an `OptimizationConfig`; its dict form; or a path to its YAML file.
+    `model`: a Model or the path of a package. `config`: a `Palettize`, `Quantize` or `Prune`; a
+    list of them applied in order (joint compression); an `OptimizationConfig`; its dict form; or
+    a path to its YAML file. Warns (`CompressionWarning`) when a weight's error is in the range
+    that breaks models, and when a global or op-type config skips a weight it cannot tile.
     """
+    model = _model(model)
     cfg = resolve_config(config)
     program, record = compress_program(model.program, cfg, progress)
+    _warn(record)
     metadata = copy.deepcopy(model.metadata)
     previous = metadata.get("compression", {})
     metadata["compression"] = {**previous, **record}
     return Model(program, metadata, model.function.name, model.compute_precision)
 
 
-def decompress(model: Model) -> Model:
+def _warn(record: dict) -> None:
+    skipped = {k: r["skipped"] for k, r in record.items() if "skipped" in r}
+    if skipped:
+        listed = "; ".join(f"{k} ({why})" for k, why in list(skipped.items())[:5])
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"{len(skipped)} weight(s) stay uncompressed because the config's structure "
+                      f"does not fit their shape: {listed}{more}. To compress them, give them a "
+                      "config of their own in op_name_configs (e.g. per_tensor)",
+                      CompressionWarning, stacklevel=3)
+    errors = {k: r["rel_error"] for k, r in record.items() if "rel_error" in r}
+    worst = max(errors, key=errors.get, default=None)
+    if worst is not None and errors[worst] > LOSSY_ERROR:
+        warnings.warn(f"{worst} has a relative error of {errors[worst]:.3f} after compression; "
+                      f"data-free errors above {LOSSY_ERROR} (4 bits and below, 50 % or 2:4 pruning) "
+                      "are known to break models. Check the model's outputs, or use a gentler mode: "
+                      "6 or 8 bits, or smaller groups (per_grouped_channel, per_block). "
+                      "Calibration-based compression, which keeps more at 4 bits, is planned",
+                      CompressionWarning, stacklevel=3)
+
+
+def decompress(model: Model | str | os.PathLike) -> Model:
     """The dense model: every compressed-weight chain evaluated once into a plain float weight."""
+    model = _model(model)
     from ..passes import eliminate_dead_code, run_passes
     from ..passes.const_fold import fold_constants
 
@@ -51,10 +96,12 @@ def _restore_names(program: Program, recorded: dict) -> None:
         op.attrs["weight"] = renamed.get(old, old)
 
 
-def compression_report(model: Model) -> list[dict]:
+def compression_report(model: Model | str | os.PathLike) -> list[dict]:
     """Every weight a linear/conv/embedding/matmul reads: its mode, bits per weight counting every
-    overhead (LUTs, scales, zero points, masks), stored bytes, and reconstruction error (relative
-    Frobenius norm, as measured when it was compressed; 0 for dense weights)."""
+    overhead (LUTs, scales, zero points, masks), stored bytes, reconstruction error (relative
+    Frobenius norm, as measured when it was compressed; 0 for dense weights), and a note (why a
+    config skipped it; else empty)."""
+    model = _model(model)
     recorded = model.metadata.get("compression", {})
     rows = []
     for fn in model.program.functions.values():
@@ -77,7 +124,8 @@ def compression_report(model: Model) -> list[dict]:
             rows.append({"function": fn.name, "weight": key, "op_type": op.type,
                          "shape": list(value_type.shape), "mode": info.get("mode", "dense"),
                          "bits_per_weight": 8.0 * nbytes / numel if numel else 0.0, "bytes": nbytes,
-                         "rel_error": info.get("rel_error", 0.0)})
+                         "rel_error": info.get("rel_error", 0.0),
+                         "note": f"skipped: {info['skipped']}" if "skipped" in info else ""})
     return rows
 
 
@@ -124,4 +172,5 @@ def format_report(rows: list[dict]) -> str:
                      f"{r['bytes']:12,d} {r['rel_error']:9.2e}")
     lines.append(f"{'total':<{width}}  {'':<20} {8.0 * total_bytes / max(total_elems, 1):7.3f} "
                  f"{total_bytes:12,d}")
+    lines += [f"{r['weight']}: {r['note']}" for r in rows if r.get("note")]
     return "\n".join(lines)

@@ -7,6 +7,8 @@ holds a weight's dense form only while that op runs. All numerics live in `numer
 from __future__ import annotations
 
 import copy
+import difflib
+import os
 import sys
 
 import numpy as np
@@ -140,6 +142,38 @@ def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axi
     return chain
 
 
+def misfit(shape, specs: Specs, out_axis: int, in_axis: int) -> str | None:
+    """Why the group/block/n:m structure of `specs` cannot tile a weight of `shape`, if it cannot."""
+    first = specs[0]
+    checks = []  # (what, size, axis it must divide)
+    if isinstance(first, Palettize):
+        checks.append((f"cluster_dim {first.cluster_dim}", first.cluster_dim, out_axis))
+        if first.granularity == "per_grouped_channel":
+            checks.append((f"group_size {first.group_size}", first.group_size, out_axis))
+    elif isinstance(first, Quantize) and first.granularity == "per_block":
+        checks.append((f"block_size {first.block_size}", first.block_size, in_axis))
+    elif isinstance(first, Prune) and first.n_m is not None:
+        n, m = first.n_m
+        checks.append((f"m = {m} of n:m {n}:{m}", m, in_axis))
+    elif isinstance(first, Prune) and first.threshold is None:
+        checks.append((f"block_size {first.block_size}", first.block_size, in_axis))
+    for what, size, axis in checks:
+        if shape[axis] % size:
+            return f"{what} does not divide {shape[axis]}, its size on axis {axis}"
+    return None
+
+
+def _check_names(config: OptimizationConfig, weights: set[str]) -> None:
+    """A name in op_name_configs that matches no compressible weight is a typo, not a no-op."""
+    for name in config.op_name_configs:
+        if name in weights:
+            continue
+        close = difflib.get_close_matches(name, sorted(weights), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise ConfigError(f"op_name_configs names {name!r}, which is not a compressible weight of this "
+                          f"model; {hint}pm.compression_report(model) lists the weight names")
+
+
 def _candidates(fn: Function) -> dict[str, tuple[Op, str, int, int]]:
     """const value name -> (its const op, consumer op type, output axis, input axis)."""
     producers = fn.producers()
@@ -165,6 +199,7 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
     record: dict[str, dict] = {}
     chains: dict[str, _Chain | None] = {}  # by weight key: shared weights are compressed once
     work = [(fn, name, c) for fn in new.functions.values() for name, c in _candidates(fn).items()]
+    _check_names(config, {c[0].attrs["weight"] for _, _, c in work})
     show = sys.stderr.isatty() if progress is None else progress
     iterator = work
     if show and len(work) > 4:
@@ -175,6 +210,13 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
         if key not in chains:
             w = np.asarray(program.weights[key], dtype=np.float32)
             specs = config.resolve(key, op_type, w.size)
+            why = specs and misfit(w.shape, specs, out_axis, in_axis)
+            if why and key in config.op_name_configs:
+                raise ConfigError(f"op_name_configs[{key!r}]: {why}; choose parameters that fit its "
+                                  f"shape {list(w.shape)}")
+            if why:  # a global or op-type config skips what it cannot tile, like Core ML Tools
+                record[key] = {"mode": "dense", "skipped": why}
+                specs = None
             chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis)
             stored = program.weights[key].dtype
             if chains[key] is not None and stored != np.float32:  # e.g. a float16 model
@@ -192,6 +234,11 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
         chain = chains[key]
         if chain is not None:
             _splice(fn, const_op, value_name, chain)
+    skipped = [k for k, r in record.items() if "skipped" in r]
+    if skipped and len(skipped) == len(record):  # a useless package is no result; say why
+        more = f" (and {len(skipped) - 1} more weights)" if len(skipped) > 1 else ""
+        raise ConfigError(f"the config fits none of the weights it applies to: {skipped[0]}: "
+                          f"{record[skipped[0]]['skipped']}{more}; choose parameters that fit")
     new.weights.update({k: v for c in chains.values() if c is not None for k, v in c.weights.items()})
     from ..passes import eliminate_dead_code, run_passes
     return run_passes(new, (eliminate_dead_code,)), record
@@ -228,7 +275,7 @@ def resolve_config(config) -> OptimizationConfig:
         return config
     if isinstance(config, dict):
         return OptimizationConfig.from_dict(config)
-    if isinstance(config, str) and config.endswith((".yaml", ".yml")):
+    if isinstance(config, (str, os.PathLike)) and os.fspath(config).endswith((".yaml", ".yml")):
         return OptimizationConfig.from_yaml(config)
     as_specs(config)  # validates, with a clear error for anything else
     return OptimizationConfig(global_config=config)

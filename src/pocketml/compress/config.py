@@ -19,6 +19,14 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 @dataclass(frozen=True)
 class Palettize:
     """Replace weights by indices into a look-up table of 2**nbits values (or vectors)."""
@@ -32,16 +40,21 @@ class Palettize:
     custom: Callable | None = field(default=None, compare=False)  # w -> (lut, indices), mode="custom"
 
     def __post_init__(self):
-        _check(self.nbits in PALETTE_BITS, f"Palettize nbits must be one of {PALETTE_BITS}, got {self.nbits}")
+        _check(_is_int(self.nbits) and self.nbits in PALETTE_BITS,
+               f"Palettize nbits must be one of {PALETTE_BITS}, got {self.nbits!r}")
         _check(self.mode in ("kmeans", "uniform", "unique", "custom"),
                f"Palettize mode must be kmeans, uniform, unique or custom, got {self.mode!r}")
         _check(self.mode != "custom" or callable(self.custom), "Palettize mode 'custom' needs custom=fn")
         _check(self.granularity in ("per_tensor", "per_grouped_channel"),
                f"Palettize granularity must be per_tensor or per_grouped_channel, got {self.granularity!r}")
-        _check(isinstance(self.group_size, int) and self.group_size >= 1,
+        _check(_is_int(self.group_size) and self.group_size >= 1,
                f"Palettize group_size must be a positive int, got {self.group_size!r}")
-        _check(isinstance(self.cluster_dim, int) and self.cluster_dim >= 1,
+        _check(_is_int(self.cluster_dim) and self.cluster_dim >= 1,
                f"Palettize cluster_dim must be a positive int, got {self.cluster_dim!r}")
+        _check(self.granularity != "per_grouped_channel" or self.group_size % self.cluster_dim == 0,
+               f"Palettize group_size {self.group_size} must be a multiple of cluster_dim {self.cluster_dim}")
+        _check(isinstance(self.per_channel_scale, bool),
+               f"Palettize per_channel_scale must be true or false, got {self.per_channel_scale!r}")
         _check(self.lut_dtype in ("float16", "float32"),
                f"Palettize lut_dtype must be float16 or float32, got {self.lut_dtype!r}")
 
@@ -55,10 +68,11 @@ class Quantize:
     block_size: int = 32  # along the input axis (per_block)
 
     def __post_init__(self):
+        _check(isinstance(self.symmetric, bool), f"Quantize symmetric must be true or false, got {self.symmetric!r}")
         _check(self.dtype in QUANT_DTYPES, f"Quantize dtype must be one of {QUANT_DTYPES}, got {self.dtype!r}")
         _check(self.granularity in ("per_tensor", "per_channel", "per_block"),
                f"Quantize granularity must be per_tensor, per_channel or per_block, got {self.granularity!r}")
-        _check(isinstance(self.block_size, int) and self.block_size >= 1,
+        _check(_is_int(self.block_size) and self.block_size >= 1,
                f"Quantize block_size must be a positive int, got {self.block_size!r}")
 
     @property
@@ -76,16 +90,17 @@ class Prune:
 
     def __post_init__(self):
         if self.n_m is not None:
-            n, m = self.n_m
-            _check(isinstance(n, int) and isinstance(m, int) and 0 < n <= m,
+            _check(isinstance(self.n_m, (tuple, list)) and len(self.n_m) == 2
+                   and all(_is_int(x) for x in self.n_m) and 0 < self.n_m[0] <= self.n_m[1],
                    f"Prune n_m must be (n, m) with 0 < n <= m, got {self.n_m!r}")
-            object.__setattr__(self, "n_m", (n, m))
+            object.__setattr__(self, "n_m", tuple(self.n_m))
         elif self.threshold is not None:
-            _check(self.threshold >= 0, f"Prune threshold must be >= 0, got {self.threshold}")
+            _check(_is_number(self.threshold) and self.threshold >= 0,
+                   f"Prune threshold must be >= 0, got {self.threshold!r}")
         else:
-            _check(self.sparsity is not None and 0 <= self.sparsity < 1,
+            _check(_is_number(self.sparsity) and 0 <= self.sparsity < 1,
                    f"Prune sparsity must be in [0, 1), got {self.sparsity!r}")
-        _check(isinstance(self.block_size, int) and self.block_size >= 1,
+        _check(_is_int(self.block_size) and self.block_size >= 1,
                f"Prune block_size must be a positive int, got {self.block_size!r}")
 
 
@@ -132,13 +147,17 @@ class OptimizationConfig:
 
     def __post_init__(self):
         from .apply import WEIGHT_AXES
+        for key in ("op_type_configs", "op_name_configs"):
+            value = getattr(self, key)
+            _check(isinstance(value, Mapping) and all(isinstance(k, str) for k in value),
+                   f"{key} must map names to configs, got {value!r}")
         self.global_config = as_specs(self.global_config)
         unknown = set(self.op_type_configs) - set(WEIGHT_AXES)
         _check(not unknown, f"op_type_configs names unknown op type(s) {sorted(unknown)}; "
                             f"compressible op types: {sorted(WEIGHT_AXES)}")
         self.op_type_configs = {k: as_specs(v) for k, v in self.op_type_configs.items()}
         self.op_name_configs = {k: as_specs(v) for k, v in self.op_name_configs.items()}
-        _check(isinstance(self.min_weight_size, int) and self.min_weight_size >= 0,
+        _check(_is_int(self.min_weight_size) and self.min_weight_size >= 0,
                f"min_weight_size must be an int >= 0, got {self.min_weight_size!r}")
 
     def resolve(self, weight_name: str, op_type: str, size: int) -> Specs | None:
@@ -158,9 +177,12 @@ class OptimizationConfig:
         _check(isinstance(d, Mapping), f"a compression config must be a mapping, got {type(d).__name__}")
         unknown = set(d) - {"global_config", "op_type_configs", "op_name_configs", "min_weight_size"}
         _check(not unknown, f"unknown config key(s) {sorted(unknown)}")
-        return cls(global_config=_spec_from(d.get("global_config")),
-                   op_type_configs={k: _spec_from(v) for k, v in (d.get("op_type_configs") or {}).items()},
-                   op_name_configs={k: _spec_from(v) for k, v in (d.get("op_name_configs") or {}).items()},
+        maps = {}
+        for key in ("op_type_configs", "op_name_configs"):
+            m = d.get(key) or {}
+            _check(isinstance(m, Mapping), f"{key} must be a mapping of names to specs, got {m!r}")
+            maps[key] = {k: _spec_from(v, f"{key}[{k!r}]") for k, v in m.items()}
+        return cls(global_config=_spec_from(d.get("global_config"), "global_config"), **maps,
                    min_weight_size=d.get("min_weight_size", 2048))
 
     @classmethod
@@ -188,25 +210,37 @@ def _spec_dict(s) -> dict:
     return {f.name: getattr(s, f.name) for f in fields(s) if f.name != "custom"}
 
 
-def _spec_from(v):
-    """{"palettize": {...}} / [{...}, {...}] / None -> spec(s)."""
+def _spec_from(v, where: str):
+    """{"palettize": {...}} / [{...}, {...}] / None -> spec(s); `where` names it in errors."""
     if v is None:
         return None
     if isinstance(v, (list, tuple)):
-        return [_spec_from(x) for x in v]
+        return [_spec_from(x, where) for x in v]
     _check(isinstance(v, Mapping) and len(v) == 1 and next(iter(v)) in _KINDS,
-           f"each compression spec is one of {{palettize: {{...}}}}, {{quantize: {{...}}}}, "
+           f"{where}: each compression spec is one of {{palettize: {{...}}}}, {{quantize: {{...}}}}, "
            f"{{prune: {{...}}}}; got {v!r}")
     kind, params = next(iter(v.items()))
+    names = [f.name for f in fields(_KINDS[kind]) if f.name != "custom"]
+    _check(params is None or isinstance(params, Mapping),
+           f"{where}: {kind} takes a mapping of options {names}, got {params!r}")
     params = dict(params or {})
-    if kind == "prune" and params.get("n_m") is not None:
-        n_m = params["n_m"]
-        params["n_m"] = tuple(int(x) for x in str(n_m).split(":")) if isinstance(n_m, str) else tuple(n_m)
+    if kind == "prune" and isinstance(params.get("n_m"), str):  # "2:4"
+        try:
+            params["n_m"] = tuple(int(x) for x in params["n_m"].split(":"))
+        except ValueError:
+            raise ConfigError(f"{where}: prune n_m must be \"n:m\" or [n, m], got {params['n_m']!r}") from None
+    for key in ("sparsity", "threshold"):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        if kind == "prune" and isinstance(params.get(key), str):
+            try:
+                params[key] = float(params[key])
+            except ValueError:
+                pass  # the spec's own check names it
+    unknown = sorted(set(params) - set(names))
+    _check(not unknown, f"{where}: {kind} has no option(s) {unknown}; its options are {names}")
     try:
         return _KINDS[kind](**params)
-    except TypeError as e:
-        names = [f.name for f in fields(_KINDS[kind]) if f.name != "custom"]
-        raise ConfigError(f"{kind}: {e}; its options are {names}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 __all__ = ["OptimizationConfig", "Palettize", "Prune", "Quantize", "as_specs"]

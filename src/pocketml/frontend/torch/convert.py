@@ -1,8 +1,10 @@
 """torch.export → IR: export, decompose to core ATen (keeping ops we lower whole), lower each node."""
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,18 +39,32 @@ def export(model, example_inputs: Sequence | None, dynamic_shapes=None) -> torch
     if isinstance(model, torch.export.ExportedProgram):
         return model
     if not isinstance(model, torch.nn.Module):
+        hint = "; wrap a function in an nn.Module whose forward() calls it" if callable(model) else ""
         raise ConversionError(f"expected a torch.nn.Module or torch.export.ExportedProgram, "
-                              f"got {type(model).__name__}")
+                              f"got {_type_name(model)}{hint}")
+    if type(model).forward is torch.nn.Module.forward:  # torch.export would blame dynamic_shapes
+        raise ConversionError(f"{type(model).__qualname__} has no forward() method: torch.export traces "
+                              "forward(), and its arguments name the inputs; define forward() "
+                              "(rather than __call__)")
     if example_inputs is None:
         raise ConversionError("converting an nn.Module needs example_inputs=(tensor, ...) to trace it")
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_torch():
             return torch.export.export(model.eval(), tuple(example_inputs), dynamic_shapes=dynamic_shapes)
     except Exception as e:
         raise ConversionError(f"torch.export could not trace the model: {type(e).__name__}: "
                               f"{str(e).strip()[:2000]}") from e
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """Hide the deprecation warnings torch.export raises about its own internals (torch 2.13 deep-
+    copies pytree LeafSpecs), which no user of pocketml can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
+        yield
 
 
 def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -58,7 +74,8 @@ def decompose(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
         if lowering_for(str(op)) is not None:
             del table[op]
     try:
-        return ep.run_decompositions(table)
+        with _quiet_torch():
+            return ep.run_decompositions(table)
     except Exception as e:
         raise ConversionError(f"decomposing the exported program failed: {type(e).__name__}: {e}") from e
 
@@ -375,3 +392,8 @@ def _rename(fn: Function, old: str, new: str) -> None:
             if v.name == old:
                 v.name = new
     fn.outputs = [new if n == old else n for n in fn.outputs]
+
+
+def _type_name(x) -> str:
+    t = type(x)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
