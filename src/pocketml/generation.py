@@ -4,13 +4,15 @@ A model qualifies when it takes `input_ids` (1, T) int64 and returns `logits` (1
 With a KV cache (states, and a `causal_mask` (1, 1, T, S) input whose last dim S counts the
 tokens in the cache after the call: the zoo's `smollm2`), each step runs the new token only;
 without one, every step re-runs the whole sequence. The tokenizer comes from the package's
-metadata ("tokenizer", written by `pocketml.text.Tokenizer.to_json`) unless given.
+metadata ("tokenizer", written by `pocketml.text.Tokenizer.to_json`) unless given. `model` may
+be a Model or a package path.
 
-    for piece in pm.generate(model, prompt="Once upon a time", max_new_tokens=64):
+    for piece in pm.generate("smollm2.pocket", prompt="Once upon a time", max_new_tokens=64):
         print(piece, end="", flush=True)
 """
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -20,7 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .model import Model
+from .model import Model, load
 
 
 def causal_mask(past: int, new: int) -> np.ndarray:
@@ -71,7 +73,9 @@ class Session:
     ones (e.g. the earlier turns of a chat rendered again) are not run again.
     """
 
-    def __init__(self, model: Model, tokenizer=None):
+    def __init__(self, model: Model | str | os.PathLike, tokenizer=None):
+        if isinstance(model, (str, os.PathLike)):
+            model = load(model)
         if "input_ids" not in model.input_names or "logits" not in model.output_names:
             raise ConfigError(f"generation needs a model with an 'input_ids' input and a 'logits' "
                               f"output; this one has inputs {model.input_names}, outputs "
@@ -84,7 +88,20 @@ class Session:
         self.state = model.make_state() if self.cached else None
         self.tokens: list[int] = []  # tokens whose keys/values the state holds
         self.context_length = self._context_length()
+        self.min_tokens, hi = self._token_range()
+        self._range = f"[{self.min_tokens}, {'unbounded' if hi is None else hi}]"
+        if self.cached and self.min_tokens > 1:
+            raise ConfigError(f"a stateful language model must take one token at a time to decode; "
+                              f"this one's input_ids length is in {self._range}")
         self.stats = Stats()
+
+    def _token_range(self) -> tuple[int, int | None]:
+        """Bounds of input_ids' length: fixed, declared (dim_ranges), or unknown (a derived dim)."""
+        dim = self.model.inputs["input_ids"].shape[-1]
+        if isinstance(dim, int):
+            return dim, dim
+        lo, hi = self.model.function.dim_ranges.get(dim, [1, None])
+        return max(int(lo), 1), hi
 
     def _context_length(self) -> int | None:
         fn = self.model.function
@@ -129,6 +146,9 @@ class Session:
                else [int(i) for i in prompt])
         if not ids:
             raise InputError("the prompt is empty")
+        if not self.cached and len(ids) < self.min_tokens:  # each step runs the whole sequence
+            raise InputError(f"the prompt must have at least {self.min_tokens} tokens for this model "
+                             f"(its input_ids length is in {self._range}); it has {len(ids)}")
         # reuse the cached prefix; a cached model re-runs only from the first differing token
         keep = 0
         if self.cached:
@@ -193,9 +213,10 @@ def peak_rss_mib() -> float:
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
-def generate(model: Model, tokenizer=None, prompt: str | Sequence[int] = "", max_new_tokens: int = 128, *,
-             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
-             stop: Sequence[str] = (), ignore_eos: bool = False) -> Iterator[str]:
-    """Stream text generated after `prompt` in a new session (see `Session.generate`)."""
+def generate(model: Model | str | os.PathLike, tokenizer=None, prompt: str | Sequence[int] = "",
+             max_new_tokens: int = 128, *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+             seed: int | None = None, stop: Sequence[str] = (), ignore_eos: bool = False) -> Iterator[str]:
+    """Stream text generated after `prompt` in a new session (see `Session.generate`); `model` is
+    a Model or a package path."""
     return Session(model, tokenizer).generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
                                               top_p=top_p, seed=seed, stop=stop, ignore_eos=ignore_eos)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Mapping
@@ -13,6 +14,55 @@ from typing import Mapping
 import numpy as np
 
 from .model import Model, load
+
+
+# C0/C1 controls, DEL, lone surrogates, bidi overrides and line/paragraph separators: a package's
+# strings could otherwise move the cursor, recolour or clear a terminal, fake extra output lines
+# or crash printing (a lone surrogate cannot be encoded)
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028-\u202e"
+                          r"\u2066-\u2069]")
+
+
+def _escape(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def printable(s, keep: str = "") -> str:
+    """`s` (any value, str() applied) safe to print to a terminal: control characters (except
+    those in `keep`), lone surrogates and bidi controls become visible escapes like `\\x1b`."""
+    s = s if isinstance(s, str) else str(s)
+    if keep:
+        return _UNPRINTABLE.sub(lambda m: m.group() if m.group() in keep else _escape(m), s)
+    return _UNPRINTABLE.sub(_escape, s)
+
+
+def printable_tree(x):
+    """`x` (JSON-like: dicts, lists, strings) with every string, keys included, `printable`."""
+    if isinstance(x, str):
+        return printable(x)
+    if isinstance(x, Mapping):
+        return {printable(k): printable_tree(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [printable_tree(v) for v in x]
+    return x
+
+
+def printable_ir(program) -> str:
+    """The program's IR text (with its weights), printed from a copy whose strings are all
+    `printable`: a name or op location holding a newline cannot fake a line of its own."""
+    from .ir.printer import to_text
+    from .ir.program import Program
+
+    raw = program.to_json()
+    safe = printable_tree(raw)
+    for fn, raw_fn in zip(safe["functions"], raw["functions"]):
+        for op, raw_op in zip(fn["ops"], raw_fn["ops"]):
+            if "attrs" in raw_op:  # the printer repr()s attribute values: escaped already
+                op["attrs"] = {printable(k): v for k, v in raw_op["attrs"].items()}
+    text = to_text(Program.from_json(safe, {printable(k): w for k, w in program.weights.items()}),
+                   weights=True)
+    return printable(text, keep="\n")
 
 
 def _tensor(name: str, t) -> dict:
@@ -87,7 +137,7 @@ def _sig(t: Mapping) -> str:
 
 
 def _meta_value(v) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    s = printable(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=repr))
     return s if len(s) <= 100 else s[:97] + "..."
 
 
@@ -96,6 +146,10 @@ def format_summary(info: Mapping | Model | str | os.PathLike, max_weights: int |
     `max_weights` weights are listed (largest first; None lists all of them in program order)."""
     if not isinstance(info, Mapping):
         info = summary(info)
+    metadata = info.get("metadata") or {}
+    if not isinstance(metadata, Mapping):  # shown as one value rather than failing
+        metadata = {"(metadata)": metadata}
+    info = printable_tree({k: v for k, v in info.items() if k != "metadata"})
     lines = []
     if info.get("path"):
         lines.append(f"package   {info['path']}  ({human_bytes(info['file_size'])})")
@@ -118,11 +172,12 @@ def format_summary(info: Mapping | Model | str | os.PathLike, max_weights: int |
         lines += [f"  {t['name']}: {_sig(t)}" for t in shown]
         if len(info["states"]) > len(shown):
             lines.append(f"  ... {len(info['states']) - len(shown)} more")
-    if info["metadata"]:
+    if metadata:
         lines.append("")
         lines.append("metadata")
-        width = max(len(k) for k in info["metadata"])
-        lines += [f"  {k.ljust(width)}  {_meta_value(v)}" for k, v in info["metadata"].items()]
+        keys = {k: printable(k) for k in metadata}
+        width = max(len(k) for k in keys.values())
+        lines += [f"  {keys[k].ljust(width)}  {_meta_value(v)}" for k, v in metadata.items()]
     lines.append("")
     lines.append(f"ops ({info['num_ops']}, const excluded)")
     if info["ops"]:

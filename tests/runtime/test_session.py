@@ -125,3 +125,21 @@ def test_errors(models):
     relu = pm.convert(torch.nn.ReLU(), (torch.randn(2),))
     with pytest.raises(pm.ConfigError, match="'input_ids' input and a 'logits'"):
         Session(relu, CharTokenizer())
+
+
+def test_short_prompt_names_the_minimum_length(models):
+    _, _, stateless = models  # its input_ids length is declared in [2, CONTEXT]
+    s = Session(stateless, CharTokenizer())
+    with pytest.raises(pm.InputError, match=r"at least 2 tokens .*\[2, 24\]\); it has 1"):
+        s.generate([5], 3)
+    assert len("".join(s.generate([5, 6], 3, ignore_eos=True))) == 3
+
+
+def test_a_path_is_loaded(models, tmp_path):
+    _, cached, stateless = models
+    for name, model in (("cached", cached), ("stateless", stateless)):
+        path = tmp_path / f"{name}.pocket"
+        model.save(path)
+        want = "".join(Session(model, CharTokenizer()).generate([1, 2, 3], 4, ignore_eos=True))
+        assert "".join(Session(path, CharTokenizer()).generate([1, 2, 3], 4, ignore_eos=True)) == want
+        assert "".join(pm.generate(str(path), CharTokenizer(), [1, 2, 3], 4, ignore_eos=True)) == want

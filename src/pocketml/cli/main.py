@@ -4,7 +4,9 @@ Thin by design: each subcommand is one function calling the library. torch is im
 the commands that need it (convert, validate, zoo convert), so `inspect` and `predict` start fast
 and work without torch. Exit codes: 0 success, 1 validation failed, 2 error (a pocketml error, an
 unreadable/unwritable file or bad usage), printed as `error: <message>` (`--debug` adds the
-traceback). Status lines go to stderr, and only when it is a terminal.
+traceback). Status lines go to stderr, and only when it is a terminal; results (including the
+"saved PATH (SIZE)" line) go to stdout. Text that comes from a package is escaped before printing
+(`pocketml.inspect.printable`), and so is every error message: see `_error_text`.
 """
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import os
 import sys
 import traceback
 import warnings
-import zipfile
 from pathlib import Path
 
-from ..errors import ConfigError, ConversionError, Error, InputError
+from ..errors import ConfigError, ConversionError, Error
+from ..inspect import printable
 from ..runtime import PRECISIONS
 from ..version import __version__
 
@@ -138,13 +140,25 @@ def _convert_zoo(name: str, args):
     return model, entry, module
 
 
-def _save(model, out: str) -> None:
+def _check_output(out: str, example: str) -> None:
+    """Fail before the work, not after it, on an output path that cannot be a file."""
     folder = Path(out).parent
     if not folder.is_dir():
         raise ConfigError(f"cannot write {out!r}: folder {str(folder)!r} does not exist")
+    if os.path.isdir(out):
+        raise ConfigError(f"cannot write {out!r}: it is a folder; give a file name such as "
+                          f"{os.path.join(out, example)!r}")
+
+
+def _save(model, out: str) -> None:
+    _check_output(out, "model.pocket")
     with ui.status(f"saving {out}"):
         model.save(out)
-    ui.info(f"saved {out} ({_file_size(out)}): {model!r}")
+
+
+def _print_saved(out: str) -> None:
+    """One plain line, whatever stdout is: scripts and logs see where the package went."""
+    print(f"saved {printable(out)} ({_file_size(out)})")
 
 
 def _samples(entry, n: int | None) -> list:
@@ -155,55 +169,6 @@ def _samples(entry, n: int | None) -> list:
 def _print_report(report) -> int:
     print(report.to_text())
     return 0 if report.passed else 1
-
-
-def _read_npy(path: str):
-    import numpy as np
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {path!r} as a .npy/.npz file: {e}") from None
-
-
-def _inputs_from_npz(path: str, input_names: list[str]) -> dict:
-    """Arrays of an .npz keyed by the model's input names (or positional arr_0, arr_1, ...)."""
-    data = _read_npy(path)
-    if not hasattr(data, "files"):
-        raise InputError(f"{path!r} is a .npy file; --inputs takes an .npz (np.savez(path, name=array))")
-    with data:
-        keys = list(data.files)
-        if all(n in keys for n in input_names):
-            return {n: data[n] for n in input_names}
-        positional = [f"arr_{i}" for i in range(len(input_names))]
-        if keys == positional:
-            return {n: data[k] for n, k in zip(input_names, positional)}
-    missing = [n for n in input_names if n not in keys]
-    raise InputError(f"{path!r} lacks input(s) {missing}; it holds {keys}, the model's inputs are "
-                     f"{input_names}")
-
-
-def _inputs_from_flags(specs: list[str], input_names: list[str]) -> dict:
-    inputs = {}
-    for spec in specs:
-        name, sep, file = spec.partition("=")
-        if not sep:
-            if len(input_names) != 1 or len(specs) != 1:
-                raise InputError(f"--input {spec!r}: write NAME=FILE.npy (the model's inputs are "
-                                 f"{input_names})")
-            name, file = input_names[0], spec
-        inputs[name] = _read_npy(file)
-        if hasattr(inputs[name], "files"):
-            raise InputError(f"--input {spec!r}: {file!r} is an .npz; use --inputs for .npz files")
-    return inputs
-
-
-def _save_npz(path: str, arrays: dict) -> None:
-    """np.savez, without its clash between an array named `file` and its own argument."""
-    import numpy as np
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
-        for name, a in arrays.items():
-            with z.open(name + ".npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(a), allow_pickle=False)
 
 
 def _preview(a) -> str:
@@ -222,6 +187,7 @@ def _preview(a) -> str:
 # -- subcommands ----------------------------------------------------------------------------------
 def cmd_convert(args) -> int:
     import pocketml as pm
+    _check_output(args.output, "model.pocket")
     if args.source.startswith(ZOO_PREFIX):
         model, _, _ = _convert_zoo(args.source[len(ZOO_PREFIX):], args)
     else:
@@ -231,35 +197,51 @@ def cmd_convert(args) -> int:
             model = pm.convert(ep, input_names=_names(args.input_names),
                                output_names=_names(args.output_names), metadata=_metadata(args))
     _save(model, args.output)
+    _print_saved(args.output)
     return 0
 
 
 def cmd_inspect(args) -> int:
     import pocketml as pm
+    from ..compress import format_report
     from ..inspect import format_summary, summary
     model = pm.load(args.model)
     info = summary(model)
     info["path"], info["file_size"] = str(args.model), os.path.getsize(args.model)
-    ir = None
-    if args.ir:
-        from ..ir.printer import to_text
-        ir = to_text(model.program, weights=True)
-    from ..compress import compression_report, format_report
-    report = compression_report(model)
-    if args.json:
+    report = _compression_report(model)
+    if args.json:  # ensure_ascii: escapes control characters and lone surrogates alike
         info["compression"] = report
-        if ir is not None:
-            info["ir"] = ir
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        if args.ir:
+            from ..ir.printer import to_text
+            info["ir"] = to_text(model.program, weights=True)
+        print(json.dumps(info, indent=2, ensure_ascii=True, default=repr))
     else:
         print(format_summary(info, max_weights=None if args.all_weights else 20))
         if any(r["mode"] != "dense" for r in report):
             print("\ncompression")
-            print(format_report(report))
-        if ir is not None:
+            print(format_report([{**r, "weight": printable(r["weight"]), "mode": printable(r["mode"])}
+                                 for r in report]))
+        if args.ir:
             print()
-            print(ir)
+            from ..inspect import printable_ir
+            print(printable_ir(model.program))
     return 0
+
+
+def _compression_report(model) -> list[dict]:
+    """compression_report, ignoring records in metadata["compression"] of an unexpected shape
+    (anyone can write metadata: a bad record must not stop `inspect`)."""
+    from numbers import Real
+
+    from ..compress import compression_report
+    recorded = model.metadata.get("compression")
+    if recorded is not None:
+        good = {k: v for k, v in recorded.items()
+                if isinstance(v, dict) and isinstance(v.get("mode", ""), str)
+                and isinstance(v.get("rel_error", 0.0), Real) and not isinstance(v.get("rel_error"), bool)
+                } if isinstance(recorded, dict) else {}
+        model.metadata = {**model.metadata, "compression": good}  # this model is inspect's own copy
+    return compression_report(model)
 
 
 def _compress_config(args):
@@ -284,7 +266,10 @@ def _compress_config(args):
     if args.config is not None:
         if specs:
             raise ConfigError("give either --config or compression flags, not both")
-        return OptimizationConfig.from_yaml(args.config)
+        try:
+            return OptimizationConfig.from_yaml(args.config)
+        except UnicodeDecodeError as e:  # from_yaml opens it as text
+            raise ConfigError(f"config {args.config!r} is not UTF-8 text: {e}") from None
     if not specs:
         raise ConfigError("nothing to do: give --config FILE.yaml or a flag such as --palettize 4, "
                           "--quantize int8, --prune 0.5 or --prune-nm 2:4")
@@ -294,45 +279,61 @@ def _compress_config(args):
 def cmd_compress(args) -> int:
     import pocketml as pm
     model = pm.load(args.model)
+    _check_output(args.output, "model.pocket")
+    before = os.path.getsize(args.model)  # before saving: OUT may be IN itself
     compressed = pm.compress(model, _compress_config(args), progress=ui.tty)
     _save(compressed, args.output)
-    before, after = os.path.getsize(args.model), os.path.getsize(args.output)
+    after = os.path.getsize(args.output)
     rows = pm.compression_report(compressed)
     if not args.quiet:
         print(pm.format_report(rows))
-    print(f"{args.output}: {after / 2**20:.1f} MiB ({before / max(after, 1):.2f}x smaller than "
+    print(f"{printable(args.output)}: {after / 2**20:.1f} MiB ({before / max(after, 1):.2f}x smaller than "
           f"{before / 2**20:.1f} MiB)")
     return 0
 
 
 def cmd_predict(args) -> int:
+    """Exit 1 with --check when anything is non-finite (like a failed validation)."""
     import pocketml as pm
+    from .arrays import read_flags, read_npz, save_npz
+    from .check import nonfinite_warning, run_checked
     model = pm.load(args.model, compute_precision=args.compute_precision)
-    if args.inputs is not None:
-        inputs = _inputs_from_npz(args.inputs, model.input_names)
-    else:
-        inputs = _inputs_from_flags(args.input, model.input_names)
-    with ui.status("running"):
-        outputs = model.predict(inputs)
     if args.output:
-        _save_npz(args.output, outputs)
+        _check_output(args.output, "outputs.npz")
+    if args.inputs is not None:
+        inputs = read_npz(args.inputs, model.input_names)
+    else:
+        inputs = read_flags(args.input, model.input_names)
+    with ui.status("running"):
+        if args.check:
+            outputs, report, bad = run_checked(model, inputs)
+        else:
+            outputs, report, bad = model.predict(inputs), [], False
+    warning = None if args.check else nonfinite_warning(outputs)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output:
+        save_npz(args.output, outputs)
         ui.info(f"wrote {len(outputs)} output(s) to {args.output}")
-        return 0
-    for name, a in outputs.items():
-        print(f"{name}: {a.dtype}[{', '.join(str(d) for d in a.shape)}]")
-        print(f"  {_preview(a)}")
-    return 0
+    else:
+        for name, a in outputs.items():
+            print(f"{printable(name)}: {a.dtype}[{', '.join(str(d) for d in a.shape)}]")
+            print(f"  {_preview(a)}")
+    if report:
+        print("\n".join(["check"] + [f"  {line}" for line in report]))
+    return 1 if bad else 0
 
 
 def cmd_validate(args) -> int:
     import pocketml as pm
+    from .arrays import read_npz
     model = pm.load(args.model, compute_precision=args.compute_precision or "float32")
     if args.reference.startswith(ZOO_PREFIX):
         entry = _zoo_entry(args.reference[len(ZOO_PREFIX):])
         with ui.status(f"building zoo model {entry.name}"):
             module = _zoo_call(entry, "build")
         if args.inputs is not None:
-            samples = [tuple(_inputs_from_npz(args.inputs, model.input_names).values())]
+            samples = [tuple(read_npz(args.inputs, model.input_names).values())]
         else:
             samples = _samples(entry, args.samples)
     else:
@@ -341,7 +342,7 @@ def cmd_validate(args) -> int:
                               "(arrays named like the model's inputs)")
         module = _load_exported(args.reference)
         entry = None
-        samples = [tuple(_inputs_from_npz(args.inputs, model.input_names).values())]
+        samples = [tuple(read_npz(args.inputs, model.input_names).values())]
     with ui.status(f"validating on {len(samples)} sample(s)"):
         report = pm.validate(model, module, samples, atol=_atol(args, entry), min_cosine=args.min_cosine)
     return _print_report(report)
@@ -371,8 +372,10 @@ def cmd_zoo_list(args) -> int:
 
 def cmd_zoo_convert(args) -> int:
     import pocketml as pm
+    _check_output(args.output, "model.pocket")
     model, entry, module = _convert_zoo(args.name, args)
     _save(model, args.output)
+    _print_saved(args.output)
     if not args.validate:
         return 0
     samples = _samples(entry, args.samples)
@@ -470,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--inputs", metavar="FILE.npz", help="all inputs, keyed by input name")
     p.add_argument("--output", metavar="OUT.npz", help="write the outputs to an .npz file")
     p.add_argument("--compute-precision", choices=PRECISIONS, default="float32")
+    p.add_argument("--check", action="store_true",
+                   help="report inputs holding NaN/Inf and the first op whose output became "
+                        "non-finite (exit code 1 when there is any)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", parents=[common], help="compare a package with its PyTorch source",
@@ -520,25 +526,57 @@ def main(argv: list[str] | None = None) -> int:
     global ui
     ui = _UI()
     args.debug = getattr(args, "debug", False)
+    for stream in (sys.stdout, sys.stderr):  # an unencodable character must not end the run
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         with warnings.catch_warnings():
             if not args.debug:  # torch's own deprecation chatter is noise to CLI users
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
-            return int(args.func(args) or 0)
-    except BrokenPipeError:  # stdout closed early (`pocketml inspect --ir m.pocket | head`)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    except (Error, OSError) as e:
+            warnings.showwarning = _show_warning  # restored by catch_warnings
+            rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is seen as one
+        return rc
+    except BrokenPipeError:  # stdout closed early (`pocketml inspect --ir m.pocket | head`): done
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            # the interpreter flushes stdout at exit; into the closed pipe, that would print
+            # "Exception ignored ... BrokenPipeError" and exit 120
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (Error, OSError, ModuleNotFoundError) as e:
         if args.debug:
-            traceback.print_exc()
-        msg = str(e) if isinstance(e, Error) else _os_message(e)
-        print(f"error: {msg}", file=sys.stderr)
+            print(printable(traceback.format_exc(), keep="\n"), file=sys.stderr, end="")
+        print(f"error: {_error_text(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pocketml's own warnings as `warning: ...` lines; others in Python's format."""
+    if category.__module__.startswith("pocketml"):
+        print(f"warning: {printable(message, keep=chr(10))}", file=sys.stderr)
+    else:
+        print(printable(warnings.formatwarning(message, category, filename, lineno, line), keep="\n"),
+              file=sys.stderr, end="")
+
+
+def _error_text(e: BaseException) -> str:
+    """The message, safe to print: control characters escaped except newlines, and every line
+    after the first indented. Messages quote names and locations from packages, which may hold
+    newlines; indented, such text can never pose as a line of its own ("Traceback ...", a second
+    "error: ..."), while pocketml's own multi-line messages (lists of ops) still read well."""
+    if isinstance(e, ModuleNotFoundError):
+        msg = f"this command needs a package that is not installed: {e}"
+        if e.name == "torch":
+            msg += "; pip install 'pocketml[torch]'"
+    elif isinstance(e, Error):
+        msg = str(e)
+    else:
+        msg = _os_message(e)
+    return printable(msg, keep="\n").replace("\n", "\n  ")
 
 
 def _os_message(e: OSError) -> str:

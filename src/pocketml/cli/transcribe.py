@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from ..inspect import printable
+
 
 def add_parsers(sub, common) -> None:
     p = sub.add_parser("transcribe", parents=[common], help="transcribe speech with a Whisper package",
@@ -23,7 +25,8 @@ def cmd_transcribe(args) -> int:
 
     transcriber = Transcriber(args.model)
     result = transcriber.transcribe(args.audio)
-    print(result.text)
+    # on a terminal, control characters a model might emit are shown escaped
+    print(printable(result.text, keep="\n\t") if sys.stdout.isatty() else result.text)
     if args.stats:
         print(result.stats, file=sys.stderr)
     return 0
