@@ -61,6 +61,8 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
                        metadata={"author": entry.author, "license": entry.license,
                                  "description": entry.description,
                                  **(entry.metadata() if entry.metadata else {})})
+    if entry.finish is not None:  # e.g. whisper-tiny-en's second function, the cached decoder
+        model = entry.finish(model)
     path = out_dir / f"{name}.pocket"
     model.save(path)
     print(f"converted in {time.perf_counter() - t0:.1f} s -> {path} ({path.stat().st_size / 2**20:.1f} MiB, "
@@ -99,6 +101,8 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
                     ok &= m.passed
     if name == "smollm2":  # the KV-cache package generating a chat answer, against PyTorch
         ok &= check_generation(module, path)
+    if name == "whisper-tiny-en":  # encoder + cached decoder transcribing speech, against PyTorch
+        ok &= check_transcription(path)
     return ok
 
 
@@ -117,6 +121,30 @@ def check_generation(module, path: Path, prompt: str = "What is the capital of F
     print(f"[generate] {prompt!r} -> {got!r}\n[generate] {stats}; identical to PyTorch's greedy "
           f"answer: {'yes' if same else 'NO: ' + repr(want)}")
     return same
+
+
+def check_transcription(path: Path) -> bool:
+    """`pm.transcribe` on the package (no torch) gives PyTorch's greedy transcript of spoken sentences."""
+    from pocketml.zoo import data, whisper
+
+    texts = data.SPEECH_TEXTS[:3]
+    audio = [data.speech(t) for t in texts]
+    encoder, decoder = whisper.build_encoder(), whisper.build_decoder()
+    want = [whisper.transcribe_reference(a, encoder, decoder) for a in audio]
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = Path(tmp) / "speech.npz"
+        np.savez(clips, *audio)
+        r = subprocess.run([sys.executable, str(HERE / "run_package.py"), "--transcribe", str(path), str(clips)],
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stderr, file=sys.stderr)
+        return False
+    *got, stats = r.stdout.rstrip("\n").split("\n")
+    for text, g, w in zip(texts, got, want):
+        print(f"[transcribe] spoken {text!r} -> {g!r}; identical to PyTorch's: "
+              f"{'yes' if g == w else 'NO: ' + repr(w)}")
+    print(f"[transcribe] {stats}")
+    return got == want
 
 
 def main(argv=None) -> int:

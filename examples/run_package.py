@@ -2,10 +2,12 @@
 
     python examples/run_package.py MODEL.pocket INPUTS.npz OUTPUTS.npz [float32|float16]
     python examples/run_package.py --generate MODEL.pocket PROMPT MAX_NEW_TOKENS
+    python examples/run_package.py --transcribe MODEL.pocket CLIPS.npz
 
 INPUTS.npz holds `s{i}_{input name}` arrays; OUTPUTS.npz gets `s{i}_{output name}`; a stateful
 model gets a fresh state per sample. --generate prints greedy text (chat template applied),
-then the generation stats.
+then the generation stats. --transcribe prints one transcript a line for the 16 kHz clips
+in CLIPS.npz (arr_0, arr_1, ...), then the real-time factor.
 """
 import sys
 import time
@@ -54,8 +56,22 @@ def generate(model_path, prompt, max_new_tokens):
     print(f"{session.stats}, torch imported: no")
 
 
+def transcribe(model_path, clips_path):
+    from pocketml.transcription import Transcriber
+
+    transcriber = Transcriber(model_path)
+    data = np.load(clips_path)
+    results = [transcriber.transcribe(data[f"arr_{i}"]) for i in range(len(data.files))]
+    for r in results:
+        print(r.text)
+    assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+    print(f"{len(results)} clip(s), {results[-1].stats}, torch imported: no")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--generate":
         generate(*sys.argv[2:])
+    elif sys.argv[1] == "--transcribe":
+        transcribe(*sys.argv[2:])
     else:
         main(*sys.argv[1:])
