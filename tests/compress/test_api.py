@@ -115,3 +115,13 @@ def test_compress_warns_when_a_weight_is_compressed_in_the_range_that_breaks_mod
         assert len(warned) == 1, lossy
         assert warned[0].startswith(f"{worst['weight']} has a relative error of {worst['rel_error']:.3f}")
         assert "6 or 8 bits" in warned[0] and "Calibration-based compression" in warned[0]
+
+
+@pytest.mark.parametrize("recorded", [7, "x", [1], {"fc.weight": 3}, {"fc.weight": {"mode": 1}},
+                                      {"fc.weight": {"mode": "lut", "rel_error": "big"}},
+                                      {"fc.weight": {"rel_error": True}}, {"fc.weight": {"skipped": []}}])
+def test_report_ignores_compression_metadata_of_another_shape(small, recorded):
+    """Anyone can write metadata: a record of the wrong shape is left out, never a crash."""
+    model = pm.Model(small.program, {**small.metadata, "compression": recorded})
+    rows = {r["weight"]: r for r in pm.compression_report(model)}
+    assert rows["fc.weight"]["mode"] == "dense" and rows["fc.weight"]["rel_error"] == 0.0

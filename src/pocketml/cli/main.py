@@ -203,12 +203,12 @@ def cmd_convert(args) -> int:
 
 def cmd_inspect(args) -> int:
     import pocketml as pm
-    from ..compress import format_report
+    from ..compress import compression_report, format_report
     from ..inspect import format_summary, summary
     model = pm.load(args.model)
     info = summary(model)
     info["path"], info["file_size"] = str(args.model), os.path.getsize(args.model)
-    report = _compression_report(model)
+    report = compression_report(model)
     if args.json:  # ensure_ascii: escapes control characters and lone surrogates alike
         info["compression"] = report
         if args.ir:
@@ -226,22 +226,6 @@ def cmd_inspect(args) -> int:
             from ..inspect import printable_ir
             print(printable_ir(model.program))
     return 0
-
-
-def _compression_report(model) -> list[dict]:
-    """compression_report, ignoring records in metadata["compression"] of an unexpected shape
-    (anyone can write metadata: a bad record must not stop `inspect`)."""
-    from numbers import Real
-
-    from ..compress import compression_report
-    recorded = model.metadata.get("compression")
-    if recorded is not None:
-        good = {k: v for k, v in recorded.items()
-                if isinstance(v, dict) and isinstance(v.get("mode", ""), str)
-                and isinstance(v.get("rel_error", 0.0), Real) and not isinstance(v.get("rel_error"), bool)
-                } if isinstance(recorded, dict) else {}
-        model.metadata = {**model.metadata, "compression": good}  # this model is inspect's own copy
-    return compression_report(model)
 
 
 def _compress_config(args):
@@ -266,10 +250,7 @@ def _compress_config(args):
     if args.config is not None:
         if specs:
             raise ConfigError("give either --config or compression flags, not both")
-        try:
-            return OptimizationConfig.from_yaml(args.config)
-        except UnicodeDecodeError as e:  # from_yaml opens it as text
-            raise ConfigError(f"config {args.config!r} is not UTF-8 text: {e}") from None
+        return OptimizationConfig.from_yaml(args.config)
     if not specs:
         raise ConfigError("nothing to do: give --config FILE.yaml or a flag such as --palettize 4, "
                           "--quantize int8, --prune 0.5 or --prune-nm 2:4")

@@ -102,7 +102,7 @@ def compression_report(model: Model | str | os.PathLike) -> list[dict]:
     Frobenius norm, as measured when it was compressed; 0 for dense weights), and a note (why a
     config skipped it; else empty)."""
     model = _model(model)
-    recorded = model.metadata.get("compression", {})
+    recorded = _recorded(model.metadata)
     rows = []
     for fn in model.program.functions.values():
         producers = fn.producers()
@@ -127,6 +127,23 @@ def compression_report(model: Model | str | os.PathLike) -> list[dict]:
                          "rel_error": info.get("rel_error", 0.0),
                          "note": f"skipped: {info['skipped']}" if "skipped" in info else ""})
     return rows
+
+
+def _recorded(metadata: dict) -> dict[str, dict]:
+    """metadata["compression"] as `compress` writes it: records of another shape (anyone can
+    write metadata) are left out, so a report never fails on them."""
+    recorded = metadata.get("compression")
+    if not isinstance(recorded, dict):
+        return {}
+    good = {}
+    for key, info in recorded.items():
+        if not isinstance(info, dict):
+            continue
+        mode, err, skipped = info.get("mode", "dense"), info.get("rel_error", 0.0), info.get("skipped", "")
+        if isinstance(mode, str) and isinstance(err, (int, float)) and not isinstance(err, bool) \
+                and isinstance(skipped, str):
+            good[key] = info
+    return good
 
 
 def _stored_weights(name: str, producers) -> list[str] | None:

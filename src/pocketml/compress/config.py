@@ -189,10 +189,12 @@ class OptimizationConfig:
     def from_yaml(cls, path: str | os.PathLike) -> "OptimizationConfig":
         import yaml
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 data = yaml.safe_load(f)
         except OSError as e:
             raise ConfigError(f"cannot read config {str(path)!r}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config {str(path)!r} is not UTF-8 text: {e}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"config {str(path)!r} is not valid YAML: {e}") from None
         return cls.from_dict(data or {})
