@@ -42,7 +42,7 @@ Protocols (fixed, so runs are comparable):
                 (seed 0) and (b) SmolLM2's linear weights of every 5th layer (0, 5, ..., 25: the 7
                 q/k/v/o/gate/up/down matrices each, 42 weights, 21.2 M values; --ct-every 1 for
                 all 30 layers; the tied 49152x576 embedding is left out). pocketml: the
-                `pocketml.compress.numerics` palettize/quantize functions (fp32 LUT), one call per
+                `pocketml.compress` palettize/quantize functions (fp32 LUT), one call per
                 weight, timed, then depalettize/dequantize. coremltools: `_coremltools_worker.py`
                 in its own venv (benchmarks/.venv-coremltools, or --ct-python): all weights as
                 consts of one MIL program -> mlprogram -> `coremltools.optimize.coreml`
@@ -399,22 +399,24 @@ CT_LABELS = {"pal4": "k-means 4-bit per_tensor", "pal4-g16": "k-means 4-bit g16"
 
 def pocketml_numerics(weights: dict[str, np.ndarray], config: str) -> tuple[float, float]:
     """(seconds in the compression calls, relative Frobenius error over all weights)."""
-    from pocketml.compress import numerics as N
+    from pocketml.compress.palettize import palettize
+    from pocketml.compress.quantize import quantize
+    from pocketml.formats import depalettize, dequantize
 
     seconds, num, den = 0.0, 0.0, 0.0
     for w in weights.values():
         t0 = time.perf_counter()
         if config.startswith("pal"):
-            p = N.palettize(w, int(config[3]), mode="kmeans",
-                            granularity="per_grouped_channel" if config.endswith("g16") else "per_tensor",
-                            group_size=16, axis=0)
+            p = palettize(w, int(config[3]), mode="kmeans",
+                          granularity="per_grouped_channel" if config.endswith("g16") else "per_tensor",
+                          group_size=16, axis=0)
             seconds += time.perf_counter() - t0
-            d = N.depalettize(p.indices, p.lut, p.scale, p.vector_axis)
+            d = depalettize(p.indices, p.lut, p.scale, p.vector_axis)
         else:
-            q = N.quantize(w, "int4", symmetric=True, granularity="per_block", axis=0, block_size=32,
-                           input_axis=1)
+            q = quantize(w, "int4", symmetric=True, granularity="per_block", axis=0, block_size=32,
+                         input_axis=1)
             seconds += time.perf_counter() - t0
-            d = N.dequantize(q.data, q.scale, q.zero_point)
+            d = dequantize(q.data, q.scale, q.zero_point)
         diff = d.astype(np.float64) - w
         num += float((diff * diff).sum())
         den += float((w.astype(np.float64) ** 2).sum())

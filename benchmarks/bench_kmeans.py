@@ -2,10 +2,10 @@
 
     python benchmarks/bench_kmeans.py [--repeat 5] [--kmeans1d PYTHON]
 
-Times `pocketml.compress.numerics.palettize(w, 4, mode="kmeans")` on a 2048x2048 N(0, 1) float32
+Times `pocketml.compress.palettize.palettize(w, 4, mode="kmeans")` on a 2048x2048 N(0, 1) float32
 weight (seed 0), per_tensor (one problem of 4.2M values) and per_grouped_channel group_size 16
 (128 problems of 32768 values): with pocketml._native, and with the NumPy reference
-(`numerics._native` set to None), checking that both give identical tables and indices. Each
+(`pocketml.compress.kmeans._native` set to None), checking that both give identical tables and indices. Each
 time is the best of --repeat runs (the reference: of 2). With --kmeans1d, a Python that has
 coremltools (e.g. benchmarks/.venv-coremltools/bin/python) times coremltools' float16 k-means
 step on the same values in float16: np.unique with counts, its vendored exact kmeans1d.cluster,
@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from pocketml.compress import numerics
+from pocketml.compress import kmeans
+from pocketml.compress.palettize import palettize
 
 CASES = {"per_tensor": {}, "g16": {"granularity": "per_grouped_channel", "group_size": 16}}
 
@@ -57,20 +58,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--kmeans1d", metavar="PYTHON", help="a Python with coremltools")
     args = ap.parse_args()
-    if numerics._native is None:
+    if kmeans._native is None:
         sys.exit("pocketml._native is not built (run ./scripts/setup.sh)")
     w = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
-    native = numerics._native
+    native = kmeans._native
     rows = {}
     for name, kw in CASES.items():
-        got = numerics.palettize(w, 4, **kw)
-        t_native = best_time(lambda: numerics.palettize(w, 4, **kw), args.repeat)
-        numerics._native = None
+        got = palettize(w, 4, **kw)
+        t_native = best_time(lambda: palettize(w, 4, **kw), args.repeat)
+        kmeans._native = None
         try:
-            want = numerics.palettize(w, 4, **kw)
-            t_ref = best_time(lambda: numerics.palettize(w, 4, **kw), 2)
+            want = palettize(w, 4, **kw)
+            t_ref = best_time(lambda: palettize(w, 4, **kw), 2)
         finally:
-            numerics._native = native
+            kmeans._native = native
         same = np.array_equal(got.lut, want.lut) and np.array_equal(got.indices, want.indices)
         rows[name] = [t_native, t_ref, same]
         print(f"{name}: native {t_native:.3f} s, NumPy {t_ref:.3f} s, identical {same}",

@@ -1,4 +1,4 @@
-"""Compressed-weight ops: inferred types against computed ones, results against the numerics
+"""Compressed-weight ops: inferred types against computed ones, results against the formats
 they are defined by, and joint (chained) encodings run as programs through a saved package."""
 import numpy as np
 import pytest
@@ -6,7 +6,10 @@ import pytest
 import pocketml as pm
 from helpers import infer, run
 from pocketml import package
-from pocketml.compress import numerics as N
+from pocketml.compress.palettize import palettize
+from pocketml.compress.prune import prune_magnitude, prune_nm
+from pocketml.compress.quantize import quantize
+from pocketml.formats import densify, depalettize, dequantize, pack_bits, pack_quantized, sparsify
 from pocketml.ir import DType, Function, Op, Program, TensorType, Value, get_op, verify
 from pocketml.passes.const_fold import fold_constants
 
@@ -20,10 +23,10 @@ from pocketml.passes.const_fold import fold_constants
 ])
 def test_lut_to_dense_is_depalettize(nbits, config):
     w = np.random.default_rng(nbits).standard_normal((4, 8, 3)).astype(np.float32)
-    p = N.palettize(w, nbits, **config)
-    packed = N.pack_bits(p.indices, nbits)
+    p = palettize(w, nbits, **config)
+    packed = pack_bits(p.indices, nbits)
     out = run("lut_to_dense", [packed, p.lut], nbits=nbits, shape=list(w.shape), vector_axis=p.vector_axis)
-    np.testing.assert_array_equal(out, N.depalettize(p.indices, p.lut, None, p.vector_axis))
+    np.testing.assert_array_equal(out, depalettize(p.indices, p.lut, None, p.vector_axis))
     half = run("lut_to_dense", [packed, p.lut.astype(np.float16)], nbits=nbits, shape=list(w.shape),
                vector_axis=p.vector_axis)
     assert half.dtype == np.float16
@@ -56,11 +59,11 @@ def test_lut_to_dense_infer():
 @pytest.mark.parametrize("granularity", ["per_tensor", "per_channel", "per_block"])
 def test_dequantize_op_is_dequantize(dtype, symmetric, granularity):
     w = np.random.default_rng(3).standard_normal((6, 8, 2)).astype(np.float32)
-    q = N.quantize(w, dtype, symmetric, granularity, block_size=4)
-    data = N.pack_quantized(q.data, dtype)
+    q = quantize(w, dtype, symmetric, granularity, block_size=4)
+    data = pack_quantized(q.data, dtype)
     inputs = [data, q.scale, q.zero_point]
     out = run("dequantize", inputs, dtype=dtype, shape=list(w.shape))
-    np.testing.assert_array_equal(out, N.dequantize(q.data, q.scale, q.zero_point))
+    np.testing.assert_array_equal(out, dequantize(q.data, q.scale, q.zero_point))
     half = run("dequantize", [data, q.scale.astype(np.float16), q.zero_point], dtype=dtype, shape=list(w.shape))
     assert half.dtype == np.float16
     if q.zero_point is not None:  # a float zero point is accepted too
@@ -86,9 +89,9 @@ def test_dequantize_infer_rejects(types, attrs):
 
 
 def test_dequantize_zero_point_may_be_left_out():
-    q = N.quantize(np.arange(-6, 6, dtype=np.float32).reshape(3, 4), "int8")
+    q = quantize(np.arange(-6, 6, dtype=np.float32).reshape(3, 4), "int8")
     out = run("dequantize", [q.data, q.scale], dtype="int8", shape=[3, 4])
-    np.testing.assert_array_equal(out, N.dequantize(q.data, q.scale))
+    np.testing.assert_array_equal(out, dequantize(q.data, q.scale))
     assert not any(get_op(n).const_foldable for n in ("lut_to_dense", "dequantize", "sparse_to_dense"))
 
 
@@ -99,9 +102,9 @@ def test_dequantize_infer_packed_4bit():
 
 def test_sparse_to_dense_is_densify():
     w = np.random.default_rng(4).standard_normal((5, 9)).astype(np.float32)
-    s = N.sparsify(w, N.prune_nm(w, 1, 3))
+    s = sparsify(w, prune_nm(w, 1, 3))
     out = run("sparse_to_dense", [s.mask_packed, s.values], shape=[5, 9])
-    np.testing.assert_array_equal(out, N.densify(s.mask_packed, s.values, s.shape))
+    np.testing.assert_array_equal(out, densify(s.mask_packed, s.values, s.shape))
     assert run("sparse_to_dense", [s.mask_packed, s.values.astype(np.float16)], shape=[5, 9]).dtype == np.float16
     with pytest.raises(ValueError):
         infer("sparse_to_dense", [("uint8", [5]), ("float32", [30])], shape=[5, 9])  # 6 bytes needed
@@ -144,16 +147,16 @@ def check_program(program, dense_weight, tmp_path):
 def test_sparse_values_from_a_palettized_stream(tmp_path):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((8, 16)).astype(np.float32)
-    mask = N.prune_nm(w, 2, 4)
-    s = N.sparsify(w, mask)
+    mask = prune_nm(w, 2, 4)
+    s = sparsify(w, mask)
     nnz = s.values.size
-    p = N.palettize(s.values, 3)
-    weights = {"mask": s.mask_packed, "idx": N.pack_bits(p.indices, 3), "lut": p.lut}
+    p = palettize(s.values, 3)
+    weights = {"mask": s.mask_packed, "idx": pack_bits(p.indices, 3), "lut": p.lut}
     ops = [Op("lut_to_dense", ["idx", "lut"], [Value("vals", TensorType(DType.float32, (nnz,)))],
               {"nbits": 3, "shape": [nnz]}),
            Op("sparse_to_dense", ["mask", "vals"], [Value("w", TensorType(DType.float32, (8, 16)))],
               {"shape": [8, 16]})]
-    dense = N.densify(s.mask_packed, N.depalettize(p.indices, p.lut), s.shape)
+    dense = densify(s.mask_packed, depalettize(p.indices, p.lut), s.shape)
     assert np.all(dense[~mask] == 0)
     check_program(linear_program(ops, weights, "w", 8, 16), dense, tmp_path)
 
@@ -161,41 +164,41 @@ def test_sparse_values_from_a_palettized_stream(tmp_path):
 def test_sparse_values_from_quantized_int4(tmp_path):
     rng = np.random.default_rng(6)
     w = rng.standard_normal((8, 16)).astype(np.float32)
-    s = N.sparsify(w, N.prune_magnitude(w, 0.5))
+    s = sparsify(w, prune_magnitude(w, 0.5))
     nnz = s.values.size
-    q = N.quantize(s.values, "int4", symmetric=False, granularity="per_tensor")
-    weights = {"mask": s.mask_packed, "q": N.pack_quantized(q.data, "int4"), "qs": q.scale,
+    q = quantize(s.values, "int4", symmetric=False, granularity="per_tensor")
+    weights = {"mask": s.mask_packed, "q": pack_quantized(q.data, "int4"), "qs": q.scale,
                "qz": q.zero_point}
     ops = [Op("dequantize", ["q", "qs", "qz"], [Value("vals", TensorType(DType.float32, (nnz,)))],
               {"dtype": "int4", "shape": [nnz]}),
            Op("sparse_to_dense", ["mask", "vals"], [Value("w", TensorType(DType.float32, (8, 16)))],
               {"shape": [8, 16]})]
-    dense = N.densify(s.mask_packed, N.dequantize(q.data, q.scale, q.zero_point), s.shape)
+    dense = densify(s.mask_packed, dequantize(q.data, q.scale, q.zero_point), s.shape)
     check_program(linear_program(ops, weights, "w", 8, 16), dense, tmp_path)
 
 
 def test_palettized_weight_with_an_int8_lut(tmp_path):
     rng = np.random.default_rng(7)
     w = rng.standard_normal((8, 12)).astype(np.float32)
-    p = N.palettize(w, 4, granularity="per_grouped_channel", group_size=4)
-    lq = N.quantize(p.lut, "int8", symmetric=True, granularity="per_channel", axis=0)
-    weights = {"idx": N.pack_bits(p.indices, 4), "lq": lq.data, "ls": lq.scale}
+    p = palettize(w, 4, granularity="per_grouped_channel", group_size=4)
+    lq = quantize(p.lut, "int8", symmetric=True, granularity="per_channel", axis=0)
+    weights = {"idx": pack_bits(p.indices, 4), "lq": lq.data, "ls": lq.scale}
     ops = [Op("dequantize", ["lq", "ls", None], [Value("lut", TensorType(DType.float32, p.lut.shape))],
               {"dtype": "int8", "shape": list(p.lut.shape)}),
            Op("lut_to_dense", ["idx", "lut"], [Value("w", TensorType(DType.float32, (8, 12)))],
               {"nbits": 4, "shape": [8, 12]})]
-    lut = N.dequantize(lq.data, lq.scale)
-    dense = N.depalettize(p.indices, lut)
-    assert np.abs(dense - N.depalettize(p.indices, p.lut)).max() <= np.abs(p.lut).max() / 254 * 1.001
+    lut = dequantize(lq.data, lq.scale)
+    dense = depalettize(p.indices, lut)
+    assert np.abs(dense - depalettize(p.indices, p.lut)).max() <= np.abs(p.lut).max() / 254 * 1.001
     check_program(linear_program(ops, weights, "w", 8, 12), dense, tmp_path)
 
 
 def test_vector_palettized_weight_with_per_channel_scale(tmp_path):
     rng = np.random.default_rng(8)
     w = (rng.standard_normal((8, 6)) * rng.random((8, 1)) * 10).astype(np.float32)
-    p = N.palettize(w, 2, cluster_dim=2, per_channel_scale=True)
-    weights = {"idx": N.pack_bits(p.indices, 2), "lut": p.lut, "scale": p.scale}
+    p = palettize(w, 2, cluster_dim=2, per_channel_scale=True)
+    weights = {"idx": pack_bits(p.indices, 2), "lut": p.lut, "scale": p.scale}
     ops = [Op("lut_to_dense", ["idx", "lut"], [Value("wn", TensorType(DType.float32, (8, 6)))],
               {"nbits": 2, "shape": [8, 6], "vector_axis": 0}),
            Op("mul", ["wn", "scale"], [Value("w", TensorType(DType.float32, (8, 6)))])]
-    check_program(linear_program(ops, weights, "w", 8, 6), N.depalettize(p.indices, p.lut, p.scale), tmp_path)
+    check_program(linear_program(ops, weights, "w", 8, 6), depalettize(p.indices, p.lut, p.scale), tmp_path)

@@ -4,7 +4,9 @@
     print(pm.format_report(pm.compression_report(m)))
 
 Compressed weights are ops over packed constants (lut_to_dense, dequantize, sparse_to_dense)
-that the runtime executes where the weight is used; `numerics` holds every formula.
+that the runtime executes where the weight is used. The stored formats and their decoding are
+`pocketml.formats`'; here: `kmeans`, `palettize`, `quantize`, `prune` (the encoders), `config`,
+`apply` (the pass), `api`.
 """
 from ..errors import CompressionWarning
 from .api import compress, compression_report, decompress, format_report

@@ -2,7 +2,8 @@
 compressed-weight ops (lut_to_dense, dequantize, sparse_to_dense) over packed constants.
 
 Each compressed chain is placed right before the first op that uses the weight, so the runtime
-holds a weight's dense form only while that op runs. All numerics live in `numerics`.
+holds a weight's dense form only while that op runs. The encoders live in `palettize`, `quantize`
+and `prune`; the stored formats in `pocketml.formats`.
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import sys
 import numpy as np
 
 from ..errors import ConfigError
+from ..formats import pack_bits, pack_quantized, sparsify
 from ..ir import registry
 from ..ir.program import Function, Op, Program, Value
 from ..ir.types import DType, TensorType
-from . import numerics
 from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
+from .palettize import palettize
+from .prune import prune_magnitude, prune_nm, prune_threshold
+from .quantize import quantize
 
 # op type -> (weight input index, output-channel axis, input axis) of its weight (negative: from the end)
 WEIGHT_AXES = {
@@ -68,16 +72,16 @@ class _Chain:
 def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_quant: Quantize | None,
                suffix: str = "") -> Value:
     try:
-        p = numerics.palettize(w, spec.nbits, mode=spec.mode, granularity=spec.granularity,
-                               group_size=spec.group_size, axis=axis, cluster_dim=spec.cluster_dim,
-                               per_channel_scale=spec.per_channel_scale, custom=spec.custom)
+        p = palettize(w, spec.nbits, mode=spec.mode, granularity=spec.granularity,
+                      group_size=spec.group_size, axis=axis, cluster_dim=spec.cluster_dim,
+                      per_channel_scale=spec.per_channel_scale, custom=spec.custom)
     except ValueError as e:
         raise ConfigError(f"{chain.key}: cannot palettize {list(w.shape)}: {e}. Choose parameters that "
                           "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
                           "a config of its own") from None
-    idx = chain.const(f"{suffix}indices", numerics.pack_bits(p.indices, spec.nbits))
+    idx = chain.const(f"{suffix}indices", pack_bits(p.indices, spec.nbits))
     if lut_quant is not None:
-        q = numerics.quantize(p.lut, lut_quant.dtype, symmetric=lut_quant.symmetric, granularity="per_tensor")
+        q = quantize(p.lut, lut_quant.dtype, symmetric=lut_quant.symmetric, granularity="per_tensor")
         lut = _dequantize_op(chain, q, lut_quant.dtype, p.lut.shape, f"{suffix}lut_")
     else:
         lut = chain.const(f"{suffix}lut", p.lut.astype(spec.lut_dtype))
@@ -92,15 +96,15 @@ def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_qua
 
 
 def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str) -> Value:
-    ins = [chain.const(f"{suffix}data", numerics.pack_quantized(q.data, dtype)), chain.const(f"{suffix}scale", q.scale)]
+    ins = [chain.const(f"{suffix}data", pack_quantized(q.data, dtype)), chain.const(f"{suffix}scale", q.scale)]
     ins.append(None if q.zero_point is None else chain.const(f"{suffix}zero_point", q.zero_point))
     return chain.op("dequantize", ins, {"dtype": dtype, "shape": list(shape)}, f"{suffix}dequantized")
 
 
 def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: int, suffix: str = "") -> Value:
     try:
-        q = numerics.quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
-                              axis=axis, block_size=spec.block_size, input_axis=in_axis)
+        q = quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
+                     axis=axis, block_size=spec.block_size, input_axis=in_axis)
     except ValueError as e:
         raise ConfigError(f"{chain.key}: cannot quantize {list(w.shape)}: {e}. Choose parameters that "
                           "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
@@ -110,10 +114,10 @@ def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: 
 
 def _prune_mask(w: np.ndarray, spec: Prune, in_axis: int) -> np.ndarray:
     if spec.n_m is not None:
-        return numerics.prune_nm(w, spec.n_m[0], spec.n_m[1], axis=in_axis)
+        return prune_nm(w, spec.n_m[0], spec.n_m[1], axis=in_axis)
     if spec.threshold is not None:
-        return numerics.prune_threshold(w, spec.threshold)
-    return numerics.prune_magnitude(w, spec.sparsity, block_size=spec.block_size, axis=in_axis)
+        return prune_threshold(w, spec.threshold)
+    return prune_magnitude(w, spec.sparsity, block_size=spec.block_size, axis=in_axis)
 
 
 def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axis: int) -> _Chain:
@@ -129,7 +133,7 @@ def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axi
             mask = _prune_mask(w, first, in_axis)
         except ValueError as e:
             raise ConfigError(f"{key}: cannot prune {list(w.shape)}: {e}") from None
-        sparse = numerics.sparsify(w, mask)
+        sparse = sparsify(w, mask)
         mask_v = chain.const("mask", sparse.mask_packed)
         values = sparse.values.astype(np.float32)
         if not rest:

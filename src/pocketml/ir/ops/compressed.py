@@ -1,7 +1,7 @@
 """Compressed-weight ops: a dense weight computed from packed constants where it is used.
 
 `lut_to_dense` (palettization), `dequantize` (linear quantization) and `sparse_to_dense`
-(pruning) read stored encodings (see `pocketml.compress.numerics`, whose functions are their
+(pruning) read stored encodings (defined in `pocketml.formats`, whose decoders are their
 references) and chain for joint modes: the values of `sparse_to_dense` may come from
 `lut_to_dense` or `dequantize` over the nnz non-zeros, and a look-up table may itself be the
 output of a `dequantize` (an int8 table). None of them is constant-folded: folding would store the
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from ...compress import numerics
+from ...formats import bits, lut as lut_format, quant, sparse
+from ...formats.args import check_nbits
 from ..registry import REQUIRED, register
 from ..types import DType, TensorType
 
@@ -25,7 +26,7 @@ def _static_shape(attrs, op: str) -> tuple[int, ...]:
 
 
 def _packed_stream(t: TensorType, count: int, nbits: int, what: str) -> None:
-    need = numerics.packed_size(count, nbits)
+    need = bits.packed_size(count, nbits)
     if t.dtype != DType.uint8 or t.shape != (need,):
         raise ValueError(f"{what} must be uint8[{need}] ({count} values of {nbits} bits packed), got {t}")
 
@@ -33,7 +34,7 @@ def _packed_stream(t: TensorType, count: int, nbits: int, what: str) -> None:
 def _lut_infer(types, attrs):
     idx, lut = types
     shape = _static_shape(attrs, "lut_to_dense")
-    nbits = numerics._nbits(attrs["nbits"])
+    nbits = check_nbits(attrs["nbits"])
     r = len(shape)
     if r == 0:
         raise ValueError("lut_to_dense: shape must have rank >= 1")
@@ -49,10 +50,9 @@ def _lut_infer(types, attrs):
     if not isinstance(va, int) or not -r <= va < r:
         raise ValueError(f"lut_to_dense: vector_axis {va!r} out of range for rank {r}")
     va %= r
-    for i, (n, g) in enumerate(zip(shape, lut.shape[:r])):
-        if d < 1 or g < 1 or n % g or (i == va and (n // g) % d):
-            raise ValueError(f"lut_to_dense: lut groups {list(lut.shape[:r])} (cluster_dim {d}) do not "
-                             f"divide shape {list(shape)}")
+    if not lut_format.groups_fit(shape, lut.shape[:r], d, va):
+        raise ValueError(f"lut_to_dense: lut groups {list(lut.shape[:r])} (cluster_dim {d}) do not "
+                         f"divide shape {list(shape)}")
     _packed_stream(idx, math.prod(shape) // d, nbits, "lut_to_dense: indices")
     return [TensorType(lut.dtype, shape)]
 
@@ -61,14 +61,13 @@ def _lut_infer(types, attrs):
           attrs={"nbits": REQUIRED, "shape": REQUIRED, "vector_axis": 0}, const_foldable=False)
 def lut_to_dense(a, attrs):
     """Palettized weight: `indices` is pack_bits(Palettized.indices, nbits); out[idx] =
-    lut[g(idx), index, v] (numerics.depalettize), of `shape` and the lut's dtype."""
+    lut[g(idx), index, v] (formats.lut.depalettize), of `shape` and the lut's dtype."""
     packed, lut = a
     shape = tuple(attrs["shape"])
     va = attrs["vector_axis"] % len(shape)
-    d = lut.shape[-1]
-    ishape = shape[:va] + (shape[va] // d,) + shape[va + 1:]
-    idx = numerics.unpack_bits(packed, attrs["nbits"], math.prod(ishape)).reshape(ishape)
-    return numerics.depalettize(idx, lut, None, va)
+    ishape = lut_format.index_shape(shape, lut.shape[-1], va)
+    idx = bits.unpack_bits(packed, attrs["nbits"], math.prod(ishape)).reshape(ishape)
+    return lut_format.depalettize(idx, lut, None, va)
 
 
 def _dq_infer(types, attrs):
@@ -76,10 +75,10 @@ def _dq_infer(types, attrs):
     zp = types[2] if len(types) > 2 else None
     shape = _static_shape(attrs, "dequantize")
     dtype = attrs["dtype"]
-    if dtype not in numerics.QUANT_DTYPES:
-        raise ValueError(f"dequantize: dtype must be one of {list(numerics.QUANT_DTYPES)}, got {dtype!r}")
-    nbits, _ = numerics.QUANT_DTYPES[dtype]
-    store = DType.of(numerics.storage_dtype(dtype))
+    if dtype not in quant.QUANT_DTYPES:
+        raise ValueError(f"dequantize: dtype must be one of {list(quant.QUANT_DTYPES)}, got {dtype!r}")
+    nbits, _ = quant.QUANT_DTYPES[dtype]
+    store = DType.of(quant.storage_dtype(dtype))
     if nbits == 8:
         if data.dtype != store or data.shape != shape:
             raise ValueError(f"dequantize: {dtype} data must be {store.value}{list(shape)}, got {data}")
@@ -102,12 +101,12 @@ def _dq_infer(types, attrs):
           attrs={"dtype": REQUIRED, "shape": REQUIRED}, const_foldable=False)
 def dequantize(a, attrs):
     """Linearly quantized weight: (data - zero_point) * scale, scale/zero_point broadcast per
-    block (numerics.dequantize). 8-bit data are int8/uint8 of `shape`; 4-bit data are packed
-    LSB-first nibbles (numerics.pack_quantized; int4 as two's complement). Scale's dtype."""
+    block (formats.quant.dequantize). 8-bit data are int8/uint8 of `shape`; 4-bit data are packed
+    LSB-first nibbles (formats.quant.pack_quantized; int4 as two's complement). Scale's dtype."""
     data, scale = a[:2]
     zp = a[2] if len(a) > 2 else None
-    q = numerics.unpack_quantized(data, attrs["dtype"], attrs["shape"])
-    return numerics.dequantize(q, scale, zp)
+    q = quant.unpack_quantized(data, attrs["dtype"], attrs["shape"])
+    return quant.dequantize(q, scale, zp)
 
 
 def _sparse_infer(types, attrs):
@@ -125,6 +124,6 @@ def _sparse_infer(types, attrs):
           attrs={"shape": REQUIRED}, const_foldable=False)
 def sparse_to_dense(a, attrs):
     """Pruned weight: zeros of `shape` with `values` (nnz, row-major) where the packed bit mask
-    is set (numerics.densify); the values' dtype."""
+    is set (formats.sparse.densify); the values' dtype."""
     mask, values = a
-    return numerics.densify(mask, values, attrs["shape"])
+    return sparse.densify(mask, values, attrs["shape"])
