@@ -24,14 +24,8 @@ from .palettize import palettize
 from .prune import prune_magnitude, prune_nm, prune_threshold
 from .quantize import quantize
 
-# op type -> (weight input index, output-channel axis, input axis) of its weight (negative: from the end)
-WEIGHT_AXES = {
-    "linear": (1, 0, 1),          # (out, in)
-    "conv": (1, 0, 1),            # (out, in/groups, *kernel)
-    "conv_transpose": (1, 1, 0),  # (in, out/groups, *kernel)
-    "embedding": (0, 0, 1),       # (vocab, dim): rows are the channels
-    "matmul": (1, -1, -2),        # x @ W with W (..., in, out)
-}
+# op type -> (weight input index, output-channel axis, input axis), as each op declares it
+WEIGHT_AXES = {name: op.weight for name, op in registry.all_ops().items() if op.weight is not None}
 COMPRESSED_OPS = ("lut_to_dense", "dequantize", "sparse_to_dense")
 
 

@@ -7,7 +7,7 @@ as NumPy arrays. Both get positional lists matching the declared inputs (variadi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -29,7 +29,9 @@ class OpDef:
     compute: ComputeFn
     doc: str = ""
     const_foldable: bool = True
-    extra: dict = field(default_factory=dict)
+    # which input is a weight the compressor may encode, and its axes:
+    # (input index, output-channel axis, input axis), negative axes counted from the end
+    weight: tuple[int, int, int] | None = None
 
     @property
     def variadic(self) -> bool:
@@ -61,7 +63,8 @@ _REGISTRY: dict[str, OpDef] = {}
 
 
 def register(name: str, inputs: tuple[str, ...], infer: InferFn, attrs: dict | None = None,
-             const_foldable: bool = True) -> Callable[[ComputeFn], ComputeFn]:
+             const_foldable: bool = True,
+             weight: tuple[int, int, int] | None = None) -> Callable[[ComputeFn], ComputeFn]:
     """Decorator registering `compute` as the NumPy reference of op `name`.
 
     `compute` may return one array or a list of arrays.
@@ -73,7 +76,8 @@ def register(name: str, inputs: tuple[str, ...], infer: InferFn, attrs: dict | N
         if name in _REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
         _REGISTRY[name] = OpDef(name, tuple(inputs), dict(attrs or {}), infer, compute,
-                                doc=(fn.__doc__ or "").strip(), const_foldable=const_foldable)
+                                doc=(fn.__doc__ or "").strip(), const_foldable=const_foldable,
+                                weight=weight)
         return fn
     return deco
 

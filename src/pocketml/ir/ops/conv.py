@@ -105,7 +105,8 @@ def windows(xp: np.ndarray, kernel, strides, dilations) -> np.ndarray:
 
 
 @register("conv", inputs=("x", "weight", "bias?"), infer=_conv_infer,
-          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1})
+          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1},
+          weight=(1, 0, 1))  # (out, in/groups, *kernel)
 @half_as_float
 def conv(a, attrs):
     """Cross-correlation as torch's convNd: x (N, C_in, *S), weight (C_out, C_in/groups, *K), bias (C_out,).
@@ -181,7 +182,8 @@ def _convt_infer(types, attrs):
 
 
 @register("conv_transpose", inputs=("x", "weight", "bias?"), infer=_convt_infer,
-          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1, "output_padding": None})
+          attrs={"strides": None, "pads": None, "dilations": None, "groups": 1, "output_padding": None},
+          weight=(1, 1, 0))  # (in, out/groups, *kernel)
 @half_as_float
 def conv_transpose(a, attrs):
     """Transposed convolution as torch's conv_transposeNd: weight (C_in, C_out/groups, *K), bias (C_out,).

@@ -96,7 +96,8 @@ def _embedding_infer(types, attrs):
     return [TensorType(w.dtype, idx.shape + (w.shape[1],))]
 
 
-@register("embedding", inputs=("weight", "indices"), infer=_embedding_infer)
+@register("embedding", inputs=("weight", "indices"), infer=_embedding_infer,
+          weight=(0, 0, 1))  # (vocab, dim): rows are the channels
 def embedding(a, attrs):
     """Rows of weight (V, D) picked by integer indices (...): output (..., D)."""
     _check_range(a[1], a[0].shape[0], 1, None, what="token id")

@@ -45,7 +45,7 @@ def _matmul_infer(types, attrs):
     return [TensorType(dt, out)]
 
 
-@register("matmul", inputs=("x", "y"), infer=_matmul_infer)
+@register("matmul", inputs=("x", "y"), infer=_matmul_infer, weight=(1, -1, -2))  # x @ W, W (..., in, out)
 def matmul(a, attrs):
     """x @ y with NumPy/torch.matmul semantics: 1-D operands are vectors, leading dims broadcast."""
     x, y = a
@@ -66,7 +66,7 @@ def _linear_infer(types, attrs):
     return [TensorType(dt, x.shape[:-1] + (w.shape[0],))]
 
 
-@register("linear", inputs=("x", "weight", "bias?"), infer=_linear_infer)
+@register("linear", inputs=("x", "weight", "bias?"), infer=_linear_infer, weight=(1, 0, 1))  # (out, in)
 def linear(a, attrs):
     """x @ weight.T + bias, weight (out_features, in_features) and bias (out_features,) like torch."""
     x, w = a[:2]
