@@ -199,3 +199,37 @@ def format_summary(info: Mapping | Model | str | os.PathLike, max_weights: int |
         if len(shown) < len(weights):
             lines.append(f"  ... and {len(weights) - len(shown)} smaller weight(s)")
     return "\n".join(lines)
+
+
+def plan_dict(model: Model) -> dict:
+    """`model.plan_summary()` as JSON-serialisable data: backend, counts per kernel, steps."""
+    plan = model.plan_summary()
+    return {"backend": plan.backend, "total": plan.total, "native": plan.native,
+            "counts": plan.counts,
+            "steps": [{"index": s.index, "op": s.op_type, "kernel": s.kernel, "shape": s.shape,
+                       "loc": s.loc} for s in plan.steps]}
+
+
+def format_plan(model: Model, max_steps: int | None = None) -> str:
+    """The execution plan in text: which kernel runs each step ("numpy": the reference, or a
+    fused "native:..." call), its output shape, the counts per kernel and the native share."""
+    plan = model.plan_summary()
+    share = 100.0 * plan.native / plan.total if plan.total else 0.0
+    lines = [f"plan (backend {plan.backend}): {plan.total} steps, native {plan.native} of "
+             f"{plan.total} ({share:.0f}%), fallback {plan.total - plan.native}"]
+    if plan.counts:
+        width = max(len(printable(k)) for k in plan.counts)
+        lines += [f"  {printable(k).ljust(width)}  {n}" for k, n in plan.counts.items()]
+    steps = plan.steps if max_steps is None else plan.steps[:max_steps]
+    if steps:
+        rows = [[str(s.index), printable(s.op_type), printable(s.kernel),
+                 "x".join(printable(d) for d in s.shape) or "scalar", printable(s.loc)] for s in steps]
+        head = ["step", "op", "kernel", "shape", "source"]
+        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+        lines.append("")
+        for r in [head] + rows:
+            lines.append("  " + "  ".join(c.rjust(w) if i == 0 else c.ljust(w)
+                                          for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if len(steps) < len(plan.steps):
+            lines.append(f"  ... {len(plan.steps) - len(steps)} more steps")
+    return "\n".join(lines)

@@ -10,20 +10,45 @@ from . import package
 from .errors import ConfigError, InputError
 from .ir.program import Program
 from .ir.types import TensorType
-from .runtime import Executor, State, check_inputs
+from .runtime import Executor, PlanSummary, State, check_inputs
 
 
 class Model:
     def __init__(self, program: Program, metadata: Mapping | None = None, function: str | None = None,
-                 compute_precision: str = "float32"):
+                 compute_precision: str = "float32", backend: str | None = None,
+                 threads: int | None = None):
+        """`backend`: "native" (linear/embedding over packed weights run as native calls that read
+        the packed data), "reference" (NumPy references only), or None: native where the
+        extension `pocketml._native` is built, else reference. `threads` for native calls: None
+        is $POCKETML_THREADS or all cores. fp16 emulation (`compute_precision="float16"`) runs the
+        references whatever the backend."""
         self.program = program
         self.metadata = dict(metadata or {})
         if function is not None and function not in program.functions:
             raise ConfigError(f"no function {function!r}; the package has {list(program.functions)}")
         self.function = program.functions[function] if function else program.main
         self.compute_precision = compute_precision
-        self._executor = Executor(program, self.function, compute_precision)
+        self.threads = threads  # as given (None: $POCKETML_THREADS or all cores)
+        self._executor = Executor(program, self.function, compute_precision, backend, threads)
         self._watch = None  # set by `load`: notices the mapped package file changing on disk
+
+    def variant(self, function: str | None = None, compute_precision: str | None = None) -> "Model":
+        """This package as another of its functions or in another precision: same weights (still
+        mapped and watched), backend and threads."""
+        m = Model(self.program, self.metadata, function or self.function.name,
+                  compute_precision or self.compute_precision, self.backend, self.threads)
+        m._watch = self._watch
+        return m
+
+    @property
+    def backend(self) -> str:
+        """The backend in use: "native" or "reference"."""
+        return self._executor.backend
+
+    def plan_summary(self) -> PlanSummary:
+        """Each step of the execution plan with the kernel that runs it ("numpy" for a reference,
+        "native:..." for a fused native call) and its output shape, plus counts per kernel."""
+        return self._executor.plan_summary()
 
     @property
     def input_names(self) -> list[str]:
@@ -85,8 +110,9 @@ class Model:
 
 
 def load(path: str | os.PathLike, function: str | None = None, compute_precision: str = "float32",
-         verify: bool = True, mmap: bool = True) -> Model:
-    """Load a package; `verify` checks the weights' checksums.
+         verify: bool = True, mmap: bool = True, backend: str | None = None,
+         threads: int | None = None) -> Model:
+    """Load a package; `verify` checks the weights' checksums. `backend` and `threads`: see `Model`.
 
     Weights stay memory-mapped: loading is instant and several processes share one copy. The file
     must not be modified in place while loaded (replacing it, as `save` does, is safe); `predict`
@@ -96,6 +122,6 @@ def load(path: str | os.PathLike, function: str | None = None, compute_precision
     from .package.format import read_watched
 
     program, metadata, watch = read_watched(path, verify_checksums=verify, mmap=mmap)
-    model = Model(program, metadata, function, compute_precision)
+    model = Model(program, metadata, function, compute_precision, backend, threads)
     model._watch = watch
     return model

@@ -93,8 +93,7 @@ class Transcriber:
             raise ConfigError(f"transcription needs a package with functions 'encoder' and 'decoder' "
                               f"(pocketml zoo convert whisper-tiny-en OUT.pocket); this one has "
                               f"{list(program.functions)}")
-        self.encoder = Model(program, meta, function="encoder", compute_precision=model.compute_precision)
-        self.decoder = Model(program, meta, function="decoder", compute_precision=model.compute_precision)
+        self.encoder, self.decoder = model.variant("encoder"), model.variant("decoder")
         settings = meta.get("transcription")
         if not isinstance(settings, dict) or not isinstance(meta.get("tokenizer_json"), str):
             raise ConfigError("this package's metadata lacks 'transcription' settings or 'tokenizer_json'; "

@@ -214,6 +214,9 @@ def cmd_inspect(args) -> int:
         if args.ir:
             from ..ir.printer import to_text
             info["ir"] = to_text(model.program, weights=True)
+        if args.plan:
+            from ..inspect import plan_dict
+            info["plan"] = plan_dict(model)
         print(json.dumps(info, indent=2, ensure_ascii=True, default=repr))
     else:
         print(format_summary(info, max_weights=None if args.all_weights else 20))
@@ -221,6 +224,10 @@ def cmd_inspect(args) -> int:
             print("\ncompression")
             print(format_report([{**r, "weight": printable(r["weight"]), "mode": printable(r["mode"])}
                                  for r in report]))
+        if args.plan:
+            from ..inspect import format_plan
+            print()
+            print(format_plan(model))
         if args.ir:
             print()
             from ..inspect import printable_ir
@@ -417,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Inputs, outputs, metadata, op histogram and weights of a package.")
     p.add_argument("model", metavar="MODEL.pocket")
     p.add_argument("--ir", action="store_true", help="also print the program's IR")
+    p.add_argument("--plan", action="store_true",
+                   help="also print the execution plan: the kernel of each step (native or numpy)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--all-weights", action="store_true", help="list every weight (default: 20 largest)")
     p.set_defaults(func=cmd_inspect)

@@ -1,25 +1,22 @@
-"""Plan and execute one function with the ops' NumPy references.
+"""Execute a plan (`runtime/plan.py`) step by step: the reference loop.
 
-Planning happens once: values get integer slots, const ops are bound to their (memory-mapped)
-weights, and each activation is released right after its last use so its buffer can be reused.
-
-Errors in a step are reported with the op and its source location: an index out of range as an
-`InputError` naming the model input it came from, an exception NumPy raises as `ExecutionError`.
+Each step runs its op's NumPy reference, or the native call a backend fused in its place
+(`runtime/native.py`). Errors in a step are reported with the op and its source location: an
+index out of range as an `InputError` naming the model input it came from, an exception NumPy
+raises as `ExecutionError`.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from typing import Mapping
 
 import numpy as np
 
-from ..errors import Error, ExecutionError, IndexRangeError, InputError
-from ..ir import registry
-from ..ir.ops.state import STATE_OPS
+from ..errors import ConfigError, Error, ExecutionError, IndexRangeError, InputError
 from ..ir.program import Function, Program
-from ..ir.symbolic import evaluate, is_symbolic, resolve
+from ..ir.symbolic import evaluate, resolve
 from ..ir.types import TensorType
+from . import native, plan as planning
+from .plan import PlanSummary
 
 PRECISIONS = ("float32", "float16")
 # ops that pass their first input's values through unchanged (or only cast): an index that went
@@ -29,69 +26,28 @@ _PASS_THROUGH = {"cast", "reshape", "squeeze", "expand_dims", "expand", "transpo
 _NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex
 
 
-@dataclass
-class _Step:
-    compute: object
-    inputs: list[int]
-    attrs: dict
-    outputs: list[int]
-    release: list[int]  # slots whose last use is this step
-    symbolic_attrs: list[str]  # attributes holding dimension expressions, resolved per call
-    op_type: str
-    loc: str
-    state: str | None = None  # state ops: the state their compute gets as first argument
-
-
 class Executor:
-    def __init__(self, program: Program, function: Function, compute_precision: str = "float32"):
+    """Runs one function. `backend`: "native" (packed-weight linear/embedding as native calls),
+    "reference" (NumPy references only) or None (native where the extension is built). The
+    native fusion applies to float32 computing only: fp16 emulation runs the references."""
+
+    def __init__(self, program: Program, function: Function, compute_precision: str = "float32",
+                 backend: str | None = None, threads: int | None = None):
         if compute_precision not in PRECISIONS:
-            from ..errors import ConfigError
             raise ConfigError(f"compute_precision must be one of {PRECISIONS}, got {compute_precision!r}")
         self.function = function
         self.fp16 = compute_precision == "float16"
-        slots: dict[str, int] = {}
-        for v in function.inputs:
-            slots[v.name] = len(slots)
-        self.constants: dict[int, np.ndarray] = {}
-        pending = []
-        for op in function.ops:
-            for v in op.outputs:
-                slots[v.name] = len(slots)
-            if op.type == "const":
-                self.constants[slots[op.output.name]] = self._round(program.weights[op.attrs["weight"]])
-            else:
-                pending.append(op)
-        self.slots = slots  # value name -> slot
-        self.ops = pending  # the op of each step
-        self.nslots = len(slots)
-        self.input_slots = [slots[v.name] for v in function.inputs]
-        self.output_slots = [slots[n] for n in function.outputs]
-        last_use: dict[int, int] = {}
-        for i, op in enumerate(pending):
-            for n in op.inputs:
-                if n is not None:
-                    last_use[slots[n]] = i
-        keep = set(self.output_slots) | set(self.constants)
-        releases: dict[int, list[int]] = {}
-        for s, i in last_use.items():
-            if s not in keep:
-                releases.setdefault(i, []).append(s)
-        # symbol -> (input index, axis) that binds it
-        self.symbols: dict[str, tuple[int, int]] = {}
-        for i, v in enumerate(function.inputs):
-            for axis, d in enumerate(v.type.shape):
-                if isinstance(d, str) and d.isidentifier():
-                    self.symbols.setdefault(d, (i, axis))
-        names = set(self.symbols)
-        self.steps = []
-        for i, op in enumerate(pending):
-            opdef = registry.get(op.type)
-            attrs = opdef.with_defaults(op.attrs)
-            dynamic = [k for k, v in attrs.items() if _has_symbol(v, names)]
-            self.steps.append(_Step(opdef.compute, [-1 if n is None else slots[n] for n in op.inputs],
-                                    attrs, [slots[v.name] for v in op.outputs],
-                                    releases.get(i, []), dynamic, op.type, op.loc,
-                                    attrs["state"] if op.type in STATE_OPS else None))
+        self.backend = native.resolve_backend(backend)
+        self.threads = native.resolve_threads(threads)
+        rewrite = native.fuse(self.threads) if self.backend == "native" and not self.fp16 else None
+        self.plan = planning.build(program, function, self._round, rewrite, self.backend)
+        p = self.plan
+        self.slots, self.nslots, self.constants = p.slots, p.nslots, p.constants
+        self.ops, self.steps, self.symbols = p.ops, p.steps, p.symbols
+        self.input_slots, self.output_slots = p.input_slots, p.output_slots
+
+    def plan_summary(self) -> PlanSummary:
+        return self.plan.summary()
 
     def _round(self, a: np.ndarray) -> np.ndarray:
         """fp16 emulation: float values are rounded to fp16 and kept as fp32 for computing."""
@@ -168,12 +124,6 @@ class Executor:
         e.op = self.where(i)
         e.args = (f"{'' if e.input is None else f'input {e.input!r}: '}{e.args[0]} ({e.op})",)
         return e
-
-
-def _has_symbol(value, symbols: set[str]) -> bool:
-    if isinstance(value, list):
-        return any(_has_symbol(v, symbols) for v in value)
-    return is_symbolic(value, symbols)
 
 
 def check_inputs(function: Function, inputs: dict) -> list[np.ndarray]:

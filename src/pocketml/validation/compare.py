@@ -143,7 +143,7 @@ def _model(model_or_path, compute_precision: str | None):
         m = model_or_path
         if compute_precision is None or compute_precision == m.compute_precision:
             return m
-        return Model(m.program, m.metadata, m.function.name, compute_precision)
+        return m.variant(compute_precision=compute_precision)
     if isinstance(model_or_path, (str, os.PathLike)):
         return load(model_or_path, compute_precision=compute_precision or "float32")
     raise ConfigError(f"expected a pocketml.Model or a package path, got {type(model_or_path).__name__}")

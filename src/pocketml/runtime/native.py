@@ -1,0 +1,257 @@
+"""The native hand-off: at plan time, linear and embedding ops whose weight is a packed constant
+become one call of `pocketml._native.PackedLinear`, which reads the packed data directly.
+
+Fused (float32 activations only; fp16 emulation keeps the reference path):
+- `lut_to_dense(indices, lut)` [-> cast float32] [-> mul by a [N, 1] row scale]: palettization
+  with scalar LUTs (cluster_dim 1), per-tensor or grouped; the LUT may itself be computed from
+  constants (an int8 `dequantize`), evaluated once here with the references.
+- `dequantize(data, scale, zero_point?)` [-> cast float32] with a float32 scale: int8/uint8/
+  int4/uint4, per tensor, channel or block.
+- a float16 const [-> cast float32]; a float32 const only if `DENSE_F32_NATIVE`.
+`sparse_to_dense` chains, vector palettization and the rest stay on the references, which remain
+the definition every native kernel is tested against. One `PackedLinear` is built per weight value
+(a tied embedding/output weight shares it), and the chain ops computing the dense weight are
+dropped when nothing else reads them, so the dense weight is never materialised.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..ir import registry
+from ..ir.ops.indexing import _check_range
+from ..ir.program import Function, Op
+from ..ir.types import DType
+from .plan import Kernel
+
+try:
+    from .. import _native
+except ImportError:  # a source checkout without a build: the references run everything
+    _native = None
+
+BACKENDS = ("native", "reference")
+# dense float32 weights stay on NumPy's BLAS; True hands them to the native f32 kernel instead
+DENSE_F32_NATIVE = False
+_CONST_EVAL_MAX = 1 << 16  # elements of a constant subexpression (a LUT) evaluated at plan time
+_QUANT = ("int8", "uint8", "int4", "uint4")
+
+
+def available() -> bool:
+    """Whether the native extension provides the packed kernels."""
+    return _native is not None and hasattr(_native, "PackedLinear")
+
+
+def resolve_backend(backend: str | None) -> str:
+    """None -> "native" where the extension provides the kernels, else "reference"."""
+    if backend is None:
+        return "native" if available() else "reference"
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS} (or None: native where built), got {backend!r}")
+    if backend == "native" and not available():
+        raise ConfigError("backend='native' needs the native extension pocketml._native with its packed "
+                          "kernels, which this installation lacks; build it with ./scripts/setup.sh "
+                          "(pip install -e . compiles it), or use backend='reference'")
+    return backend
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Threads for native calls: threads, else $POCKETML_THREADS, else 0 (all the process may use)."""
+    source = "threads"
+    if threads is None:
+        env = os.environ.get("POCKETML_THREADS", "").strip()
+        if not env:
+            return 0
+        source = "POCKETML_THREADS"
+        try:
+            threads = int(env)
+        except ValueError:
+            raise ConfigError(f"POCKETML_THREADS must be a positive integer, got {env!r}") from None
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"{source} must be a positive integer or None, got {threads!r}")
+    return threads
+
+
+class FusedLinear:
+    """linear(x, W, bias) with W packed: x [..., K] -> [..., N]."""
+    __slots__ = ("packed", "n", "threads", "keep")  # keep: the arrays `packed` borrows
+
+    def __init__(self, packed, n: int, threads: int, keep):
+        self.packed, self.n, self.threads, self.keep = packed, n, threads, keep
+
+    def __call__(self, args, attrs):
+        x = args[0]
+        bias = args[2] if len(args) > 2 else None
+        x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
+        out = np.empty((x2.shape[0], self.n), np.float32)
+        if x2.shape[0]:
+            if bias is not None:
+                bias = np.ascontiguousarray(bias, dtype=np.float32)
+            self.packed.gemm(x2, out, bias, self.threads)
+        return [out.reshape(*x.shape[:-1], self.n)]
+
+
+class FusedEmbedding:
+    """embedding(W, ids) with W packed [V, D]: ids [...] -> [..., D]."""
+    __slots__ = ("packed", "v", "d", "keep")
+
+    def __init__(self, packed, v: int, d: int, keep):
+        self.packed, self.v, self.d, self.keep = packed, v, d, keep
+
+    def __call__(self, args, attrs):
+        ids = args[1]
+        flat = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+        _check_range(flat, self.v, 1, None, what="token id")  # the reference's error, input named
+        out = np.empty((flat.size, self.d), np.float32)
+        if flat.size:
+            self.packed.rows(flat, out)
+        return [out.reshape(*ids.shape, self.d)]
+
+
+def fuse(threads: int):
+    """The plan rewrite (plan.build's `rewrite`) handing packed-weight linear/embedding to native."""
+    def rewrite(ops: list[Op], constants: dict, function: Function):
+        return _fuse(ops, constants, function, threads)
+    return rewrite
+
+
+def _fuse(ops: list[Op], constants: dict, function: Function, threads: int):
+    producers = {v.name: op for op in ops for v in op.outputs}
+    packed: dict[str, tuple | None] = {}  # weight value -> (PackedLinear, kernel name, arrays, chain)
+    kernels: dict[int, Kernel] = {}
+    chain_ops: set[int] = set()
+    for op in ops:
+        if op.type not in ("linear", "embedding") or op.outputs[0].type.dtype != DType.float32:
+            continue
+        w = op.inputs[1] if op.type == "linear" else op.inputs[0]
+        if w not in packed:
+            packed[w] = _pack(w, producers, constants)
+        if packed[w] is None:
+            continue
+        p, name, keep, chain, (n, k) = packed[w]
+        if op.type == "linear":
+            bias = op.inputs[2] if len(op.inputs) > 2 else None
+            kernels[id(op)] = Kernel(FusedLinear(p, n, threads, keep), name, [op.inputs[0], None, bias])
+        else:
+            kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
+        chain_ops.update(id(c) for c in chain)
+    if not kernels:
+        return ops, kernels
+    # drop the chain ops nothing reads any more (walking back: users come after producers)
+    uses: dict[str, int] = dict.fromkeys(function.outputs, 1)
+    for op in ops:
+        for n in (kernels[id(op)].inputs if id(op) in kernels else op.inputs):
+            if n is not None:
+                uses[n] = uses.get(n, 0) + 1
+    kept = []
+    for op in reversed(ops):
+        if id(op) in chain_ops and not any(uses.get(v.name, 0) for v in op.outputs):
+            for n in op.inputs:
+                if n is not None:
+                    uses[n] -= 1
+            continue
+        kept.append(op)
+    return kept[::-1], kernels
+
+
+def _pack(name: str, producers: dict, constants: dict):
+    """(PackedLinear, kernel name, arrays it was built from, chain ops, (N, K)) for weight `name`,
+    or None where its chain is not one the native kernels take."""
+    chain: list[Op] = []
+    op = producers.get(name)
+    if name in constants:
+        w = constants[name]
+        if w.ndim != 2 or w.dtype != np.float32 or not DENSE_F32_NATIVE:
+            return None
+        w = np.ascontiguousarray(w)
+        return _native.PackedLinear.dense(w), "native:f32", (w,), chain, w.shape
+    row_scale = None
+    if op is not None and op.type == "mul":
+        scaled, s = op.inputs
+        s_arr = constants.get(s)
+        n = op.outputs[0].type.shape[0] if op.outputs[0].type.rank == 2 else None
+        if s_arr is None or s_arr.dtype != np.float32 or s_arr.shape != (n, 1):
+            return None
+        row_scale = np.ascontiguousarray(s_arr.reshape(-1))
+        chain.append(op)
+        name, op = scaled, producers.get(scaled)
+    cast = False
+    if op is not None and op.type == "cast" and op.attrs.get("dtype") == "float32":
+        chain.append(op)
+        cast = True
+        name, op = op.inputs[0], producers.get(op.inputs[0])
+        if name in constants and row_scale is None:
+            w = constants[name]
+            if w.ndim != 2 or w.dtype != np.float16:
+                return None
+            w = np.ascontiguousarray(w)
+            return _native.PackedLinear.dense(w), "native:f16", (w,), chain, w.shape
+    if op is None or op.type not in ("lut_to_dense", "dequantize"):
+        return None
+    shape = op.attrs.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) for d in shape)):
+        return None
+    n, k = shape
+    chain.append(op)
+    if op.type == "lut_to_dense":
+        idx = constants.get(op.inputs[0])
+        lut = _const_eval(op.inputs[1], producers, constants, chain)
+        nbits = op.attrs["nbits"]
+        if (idx is None or idx.dtype != np.uint8 or lut is None or lut.ndim != 4
+                or lut.shape[2:] != (1 << nbits, 1) or n % lut.shape[0] or k % lut.shape[1]
+                or lut.dtype not in (np.float32, np.float16) or lut.dtype == np.float16 and not cast):
+            return None
+        idx, lut = np.ascontiguousarray(idx.reshape(-1)), np.ascontiguousarray(lut)
+        p = _native.PackedLinear.lut(idx, lut, nbits, n, k, row_scale)
+        kname = f"native:lut{nbits} g[{lut.shape[0]},{lut.shape[1]}]" + (" scaled" if row_scale is not None else "")
+        return p, kname, (idx, lut, row_scale), chain, (n, k)
+    data, scale = constants.get(op.inputs[0]), constants.get(op.inputs[1])
+    zp_name = op.inputs[2] if len(op.inputs) > 2 else None
+    zp = None if zp_name is None else constants.get(zp_name)
+    dtype = op.attrs["dtype"]
+    if (row_scale is not None or dtype not in _QUANT or data is None or scale is None
+            or scale.dtype != np.float32 or scale.ndim != 2 or n % scale.shape[0] or k % scale.shape[1]
+            or (zp_name is not None and (zp is None or zp.shape != scale.shape))):
+        return None
+    arrays = [np.ascontiguousarray(a) for a in (data, scale)] + [None if zp is None else np.ascontiguousarray(zp)]
+    p = _native.PackedLinear.quantized(*arrays, dtype, n, k)
+    return p, f"native:{dtype} {_granularity(n, k, scale.shape)}" + (" zp" if zp is not None else ""), \
+        tuple(arrays), chain, (n, k)
+
+
+def _granularity(n: int, k: int, groups: tuple) -> str:
+    gn, gk = groups
+    if gn == 1 and gk == 1:
+        return "per_tensor"
+    if gk == 1:
+        return "per_channel" if gn == n else f"g[{gn},1]"
+    return f"block{k // gk}" if gn == n else f"g[{gn},{gk}]"
+
+
+def _const_eval(name: str, producers: dict, constants: dict, chain: list[Op]):
+    """The value of `name` if it is a constant, or a small one computed from constants by
+    dequantize/cast (evaluated here with the references); its ops are added to `chain`."""
+    if name in constants:
+        return constants[name]
+    op = producers.get(name)
+    if op is None or op.type not in ("dequantize", "cast") or len(op.outputs) != 1:
+        return None
+    t = op.outputs[0].type
+    if not t.is_static or int(np.prod(t.shape)) > _CONST_EVAL_MAX:
+        return None
+    sub: list[Op] = []
+    args = []
+    for n in op.inputs:
+        if n is None:
+            args.append(None)
+            continue
+        a = _const_eval(n, producers, constants, sub)
+        if a is None:
+            return None
+        args.append(a)
+    opdef = registry.get(op.type)
+    value = np.asarray(opdef.compute(args, opdef.with_defaults(op.attrs))[0])
+    chain.extend(sub)
+    chain.append(op)
+    return value

@@ -1,0 +1,333 @@
+"""The native backend: packed-weight linear/embedding fused into one native step, checked against
+the reference backend on every compression mode.
+
+Runs against the real `pocketml._native` where it is built with `PackedLinear`, else against the
+NumPy stand-in `fake_native` (same interface), so the plan logic is always tested.
+"""
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import fake_native
+import pocketml as pm
+from pocketml.ir import DType, Function, Op, Program, TensorType, Value
+from pocketml.runtime import native as native_backend
+
+CHAIN_OPS = {"lut_to_dense", "dequantize", "sparse_to_dense", "cast", "mul"}
+REAL = native_backend.available()
+
+
+@pytest.fixture
+def native(monkeypatch):
+    """The native module in use: the real extension, or the stand-in patched in."""
+    if REAL:
+        return native_backend._native
+    monkeypatch.setattr(native_backend, "_native", fake_native.module)
+    return fake_native.module
+
+
+class MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(64, 128)
+        self.fc2 = torch.nn.Linear(128, 96, bias=False)
+        self.fc3 = torch.nn.Linear(96, 48)
+
+    def forward(self, x):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+class TiedLM(torch.nn.Module):
+    """Embedding with the output head tied to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(96, 64)
+        self.mid = torch.nn.Linear(64, 64)
+        self.head = torch.nn.Linear(64, 96, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.mid(self.emb(ids))))
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    torch.manual_seed(0)
+    return pm.convert(MLP().eval(), (torch.randn(2, 3, 64),), input_names=["x"])
+
+
+@pytest.fixture(scope="module")
+def lm():
+    torch.manual_seed(1)
+    return pm.convert(TiedLM().eval(), (torch.zeros(1, 7, dtype=torch.long),), input_names=["ids"])
+
+
+def compressed(model, spec):
+    with warnings.catch_warnings():  # 2-4 bit modes warn of their error, which is not tested here
+        warnings.simplefilter("ignore", pm.CompressionWarning)
+        return pm.compress(model, pm.OptimizationConfig(global_config=spec, min_weight_size=0))
+
+
+def run(model, inputs, state=None):
+    """The model's (only) output."""
+    return model.predict(inputs, state=state)[model.output_names[0]]
+
+
+def both(model, **kw):
+    """(native, reference) models of the same program."""
+    nat = pm.Model(model.program, model.metadata, backend="native", **kw)
+    ref = pm.Model(model.program, model.metadata, backend="reference", **kw)
+    return nat, ref
+
+
+def assert_close(got, want, rtol=1e-5):
+    scale = max(float(np.abs(want).max()), 1e-30)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale)
+
+
+# spec, expected kernel of the MLP's fc1 (N=128, K=64)
+FUSED = [
+    (pm.Palettize(2), "native:lut2 g[1,1]"),
+    (pm.Palettize(3), "native:lut3 g[1,1]"),
+    (pm.Palettize(4), "native:lut4 g[1,1]"),
+    (pm.Palettize(6), "native:lut6 g[1,1]"),
+    (pm.Palettize(8), "native:lut8 g[1,1]"),
+    (pm.Palettize(4, lut_dtype="float32"), "native:lut4 g[1,1]"),
+    (pm.Palettize(4, per_channel_scale=True), "native:lut4 g[1,1] scaled"),
+    (pm.Palettize(4, granularity="per_grouped_channel", group_size=16), "native:lut4 g[8,1]"),
+    (pm.Palettize(3, granularity="per_grouped_channel", group_size=16, per_channel_scale=True),
+     "native:lut3 g[8,1] scaled"),
+    (pm.Palettize(6, granularity="per_grouped_channel", group_size=16, per_channel_scale=True),
+     "native:lut6 g[8,1] scaled"),
+    ([pm.Palettize(4), pm.Quantize("int8", granularity="per_tensor")], "native:lut4 g[1,1]"),
+    (pm.Quantize("int8"), "native:int8 per_channel"),
+    (pm.Quantize("int8", granularity="per_tensor"), "native:int8 per_tensor"),
+    (pm.Quantize("uint8", symmetric=False), "native:uint8 per_channel zp"),
+    (pm.Quantize("int8", symmetric=False), "native:int8 per_channel zp"),
+    (pm.Quantize("int4", granularity="per_block", block_size=32), "native:int4 block32"),
+    (pm.Quantize("int4", granularity="per_block", block_size=16, symmetric=False), "native:int4 block16 zp"),
+    (pm.Quantize("uint4", granularity="per_block", block_size=32), "native:uint4 block32 zp"),  # zp 8
+    (pm.Quantize("uint4", granularity="per_block", block_size=32, symmetric=False), "native:uint4 block32 zp"),
+    (pm.Quantize("int4"), "native:int4 per_channel"),
+]
+REFERENCE_ONLY = [
+    pm.Prune(0.5),
+    pm.Prune(n_m=(2, 4)),
+    [pm.Prune(0.5), pm.Palettize(4)],
+    [pm.Prune(0.5), pm.Quantize("int8", granularity="per_tensor")],
+    pm.Palettize(4, cluster_dim=2),
+]
+
+
+def _id(spec):
+    return repr(spec).replace(" ", "")
+
+
+@pytest.mark.parametrize("spec, kernel", FUSED, ids=[_id(s) for s, _ in FUSED])
+def test_mlp_fused_matches_reference(native, mlp, spec, kernel):
+    c = compressed(mlp, spec)
+    nat, ref = both(c)
+    x = {"x": np.random.default_rng(0).standard_normal((2, 3, 64)).astype(np.float32)}
+    assert_close(run(nat, x), run(ref, x))
+    plan = nat.plan_summary()
+    linears = [s for s in plan.steps if s.op_type == "linear"]
+    assert len(linears) == 3 and all(s.native for s in linears), plan.counts
+    assert linears[0].kernel == kernel
+    assert linears[0].shape == [2, 3, 128]
+    assert not CHAIN_OPS & {s.op_type for s in plan.steps}  # the dense weights are never computed
+    assert plan.native == 3 and plan.total == len(plan.steps)
+    assert plan.counts[kernel] >= 1 and sum(plan.counts.values()) == plan.total
+    assert ref.plan_summary().native == 0
+
+
+@pytest.mark.parametrize("spec", REFERENCE_ONLY, ids=[_id(s) for s in REFERENCE_ONLY])
+def test_modes_without_a_native_kernel_stay_on_the_reference(native, mlp, spec):
+    c = compressed(mlp, spec)
+    nat, ref = both(c)
+    x = {"x": np.random.default_rng(1).standard_normal((2, 3, 64)).astype(np.float32)}
+    np.testing.assert_array_equal(run(nat, x), run(ref, x))
+    plan = nat.plan_summary()
+    assert plan.native == 0 and set(plan.counts) == {"numpy"}
+    assert {"sparse_to_dense", "lut_to_dense"} & {s.op_type for s in plan.steps}
+
+
+@pytest.mark.parametrize("spec", [pm.Palettize(6), pm.Palettize(4, granularity="per_grouped_channel",
+                                                                  group_size=16, per_channel_scale=True),
+                                  pm.Quantize("int8"), pm.Quantize("uint4", granularity="per_block",
+                                                                   block_size=32, symmetric=False)],
+                         ids=_id)
+def test_tied_embedding_and_head_share_one_packed_weight(native, lm, spec):
+    c = compressed(lm, spec)
+    nat, ref = both(c)
+    ids = {"ids": np.array([[0, 5, 95, 17, 3, 3, 60]], np.int64)}
+    assert_close(run(nat, ids), run(ref, ids))
+    steps = nat._executor.steps
+    emb = next(s for s in steps if s.op_type == "embedding")
+    head = [s for s in steps if s.op_type == "linear"][-1]
+    assert emb.kernel.startswith("native:") and head.kernel == emb.kernel
+    assert emb.compute.packed is head.compute.packed  # one PackedLinear for the tied weight
+    assert not CHAIN_OPS & {s.op_type for s in steps}
+
+
+def test_bad_token_id_through_the_fused_embedding_names_the_input(native, lm):
+    nat, ref = both(compressed(lm, pm.Palettize(4)))
+    assert nat.plan_summary().steps[0].kernel.startswith("native:")
+    bad = {"ids": np.array([[1, 2, 96, 0, 0, 0, 0]], np.int64)}
+    with pytest.raises(pm.IndexRangeError, match="input 'ids'") as got:
+        nat.predict(bad)
+    with pytest.raises(pm.IndexRangeError) as want:
+        ref.predict(bad)
+    assert str(got.value) == str(want.value)
+    assert got.value.input == "ids"
+    with pytest.raises(pm.IndexRangeError, match="input 'ids'"):
+        nat.predict({"ids": np.array([[-1, 2, 3, 0, 0, 0, 0]], np.int64)})
+
+
+class StatefulHead(torch.nn.Module):
+    """A running sum in a state, then a linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("acc", torch.zeros(1, 64))
+        self.fc = torch.nn.Linear(64, 32)
+
+    def forward(self, x):
+        self.acc.add_(x)
+        return self.fc(self.acc)
+
+
+def test_stateful_models_run_fused(native):
+    torch.manual_seed(2)
+    m = pm.convert(StatefulHead().eval(), (torch.randn(1, 64),), input_names=["x"])
+    nat, ref = both(compressed(m, pm.Palettize(6)))
+    assert nat.plan_summary().native == 1
+    s_nat, s_ref = nat.make_state(), ref.make_state()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        x = {"x": rng.standard_normal((1, 64)).astype(np.float32)}
+        assert_close(run(nat, x, s_nat), run(ref, x, s_ref))
+
+
+def _f16_weight_program():
+    """linear(x, cast(const float16 W)) + bias: a dense float16 weight computed in float32."""
+    w = np.random.default_rng(4).standard_normal((24, 16)).astype(np.float16)
+    b = np.arange(24, dtype=np.float32)
+    fn = Function("main", [Value("x", TensorType(DType.float32, ("n", 16)))], [
+        Op("const", [], [Value("w16", TensorType(DType.float16, (24, 16)))], {"weight": "w"}),
+        Op("const", [], [Value("b", TensorType(DType.float32, (24,)))], {"weight": "b"}),
+        Op("cast", ["w16"], [Value("w32", TensorType(DType.float32, (24, 16)))], {"dtype": "float32"}),
+        Op("linear", ["x", "w32", "b"], [Value("y", TensorType(DType.float32, ("n", 24)))]),
+    ], ["y"])
+    return Program({"main": fn}, {"w": w, "b": b})
+
+
+def test_float16_dense_weight_is_native_float32_stays_numpy(native, mlp):
+    prog = _f16_weight_program()
+    nat, ref = pm.Model(prog, backend="native"), pm.Model(prog, backend="reference")
+    for n in (1, 5, 0):
+        x = {"x": np.random.default_rng(n).standard_normal((n, 16)).astype(np.float32)}
+        got, want = nat.predict(x)["y"], ref.predict(x)["y"]
+        assert got.shape == want.shape == (n, 24)
+        if n:
+            assert_close(got, want)
+    assert [s.kernel for s in nat.plan_summary().steps] == ["native:f16"]
+    # float32 weights keep NumPy's BLAS (native_backend.DENSE_F32_NATIVE)
+    assert pm.Model(mlp.program, backend="native").plan_summary().native == 0
+
+
+def test_fp16_emulation_keeps_the_reference_path(native, mlp):
+    c = compressed(mlp, pm.Palettize(6))
+    m = pm.Model(c.program, backend="native", compute_precision="float16")
+    assert m.plan_summary().native == 0
+    r = pm.Model(c.program, backend="reference", compute_precision="float16")
+    x = {"x": np.ones((2, 3, 64), np.float32)}
+    np.testing.assert_array_equal(run(m, x), run(r, x))
+
+
+def test_load_picks_the_backend(native, mlp, tmp_path):
+    path = tmp_path / "m.pocket"
+    compressed(mlp, pm.Quantize("int8")).save(path)
+    assert pm.load(path).backend == "native"  # the default where the kernels exist
+    ref = pm.load(path, backend="reference")
+    assert ref.backend == "reference" and ref.plan_summary().native == 0
+    assert {s.kernel for s in ref.plan_summary().steps} == {"numpy"}
+    nat = pm.load(path, backend="native", threads=2)
+    assert nat.plan_summary().native == 3
+    x = {"x": np.random.default_rng(5).standard_normal((2, 3, 64)).astype(np.float32)}
+    assert_close(run(nat, x), run(ref, x))  # packed data read from the (read-only) mapped file
+    assert all(s.compute.threads == 2 for s in nat._executor.steps if s.kernel != "numpy")
+    with pytest.raises(pm.ConfigError, match="backend must be one of"):
+        pm.load(path, backend="gpu")
+    with pytest.raises(pm.ConfigError, match="threads"):
+        pm.load(path, threads=0)
+
+
+def test_a_variant_keeps_backend_threads_and_the_file_watch(native, mlp, tmp_path):
+    path = tmp_path / "m.pocket"
+    compressed(mlp, pm.Quantize("int8")).save(path)
+    for backend in ("reference", "native"):
+        m = pm.load(path, backend=backend, threads=1)
+        v = m.variant(compute_precision="float16")
+        assert (v.backend, v.threads, v.compute_precision, v._watch) == (backend, 1, "float16", m._watch)
+        assert v.plan_summary().native == 0  # fp16 emulation runs the references
+        assert m.variant().plan_summary().native == (3 if backend == "native" else 0)
+
+
+def test_threads_default_from_the_environment(native, mlp, monkeypatch):
+    monkeypatch.setenv("POCKETML_THREADS", "3")
+    c = compressed(mlp, pm.Palettize(4))
+    m = pm.Model(c.program, backend="native")
+    assert {s.compute.threads for s in m._executor.steps if s.kernel != "numpy"} == {3}
+    monkeypatch.setenv("POCKETML_THREADS", "many")
+    with pytest.raises(pm.ConfigError, match="POCKETML_THREADS"):
+        pm.Model(c.program, backend="native")
+    monkeypatch.delenv("POCKETML_THREADS")
+    m = pm.Model(c.program, backend="native")
+    assert {s.compute.threads for s in m._executor.steps if s.kernel != "numpy"} == {0}  # all cores
+
+
+def test_without_the_extension_native_is_an_error_and_the_default_is_reference(mlp, monkeypatch):
+    monkeypatch.setattr(native_backend, "_native", None)
+    assert pm.Model(mlp.program).backend == "reference"
+    with pytest.raises(pm.ConfigError, match=r"scripts/setup\.sh"):
+        pm.Model(mlp.program, backend="native")
+
+
+def test_observers_see_fused_steps(native, lm):
+    nat, ref = both(compressed(lm, pm.Quantize("int8")))
+    ids = np.array([[4, 2, 9, 0, 1, 95, 7]], np.int64)
+    seen = []
+    nat._executor.run([ids], observe=lambda i, step, outs: seen.append((step.op_type, outs[0].shape)))
+    assert seen[0] == ("embedding", (1, 7, 64)) and seen[-1] == ("linear", (1, 7, 96))
+    from pocketml.validation import find_nonfinite
+    report = find_nonfinite(nat, {"ids": ids})
+    assert not report.origins and not report.outputs
+    np.testing.assert_array_equal(report.prediction[nat.output_names[0]], run(nat, {"ids": ids}))
+
+
+def test_inspect_plan_prints_the_kernels(native, mlp, tmp_path):
+    from pocketml.cli.main import main
+    path = tmp_path / "m.pocket"
+    compressed(mlp, pm.Palettize(4, granularity="per_grouped_channel", group_size=16)).save(path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["inspect", "--plan", str(path)]) == 0
+    text = out.getvalue()
+    assert "native:lut4 g[8,1]" in text and "native 3 of" in text
+    assert "linear" in text and "numpy" in text
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_loaded_packages_run_fused_from_the_mapped_weights(native, lm, tmp_path, mmap):
+    path = tmp_path / "lm.pocket"
+    compressed(lm, pm.Palettize(4, granularity="per_grouped_channel", group_size=16,
+                                per_channel_scale=True)).save(path)
+    nat, ref = pm.load(path, mmap=mmap), pm.load(path, backend="reference", mmap=mmap)
+    assert nat.plan_summary().native == 3
+    ids = {"ids": np.array([[3, 1, 4, 1, 5, 9, 2]], np.int64)}
+    assert_close(run(nat, ids), run(ref, ids))
