@@ -1,4 +1,4 @@
-// Python bindings of the native core: module pocketml._native, one init_<area>() per area.
+// Bindings of the 1-D k-means (compress/kmeans.h): _native.kmeans_1d_many.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -10,13 +10,14 @@
 #include <thread>
 #include <vector>
 
-#include "buffer.h"
-#include "kmeans.h"
+#include "bindings/bindings.h"
+#include "compress/kmeans.h"
+#include "core/buffer.h"
 
-namespace nb = nanobind;
-using namespace nb::literals;
-
+namespace pocketml::bindings {
 namespace {
+
+using namespace nb::literals;
 
 using Values = nb::ndarray<nb::ro, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 using Weights = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
@@ -79,6 +80,8 @@ nb::list kmeans_1d_many(const std::vector<Values>& values,
   return out;
 }
 
+}  // namespace
+
 void init_kmeans(nb::module_& m) {
   m.def("kmeans_1d_many", &kmeans_1d_many, "values"_a, "weights"_a, "k"_a, "max_exact"_a,
         "threads"_a = 0, "uint8_labels"_a = false,
@@ -95,9 +98,4 @@ pocketml.compress.numerics._kmeans_1d_many_reference. Raises ValueError on NaN/i
 negative/non-finite weights.)doc");
 }
 
-}  // namespace
-
-NB_MODULE(_native, m) {
-  m.doc() = "pocketml's native kernels (C++ sources in src/native/).";
-  init_kmeans(m);
-}
+}  // namespace pocketml::bindings

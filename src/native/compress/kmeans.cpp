@@ -4,7 +4,7 @@
 // element to numpy's pairwise sum of the rest) and the build disables FMA contraction, so the
 // centers and labels are bit-identical to the reference's. What differs is speed: a radix sort,
 // a vectorised DP, few passes over the data, threads across problems or inside a big one.
-#include "kmeans.h"
+#include "compress/kmeans.h"
 
 #include <algorithm>
 #include <cmath>
@@ -18,13 +18,14 @@
 #include <thread>
 #include <type_traits>
 
-#include "buffer.h"
-#include "sort.h"
-#include "threads.h"
+#include "compress/sort.h"
+#include "compress/threads.h"
+#include "core/buffer.h"
+#include "core/cpu.h"
 
 // SIMD: the DP's inner loop in 4 double lanes (GCC vector extensions), built for AVX2 on x86-64
 // and chosen at run time; the scalar loop everywhere else (and with POCKETML_NATIVE_SIMD=0 in
-// the environment, which the tests use to check both).
+// the environment, or _native.set_simd(False); the tests use both to check both loops).
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define POCKETML_AVX2 1
 typedef double f64x4 __attribute__((vector_size(32)));
@@ -405,8 +406,7 @@ __attribute__((target("avx2"))) void dp_exact_avx2(const double* a, const double
 
 bool use_simd() {
 #ifdef POCKETML_AVX2
-  const char* env = std::getenv("POCKETML_NATIVE_SIMD");
-  return __builtin_cpu_supports("avx2") && !(env && std::string(env) == "0");
+  return cpu_features().avx2 && simd_enabled();
 #else
   return false;
 #endif
@@ -414,7 +414,7 @@ bool use_simd() {
 
 void dp_exact(const double* a, const double* b, const double* c, int64_t m, int64_t k,
               int64_t* B) {
-  static const bool simd = use_simd();
+  const bool simd = use_simd();
 #ifdef POCKETML_AVX2
   if (simd) return dp_exact_avx2(a, b, c, m, k, B);
 #endif
@@ -754,7 +754,7 @@ __attribute__((target("avx2"))) void count_below_avx2(const T* x, int64_t n,
 
 template <class T, class L>
 void count_below(const T* x, int64_t n, const std::vector<T>& thr, L* out) {
-  static const bool simd = use_simd();
+  const bool simd = use_simd();
 #ifdef POCKETML_AVX2
   if (simd) return count_below_avx2(x, n, thr, out);
 #endif

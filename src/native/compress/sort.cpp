@@ -1,6 +1,6 @@
 // Stable LSD radix sort over the bits in which the keys differ. Large inputs are first split by
 // their top bits (an MSD pass, in parallel, stable), then each bucket is sorted in cache.
-#include "sort.h"
+#include "compress/sort.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,8 +9,8 @@
 #include <numeric>
 #include <vector>
 
-#include "buffer.h"
-#include "threads.h"
+#include "compress/threads.h"
+#include "core/buffer.h"
 
 namespace pocketml {
 namespace {

@@ -1,0 +1,15 @@
+// The Python module pocketml._native (nanobind): module.cpp calls one init_<area>() per area;
+// these files are the only ones that know Python. The GIL is released around every kernel.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+namespace nb = nanobind;
+
+namespace pocketml::bindings {
+
+void init_core(nb::module_& m);    // core.cpp: CPU features, SIMD switch, threads
+void init_kmeans(nb::module_& m);  // kmeans.cpp: 1-D k-means for palettization
+void init_linear(nb::module_& m);  // linear.cpp: PackedLinear
+
+}  // namespace pocketml::bindings

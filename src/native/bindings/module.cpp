@@ -1,0 +1,8 @@
+#include "bindings/bindings.h"
+
+NB_MODULE(_native, m) {
+  m.doc() = "pocketml's native kernels (C++ sources in src/native/).";
+  pocketml::bindings::init_core(m);
+  pocketml::bindings::init_kmeans(m);
+  pocketml::bindings::init_linear(m);
+}

@@ -1,0 +1,151 @@
+// Portable kernels of every packed format: scalar decoding of a piece of a row into a small
+// buffer, then a dot product the compiler vectorises with the baseline instruction set.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/linear/linear.h"
+
+namespace pocketml {
+namespace linear {
+namespace {
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);  // inf, nan
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;  // +-0
+  } else {        // subnormal: normalise
+    int e = -1;
+    do {
+      ++e;
+      man <<= 1;
+    } while (!(man & 0x400u));
+    bits = sign | static_cast<uint32_t>(112 - e) << 23 | ((man & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float scalar_at(const void* p, ScalarType t, int64_t i) {
+  switch (t) {
+    case ScalarType::F32: return static_cast<const float*>(p)[i];
+    case ScalarType::F16: return half_to_float(static_cast<const uint16_t*>(p)[i]);
+    case ScalarType::F64: return static_cast<float>(static_cast<const double*>(p)[i]);
+    case ScalarType::I8: return static_cast<const int8_t*>(p)[i];
+    case ScalarType::U8: return static_cast<const uint8_t*>(p)[i];
+    default: return 0.0f;
+  }
+}
+
+// Code of element e in an LSB-first stream of nbits-bit codes (nbits <= 8).
+inline uint32_t code_at(const uint8_t* p, int64_t e, int nbits) {
+  const int64_t bit = e * nbits;
+  const int64_t byte = bit >> 3;
+  const int shift = static_cast<int>(bit & 7);
+  uint32_t v = p[byte] >> shift;
+  if (shift + nbits > 8) v |= static_cast<uint32_t>(p[byte + 1]) << (8 - shift);
+  return v & ((1u << nbits) - 1);
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) s[j] += a[k + j] * b[k + j];
+  float r = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+  for (; k < n; ++k) r += a[k] * b[k];
+  return r;
+}
+
+constexpr int64_t kPiece = 256;  // columns decoded at a time by the generic gemv
+
+void gemv(const WeightView& w, const float* x, int64_t n0, int64_t n1, const float* bias,
+          float* out) {
+  float buf[kPiece];
+  for (int64_t n = n0; n < n1; ++n) {
+    float acc = 0.0f;
+    for (int64_t k = 0; k < w.K; k += kPiece) {
+      const int64_t len = std::min(kPiece, w.K - k);
+      decode_row(w, n, k, k + len, buf);
+      acc += dot(buf, x + k, len);
+    }
+    out[n] = bias ? acc + bias[n] : acc;
+  }
+}
+
+void decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
+  for (int64_t n = n0; n < n1; ++n) {
+    float* t = tile + (n - n0) * ldt;
+    decode_row(w, n, 0, w.K, t);
+    std::fill(t + w.K, t + ldt, 0.0f);
+  }
+}
+
+}  // namespace
+
+void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* out) {
+  const int64_t K = w.K;
+  if (w.kind == WeightKind::F32) {
+    std::memcpy(out, reinterpret_cast<const float*>(w.data) + n * K + k0,
+                sizeof(float) * (k1 - k0));
+    return;
+  }
+  if (w.kind == WeightKind::F16) {
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(w.data) + n * K;
+    for (int64_t k = k0; k < k1; ++k) out[k - k0] = half_to_float(p[k]);
+    return;
+  }
+  const int nbits = w.nbits;
+  const int64_t gbase = (n / w.group_rows) * w.groups_k;
+  const int64_t e0 = n * K;
+  for (int64_t k = k0; k < k1;) {
+    const int64_t gk = k / w.group_cols;
+    const int64_t end = std::min(k1, (gk + 1) * w.group_cols);
+    const int64_t g = gbase + gk;
+    float* o = out + (k - k0);
+    if (w.kind == WeightKind::Quant) {
+      const float s = scalar_at(w.scale, w.scale_type, g);
+      const bool has_zero = w.zero != nullptr;
+      const float z = has_zero ? scalar_at(w.zero, w.zero_type, g) : 0.0f;
+      for (int64_t j = k; j < end; ++j) {
+        int32_t q;
+        if (nbits == 8) {
+          const uint8_t b = w.data[e0 + j];
+          q = w.is_signed ? static_cast<int8_t>(b) : b;
+        } else {
+          const uint32_t c = code_at(w.data, e0 + j, nbits);
+          q = w.is_signed ? static_cast<int32_t>(c ^ (1u << (nbits - 1))) - (1 << (nbits - 1))
+                          : static_cast<int32_t>(c);
+        }
+        // the definition: q.astype(float32) - zero_point.astype(float32), then * scale
+        const float v = has_zero ? static_cast<float>(q) - z : static_cast<float>(q);
+        o[j - k] = v * s;
+      }
+    } else {  // Lut
+      const int64_t entries = int64_t(1) << nbits;
+      const bool rs = w.row_scale != nullptr;
+      const float r = rs ? w.row_scale[n] : 1.0f;
+      for (int64_t j = k; j < end; ++j) {
+        const float v = scalar_at(w.lut, w.lut_type, g * entries + code_at(w.data, e0 + j, nbits));
+        o[j - k] = rs ? v * r : v;
+      }
+    }
+    k = end;
+  }
+}
+
+const RowKernels generic_kernels = {false, gemv, decode};
+
+void tile_gemm_generic(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
+                       int64_t rows, int64_t kp, float* out, int64_t ldo, float*) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t r = 0; r < rows; ++r) out[m * ldo + r] += dot(x + m * ldx, tile + r * ldt, kp);
+}
+
+}  // namespace linear
+}  // namespace pocketml

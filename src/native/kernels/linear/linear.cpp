@@ -1,0 +1,121 @@
+// The drivers: dispatch by instruction set and format, activation preparation, threads.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/cpu.h"
+#include "core/pool.h"
+#include "kernels/linear/linear.h"
+
+namespace pocketml {
+namespace linear {
+namespace {
+
+struct Kernels {
+  const RowKernels* rows;
+  TileGemm tile;
+};
+
+Kernels select(const WeightView& w) {
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+  if (use_avx2()) {
+    const RowKernels* k = avx2_kernels(w);
+    return {k ? k : &generic_kernels, tile_gemm_avx2};
+  }
+#endif
+  (void)w;
+  return {&generic_kernels, tile_gemm_generic};
+}
+
+int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+// x row into the kernels' order (see RowKernels::permuted), zero-padded to kp columns.
+void prepare_x(const float* x, int64_t K, bool permuted, float* xp, int64_t kp) {
+  int64_t k = 0;
+  if (permuted)
+    for (; k + 16 <= K; k += 16)
+      for (int j = 0; j < 8; ++j) {
+        xp[k + j] = x[k + 2 * j];
+        xp[k + 8 + j] = x[k + 2 * j + 1];
+      }
+  std::memcpy(xp + k, x + k, sizeof(float) * (K - k));
+  std::fill(xp + K, xp + kp, 0.0f);
+}
+
+// Chunks per thread: enough to even out threads that start late or run slower.
+constexpr int64_t kChunksPerThread = 4;
+// Below this many multiply-adds a call runs on one thread: waking the others costs more.
+constexpr int64_t kMinParallelWork = int64_t(1) << 16;
+
+int threads_for(int threads, int64_t work) {
+  if (threads <= 0) threads = default_threads();
+  return work < kMinParallelWork ? 1 : threads;
+}
+
+// Per-thread scratch (the decoded tile), kept between calls.
+float* scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
+}  // namespace
+
+void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
+          int threads) {
+  const int64_t N = w.N, K = w.K;
+  if (M <= 0 || N <= 0) return;
+  const Kernels kern = select(w);
+  const int64_t kp = round_up(K, kTileAlign);
+  const bool permuted = kern.rows->permuted;
+  threads = threads_for(threads, M * N * K);
+
+  // Activations in the kernels' order and padded, unless they already are.
+  Buffer<float> xbuf;
+  const float* xp = x;
+  if (permuted || kp != K) {
+    xbuf = allocate<float>(M * kp);
+    for (int64_t m = 0; m < M; ++m) prepare_x(x + m * K, K, permuted, xbuf.get() + m * kp, kp);
+    xp = xbuf.get();
+  }
+
+  if (M == 1) {  // decode step: each weight row streamed once, decoded in registers
+    const int64_t grain = std::max<int64_t>(8, (N + kChunksPerThread * threads - 1) /
+                                                   (kChunksPerThread * threads));
+    parallel_for(N, grain, threads, [&](int64_t n0, int64_t n1) {
+      kern.rows->gemv(w, xp, n0, n1, bias, out);
+    });
+    return;
+  }
+  // Strips of rows decoded into a per-thread tile (L2-sized), multiplied with every x row.
+  const int64_t strips = (N + kStripRows - 1) / kStripRows;
+  parallel_for(strips, 1, threads, [&](int64_t s0, int64_t s1) {
+    float* tile = scratch(2 * kStripRows * kp);
+    float* work = tile + kStripRows * kp;
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t n0 = s * kStripRows, n1 = std::min(N, n0 + kStripRows), rows = n1 - n0;
+      kern.rows->decode(w, n0, n1, tile, kp);
+      for (int64_t m = 0; m < M; ++m) {
+        float* o = out + m * N + n0;
+        if (bias)
+          std::memcpy(o, bias + n0, sizeof(float) * rows);
+        else
+          std::fill(o, o + rows, 0.0f);
+      }
+      kern.tile(xp, kp, M, tile, kp, rows, kp, out + n0, N, work);
+    }
+  });
+}
+
+void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out, int threads) {
+  const int64_t K = w.K;
+  threads = threads_for(threads, L * K);
+  parallel_for(L, std::max<int64_t>(1, L / (kChunksPerThread * std::max(threads, 1))), threads,
+               [&](int64_t i0, int64_t i1) {
+                 for (int64_t i = i0; i < i1; ++i) decode_row(w, ids[i], 0, K, out + i * K);
+               });
+}
+
+}  // namespace linear
+}  // namespace pocketml

@@ -1,0 +1,62 @@
+// Linear layers computed directly on packed weights (formats/weights.h): out = x @ W.T + bias,
+// never materialising W. Each instruction set provides, per packed format, a fused decode-and-dot
+// for one activation row (gemv: the packed data streamed once, decoded in registers) and a
+// decoder of a strip of rows into a small fp32 tile; the tile is then multiplied with every
+// activation row by that instruction set's register-blocked microkernel (gemm, M > 1).
+// linear.cpp holds the drivers (threads, dispatch); generic.cpp the portable kernels of every
+// format; x86_avx2.cpp the AVX2/FMA/F16C ones (compiled for that file only, chosen at run time).
+// TODO(arm): arm_neon.cpp with the same entry points (vqtbl1q for 4-bit tables).
+#pragma once
+
+#include <cstdint>
+
+#include "formats/weights.h"
+
+namespace pocketml {
+namespace linear {
+
+constexpr int64_t kStripRows = 16;  // weight rows decoded into a tile at once (gemm)
+constexpr int64_t kTileAlign = 8;   // tile rows and prepared activations padded to this
+
+struct RowKernels {
+  // Activations are reordered within each 16-column chunk of [0, K - K % 16): the chunk's even
+  // columns first, then its odd ones (how 4-bit codes unpack from bytes); the tail is unchanged.
+  bool permuted;
+  // out[n] = W[n] . x (+ bias[n]) for n in [n0, n1); x prepared (see prepare_x).
+  void (*gemv)(const WeightView& w, const float* x, int64_t n0, int64_t n1, const float* bias,
+               float* out);
+  // tile[(n - n0) * ldt + j] = W[n, column j] for n in [n0, n1) (columns in x's prepared order),
+  // zero from K to ldt.
+  void (*decode)(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt);
+};
+
+// out[m * ldo + r] += x[m * ldx : + kp] . tile[r * ldt : + kp] for m < M, r < rows <= kStripRows;
+// kp is a multiple of kTileAlign, both operands zero-padded to it; work: kStripRows * kp floats
+// of scratch.
+using TileGemm = void (*)(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
+                          int64_t rows, int64_t kp, float* out, int64_t ldo, float* work);
+
+// generic.cpp
+// out[j] = W[n, k0 + j] for k0 + j < k1, in fp32 (the definition: (q - zp) * scale computed in
+// float32; table value * row_scale).
+void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* out);
+extern const RowKernels generic_kernels;
+void tile_gemm_generic(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
+                       int64_t rows, int64_t kp, float* out, int64_t ldo, float* work);
+
+// x86_avx2.cpp (only where POCKETML_HAVE_AVX2_KERNELS is defined)
+// The AVX2 kernels of w's format, or null where it has no fast path (then: generic decoding, the
+// AVX2 tile microkernel).
+const RowKernels* avx2_kernels(const WeightView& w);
+void tile_gemm_avx2(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
+                    int64_t rows, int64_t kp, float* out, int64_t ldo, float* work);
+
+// linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
+// or null; threads 0: default. Shapes are trusted: the bindings validate them.
+void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
+          int threads);
+// out[i] = W[ids[i]] for i < L, every id already checked to lie in [0, N).
+void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out, int threads);
+
+}  // namespace linear
+}  // namespace pocketml

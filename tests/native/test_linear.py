@@ -1,0 +1,349 @@
+"""_native.PackedLinear (src/native/kernels/linear) against the NumPy definition of every packed
+format (compress/numerics: pack_bits / unpack_bits, pack_quantized / unpack_quantized,
+dequantize, depalettize): gemm on the SIMD and the portable kernels, 1 and 2 threads, awkward
+shapes; rows exactly; bad inputs raise, never crash."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from pocketml import _native
+from pocketml.compress import numerics as N
+
+PackedLinear = _native.PackedLinear
+
+# (N, K): tails of every length, odd K (4-bit rows starting mid-byte), K-blocks of the tile
+# microkernel (K = 600), several row strips (N = 64), one row, one column.
+SHAPES = [(1, 1), (3, 7), (17, 33), (64, 96), (5, 34), (16, 40), (40, 600), (3, 64)]
+MS = [0, 1, 2, 5, 33]
+QDTYPES = ["int8", "uint8", "int4", "uint4"]
+
+
+@pytest.fixture(autouse=True)
+def _simd_restored():
+    yield
+    _native.set_simd(True)
+
+
+def divisor(n, prefer):
+    """The first of `prefer` dividing n (1 if none)."""
+    return next((d for d in prefer if n % d == 0), 1)
+
+
+def grids(n, k):
+    """Parameter grids [G0, G1] over an [n, k] weight: per tensor, per channel, per block,
+    grouped rows and columns."""
+    bs = divisor(k, [32, 16, 8, 11, 7, 4, 2, 1])
+    rows = divisor(n, [16, 8, 4, 17, 3, 2, 1])
+    cols = divisor(k, [48, 16, 33, 7, 2, 1])
+    return {"tensor": (1, 1), "channel": (n, 1), "block": (n, k // bs),
+            "grouped": (n // rows, k // cols)}
+
+
+def check_gemm(p, W, rng, ms=MS):
+    """p.gemm against x @ W.T + b for every M, both kernel sets, 1 and 2 threads."""
+    n, k = W.shape
+    assert p.shape == (n, k)
+    W64 = W.astype(np.float64)
+    for m in ms:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal(n).astype(np.float32) if m % 2 else None
+        want = x.astype(np.float64) @ W64.T + (0 if b is None else b)
+        mag = np.abs(x).astype(np.float64) @ np.abs(W64).T + (0 if b is None else np.abs(b))
+        for simd in (True, False):
+            _native.set_simd(simd)
+            for threads in (1, 2):
+                out = np.full((m, n), np.nan, np.float32)
+                p.gemm(x, out, b, threads=threads)
+                err = np.abs(out - want)
+                assert np.all(err <= 1e-5 * mag + 1e-30), (
+                    f"{p.format} {n}x{k} M={m} simd={simd} threads={threads}: "
+                    f"max rel error {np.max(err / (mag + 1e-30))}")
+    _native.set_simd(True)
+
+
+def check_rows(p, W, rng):
+    n, k = W.shape
+    ids = rng.integers(0, n, 7)
+    for simd in (True, False):
+        _native.set_simd(simd)
+        out = np.full((7, k), np.nan, np.float32)
+        p.rows(ids, out)
+        np.testing.assert_array_equal(out, W[ids])
+    _native.set_simd(True)
+
+
+# ---------------------------------------------------------------------------------------------
+# formats
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_dense(dtype):
+    rng = np.random.default_rng(0)
+    for n, k in SHAPES:
+        w = rng.standard_normal((n, k)).astype(dtype)
+        p = PackedLinear.dense(w)
+        assert p.format == ("f32" if dtype == np.float32 else "f16")
+        assert p.nbytes == w.nbytes
+        check_gemm(p, w.astype(np.float32), rng)
+        check_rows(p, w.astype(np.float32), rng)
+
+
+def quantized(rng, n, k, dtype, grid, scale_dtype, zp_kind):
+    nbits, signed = N.QUANT_DTYPES[dtype]
+    lo, hi = (-(1 << (nbits - 1)), (1 << (nbits - 1)) - 1) if signed else (0, (1 << nbits) - 1)
+    q = rng.integers(lo, hi + 1, (n, k)).astype(N.storage_dtype(dtype))
+    scale = rng.uniform(0.01, 0.1, grid).astype(scale_dtype)
+    zp = None
+    if zp_kind == "int":
+        zp = rng.integers(lo, hi + 1, grid).astype(N.storage_dtype(dtype))
+    elif zp_kind == "float":
+        zp = rng.uniform(lo, hi, grid).astype(np.float32)
+    elif zp_kind == "float16":
+        zp = rng.uniform(lo, hi, grid).astype(np.float16)
+    packed = N.pack_quantized(q, dtype)
+    # the definition, in float32 (the IR op rounds to float16 after, with a float16 scale)
+    W = N.dequantize(N.unpack_quantized(packed, dtype, (n, k)), scale.astype(np.float32), zp)
+    return PackedLinear.quantized(packed, scale, zp, dtype, n, k), W.astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", QDTYPES)
+@pytest.mark.parametrize("zp_kind", [None, "int", "float", "float16"])
+def test_quantized(dtype, zp_kind):
+    rng = np.random.default_rng(hash((dtype, zp_kind)) % 2**32)
+    for i, (n, k) in enumerate(SHAPES):
+        for j, (name, grid) in enumerate(grids(n, k).items()):
+            scale_dtype = [np.float32, np.float16][(i + j) % 2]
+            p, W = quantized(rng, n, k, dtype, grid, scale_dtype, zp_kind)
+            check_gemm(p, W, rng, ms=MS if j % 2 == i % 2 else [1, 5])
+            check_rows(p, W, rng)
+
+
+def palettized(rng, n, k, nbits, grid, lut_dtype, row_scale):
+    idx = rng.integers(0, 1 << nbits, (n, k))
+    packed = N.pack_bits(idx, nbits)
+    lut = rng.standard_normal(grid + (1 << nbits, 1)).astype(lut_dtype)
+    rs = rng.uniform(0.5, 2, n).astype(np.float32) if row_scale else None
+    W = N.depalettize(N.unpack_bits(packed, nbits, n * k).reshape(n, k), lut.astype(np.float32))
+    if rs is not None:
+        W = W * rs[:, None]
+    return PackedLinear.lut(packed, lut, nbits, n, k, rs), W.astype(np.float32)
+
+
+@pytest.mark.parametrize("nbits", range(1, 9))
+def test_lut(nbits):
+    rng = np.random.default_rng(nbits)
+    for i, (n, k) in enumerate(SHAPES):
+        for j, (name, grid) in enumerate(grids(n, k).items()):
+            for lut_dtype in (np.float32, np.float16):
+                row_scale = (i + j) % 3 == 0
+                p, W = palettized(rng, n, k, nbits, grid, lut_dtype, row_scale)
+                fast = nbits == 4 and lut_dtype == np.float32
+                check_gemm(p, W, rng, ms=MS if fast or (i + j) % 2 else [1, 5])
+                check_rows(p, W, rng)
+
+
+def test_simd_fast_paths_agree_with_the_portable_kernels_on_big_layers():
+    """SmolLM2-like layers: both kernel sets against float64 NumPy, M = 1 and a prefill."""
+    rng = np.random.default_rng(7)
+    n, k = 96, 576
+    layers = [quantized(rng, n, k, "int4", (n, k // 32), np.float16, None),
+              quantized(rng, n, k, "uint4", (n, k // 32), np.float32, "int"),
+              quantized(rng, n, k, "int8", (n, 1), np.float32, None),
+              palettized(rng, n, k, 4, (1, 1), np.float32, False),
+              palettized(rng, n, k, 4, (n // 16, 1), np.float16, True)]
+    for p, W in layers:
+        check_gemm(p, W, rng, ms=[1, 3, 64])
+
+
+def test_simd_level():
+    assert _native.simd_level() in ("avx2", "neon", "generic")
+    if _native.cpu_features()["avx2"]:
+        assert _native.simd_level() == "avx2"
+    _native.set_simd(False)
+    assert _native.simd_level() == "generic"
+    _native.set_simd(True)
+    assert _native.default_threads() >= 1
+
+
+def test_formats_and_sizes():
+    rng = np.random.default_rng(1)
+    p, _ = quantized(rng, 64, 96, "int4", (64, 3), np.float16, None)
+    assert p.format == "int4 block32" and p.nbytes == 64 * 96 // 2 + 64 * 3 * 2
+    p, _ = quantized(rng, 64, 96, "uint8", (64, 1), np.float32, "int")
+    assert p.format == "uint8 channel zp" and p.nbytes == 64 * 96 + 64 * 4 + 64
+    p, _ = palettized(rng, 64, 96, 4, (4, 1), np.float32, True)
+    assert p.format == "lut4 g[4,1] rowscale" and p.nbytes == 64 * 96 // 2 + 4 * 16 * 4 + 64 * 4
+    p, _ = palettized(rng, 3, 7, 3, (1, 1), np.float16, False)
+    assert p.format == "lut3 g[1,1]" and p.nbytes == 8 + 16
+    assert "PackedLinear(" in repr(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# no copies: the weight is read from the caller's arrays, memory-mapped read-only ones too
+
+def test_the_packed_arrays_are_referenced_not_copied(tmp_path):
+    rng = np.random.default_rng(2)
+    n, k = 8, 32
+    idx = rng.integers(0, 16, (n, k))
+    packed = N.pack_bits(idx, 4)
+    lut = rng.standard_normal((1, 1, 16, 1)).astype(np.float32)
+    p = PackedLinear.lut(packed, lut, 4, n, k)
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    out = np.empty((1, n), np.float32)
+    lut[:] = 0
+    p.gemm(x, out)
+    assert np.all(out == 0)
+    del packed, lut  # the PackedLinear keeps them alive
+    p.gemm(x, out)
+    assert np.all(out == 0)
+
+    path = tmp_path / "w.bin"
+    w = rng.standard_normal((n, k)).astype(np.float16)
+    w.tofile(path)
+    mm = np.memmap(path, np.float16, "r", shape=(n, k))
+    p = PackedLinear.dense(mm)
+    p.gemm(x, out)
+    np.testing.assert_allclose(out, x @ w.astype(np.float32).T, rtol=1e-5, atol=1e-5)
+
+
+def test_concurrent_calls_from_python_threads():
+    rng = np.random.default_rng(3)
+    p, W = quantized(rng, 256, 128, "int4", (256, 4), np.float32, None)
+    x = rng.standard_normal((9, 128)).astype(np.float32)
+    want = x @ W.T
+    errors = []
+
+    def work():
+        try:
+            for m in (1, 9) * 20:
+                out = np.empty((m, 256), np.float32)
+                p.gemm(x[:m], out, threads=2)
+                np.testing.assert_allclose(out, want[:m], rtol=1e-4, atol=1e-4)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# bad inputs
+
+def test_bad_constructor_inputs_raise():
+    f32 = np.zeros((4, 8), np.float32)
+    with pytest.raises(TypeError, match="float32 or float16"):
+        PackedLinear.dense(np.zeros((4, 8), np.int32))
+    with pytest.raises(ValueError, match="rank 2"):
+        PackedLinear.dense(np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        PackedLinear.dense(np.zeros((4, 16), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        PackedLinear.dense(np.asfortranarray(np.zeros((4, 8), np.float32)))
+    with pytest.raises(ValueError, match="N must"):
+        PackedLinear.dense(np.zeros((0, 8), np.float32))
+    with pytest.raises(TypeError):
+        PackedLinear.dense([[1.0, 2.0]])
+    with pytest.raises(TypeError):
+        PackedLinear()
+
+    s = np.ones((4, 1), np.float32)
+    q8 = np.zeros((4, 8), np.int8)
+    q4 = np.zeros(16, np.uint8)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        PackedLinear.quantized(q8, s, None, "int3", 4, 8)
+    with pytest.raises(TypeError, match="must be int8"):
+        PackedLinear.quantized(q8.view(np.uint8), s, None, "int8", 4, 8)
+    with pytest.raises(ValueError, match="shape"):
+        PackedLinear.quantized(q8, s, None, "int8", 4, 9)
+    with pytest.raises(ValueError, match="bytes"):
+        PackedLinear.quantized(q4[:15], s, None, "int4", 4, 8)
+    with pytest.raises(ValueError, match="rank 1"):
+        PackedLinear.quantized(q4.reshape(4, 4), s, None, "int4", 4, 8)
+    with pytest.raises(ValueError, match="divide"):
+        PackedLinear.quantized(q4, np.ones((3, 1), np.float32), None, "int4", 4, 8)
+    with pytest.raises(ValueError, match="divide"):
+        PackedLinear.quantized(q4, np.ones((4, 3), np.float32), None, "int4", 4, 8)
+    with pytest.raises(TypeError, match="scale must be"):
+        PackedLinear.quantized(q4, s.astype(np.float64), None, "int4", 4, 8)
+    with pytest.raises(ValueError, match="zero_point shape"):
+        PackedLinear.quantized(q4, s, np.zeros((1, 1), np.int8), "int4", 4, 8)
+    with pytest.raises(TypeError, match="zero_point must be"):
+        PackedLinear.quantized(q4, s, np.zeros((4, 1), np.uint8), "int4", 4, 8)
+    for bad in (0, -1, 2**31, 2**40):
+        with pytest.raises((ValueError, TypeError, OverflowError)):
+            PackedLinear.quantized(q4, s, None, "int4", bad, 8)
+    with pytest.raises(ValueError, match="2\\*\\*40"):
+        PackedLinear.quantized(q4, np.ones((1, 1), np.float32), None, "int4", 2**30, 2**30)
+
+    idx = np.zeros(12, np.uint8)
+    lut = np.zeros((1, 1, 8, 1), np.float32)
+    with pytest.raises(ValueError, match="nbits"):
+        PackedLinear.lut(idx, lut, 0, 4, 8)
+    with pytest.raises(ValueError, match="nbits"):
+        PackedLinear.lut(idx, lut, 9, 4, 8)
+    with pytest.raises(ValueError, match="shape \\[G0, G1, 16, 1\\]"):
+        PackedLinear.lut(np.zeros(16, np.uint8), lut, 4, 4, 8)
+    with pytest.raises(ValueError, match="bytes"):
+        PackedLinear.lut(idx[:11], lut, 3, 4, 8)
+    with pytest.raises(ValueError, match="rank 4"):
+        PackedLinear.lut(idx, lut[0], 3, 4, 8)
+    with pytest.raises(ValueError, match="divide"):
+        PackedLinear.lut(idx, np.zeros((3, 1, 8, 1), np.float32), 3, 4, 8)
+    with pytest.raises(TypeError, match="uint8"):
+        PackedLinear.lut(idx.view(np.int8), lut, 3, 4, 8)
+    with pytest.raises(ValueError, match="row_scale"):
+        PackedLinear.lut(idx, lut, 3, 4, 8, np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="row_scale"):
+        PackedLinear.lut(idx, lut, 3, 4, 8, np.ones(4, np.float64))
+    PackedLinear.lut(idx, lut, 3, 4, 8, np.ones((4, 1), np.float32))
+    PackedLinear.dense(f32)
+
+
+def test_bad_call_inputs_raise_and_write_nothing():
+    rng = np.random.default_rng(4)
+    p, W = quantized(rng, 4, 8, "int8", (4, 1), np.float32, None)
+    x = np.ones((2, 8), np.float32)
+    out = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="x must have shape"):
+        p.gemm(np.ones((2, 7), np.float32), out)
+    with pytest.raises(TypeError, match="x must be float32"):
+        p.gemm(x.astype(np.float64), out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        p.gemm(x, np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="out must be float32"):
+        p.gemm(x, np.zeros((2, 4), np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        p.gemm(x, np.zeros((2, 8), np.float32)[:, ::2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        p.gemm(np.ones((2, 16), np.float32)[:, ::2], out)
+    ro = np.zeros((2, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(TypeError):
+        p.gemm(x, ro)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        p.gemm(x, out, np.ones(5, np.float32))
+    with pytest.raises(TypeError, match="bias must be float32"):
+        p.gemm(x, out, np.ones(4, np.float64))
+    with pytest.raises(ValueError, match="threads"):
+        p.gemm(x, out, threads=-1)
+    buf = np.zeros(16, np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        p.gemm(buf[:16].reshape(2, 8), buf[8:16].reshape(2, 4))
+    assert np.all(out == 0)
+
+    out = np.zeros((3, 8), np.float32)
+    for ids in ([0, 1, 4], [0, -1, 2], [2**40, 0, 0]):
+        with pytest.raises(ValueError, match=f"id {ids[1] if ids[1] < 0 else max(ids)}"):
+            p.rows(np.array(ids, np.int64), out)
+        assert np.all(out == 0)
+    with pytest.raises(TypeError, match="ids must be int64"):
+        p.rows(np.array([0, 1, 2], np.int32), out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        p.rows(np.array([0, 1], np.int64), out)
+    p.rows(np.zeros(0, np.int64), np.zeros((0, 8), np.float32))
+    p.gemm(np.zeros((0, 8), np.float32), np.zeros((0, 4), np.float32))
