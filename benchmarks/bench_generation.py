@@ -2,11 +2,13 @@
 
     python benchmarks/bench_generation.py [--prompt-tokens 128] [--new-tokens 128]
         [--package out/smollm2.pocket] [--llama-python benchmarks/.venv-llamacpp/bin/python]
+        [--modes float,int8,int4-b32,lut4-g16,lut4-g32] [--backends native,reference] [--no-peers]
 
 Every engine runs in its own process (clean peak RSS; pocketml's cannot import torch) on the same
 prompt: the first N tokens of `data.wikipedia_text()`. Prefill = one call over the prompt;
 decode = N new tokens, greedy, EOS ignored, one call each (the first comes from the prefill).
-- pocketml: the `smollm2` zoo package (fp32, KV cache as states), NumPy runtime.
+- pocketml: the `smollm2` zoo package (fp32, KV cache as states) and compressed copies of it (one per
+  `--modes` entry, made once into benchmarks/.cache/), each on every `--backends` runtime.
 - torch: the same float weights in the zoo's `CachedLlama` (same cache approach), eager, no grad.
 - llama.cpp (llama-cpp-python, in its own venv, `n_threads` = cores): the Q4_1 GGUF the float
   weights come from (its native, 4-bit format), and an F32 GGUF of the dequantized weights (the
@@ -46,7 +48,7 @@ def prompt_ids(n: int) -> list[int]:
 
 
 # -- workers (one per process) ------------------------------------------------------------------
-def work_pocketml(package: str, ids: list[int], new: int) -> dict:
+def work_pocketml(package: str, backend: str, ids: list[int], new: int) -> dict:
     class _NoTorch:
         def find_spec(self, name, path=None, target=None):
             if name == "torch" or name.startswith("torch."):
@@ -57,14 +59,42 @@ def work_pocketml(package: str, ids: list[int], new: int) -> dict:
     from pocketml.generation import Session
 
     t0 = time.perf_counter()
-    session = Session(pm.load(package))
+    session = Session(pm.load(package, backend=backend))
     load = time.perf_counter() - t0
     list(session.generate(ids[:8], 2))  # warm-up (first-touch of the mapped weights), then reset
     session.reset()
     list(session.generate(ids, new, ignore_eos=True))
     st = session.stats
     return dict(load_s=load, prefill_s=st.prefill_seconds, decode_s=st.decode_seconds,
-                decode_steps=st.decode_steps, tokens=session.tokens[len(ids):], peak_rss_mib=peak_rss_mib())
+                decode_steps=st.decode_steps, tokens=session.tokens[len(ids):], peak_rss_mib=peak_rss_mib(),
+                weight_bytes=sum(a.nbytes for a in session.model.program.weights.values()))
+
+
+# pocketml compression modes benchmarked: name -> global config (the smollm2 package's weights)
+MODES = {
+    "int8": lambda pm: pm.Quantize("int8"),
+    "int4-b32": lambda pm: pm.Quantize("int4", granularity="per_block", block_size=32),
+    "lut4-g16": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=16),
+    "lut4-g32": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=32),
+    "lut6": lambda pm: pm.Palettize(6),
+}
+READ_BANDWIDTH = 27.5e9  # bytes/s, 2 threads, this machine (shared/docs/kernels.md)
+
+
+def compressed_package(float_package: Path, mode: str) -> Path:
+    """The float package compressed with MODES[mode], made once into benchmarks/.cache/."""
+    import warnings
+
+    import pocketml as pm
+
+    out = HERE / ".cache" / f"smollm2-{mode}.pocket"
+    if not out.exists() or out.stat().st_mtime < float_package.stat().st_mtime:
+        out.parent.mkdir(exist_ok=True)
+        print(f"compressing {float_package.name} -> {out.name}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the lossy-mode warning: speed is measured here, not quality
+            pm.compress(str(float_package), pm.OptimizationConfig(global_config=MODES[mode](pm))).save(out)
+    return out
 
 
 def work_torch(ids: list[int], new: int) -> dict:
@@ -129,6 +159,12 @@ def work_llamacpp(gguf: str, ids: list[int], new: int) -> dict:
 
 
 # -- driver ---------------------------------------------------------------------------------------
+def _median_run(rs: list[dict]) -> dict:
+    """The run whose decode time is the median of the rounds (its other figures with it)."""
+    return sorted(rs, key=lambda r: r["decode_s"])[len(rs) // 2]
+
+
+
 def write_f32_gguf(path: Path) -> None:
     """The Q4_1 GGUF with every tensor dequantized to F32: the float weights as llama.cpp reads them."""
     import gguf
@@ -180,6 +216,11 @@ def main(argv=None) -> int:
                    help="the smollm2 KV-cache package (converted if missing)")
     p.add_argument("--llama-python", default=str(HERE / ".venv-llamacpp" / "bin" / "python"),
                    help="a Python with llama-cpp-python installed (skipped if missing)")
+    p.add_argument("--modes", default="float", help=f"pocketml packages: float and/or {','.join(MODES)}")
+    p.add_argument("--backends", default="native", help="pocketml runtimes: native and/or reference")
+    p.add_argument("--no-peers", action="store_true", help="pocketml only (no PyTorch, no llama.cpp)")
+    p.add_argument("--rounds", type=int, default=1, help="run every engine this many times, alternating; "
+                   "medians are printed")
     args = p.parse_args(argv)
     ids = prompt_ids(args.prompt_tokens)
     pkg = Path(args.package)
@@ -190,34 +231,41 @@ def main(argv=None) -> int:
         if cli(["zoo", "convert", "smollm2", str(pkg)]) != 0:
             return 1
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    runs = {}
     print(f"prompt {len(ids)} tokens, {args.new_tokens} new tokens, {os.cpu_count()} cores", file=sys.stderr)
-    runs["pocketml (fp32, NumPy)"] = run_worker(sys.executable, "pocketml", [str(pkg)], ids, args.new_tokens, env)
-    runs["PyTorch eager (fp32)"] = run_worker(sys.executable, "torch", [], ids, args.new_tokens, env)
-    if Path(args.llama_python).exists():
+    modes = [m for m in args.modes.split(",") if m]
+    packages = {m: pkg if m == "float" else compressed_package(pkg, m) for m in modes}
+    jobs = {}  # name -> (python, engine, worker args, environment)
+    for mode, path in packages.items():
+        for backend in args.backends.split(","):
+            jobs[f"pocketml {mode} ({backend})"] = (sys.executable, "pocketml", [str(path), backend], env)
+    if not args.no_peers:
+        jobs["PyTorch eager (fp32)"] = (sys.executable, "torch", [], env)
+    if not args.no_peers and Path(args.llama_python).exists():
         from pocketml.zoo import smollm2
         f32 = HERE / ".cache" / "SmolLM2-135M-Instruct.F32.gguf"
         if not f32.exists():
             f32.parent.mkdir(exist_ok=True)
             write_f32_gguf(f32)
-        runs["llama.cpp F32 GGUF"] = run_worker(args.llama_python, "llamacpp", [str(f32)], ids, args.new_tokens)
-        runs["llama.cpp Q4_1 GGUF"] = run_worker(args.llama_python, "llamacpp", [str(smollm2.gguf_path())],
-                                                 ids, args.new_tokens)
-    ref = runs["PyTorch eager (fp32)"]["tokens"]
-    print(f"| engine | prefill tok/s ({len(ids)}) | decode tok/s ({args.new_tokens}) | peak RSS MiB | "
-          "load s | greedy tokens = PyTorch's |")
-    print("|---|---|---|---|---|---|")
+        jobs["llama.cpp F32 GGUF"] = (args.llama_python, "llamacpp", [str(f32)], None)
+        jobs["llama.cpp Q4_1 GGUF"] = (args.llama_python, "llamacpp", [str(smollm2.gguf_path())], None)
+    results: dict[str, list[dict]] = {name: [] for name in jobs}
+    for i in range(args.rounds):
+        for name, (python, engine, wargs, wenv) in jobs.items():
+            print(f"round {i + 1}/{args.rounds}: {name}", file=sys.stderr)
+            results[name].append(run_worker(python, engine, wargs, ids, args.new_tokens, wenv))
+    runs = {name: _median_run(rs) for name, rs in results.items()}
+    ref = next(iter(runs.values()))["tokens"] if args.no_peers else runs["PyTorch eager (fp32)"]["tokens"]
+    print(f"| engine | prefill tok/s ({len(ids)}) | decode tok/s ({args.new_tokens}) | weights MB | "
+          "bandwidth share | peak RSS MiB | load s | greedy tokens = reference's |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in runs.items():
-        same = sum(a == b for a, b in zip(r["tokens"], ref))
-        first_diff = next((i for i, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
-        print(f"| {name} | {len(ids) / r['prefill_s']:.1f} | {r['decode_steps'] / r['decode_s']:.1f} | "
+        same = next((i for i, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
+        tok_s = r["decode_steps"] / r["decode_s"]
+        wb = r.get("weight_bytes")  # pocketml: every weight is read once per token (tied head included)
+        mb, share = (f"{wb / 1e6:.0f}", f"{wb * tok_s / READ_BANDWIDTH:.0%}") if wb else ("-", "-")
+        print(f"| {name} | {len(ids) / r['prefill_s']:.1f} | {tok_s:.1f} | {mb} | {share} | "
               f"{r['peak_rss_mib']:.0f} | {r['load_s']:.2f} | "
-              f"{'all ' + str(len(ref)) if first_diff is None else f'first {first_diff} of {len(ref)}'} |")
-    base = runs["PyTorch eager (fp32)"]
-    pm_ = runs["pocketml (fp32, NumPy)"]
-    print(f"\npocketml / PyTorch: prefill {base['prefill_s'] / pm_['prefill_s']:.2f}x speed, decode "
-          f"{(pm_['decode_steps'] / pm_['decode_s']) / (base['decode_steps'] / base['decode_s']):.2f}x speed, "
-          f"peak RSS {pm_['peak_rss_mib'] / base['peak_rss_mib']:.2f}x")
+              f"{'all ' + str(len(ref)) if same is None else f'first {same} of {len(ref)}'} |")
     return 0
 
 
