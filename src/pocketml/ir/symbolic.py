@@ -118,6 +118,35 @@ def _eval(node: ast.AST, env: dict[str, int]) -> int:
     return out
 
 
+def compile_value(value, symbols: set[str]):
+    """A function of the bindings giving `value` resolved, as `resolve` would; the expressions in
+    it are parsed once here, so a runtime resolves them per call without parsing anything."""
+    if isinstance(value, list):
+        parts = [compile_value(v, symbols) for v in value]
+        return lambda env: [p(env) for p in parts]
+    if is_symbolic(value, symbols):
+        return _compile(_parse(value))
+    return lambda env: value
+
+
+def _compile(node: ast.AST):
+    """`_eval` of a checked tree as nested closures: the same results and errors, no dispatch."""
+    if isinstance(node, ast.Constant):
+        c = node.value
+        return lambda env: c
+    if isinstance(node, (ast.Name, ast.UnaryOp, ast.Call)) or type(node.op) in (ast.FloorDiv, ast.Mod):
+        return lambda env: _eval(node, env)  # symbol lookups with their error, and the rarer forms
+    left, right, op = _compile(node.left), _compile(node.right), type(node.op)
+    fn = {ast.Add: int.__add__, ast.Sub: int.__sub__, ast.Mult: int.__mul__}[op]
+
+    def binop(env):
+        out = fn(left(env), right(env))
+        if abs(out) >= MAX_VALUE:
+            raise ValueError(f"dimension expression {ast.unparse(node)} overflows with {env}")
+        return out
+    return binop
+
+
 def resolve(value, bindings: dict[str, int], symbols: set[str]):
     """`value` with every symbolic expression in it (also inside lists) replaced by its integer."""
     if isinstance(value, list):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, Error, ExecutionError, IndexRangeError, InputError
 from ..ir.program import Function, Program
-from ..ir.symbolic import evaluate, resolve
+from ..ir.symbolic import evaluate
 from ..ir.types import TensorType
 from . import native, plan as planning
 from .plan import PlanSummary
@@ -61,7 +61,6 @@ class Executor:
         `states`: name -> live array of each declared state, updated in place."""
         env: list = [None] * self.nslots
         bindings = {sym: arrays[i].shape[axis] for sym, (i, axis) in self.symbols.items()}
-        names = set(bindings)
         for s, a in zip(self.input_slots, arrays):
             env[s] = self._round(a)
         for s, a in self.constants.items():
@@ -72,7 +71,7 @@ class Executor:
                 computing = True
                 attrs = step.attrs
                 if step.symbolic_attrs:
-                    attrs = {**attrs, **{k: resolve(attrs[k], bindings, names) for k in step.symbolic_attrs}}
+                    attrs = {**attrs, **{k: f(bindings) for k, f in step.symbolic_attrs}}
                 args = [None if s < 0 else env[s] for s in step.inputs]
                 if step.state is None:
                     outs = step.compute(args, attrs)

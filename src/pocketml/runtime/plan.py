@@ -17,7 +17,7 @@ import numpy as np
 from ..ir import registry
 from ..ir.ops.state import STATE_OPS
 from ..ir.program import Function, Op, Program
-from ..ir.symbolic import is_symbolic
+from ..ir.symbolic import compile_value, is_symbolic
 
 REFERENCE = "numpy"  # the kernel name of a step run by its op's reference
 
@@ -29,7 +29,7 @@ class Step:
     attrs: dict
     outputs: list[int]
     release: list[int]  # slots whose last use is this step
-    symbolic_attrs: list[str]  # attributes holding dimension expressions, resolved per call
+    symbolic_attrs: list[tuple]  # (name, compiled value) of attributes holding dimension expressions
     op_type: str
     loc: str
     state: str | None = None  # state ops: the state their compute gets as first argument
@@ -140,7 +140,7 @@ def build(program: Program, function: Function, prepare: Callable = lambda a: a,
     for i, (op, ins) in enumerate(zip(ops, reads)):
         opdef = registry.get(op.type)
         attrs = opdef.with_defaults(op.attrs)
-        dynamic = [k for k, v in attrs.items() if _has_symbol(v, names)]
+        dynamic = [(k, compile_value(v, names)) for k, v in attrs.items() if _has_symbol(v, names)]
         k = kernels.get(id(op))
         steps.append(Step(opdef.compute if k is None else k.compute,
                           [-1 if n is None else slots[n] for n in ins], attrs,
