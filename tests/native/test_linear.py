@@ -347,3 +347,131 @@ def test_bad_call_inputs_raise_and_write_nothing():
         p.rows(np.array([0, 1], np.int64), out)
     p.rows(np.zeros(0, np.int64), np.zeros((0, 8), np.float32))
     p.gemm(np.zeros((0, 8), np.float32), np.zeros((0, 4), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# exact=False: int8 activations (and int8 copies of 4-bit tables)
+
+def fast_bound(W, x, lut_err=None):
+    """A bound on |out - x @ W.T| of the int8-activation path, per output: each block of 32
+    columns of x is rounded to int8 with step max|x_block| / 127, an error of at most half a step
+    per element, which meets |W| (columns past the last whole block run exactly); lut_err [n]:
+    the most any weight of row n moved when its table was rounded to int8 (half a step of the
+    table's max |entry| / 127, times the row scale), which meets |x| (plus its rounding)."""
+    n, k = W.shape
+    body = k // 32 * 32
+    xb = np.abs(x[:, :body]).reshape(x.shape[0], -1, 32).astype(np.float64)
+    half = np.repeat(xb.max(axis=2) / 254, 32, axis=1)  # [M, body]
+    bound = half @ np.abs(W[:, :body]).astype(np.float64).T
+    if lut_err is not None:
+        bound += (np.abs(x[:, :body]).astype(np.float64) + half).sum(axis=1, keepdims=True) * lut_err
+    return bound
+
+
+def check_fast(p, W, rng, lut_err=None, ms=(1, 2, 5)):
+    n, k = W.shape
+    W64 = W.astype(np.float64)
+    for m in ms:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        x[:, ::7] *= 5  # outliers within blocks
+        b = rng.standard_normal(n).astype(np.float32) if m % 2 else None
+        want = x.astype(np.float64) @ W64.T + (0 if b is None else b)
+        mag = np.abs(x).astype(np.float64) @ np.abs(W64).T + (0 if b is None else np.abs(b))
+        bound = fast_bound(W, x, lut_err) + 1e-5 * mag + 1e-30
+        for simd in (True, False):
+            _native.set_simd(simd)
+            for threads in (1, 2):
+                out = np.full((m, n), np.nan, np.float32)
+                p.gemm(x, out, b, threads=threads, exact=False)
+                err = np.abs(out - want)
+                assert np.all(err <= bound), (
+                    f"{p.format} {n}x{k} M={m} simd={simd} threads={threads}: "
+                    f"max error / bound {np.max(err / bound)}")
+    _native.set_simd(True)
+
+
+FAST_SHAPES = [(3, 7), (8, 40), (16, 70), (37, 96), (64, 576), (20, 1024)]
+
+
+@pytest.mark.parametrize("dtype", QDTYPES)
+@pytest.mark.parametrize("zp_kind", [None, "int", "float16"])
+def test_fast_quantized_within_the_rounding_bound(dtype, zp_kind):
+    rng = np.random.default_rng(hash(("fast", dtype, zp_kind)) % 2**32)
+    for i, (n, k) in enumerate(FAST_SHAPES):
+        if dtype.endswith("4") and k % 2:
+            continue
+        grids_ = {"channel": (n, 1), "tensor": (1, 1)}
+        if k % 32 == 0:
+            grids_["block32"] = (n, k // 32)
+            if k % 64 == 0:
+                grids_["block64"] = (n, k // 64)
+        for j, grid in enumerate(grids_.values()):
+            p, W = quantized(rng, n, k, dtype, grid, [np.float32, np.float16][(i + j) % 2], zp_kind)
+            check_fast(p, W, rng)
+
+
+@pytest.mark.parametrize("lut_dtype", [np.float32, np.float16])
+def test_fast_lut4_within_the_rounding_bound(lut_dtype):
+    rng = np.random.default_rng(11)
+    for i, (n, k) in enumerate(FAST_SHAPES):
+        if k % 2:
+            continue
+        for grid in [(1, 1), (n // divisor(n, [16, 8, 4, 1]), 1), (n, 1)]:
+            for row_scale in (False, True):
+                idx = rng.integers(0, 16, (n, k))
+                lut = rng.standard_normal(grid + (16, 1)).astype(lut_dtype)
+                rs = rng.uniform(0.5, 2, n).astype(np.float32) if row_scale else np.ones(n)
+                W = (N.depalettize(idx, lut.astype(np.float32)) * rs[:, None]).astype(np.float32)
+                p = PackedLinear.lut(N.pack_bits(idx, 4), lut, 4, n, k,
+                                     rs.astype(np.float32) if row_scale else None)
+                # per row: half a step of its table's int8 copy, times the row scale
+                tmax = np.repeat(np.abs(lut.astype(np.float64)).max(axis=(1, 2, 3)), n // grid[0])
+                check_fast(p, W, rng, lut_err=tmax * rs / 254)
+
+
+def test_fast_falls_back_to_exact_where_there_is_no_int8_path():
+    rng = np.random.default_rng(3)
+    n, k = 24, 64
+    layers = [(PackedLinear.dense(rng.standard_normal((n, k)).astype(np.float32)), None),
+              palettized(rng, n, k, 3, (1, 1), np.float32, False),
+              palettized(rng, n, k, 4, (1, 2), np.float32, False),  # tables along K
+              quantized(rng, n, k, "int4", (n, k // 16), np.float32, None)]  # blocks of 16
+    for p, _ in layers:
+        for m in (1, 3, kFAST_MAX_M + 1):
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            a, b = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+            p.gemm(x, a, exact=True)
+            p.gemm(x, b, exact=False)
+            np.testing.assert_array_equal(a, b)
+    # larger M: exact for every format
+    p, W = quantized(rng, n, k, "int4", (n, k // 32), np.float16, None)
+    x = rng.standard_normal((kFAST_MAX_M + 1, k)).astype(np.float32)
+    a, b = np.empty((len(x), n), np.float32), np.empty((len(x), n), np.float32)
+    p.gemm(x, a)
+    p.gemm(x, b, exact=False)
+    np.testing.assert_array_equal(a, b)
+
+
+kFAST_MAX_M = 16
+
+
+def test_fast_relative_error_on_gaussian_data():
+    """The int8 path's error on SmolLM2-like Gaussian layers: each output row within 1 % of its
+    norm (measured ~0.3-0.6 %)."""
+    rng = np.random.default_rng(5)
+    n, k = 256, 576
+    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
+    q = N.quantize(w, "int4", granularity="per_block", block_size=32)
+    layers = [PackedLinear.quantized(N.pack_quantized(q.data, "int4"), q.scale.astype(np.float16),
+                                     None, "int4", n, k)]
+    q = N.quantize(w, "int8", granularity="per_channel")
+    layers.append(PackedLinear.quantized(q.data, q.scale, None, "int8", n, k))
+    p, _ = palettized(rng, n, k, 4, (n // 16, 1), np.float16, True)
+    layers.append(p)
+    x = rng.standard_normal((4, k)).astype(np.float32)
+    for p in layers:
+        a, b = np.empty((4, n), np.float32), np.empty((4, n), np.float32)
+        p.gemm(x, a)
+        p.gemm(x, b, exact=False)
+        rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
+        assert np.all(rel < 1e-2), (p.format, rel)

@@ -1,6 +1,7 @@
 // Portable kernels of every packed format: scalar decoding of a piece of a row into a small
 // buffer, then a dot product the compiler vectorises with the baseline instruction set.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/linear/linear.h"
@@ -140,6 +141,23 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
 }
 
 const RowKernels generic_kernels = {false, gemv, decode};
+
+void build_lut_i8(const WeightView& w, int8_t* t8, float* scale) {
+  const int64_t tables = w.groups_n * w.groups_k;
+  for (int64_t t = 0; t < tables; ++t) {
+    float v[16], amax = 0.0f;
+    for (int i = 0; i < 16; ++i) {
+      v[i] = scalar_at(w.lut, w.lut_type, t * 16 + i);
+      amax = std::max(amax, std::abs(v[i]));
+    }
+    const float s = amax / 127.0f;
+    scale[t] = s;
+    for (int i = 0; i < 16; ++i) {
+      const float r = s > 0.0f ? std::nearbyint(v[i] / s) : 0.0f;
+      t8[t * 16 + i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
+    }
+  }
+}
 
 void tile_gemm_generic(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
                        int64_t rows, int64_t kp, float* out, int64_t ldo, float*) {

@@ -60,12 +60,59 @@ float* scratch(int64_t n) {
   return buf.data();
 }
 
+const FastKernels* select_fast(const WeightView& w) {
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+  if (use_avx2()) return avx2_fast_kernels(w);
+#endif
+  (void)w;
+  return nullptr;
+}
+
+// Rows of activations per chunk of the int8 path: a multiple of the 4 rows its kernels
+// interleave.
+int64_t fast_grain(int64_t N, int threads) {
+  const int64_t g = (N + kChunksPerThread * threads - 1) / (kChunksPerThread * threads);
+  return std::max<int64_t>(16, round_up(g, 4));
+}
+
+// The int8-activation path: x quantized once (on the calling thread: K floats per row), then
+// the rows of W in chunks over the threads.
+void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_t M,
+               const float* bias, float* out, int threads) {
+  const int64_t K = w.K, blocks = K / kQBlock;
+  thread_local std::vector<float> buf;  // per row: q (blocks * 32 bytes), scale, ssum
+  const int64_t per_row = blocks * (kQBlock / 4 + 2);
+  if (static_cast<int64_t>(buf.size()) < M * per_row)
+    buf.resize(static_cast<size_t>(M * per_row));
+  QuantRow rows[kFastMaxM];
+  for (int64_t m = 0; m < M; ++m) {
+    float* base = buf.data() + m * per_row;
+    int8_t* q = reinterpret_cast<int8_t*>(base);
+    float* scale = base + blocks * (kQBlock / 4);
+    float* ssum = scale + blocks;
+    float total = 0.0f;
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+    avx2_quantize_row(x + m * K, blocks, f.permuted, q, scale, ssum, &total);
+#endif
+    rows[m] = QuantRow{q, scale, ssum, total, x + m * K};
+  }
+  parallel_for(w.N, fast_grain(w.N, threads), threads, [&](int64_t n0, int64_t n1) {
+    f.gemv(w, rows, M, n0, n1, bias, out);
+  });
+}
+
 }  // namespace
 
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
-          int threads) {
+          int threads, bool exact) {
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N <= 0) return;
+  if (!exact && M <= kFastMaxM) {
+    if (const FastKernels* f = select_fast(w)) {
+      gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K / 4));
+      return;
+    }
+  }
   const Kernels kern = select(w);
   const int64_t kp = round_up(K, kTileAlign);
   const bool permuted = kern.rows->permuted;

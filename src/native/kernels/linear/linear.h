@@ -51,10 +51,50 @@ const RowKernels* avx2_kernels(const WeightView& w);
 void tile_gemm_avx2(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
                     int64_t rows, int64_t kp, float* out, int64_t ldo, float* work);
 
+// The int8-activation path (gemm with exact = false): each activation row is quantized once per
+// call to int8 blocks of kQBlock columns with one float scale per block (x ~= q * scale), and
+// weights meet it in integer dot products (maddubs / madd), one FMA per block with the scales.
+constexpr int64_t kQBlock = 32;
+// Up to this many activation rows take the int8 path; more (a prefill) take the exact tile GEMM,
+// which is compute-efficient there.
+constexpr int64_t kFastMaxM = 16;
+
+struct QuantRow {
+  const int8_t* q;      // [blocks * kQBlock] (in the kernel's column order, see FastKernels)
+  const float* scale;   // [blocks] per-block scale
+  const float* ssum;    // [blocks] scale * sum of the block's q (offset / zero-point terms)
+  float ssum_total;     // sum of ssum
+  const float* x;       // the float32 row, unpermuted (columns past the blocks run exactly)
+};
+
+struct FastKernels {
+  // Within each block of kQBlock columns, the even columns first, then the odd ones (how 4-bit
+  // codes unpack from 16 bytes); blocks 2i and 2i + 1 then as [evens of 2i, evens of 2i + 1],
+  // [odds of 2i, odds of 2i + 1] (a last block of an odd count alone).
+  bool permuted;
+  // out[m * N + n] = W[n] . x[m] (+ bias[n]) for m < M, n in [n0, n1): blocks = K / kQBlock,
+  // columns [blocks * kQBlock, K) computed exactly.
+  void (*gemv)(const WeightView& w, const QuantRow* x, int64_t M, int64_t n0, int64_t n1,
+               const float* bias, float* out);
+};
+
+// generic.cpp: the int8 copy of a 4-bit Lut's tables (weights.h, lut_i8): t8 [tables * 16],
+// scale [tables], tables = groups_n * groups_k; each table scaled to max |entry| = 127.
+void build_lut_i8(const WeightView& w, int8_t* t8, float* scale);
+
+// x86_avx2.cpp: the int8-activation kernels of w's format, or null where it has none (then
+// exact = false computes exactly); quantize x [K] into blocks (the tail past K / kQBlock blocks
+// is left out).
+const FastKernels* avx2_fast_kernels(const WeightView& w);
+void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, int8_t* q, float* scale,
+                       float* ssum, float* ssum_total);
+
 // linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
 // or null; threads 0: default. Shapes are trusted: the bindings validate them.
+// exact = false: the int8-activation path where the format and instruction set have one and
+// M <= kFastMaxM (activations rounded to int8 per block of 32: approximate), else exact.
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
-          int threads);
+          int threads, bool exact = true);
 // out[i] = W[ids[i]] for i < L, every id already checked to lie in [0, N).
 void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out, int threads);
 
