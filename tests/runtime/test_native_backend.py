@@ -331,3 +331,77 @@ def test_loaded_packages_run_fused_from_the_mapped_weights(native, lm, tmp_path,
     assert nat.plan_summary().native == 3
     ids = {"ids": np.array([[3, 1, 4, 1, 5, 9, 2]], np.int64)}
     assert_close(run(nat, ids), run(ref, ids))
+
+
+class TinyBlock(torch.nn.Module):
+    """A Llama-like block: RMSNorm, grouped-query causal attention, LayerNorm, then one with a
+    float mask input."""
+
+    def __init__(self, d=48, hq=6, hk=2):
+        super().__init__()
+        self.hq, self.hk, self.e = hq, hk, d // hq
+        self.norm = torch.nn.RMSNorm(d, eps=1e-6)
+        self.q = torch.nn.Linear(d, d, bias=False)
+        self.kv = torch.nn.Linear(d, 2 * hk * self.e, bias=False)
+        self.o = torch.nn.Linear(d, d, bias=False)
+        self.ln = torch.nn.LayerNorm(d)
+
+    def forward(self, x, mask):
+        b, n, d = x.shape
+        h = self.norm(x)
+        q = self.q(h).view(b, n, self.hq, self.e).transpose(1, 2)
+        k, v = self.kv(h).view(b, n, 2, self.hk, self.e).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        x = x + self.o(a.transpose(1, 2).reshape(b, n, d))
+        h = self.ln(x)
+        q = self.q(h).view(b, n, self.hq, self.e).transpose(1, 2)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        return x + self.o(a.transpose(1, 2).reshape(b, n, d))
+
+
+@pytest.mark.skipif(not REAL or not hasattr(native_backend._native, "sdpa"),
+                    reason="needs the built extension with its attention and norm kernels")
+def test_attention_and_norms_run_native():
+    torch.manual_seed(5)
+    mask = torch.triu(torch.full((7, 7), float("-inf")), diagonal=1)[None, None]
+    m = pm.convert(TinyBlock().eval(), (torch.randn(2, 7, 48), mask), input_names=["x", "mask"])
+    nat, ref = both(m)
+    counts = nat.plan_summary().counts
+    assert counts.get("native:sdpa") == 2 and counts.get("native:rms_norm") == 1
+    assert counts.get("native:layer_norm") == 1
+    assert "native:sdpa" not in ref.plan_summary().counts
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 7, 48)).astype(np.float32)
+    for msk in (mask.numpy(), np.zeros((1, 1, 7, 7), np.float32)):
+        assert_close(run(nat, {"x": x, "mask": msk}), run(ref, {"x": x, "mask": msk}))
+    # fp16 emulation stays on the references
+    half = pm.Model(m.program, m.metadata, backend="native", compute_precision="float16")
+    assert not any(k.startswith("native:") for k in half.plan_summary().counts)
+
+
+@pytest.mark.skipif(not REAL or not hasattr(native_backend._native, "sdpa"),
+                    reason="needs the built extension with its attention and norm kernels")
+def test_native_attention_and_norm_steps_fall_back_to_the_reference():
+    fused = native_backend.FusedSdpa(0)
+    rng = np.random.default_rng(7)
+    attrs = {"is_causal": False, "scale": None}
+    from pocketml.ir import registry
+    sdpa = registry.get("scaled_dot_product_attention").compute
+    # rank 3, float16, a mask batch beyond q's: all the reference's results
+    q, k, v = (rng.standard_normal((3, 5, 8)).astype(np.float32) for _ in range(3))
+    np.testing.assert_array_equal(fused([q, k, v, None], attrs)[0], sdpa([q, k, v, None], attrs)[0])
+    q64 = q.astype(np.float16)
+    np.testing.assert_array_equal(fused([q64, q64, q64, None], attrs)[0], sdpa([q64, q64, q64, None], attrs)[0])
+    q4, k4 = q[None], k[None]
+    m = np.zeros((2, 1, 5, 5), np.float32)
+    np.testing.assert_array_equal(fused([q4, k4, k4, m], attrs)[0], sdpa([q4, k4, k4, m], attrs)[0])
+    # a weight of another shape than [D]; another axis
+    norm = native_backend.FusedNorm("rms_norm", 0)
+    ref = registry.get("rms_norm").compute
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 1)).astype(np.float32)
+    a = {"axes": [-1], "eps": 1e-6}
+    np.testing.assert_array_equal(norm([x, w], a)[0], ref([x, w], a)[0])
+    a = {"axes": [0], "eps": 1e-6}
+    np.testing.assert_array_equal(norm([x, None], a)[0], ref([x, None], a)[0])

@@ -11,5 +11,7 @@ namespace pocketml::bindings {
 void init_core(nb::module_& m);    // core.cpp: CPU features, SIMD switch, threads
 void init_kmeans(nb::module_& m);  // kmeans.cpp: 1-D k-means for palettization
 void init_linear(nb::module_& m);  // linear.cpp: PackedLinear
+void init_attention(nb::module_& m);  // attention.cpp: sdpa
+void init_norm(nb::module_& m);       // norm.cpp: rms_norm, layer_norm
 
 }  // namespace pocketml::bindings

@@ -5,4 +5,6 @@ NB_MODULE(_native, m) {
   pocketml::bindings::init_core(m);
   pocketml::bindings::init_kmeans(m);
   pocketml::bindings::init_linear(m);
+  pocketml::bindings::init_attention(m);
+  pocketml::bindings::init_norm(m);
 }

@@ -12,9 +12,16 @@ Fused (float32 activations only; fp16 emulation keeps the reference path):
 the definition every native kernel is tested against. One `PackedLinear` is built per weight value
 (a tied embedding/output weight shares it), and the chain ops computing the dense weight are
 dropped when nothing else reads them, so the dense weight is never materialised.
+
+Also handed over (float32 outputs): `scaled_dot_product_attention` ("native:sdpa": rank 4, k/v
+read through their strides, so a KV cache's slice is never copied), `rms_norm` and `layer_norm`
+over the last axis ("native:rms_norm", "native:layer_norm"). Each checks its arguments when
+called and runs the reference for what the kernel does not take (other dtypes or ranks, shapes
+broadcast beyond the query's, parameters not of shape [D]).
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -109,6 +116,79 @@ class FusedEmbedding:
         return [out.reshape(*ids.shape, self.d)]
 
 
+class FusedSdpa:
+    """scaled_dot_product_attention in float32 via `_native.sdpa`, else the reference."""
+    __slots__ = ("threads", "reference")
+
+    def __init__(self, threads: int):
+        self.threads, self.reference = threads, registry.get("scaled_dot_product_attention").compute
+
+    def __call__(self, args, attrs):
+        q, k, v, mask = (list(args) + [None] * 4)[:4]
+        if (q.dtype == k.dtype == v.dtype == np.float32 and q.ndim == k.ndim == v.ndim == 4
+                and q.shape[-1] and (mask is None or mask.dtype in _MASK_DTYPES and mask.ndim <= 4)):
+            q, k, v = (a if a.strides[-1] == 4 else np.ascontiguousarray(a) for a in (q, k, v))
+            out = np.empty((*q.shape[:3], v.shape[3]), np.float32)
+            scale = attrs["scale"]
+            scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+            try:
+                _native.sdpa(q, k, v, mask, out, scale, bool(attrs["is_causal"]), self.threads)
+                return [out]
+            except (ValueError, TypeError):  # shapes the kernel does not take: the reference decides
+                pass
+        return self.reference(args, attrs)
+
+
+class FusedNorm:
+    """rms_norm / layer_norm over the last axis in float32 via `_native`, else the reference."""
+    __slots__ = ("kind", "threads", "reference")
+
+    def __init__(self, kind: str, threads: int):
+        self.kind, self.threads, self.reference = kind, threads, registry.get(kind).compute
+
+    def __call__(self, args, attrs):
+        x, *params = args
+        if x.dtype == np.float32 and x.ndim and tuple(attrs["axes"]) in ((-1,), (x.ndim - 1,)):
+            d = x.shape[-1]
+            ps = []
+            for p in params:
+                if p is not None:
+                    if p.dtype != np.float32 or p.ndim > x.ndim or p.size != d or p.shape[-1] != d:
+                        return self.reference(args, attrs)
+                    p = np.ascontiguousarray(p.reshape(d))
+                ps.append(p)
+            x = np.ascontiguousarray(x)
+            out = np.empty(x.shape, np.float32)
+            eps = float(attrs["eps"])
+            if self.kind == "rms_norm":
+                _native.rms_norm(x, ps[0], eps, out, self.threads)
+            else:
+                _native.layer_norm(x, ps[0], ps[1] if len(ps) > 1 else None, eps, out, self.threads)
+            return [out]
+        return self.reference(args, attrs)
+
+
+_MASK_DTYPES = (np.dtype(np.float32), np.dtype(np.bool_))
+_NORMS = ("rms_norm", "layer_norm")
+_NATIVE_OPS = ("scaled_dot_product_attention", *_NORMS)
+
+
+def _fuse_ops(ops: list[Op], kernels: dict, threads: int) -> None:
+    """Hands float32 attention and last-axis normalizations to the native kernels (in `kernels`)."""
+    if not hasattr(_native, "sdpa"):  # an older build
+        return
+    for op in ops:
+        if op.type not in _NATIVE_OPS or op.outputs[0].type.dtype != DType.float32:
+            continue
+        if op.type == "scaled_dot_product_attention":
+            kernels[id(op)] = Kernel(FusedSdpa(threads), "native:sdpa", list(op.inputs))
+        elif op.type in _NORMS:
+            axes = op.attrs.get("axes", [-1])
+            rank = op.outputs[0].type.rank
+            if isinstance(axes, list) and len(axes) == 1 and axes[0] in (-1, rank - 1):
+                kernels[id(op)] = Kernel(FusedNorm(op.type, threads), f"native:{op.type}", list(op.inputs))
+
+
 def fuse(threads: int):
     """The plan rewrite (plan.build's `rewrite`) handing packed-weight linear/embedding to native."""
     def rewrite(ops: list[Op], constants: dict, function: Function):
@@ -136,7 +216,8 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int):
         else:
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
-    if not kernels:
+    _fuse_ops(ops, kernels, threads)
+    if not chain_ops:
         return ops, kernels
     # drop the chain ops nothing reads any more (walking back: users come after producers)
     uses: dict[str, int] = dict.fromkeys(function.outputs, 1)

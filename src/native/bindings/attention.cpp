@@ -1,0 +1,130 @@
+// Bindings of kernels/attention: _native.sdpa. Every array and number from Python is checked
+// here, before the kernel sees it; k and v may be strided views (a KV cache's [:, :, :ctx]).
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "bindings/bindings.h"
+#include "kernels/attention/attention.h"
+
+namespace pocketml::bindings {
+namespace {
+
+using namespace nb::literals;
+using Array = nb::ndarray<nb::ro, nb::device::cpu>;
+using OutArray = nb::ndarray<nb::device::cpu>;
+using Code = nb::dlpack::dtype_code;
+
+[[noreturn]] void value_error(const std::string& msg) { throw nb::value_error(msg.c_str()); }
+[[noreturn]] void type_error(const std::string& msg) { throw nb::type_error(msg.c_str()); }
+
+bool is(const nb::dlpack::dtype& d, Code code, int bits) {
+  return d.code == static_cast<uint8_t>(code) && d.bits == bits && d.lanes == 1;
+}
+
+template <class A>
+std::string shape_of(const A& a) {
+  std::string s = "[";
+  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + "]";
+}
+
+template <class A>
+void check_f32_rank4(const A& a, const char* what) {
+  if (!is(a.dtype(), Code::Float, 32)) type_error(std::string(what) + " must be float32");
+  if (a.ndim() != 4) value_error(std::string(what) + " must have rank 4, got shape " + shape_of(a));
+}
+
+// The element strides of a [B, H, rows, features] operand; its features must be contiguous.
+void strides_of(const Array& a, const char* what, int64_t* s) {
+  for (int i = 0; i < 4; ++i) s[i] = a.shape(i) == 1 ? 0 : static_cast<int64_t>(a.stride(i));
+  if (a.size() && a.shape(3) > 1 && s[3] != 1)
+    value_error(std::string(what) + " must have contiguous features (a unit stride on its last axis)");
+}
+
+void sdpa(const Array& q, const Array& k, const Array& v, const std::optional<Array>& mask,
+          OutArray& out, double scale, bool is_causal, int threads) {
+  check_f32_rank4(q, "q");
+  check_f32_rank4(k, "k");
+  check_f32_rank4(v, "v");
+  check_f32_rank4(out, "out");
+  attention::SdpaArgs a;
+  a.B = q.shape(0), a.Hq = q.shape(1), a.L = q.shape(2), a.E = q.shape(3);
+  a.Hk = k.shape(1), a.S = k.shape(2), a.Ev = v.shape(3);
+  if (k.shape(3) != static_cast<size_t>(a.E))
+    value_error("k's feature size " + std::to_string(k.shape(3)) + " != q's " + std::to_string(a.E));
+  if (v.shape(1) != k.shape(1) || v.shape(2) != k.shape(2))
+    value_error("v " + shape_of(v) + " must have k's heads and keys, k is " + shape_of(k));
+  if (a.Hk < 1 || a.Hq % a.Hk)
+    value_error("k's " + std::to_string(a.Hk) + " heads must divide q's " + std::to_string(a.Hq));
+  for (const Array* t : {&k, &v})
+    if (t->shape(0) != static_cast<size_t>(a.B) && t->shape(0) != 1)
+      value_error("k and v must have q's batch " + std::to_string(a.B) + " or 1, got " +
+                  shape_of(*t));
+  const size_t want[4] = {static_cast<size_t>(a.B), static_cast<size_t>(a.Hq),
+                          static_cast<size_t>(a.L), static_cast<size_t>(a.Ev)};
+  for (int i = 0; i < 4; ++i)
+    if (out.shape(i) != want[i])
+      value_error("out must have shape [" + std::to_string(a.B) + ", " + std::to_string(a.Hq) +
+                  ", " + std::to_string(a.L) + ", " + std::to_string(a.Ev) + "], got " +
+                  shape_of(out));
+  int64_t expected = 1;
+  for (int i = out.size() ? 4 : 0; i-- > 0;) {
+    if (out.shape(i) != 1 && out.stride(i) != expected) value_error("out must be C-contiguous");
+    expected *= static_cast<int64_t>(out.shape(i));
+  }
+  strides_of(q, "q", a.qs);
+  strides_of(k, "k", a.ks);
+  strides_of(v, "v", a.vs);
+  if (mask) {
+    const Array& m = *mask;
+    if (is(m.dtype(), Code::Bool, 8))
+      a.mask_kind = attention::MaskKind::Bool;
+    else if (is(m.dtype(), Code::Float, 32))
+      a.mask_kind = attention::MaskKind::Float;
+    else
+      type_error("mask must be bool or float32");
+    if (m.ndim() < 1 || m.ndim() > 4)
+      value_error("mask must have rank 1 to 4, got shape " + shape_of(m));
+    const int64_t target[4] = {a.B, a.Hq, a.L, a.S};
+    const size_t off = 4 - m.ndim();
+    for (size_t i = 0; i < m.ndim(); ++i) {
+      const int64_t d = static_cast<int64_t>(m.shape(i)), t = target[off + i];
+      if (d != t && d != 1)
+        value_error("mask " + shape_of(m) + " does not broadcast to [" + std::to_string(a.B) + ", " +
+                    std::to_string(a.Hq) + ", " + std::to_string(a.L) + ", " +
+                    std::to_string(a.S) + "]");
+      a.ms[off + i] = d == 1 ? 0 : static_cast<int64_t>(m.stride(i));
+    }
+    a.mask = m.data();
+  }
+  if (!(scale == scale)) value_error("scale must not be NaN");
+  if (threads < 0) value_error("threads must be >= 0");
+  a.q = static_cast<const float*>(q.data());
+  a.k = static_cast<const float*>(k.data());
+  a.v = static_cast<const float*>(v.data());
+  a.out = static_cast<float*>(out.data());
+  a.scale = static_cast<float>(scale);
+  a.causal = is_causal;
+  nb::gil_scoped_release release;
+  attention::sdpa(a, threads);
+}
+
+}  // namespace
+
+void init_attention(nb::module_& m) {
+  m.def("sdpa", &sdpa, "q"_a, "k"_a, "v"_a, "mask"_a.none(), "out"_a, "scale"_a, "is_causal"_a,
+        "threads"_a = 0,
+        "Scaled dot-product attention in float32 into out (the reference: ir/ops/attention.py).\n"
+        "q [B, Hq, L, E], k [B|1, Hk, S, E], v [B|1, Hk, S, Ev] (Hk divides Hq: grouped-query), "
+        "each with contiguous features but any other strides (a KV cache's [:, :, :ctx] view "
+        "works); mask None, bool (True = attend) or float32 (added), broadcastable to "
+        "[B, Hq, L, S]; is_causal: query i attends keys j <= i; out: C-contiguous "
+        "[B, Hq, L, Ev] float32, not overlapping the inputs. Rows with nothing to attend give 0. "
+        "threads 0: default.");
+}
+
+}  // namespace pocketml::bindings

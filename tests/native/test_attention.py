@@ -1,0 +1,193 @@
+"""_native.sdpa (src/native/kernels/attention) against the NumPy reference
+(ir/ops/attention.py): decode (L = 1) and prefill shapes, grouped-query heads, every kind of mask,
+is_causal, rows with nothing to attend, strided k/v views of a KV cache; SIMD on and off, 1 and 2
+threads; bad inputs raise, never crash."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pocketml import _native
+from pocketml.ir.ops.attention import scaled_dot_product_attention as reference
+
+# (B, Hq, Hk, L, S, E, Ev)
+SHAPES = [
+    (1, 9, 3, 1, 1, 64, 64),      # SmolLM2 decode, first token
+    (1, 9, 3, 1, 7, 64, 64),
+    (1, 9, 3, 1, 100, 64, 64),
+    (1, 9, 3, 17, 17, 64, 64),    # prefill L = S
+    (2, 4, 4, 5, 5, 19, 19),      # E not a multiple of 8
+    (2, 6, 1, 3, 11, 13, 70),     # one kv head (multi-query), Ev != E, Ev > 64
+    (1, 2, 2, 40, 40, 8, 8),      # enough work for several threads
+]
+
+
+@pytest.fixture(autouse=True)
+def _simd_restored():
+    yield
+    _native.set_simd(True)
+
+
+def native(q, k, v, mask=None, is_causal=False, scale=None, threads=0):
+    out = np.empty((*q.shape[:3], v.shape[3]), np.float32)
+    s = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    _native.sdpa(q, k, v, mask, out, s, is_causal, threads)
+    return out
+
+
+def ref(q, k, v, mask=None, is_causal=False, scale=None):
+    return reference([q, k, v, mask], {"is_causal": is_causal, "scale": scale})
+
+
+def operands(shape, seed=0, strided=True):
+    B, Hq, Hk, L, S, E, Ev = shape
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((B, Hq, L, E), np.float32)
+    if strided:  # views of a longer cache, as a KV-cache state's [:, :, :ctx]
+        k = rng.standard_normal((B, Hk, S + 9, E), np.float32)[:, :, :S]
+        v = rng.standard_normal((B, Hk, S + 3, Ev), np.float32)[:, :, :S]
+    else:
+        k = rng.standard_normal((B, Hk, S, E), np.float32)
+        v = rng.standard_normal((B, Hk, S, Ev), np.float32)
+    return q, k, v
+
+
+def masks(shape, seed=1):
+    B, Hq, Hk, L, S, E, Ev = shape
+    rng = np.random.default_rng(seed)
+    past = S - L
+    additive = np.triu(np.full((L, S), -np.inf, np.float32), k=past + 1)  # the generation mask
+    return {
+        "none": None,
+        "float[1,1,L,S]": additive[None, None],
+        "float[L,S]": additive,
+        "float[B,1,L,S] noise": rng.standard_normal((B, 1, L, S)).astype(np.float32),
+        "float[B,Hq,L,S]": rng.standard_normal((B, Hq, L, S)).astype(np.float32),
+        "bool[1,1,L,S]": (rng.random((1, 1, L, S)) > 0.3),
+        "bool[B,1,L,S]": (rng.random((B, 1, L, S)) > 0.5),
+        "bool[L,S]": (rng.random((L, S)) > 0.2),
+        "bool[S]": (rng.random(S) > 0.2),
+    }
+
+
+def close(a, b):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_matches_the_reference(shape, simd):
+    _native.set_simd(simd)
+    q, k, v = operands(shape)
+    for name, mask in masks(shape).items():
+        for causal in (False, True):
+            for threads in (1, 2):
+                close(native(q, k, v, mask, causal, threads=threads), ref(q, k, v, mask, causal))
+
+
+@pytest.mark.parametrize("shape", SHAPES[:4], ids=str)
+def test_contiguous_and_strided_agree(shape):
+    q, k, v = operands(shape, strided=False)
+    a = native(q, k, v)
+    big_k = np.zeros((*k.shape[:2], k.shape[2] + 5, k.shape[3]), np.float32)
+    big_k[:, :, :k.shape[2]] = k
+    big_v = np.zeros((*v.shape[:2], v.shape[2] + 5, v.shape[3]), np.float32)
+    big_v[:, :, :v.shape[2]] = v
+    np.testing.assert_array_equal(native(q, big_k[:, :, :k.shape[2]], big_v[:, :, :v.shape[2]]), a)
+    # q from a [B, L, H, E] projection, transposed: features still contiguous
+    qt = np.ascontiguousarray(q.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
+    np.testing.assert_array_equal(native(qt, k, v), a)
+
+
+def test_explicit_scale_and_large_scores():
+    q, k, v = operands((1, 2, 2, 3, 9, 16, 16))
+    close(native(q, k, v, scale=0.37), ref(q, k, v, scale=0.37))
+    close(native(q * 30, k, v), ref(q * 30, k, v))  # scores in the hundreds: max subtracted
+
+
+def test_rows_with_nothing_to_attend_give_zero():
+    shape = (2, 3, 3, 4, 6, 8, 8)
+    q, k, v = operands(shape)
+    mask = np.ones((2, 1, 4, 6), bool)
+    mask[0, 0, 1] = False
+    mask[1, 0, :] = False
+    fmask = np.where(mask, np.float32(0), np.float32(-np.inf))
+    for m in (mask, fmask):
+        for simd in (True, False):
+            _native.set_simd(simd)
+            out = native(q, k, v, m)
+            close(out, ref(q, k, v, m))
+            assert not out[0, :, 1].any() and not out[1].any()
+    # causal with no key at all
+    out = native(q, k[:, :, :0], v[:, :, :0], None, True)
+    assert out.shape == (2, 3, 4, 8) and not out.any()
+
+
+def test_causal_is_top_left_aligned():
+    q, k, v = operands((1, 2, 2, 3, 8, 8, 8))
+    out = native(q, k, v, None, True)
+    close(out, ref(q, k, v, None, True))
+    close(out[:, :, 0], v[:, :, 0])  # query 0 sees key 0 only
+
+
+def test_empty_shapes():
+    q, k, v = operands((1, 2, 2, 0, 5, 8, 8))
+    assert native(q, k, v).shape == (1, 2, 0, 8)
+    q, k, v = operands((0, 2, 2, 3, 5, 8, 8))
+    assert native(q, k, v).shape == (0, 2, 3, 8)
+
+
+def test_nonfinite_scores_give_what_the_reference_gives():
+    q, k, v = operands((1, 1, 1, 2, 4, 8, 8))
+    q = q.copy()
+    q[0, 0, 0, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        r = ref(q, k, v)
+    out = native(q, k, v)
+    assert not out[0, 0, 0].any()  # a NaN score: nothing attended, as the reference
+    np.testing.assert_array_equal(out[0, 0, 0], r[0, 0, 0])
+    close(out, r)
+
+
+def test_bad_inputs_raise():
+    q, k, v = operands((1, 4, 2, 3, 5, 8, 8), strided=False)
+    out = np.empty((1, 4, 3, 8), np.float32)
+    ok = dict(q=q, k=k, v=v, mask=None, out=out, scale=0.5, is_causal=False)
+
+    def call(**kw):
+        _native.sdpa(**{**ok, **kw})
+
+    call()
+    with pytest.raises(TypeError):
+        call(q=q.astype(np.float64))
+    with pytest.raises(TypeError):
+        call(mask=np.zeros((3, 5), np.int32))
+    with pytest.raises(ValueError):
+        call(q=q[0])  # rank 3
+    with pytest.raises(ValueError):
+        call(k=operands((1, 4, 3, 3, 5, 8, 8))[1])  # 3 heads do not divide 4
+    with pytest.raises(ValueError):
+        call(k=k[..., :7])  # feature sizes differ
+    with pytest.raises(ValueError):
+        call(v=v[:, :, :4])  # keys differ
+    with pytest.raises(ValueError):
+        call(k=np.asfortranarray(k))  # features not contiguous
+    with pytest.raises(ValueError):
+        call(mask=np.zeros((2, 5), np.float32))  # does not broadcast
+    with pytest.raises(ValueError):
+        call(mask=np.zeros((2, 1, 3, 5), np.float32))  # a batch beyond q's
+    with pytest.raises(ValueError):
+        call(out=np.empty((1, 4, 3, 7), np.float32))
+    with pytest.raises(ValueError):
+        call(out=np.empty((1, 4, 8, 3), np.float32).transpose(0, 1, 3, 2))
+    with pytest.raises(TypeError):
+        call(out=np.empty((1, 4, 3, 8), np.float64))
+    ro = np.empty((1, 4, 3, 8), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(TypeError):
+        call(out=ro)
+    with pytest.raises(ValueError):
+        call(scale=float("nan"))
+    with pytest.raises(ValueError):
+        call(threads=-1)
