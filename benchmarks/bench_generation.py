@@ -3,6 +3,7 @@
     python benchmarks/bench_generation.py [--prompt-tokens 128] [--new-tokens 128]
         [--package out/smollm2.pocket] [--llama-python benchmarks/.venv-llamacpp/bin/python]
         [--modes float,int8,int4-b32,lut4-g16,lut4-g32] [--backends native,reference] [--no-peers]
+        [--ggufs f32,f16,q8_0,q4_0,q4_1] [--rounds N]
 
 Every engine runs in its own process (clean peak RSS; pocketml's cannot import torch) on the same
 prompt: the first N tokens of `data.wikipedia_text()`. Prefill = one call over the prompt;
@@ -11,8 +12,9 @@ decode = N new tokens, greedy, EOS ignored, one call each (the first comes from 
   `--modes` entry, made once into benchmarks/.cache/), each on every `--backends` runtime.
 - torch: the same float weights in the zoo's `CachedLlama` (same cache approach), eager, no grad.
 - llama.cpp (llama-cpp-python, in its own venv, `n_threads` = cores): the Q4_1 GGUF the float
-  weights come from (its native, 4-bit format), and an F32 GGUF of the dequantized weights (the
-  same numbers as pocketml's and torch's), written with the `gguf` package.
+  weights come from (its native, 4-bit format), an F32 GGUF of the dequantized weights (the same
+  numbers as pocketml's and torch's, written with the `gguf` package), and F16/Q8_0/Q4_0 GGUFs
+  quantized from that F32 one by llama.cpp itself (`llama_model_quantize`, its default recipe).
 Each engine first runs an 8-token warm-up (then its cache is emptied). Peak RSS is VmHWM of the
 engine's process; tokens/s are wall clock.
 """
@@ -158,6 +160,21 @@ def work_llamacpp(gguf: str, ids: list[int], new: int) -> dict:
                 peak_rss_mib=peak_rss_mib())
 
 
+def work_quantize(src: str, dst: str, ftype: int) -> dict:
+    """llama.cpp's own quantization of a GGUF (runs in the llama.cpp venv)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = os.cpu_count() or 1
+    if llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params) != 0:
+        raise RuntimeError(f"llama_model_quantize failed for {dst}")
+    return {}
+
+
+GGUF_TYPES = {"f16": 1, "q8_0": 7, "q4_0": 2}  # llama_ftype values
+
+
 # -- driver ---------------------------------------------------------------------------------------
 def _median_run(rs: list[dict]) -> dict:
     """The run whose decode time is the median of the rounds (its other figures with it)."""
@@ -199,9 +216,10 @@ def write_f32_gguf(path: Path) -> None:
     writer.close()
 
 
-def run_worker(python: str, engine: str, args: list[str], ids: list[int], new: int, env=None) -> dict:
+def run_worker(python: str, engine: str, args: list, ids: list[int] | None, new: int | None, env=None) -> dict:
+    call = f"b.work_{engine}(*{args!r})" if ids is None else f"b.work_{engine}(*{args!r}, {ids!r}, {new})"
     code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import bench_generation as b; "
-            f"print('RESULT' + json.dumps(b.work_{engine}(*{args!r}, {ids!r}, {new})))")
+            f"print('RESULT' + json.dumps({call}))")
     r = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"{engine} worker failed:\n{r.stderr[-3000:]}")
@@ -219,6 +237,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="float", help=f"pocketml packages: float and/or {','.join(MODES)}")
     p.add_argument("--backends", default="native", help="pocketml runtimes: native and/or reference")
     p.add_argument("--no-peers", action="store_true", help="pocketml only (no PyTorch, no llama.cpp)")
+    p.add_argument("--ggufs", default="f32,q4_1", help="llama.cpp files: f32, f16, q8_0, q4_0 (quantized "
+                   "from f32 by llama.cpp) and q4_1 (the file SmolLM2 ships as)")
     p.add_argument("--rounds", type=int, default=1, help="run every engine this many times, alternating; "
                    "medians are printed")
     args = p.parse_args(argv)
@@ -246,8 +266,12 @@ def main(argv=None) -> int:
         if not f32.exists():
             f32.parent.mkdir(exist_ok=True)
             write_f32_gguf(f32)
-        jobs["llama.cpp F32 GGUF"] = (args.llama_python, "llamacpp", [str(f32)], None)
-        jobs["llama.cpp Q4_1 GGUF"] = (args.llama_python, "llamacpp", [str(smollm2.gguf_path())], None)
+        for kind in args.ggufs.split(","):
+            path = {"f32": f32, "q4_1": smollm2.gguf_path()}.get(kind, HERE / ".cache" / f"SmolLM2-135M-Instruct.{kind.upper()}.gguf")
+            if not Path(path).exists():
+                print(f"quantizing {f32.name} -> {path.name} with llama.cpp", file=sys.stderr)
+                run_worker(args.llama_python, "quantize", [str(f32), str(path), GGUF_TYPES[kind]], None, None)
+            jobs[f"llama.cpp {kind.upper()} GGUF"] = (args.llama_python, "llamacpp", [str(path)], None)
     results: dict[str, list[dict]] = {name: [] for name in jobs}
     for i in range(args.rounds):
         for name, (python, engine, wargs, wenv) in jobs.items():

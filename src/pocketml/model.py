@@ -16,12 +16,15 @@ from .runtime import Executor, PlanSummary, State, check_inputs
 class Model:
     def __init__(self, program: Program, metadata: Mapping | None = None, function: str | None = None,
                  compute_precision: str = "float32", backend: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, exact: bool = False):
         """`backend`: "native" (linear/embedding over packed weights run as native calls that read
         the packed data), "reference" (NumPy references only), or None: native where the
         extension `pocketml._native` is built, else reference. `threads` for native calls: None
-        is $POCKETML_THREADS or all cores. fp16 emulation (`compute_precision="float16"`) runs the
-        references whatever the backend."""
+        is $POCKETML_THREADS or all cores. `exact`: compressed (int8/int4/4-bit LUT) linear layers
+        compute in fp32 like the references (for validation); by default they may quantize their
+        activations to int8 blocks of 32 and use integer dot products, as llama.cpp does (about
+        0.6 % relative error per output, far below the compression's own). fp16 emulation
+        (`compute_precision="float16"`) runs the references whatever the backend."""
         self.program = program
         self.metadata = dict(metadata or {})
         if function is not None and function not in program.functions:
@@ -29,14 +32,15 @@ class Model:
         self.function = program.functions[function] if function else program.main
         self.compute_precision = compute_precision
         self.threads = threads  # as given (None: $POCKETML_THREADS or all cores)
-        self._executor = Executor(program, self.function, compute_precision, backend, threads)
+        self.exact = exact
+        self._executor = Executor(program, self.function, compute_precision, backend, threads, exact)
         self._watch = None  # set by `load`: notices the mapped package file changing on disk
 
     def variant(self, function: str | None = None, compute_precision: str | None = None) -> "Model":
         """This package as another of its functions or in another precision: same weights (still
-        mapped and watched), backend and threads."""
+        mapped and watched), backend, threads and exactness."""
         m = Model(self.program, self.metadata, function or self.function.name,
-                  compute_precision or self.compute_precision, self.backend, self.threads)
+                  compute_precision or self.compute_precision, self.backend, self.threads, self.exact)
         m._watch = self._watch
         return m
 
@@ -111,8 +115,8 @@ class Model:
 
 def load(path: str | os.PathLike, function: str | None = None, compute_precision: str = "float32",
          verify: bool = True, mmap: bool = True, backend: str | None = None,
-         threads: int | None = None) -> Model:
-    """Load a package; `verify` checks the weights' checksums. `backend` and `threads`: see `Model`.
+         threads: int | None = None, exact: bool = False) -> Model:
+    """Load a package; `verify` checks the weights' checksums. `backend`, `threads`, `exact`: see `Model`.
 
     Weights stay memory-mapped: loading is instant and several processes share one copy. The file
     must not be modified in place while loaded (replacing it, as `save` does, is safe); `predict`
@@ -122,6 +126,6 @@ def load(path: str | os.PathLike, function: str | None = None, compute_precision
     from .package.format import read_watched
 
     program, metadata, watch = read_watched(path, verify_checksums=verify, mmap=mmap)
-    model = Model(program, metadata, function, compute_precision, backend, threads)
+    model = Model(program, metadata, function, compute_precision, backend, threads, exact)
     model._watch = watch
     return model

@@ -65,7 +65,7 @@ def test_mode_round_trips_and_runs_like_its_dense_form(dense, tmp_path, name):
     types = [op.type for _, op in m.program.ops()]
     assert sum(t in COMPRESSED_OPS for t in types) >= 4  # emb, conv, fc, proj (not "small")
     m.save(tmp_path / "c.pocket")
-    loaded = pm.load(tmp_path / "c.pocket")
+    loaded = pm.load(tmp_path / "c.pocket", exact=True)  # fp32 activations: equal within fp32
     got = loaded.predict(IDS)
     want = pm.decompress(loaded).predict(IDS)
     for k in want:

@@ -79,7 +79,7 @@ class PackedLinear:
             w = w * row_scale.reshape(N, 1)
         return cls(w, f"lut{nbits}", indices.nbytes + lut.nbytes)
 
-    def gemm(self, x, out, bias=None, threads=0):
+    def gemm(self, x, out, bias=None, threads=0, exact=True):
         PackedLinear.calls["gemm"] += 1
         _c_contiguous(x, "x", (np.float32,))
         _c_contiguous(out, "out", (np.float32,))

@@ -79,8 +79,8 @@ def run(model, inputs, state=None):
 
 
 def both(model, **kw):
-    """(native, reference) models of the same program."""
-    nat = pm.Model(model.program, model.metadata, backend="native", **kw)
+    """(native, reference) models of the same program; the native one exact (fp32 activations)."""
+    nat = pm.Model(model.program, model.metadata, backend="native", exact=True, **kw)
     ref = pm.Model(model.program, model.metadata, backend="reference", **kw)
     return nat, ref
 
@@ -256,7 +256,7 @@ def test_load_picks_the_backend(native, mlp, tmp_path):
     ref = pm.load(path, backend="reference")
     assert ref.backend == "reference" and ref.plan_summary().native == 0
     assert {s.kernel for s in ref.plan_summary().steps} == {"numpy"}
-    nat = pm.load(path, backend="native", threads=2)
+    nat = pm.load(path, backend="native", threads=2, exact=True)
     assert nat.plan_summary().native == 3
     x = {"x": np.random.default_rng(5).standard_normal((2, 3, 64)).astype(np.float32)}
     assert_close(run(nat, x), run(ref, x))  # packed data read from the (read-only) mapped file
@@ -327,7 +327,7 @@ def test_loaded_packages_run_fused_from_the_mapped_weights(native, lm, tmp_path,
     path = tmp_path / "lm.pocket"
     compressed(lm, pm.Palettize(4, granularity="per_grouped_channel", group_size=16,
                                 per_channel_scale=True)).save(path)
-    nat, ref = pm.load(path, mmap=mmap), pm.load(path, backend="reference", mmap=mmap)
+    nat, ref = pm.load(path, mmap=mmap, exact=True), pm.load(path, backend="reference", mmap=mmap)
     assert nat.plan_summary().native == 3
     ids = {"ids": np.array([[3, 1, 4, 1, 5, 9, 2]], np.int64)}
     assert_close(run(nat, ids), run(ref, ids))
@@ -405,3 +405,17 @@ def test_native_attention_and_norm_steps_fall_back_to_the_reference():
     np.testing.assert_array_equal(norm([x, w], a)[0], ref([x, w], a)[0])
     a = {"axes": [0], "eps": 1e-6}
     np.testing.assert_array_equal(norm([x, None], a)[0], ref([x, None], a)[0])
+
+
+@pytest.mark.parametrize("spec", [pm.Quantize("int8"), pm.Quantize("int4", granularity="per_block", block_size=32),
+                                  pm.Palettize(4, granularity="per_grouped_channel", group_size=16)], ids=_id)
+def test_default_fast_kernels_stay_close_to_exact(native, mlp, spec):
+    """By default compressed layers may use int8 activations: close to exact (the compression's own
+    error is ~10x larger), and the same plan."""
+    c = compressed(mlp, spec)
+    fast, exact = pm.Model(c.program, backend="native"), pm.Model(c.program, backend="native", exact=True)
+    assert not fast.exact and exact.exact and fast.variant().exact is False
+    assert fast.plan_summary().counts == exact.plan_summary().counts
+    x = {"x": np.random.default_rng(7).standard_normal((2, 3, 64)).astype(np.float32)}
+    got, want = run(fast, x), run(exact, x)
+    assert np.linalg.norm(got - want) <= 0.03 * np.linalg.norm(want)

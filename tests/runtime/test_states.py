@@ -189,6 +189,7 @@ def test_compressed_stateful_model_keeps_its_states():
     model = pm.convert(Proj(), (torch.randn(3, 64),))
     small = pm.compress(model, pm.Quantize("int8"))
     dense = pm.decompress(small)
+    small = pm.Model(small.program, small.metadata, exact=True)  # fp32 activations: equal within fp32
     assert "dequantize" in [op.type for op in small.program.main.ops]
     x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
     outs = []

@@ -32,14 +32,15 @@ class Executor:
     native fusion applies to float32 computing only: fp16 emulation runs the references."""
 
     def __init__(self, program: Program, function: Function, compute_precision: str = "float32",
-                 backend: str | None = None, threads: int | None = None):
+                 backend: str | None = None, threads: int | None = None, exact: bool = True):
         if compute_precision not in PRECISIONS:
             raise ConfigError(f"compute_precision must be one of {PRECISIONS}, got {compute_precision!r}")
         self.function = function
         self.fp16 = compute_precision == "float16"
         self.backend = native.resolve_backend(backend)
         self.threads = native.resolve_threads(threads)
-        rewrite = native.fuse(self.threads) if self.backend == "native" and not self.fp16 else None
+        self.exact = exact
+        rewrite = native.fuse(self.threads, exact) if self.backend == "native" and not self.fp16 else None
         self.plan = planning.build(program, function, self._round, rewrite, self.backend)
         p = self.plan
         self.slots, self.nslots, self.constants = p.slots, p.nslots, p.constants
