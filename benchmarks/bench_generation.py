@@ -61,7 +61,8 @@ def work_pocketml(package: str, backend: str, ids: list[int], new: int) -> dict:
     from pocketml.generation import Session
 
     t0 = time.perf_counter()
-    session = Session(pm.load(package, backend=backend))
+    exact = backend.endswith("-exact")  # "native-exact": fp32 activations in compressed layers
+    session = Session(pm.load(package, backend=backend.removesuffix("-exact"), exact=exact))
     load = time.perf_counter() - t0
     list(session.generate(ids[:8], 2))  # warm-up (first-touch of the mapped weights), then reset
     session.reset()
@@ -235,7 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--llama-python", default=str(HERE / ".venv-llamacpp" / "bin" / "python"),
                    help="a Python with llama-cpp-python installed (skipped if missing)")
     p.add_argument("--modes", default="float", help=f"pocketml packages: float and/or {','.join(MODES)}")
-    p.add_argument("--backends", default="native", help="pocketml runtimes: native and/or reference")
+    p.add_argument("--backends", default="native", help="pocketml runtimes: native (int8 activations in "
+                   "compressed layers), native-exact (fp32 activations) and/or reference")
     p.add_argument("--no-peers", action="store_true", help="pocketml only (no PyTorch, no llama.cpp)")
     p.add_argument("--ggufs", default="f32,q4_1", help="llama.cpp files: f32, f16, q8_0, q4_0 (quantized "
                    "from f32 by llama.cpp) and q4_1 (the file SmolLM2 ships as)")

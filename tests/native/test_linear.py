@@ -475,3 +475,30 @@ def test_fast_relative_error_on_gaussian_data():
         p.gemm(x, b, exact=False)
         rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
         assert np.all(rel < 1e-2), (p.format, rel)
+
+
+def test_fast_decode_step_same_for_every_thread_count():
+    """M = 1 on layers of many rows (the kernels prefetch rows ahead within each thread's chunk;
+    rows not a multiple of 4, an odd count of blocks and a tail past them): the same bits on 1 to
+    3 threads, within the rounding bound."""
+    rng = np.random.default_rng(17)
+    for n, k in [(203, 576), (130, 1000)]:
+        layers = [quantized(rng, n, k, "int4", (n, 1 if k % 32 else k // 32), np.float16, None),
+                  quantized(rng, n, k, "uint4", (n, 1), np.float32, "int"),
+                  quantized(rng, n, k, "int8", (n, 1), np.float32, None),
+                  palettized(rng, n, k, 4, (n // divisor(n, [16, 29, 13]), 1), np.float16, True),
+                  palettized(rng, n, k, 4, (1, 1), np.float32, False)]
+        for p, W in layers:
+            x = rng.standard_normal((1, k)).astype(np.float32)
+            outs = []
+            for threads in (1, 2, 3):
+                out = np.full((1, n), np.nan, np.float32)
+                p.gemm(x, out, None, threads=threads, exact=False)
+                outs.append(out)
+            for out in outs[1:]:
+                np.testing.assert_array_equal(out, outs[0], err_msg=f"{p.format} {n}x{k}")
+            W64 = W.astype(np.float64)
+            want = x.astype(np.float64) @ W64.T
+            err = np.abs(outs[0] - want)
+            # loose: the tables' int8 rounding is covered by test_fast_lut4_within_the_rounding_bound
+            assert np.all(err <= 2e-2 * (np.abs(x).astype(np.float64) @ np.abs(W64).T)), p.format
