@@ -94,7 +94,7 @@ in parallel, or the inside of a single big one. The GIL is released.
 
 Returns a list of (centers float64 ascending, labels int64, or uint8 with uint8_labels and
 k <= 256) per problem, bit-identical to
-pocketml.compress.numerics._kmeans_1d_many_reference. Raises ValueError on NaN/inf values or
+pocketml.compress.kmeans._kmeans_1d_many_reference. Raises ValueError on NaN/inf values or
 negative/non-finite weights.)doc");
 }
 

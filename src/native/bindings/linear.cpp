@@ -331,7 +331,7 @@ PackedLinear.dense / .quantized / .lut; every shape and dtype is checked there.)
 
 dtype: 'int8' / 'uint8' (data int8 / uint8 [N, K]) or 'int4' / 'uint4' (data uint8 flat, at
 least ceil(N*K/2) bytes: LSB-first nibbles of the row-major [N, K] codes, int4 in two's
-complement; numerics.pack_quantized). scale: float32/float16 [GN, GK], GN dividing N and GK
+complement; formats.pack_quantized). scale: float32/float16 [GN, GK], GN dividing N and GK
 dividing K; element (n, k) uses scale[n // (N/GN), k // (K/GK)]. zero_point: None, or like
 scale, int8/uint8 (the dtype's signedness) or float.)doc")
       .def_static("lut", &PackedLinear::lut, "indices"_a, "lut"_a, "nbits"_a, "N"_a, "K"_a,
@@ -339,7 +339,7 @@ scale, int8/uint8 (the dtype's signedness) or float.)doc")
                   R"doc(Palettization, W[n, k] = lut[n // (N/G0), k // (K/G1), index, 0] (* row_scale[n]).
 
 indices: uint8 flat, at least ceil(N*K*nbits/8) bytes, nbits-bit codes LSB-first over the
-row-major [N, K] (numerics.pack_bits); nbits in 1..8; lut: float32/float16 [G0, G1, 2**nbits,
+row-major [N, K] (formats.pack_bits); nbits in 1..8; lut: float32/float16 [G0, G1, 2**nbits,
 1]; row_scale: None or float32 [N] or [N, 1].)doc")
       .def("gemm", &PackedLinear::gemm, "x"_a, "out"_a, "bias"_a = nb::none(), "threads"_a = 0,
            "exact"_a = true,

@@ -1,4 +1,4 @@
-// Optimal 1-D k-means, step for step the algorithm of numerics._kmeans_1d_many_reference (read
+// Optimal 1-D k-means, step for step the algorithm of compress/kmeans.py _kmeans_1d_many_reference (read
 // its docstring first). Every floating-point result is computed with the same operations in the
 // same order as NumPy computes it (np.cumsum is sequential; np.add.reduceat adds the first
 // element to numpy's pairwise sum of the rest) and the build disables FMA contraction, so the
@@ -38,10 +38,10 @@ typedef int64_t i64x4 __attribute__((vector_size(32)));
 namespace pocketml {
 namespace {
 
-constexpr int64_t kBins = 4096;            // numerics._NBINS
-constexpr int kLloydIters = 200;           // numerics._LLOYD_1D_ITERS
-constexpr int64_t kRefineBins = 2;         // numerics._REFINE_BINS
-constexpr int kRefineRounds = 3;           // numerics._REFINE_ROUNDS
+constexpr int64_t kBins = 4096;            // kmeans._NBINS
+constexpr int kLloydIters = 200;           // kmeans._LLOYD_1D_ITERS
+constexpr int64_t kRefineBins = 2;         // kmeans._REFINE_BINS
+constexpr int kRefineRounds = 3;           // kmeans._REFINE_ROUNDS
 constexpr int64_t kParallelMin = 1 << 16;  // passes over fewer values stay on one thread
 constexpr int64_t kCheckpoint = 64;        // Lloyd: prefix sums stored every this many values
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -116,7 +116,7 @@ void prefix(const F& f, int64_t n, double* out) {
 }
 
 // ------------------------------------------------------------------------------------------
-// sorted distinct values (numerics._unique_weighted)
+// sorted distinct values (kmeans._unique_weighted)
 
 // Values stored as the input's floats (exact), counts as int32 when they fit: half the memory
 // traffic of float64 for the passes over millions of values.
@@ -262,7 +262,7 @@ void distinct_values(const T* x, const double* w, int64_t n, int threads, Distin
 }
 
 // ------------------------------------------------------------------------------------------
-// exact DP (numerics._dp_batch for one problem)
+// exact DP (kmeans._dp_batch for one problem)
 
 // Leftmost argmin over j in [jl, jh] of E[j] - (p1i - P1[j])^2 / (pwi - PW[j]).
 struct ScalarArgmin {
@@ -441,7 +441,7 @@ void dp_on_bins(const std::vector<Sum3>& agg, const std::vector<int64_t>& edges,
 }
 
 // ------------------------------------------------------------------------------------------
-// binned DP for many distinct values (numerics._solve_dp, _bin_edges, _lloyd_1d_polish)
+// binned DP for many distinct values (kmeans._solve_dp, _bin_edges, _lloyd_1d_polish)
 
 // A bin starts at each of the `half` widest gaps (ties: lowest index first) and wherever the
 // rank crosses a multiple of n / half.

@@ -1,6 +1,6 @@
-// Optimal 1-D k-means for palettization: the native twin of pocketml.compress.numerics'
+// Optimal 1-D k-means for palettization: the native twin of pocketml.compress.kmeans'
 // `_kmeans_1d_many_reference`, computing the same floating-point operations in the same order,
-// so both return identical centers and labels (see the docstring of numerics.py).
+// so both return identical centers and labels (see the docstring of compress/kmeans.py).
 #pragma once
 
 #include <cstdint>

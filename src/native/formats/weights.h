@@ -1,5 +1,5 @@
 // The packed forms of a linear layer's weight W[N, K] (out_features x in_features, row-major),
-// as pocketml stores them (compress/numerics.py and the IR ops `dequantize` / `lut_to_dense` are
+// as pocketml stores them (pocketml/formats/ and the IR ops `dequantize` / `lut_to_dense` are
 // the definition). Plain data only: the kernels of every instruction set include this header.
 #pragma once
 
