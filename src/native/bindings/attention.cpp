@@ -8,29 +8,13 @@
 #include <string>
 
 #include "bindings/bindings.h"
+#include "bindings/checks.h"
 #include "kernels/attention/attention.h"
 
 namespace pocketml::bindings {
 namespace {
 
 using namespace nb::literals;
-using Array = nb::ndarray<nb::ro, nb::device::cpu>;
-using OutArray = nb::ndarray<nb::device::cpu>;
-using Code = nb::dlpack::dtype_code;
-
-[[noreturn]] void value_error(const std::string& msg) { throw nb::value_error(msg.c_str()); }
-[[noreturn]] void type_error(const std::string& msg) { throw nb::type_error(msg.c_str()); }
-
-bool is(const nb::dlpack::dtype& d, Code code, int bits) {
-  return d.code == static_cast<uint8_t>(code) && d.bits == bits && d.lanes == 1;
-}
-
-template <class A>
-std::string shape_of(const A& a) {
-  std::string s = "[";
-  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + "]";
-}
 
 template <class A>
 void check_f32_rank4(const A& a, const char* what) {

@@ -14,25 +14,16 @@
 #include <vector>
 
 #include "bindings/bindings.h"
+#include "bindings/checks.h"
 #include "kernels/linear/linear.h"
 
 namespace pocketml::bindings {
 namespace {
 
 using namespace nb::literals;
-using Array = nb::ndarray<nb::ro, nb::device::cpu>;
-using OutArray = nb::ndarray<nb::device::cpu>;
-using Code = nb::dlpack::dtype_code;
 
 constexpr int64_t kMaxDim = int64_t(1) << 31;     // N, K each below this
 constexpr int64_t kMaxCount = int64_t(1) << 40;   // N * K below this
-
-[[noreturn]] void value_error(const std::string& msg) { throw nb::value_error(msg.c_str()); }
-[[noreturn]] void type_error(const std::string& msg) { throw nb::type_error(msg.c_str()); }
-
-bool is(const nb::dlpack::dtype& d, Code code, int bits) {
-  return d.code == static_cast<uint8_t>(code) && d.bits == bits && d.lanes == 1;
-}
 
 std::string dtype_name(const nb::dlpack::dtype& d) {
   const char* kind = d.code == static_cast<uint8_t>(Code::Int)     ? "int"
@@ -41,13 +32,6 @@ std::string dtype_name(const nb::dlpack::dtype& d) {
                      : d.code == static_cast<uint8_t>(Code::Bool)  ? "bool"
                                                                    : "other";
   return std::string(kind) + std::to_string(d.bits);
-}
-
-template <class A>
-std::string shape_of(const A& a) {
-  std::string s = "[";
-  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + "]";
 }
 
 template <class A>

@@ -8,24 +8,17 @@
 #include <string>
 
 #include "bindings/bindings.h"
+#include "bindings/checks.h"
 #include "kernels/norm/norm.h"
 
 namespace pocketml::bindings {
 namespace {
 
 using namespace nb::literals;
-using Array = nb::ndarray<nb::ro, nb::device::cpu>;
-using OutArray = nb::ndarray<nb::device::cpu>;
-using Code = nb::dlpack::dtype_code;
-
-[[noreturn]] void value_error(const std::string& msg) { throw nb::value_error(msg.c_str()); }
-[[noreturn]] void type_error(const std::string& msg) { throw nb::type_error(msg.c_str()); }
 
 template <class A>
 void check_f32_contiguous(const A& a, const std::string& what) {
-  const auto d = a.dtype();
-  if (!(d.code == static_cast<uint8_t>(Code::Float) && d.bits == 32 && d.lanes == 1))
-    type_error(what + " must be float32");
+  if (!is(a.dtype(), Code::Float, 32)) type_error(what + " must be float32");
   int64_t expected = 1;
   for (size_t i = a.ndim(); i-- > 0;) {
     if (a.shape(i) != 1 && a.stride(i) != expected)
