@@ -419,3 +419,20 @@ def test_default_fast_kernels_stay_close_to_exact(native, mlp, spec):
     x = {"x": np.random.default_rng(7).standard_normal((2, 3, 64)).astype(np.float32)}
     got, want = run(fast, x), run(exact, x)
     assert np.linalg.norm(got - want) <= 0.03 * np.linalg.norm(want)
+
+
+def test_gelu_and_silu_run_natively_and_equal_the_reference():
+    if not REAL:
+        pytest.skip("needs the built extension")  # the stand-in has no activations
+    class Act(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.gelu(x) + torch.nn.functional.silu(x) \
+                + torch.nn.functional.gelu(x, approximate="tanh")
+
+    m = pm.convert(Act(), (torch.randn(3, 40),))
+    nat, ref = both(m)
+    kernels = {s.op_type: s.kernel for s in nat.plan_summary().steps}
+    assert kernels["silu"] == "native:silu" and "native:gelu" in {s.kernel for s in nat.plan_summary().steps}
+    assert sum(s.kernel == "numpy" and s.op_type == "gelu" for s in nat.plan_summary().steps) == 1  # tanh form
+    x = {"x": (np.random.default_rng(3).standard_normal((3, 40)) * 5).astype(np.float32)}
+    np.testing.assert_array_max_ulp(run(nat, x), run(ref, x), maxulp=2)

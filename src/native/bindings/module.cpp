@@ -7,4 +7,5 @@ NB_MODULE(_native, m) {
   pocketml::bindings::init_linear(m);
   pocketml::bindings::init_attention(m);
   pocketml::bindings::init_norm(m);
+  pocketml::bindings::init_activation(m);
 }

@@ -15,7 +15,8 @@ dropped when nothing else reads them, so the dense weight is never materialised.
 
 Also handed over (float32 outputs): `scaled_dot_product_attention` ("native:sdpa": rank 4, k/v
 read through their strides, so a KV cache's slice is never copied), `rms_norm` and `layer_norm`
-over the last axis ("native:rms_norm", "native:layer_norm"). Each checks its arguments when
+over the last axis ("native:rms_norm", "native:layer_norm"), `gelu` (erf form) and `silu`
+("native:gelu", "native:silu", computed in double like the references). Each checks its arguments when
 called and runs the reference for what the kernel does not take (other dtypes or ranks, shapes
 broadcast beyond the query's, parameters not of shape [D]).
 """
@@ -168,9 +169,27 @@ class FusedNorm:
         return self.reference(args, attrs)
 
 
+class FusedActivation:
+    """gelu (erf form) / silu in float32 via `_native` (computed in double like the references)."""
+    __slots__ = ("name", "threads", "reference")
+
+    def __init__(self, op_type: str, threads: int):
+        self.name, self.threads, self.reference = op_type, threads, registry.get(op_type).compute
+
+    def __call__(self, args, attrs):
+        x = args[0]
+        if x.dtype != np.float32 or attrs.get("approximate", "none") != "none":
+            return self.reference(args, attrs)
+        x = np.ascontiguousarray(x)
+        out = np.empty(x.shape, np.float32)
+        _native.activation(self.name, x, out, self.threads)
+        return [out]
+
+
 _MASK_DTYPES = (np.dtype(np.float32), np.dtype(np.bool_))
 _NORMS = ("rms_norm", "layer_norm")
-_NATIVE_OPS = ("scaled_dot_product_attention", *_NORMS)
+_ACTIVATIONS = ("gelu", "silu")
+_NATIVE_OPS = ("scaled_dot_product_attention", *_NORMS, *_ACTIVATIONS)
 
 
 def _fuse_ops(ops: list[Op], kernels: dict, threads: int) -> None:
@@ -187,6 +206,8 @@ def _fuse_ops(ops: list[Op], kernels: dict, threads: int) -> None:
             rank = op.outputs[0].type.rank
             if isinstance(axes, list) and len(axes) == 1 and axes[0] in (-1, rank - 1):
                 kernels[id(op)] = Kernel(FusedNorm(op.type, threads), f"native:{op.type}", list(op.inputs))
+        elif op.attrs.get("approximate", "none") == "none" and hasattr(_native, "activation"):
+            kernels[id(op)] = Kernel(FusedActivation(op.type, threads), f"native:{op.type}", list(op.inputs))
 
 
 def fuse(threads: int, exact: bool = True):

@@ -1,0 +1,54 @@
+// Bindings of kernels/activation: _native.activation(name, x, out). Checked here, before the
+// kernel sees anything.
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <string>
+
+#include "bindings/bindings.h"
+#include "bindings/checks.h"
+#include "kernels/activation/activation.h"
+
+namespace pocketml::bindings {
+namespace {
+
+using namespace nb::literals;
+
+bool c_contiguous(const Array& a) {
+  if (a.size() == 0) return true;  // nothing to read: strides say nothing
+  int64_t expected = 1;
+  for (size_t i = a.ndim(); i-- > 0;) {
+    if (a.shape(i) != 1 && a.stride(i) != expected) return false;
+    expected *= static_cast<int64_t>(a.shape(i));
+  }
+  return true;
+}
+
+void activation(const std::string& name, const Array& x, OutArray& out, int threads) {
+  activation::Kind kind;
+  if (name == "gelu") kind = activation::Kind::GeluErf;
+  else if (name == "silu") kind = activation::Kind::Silu;
+  else value_error("activation must be 'gelu' or 'silu', got '" + name + "'");
+  if (!is(x.dtype(), Code::Float, 32) || !is(out.dtype(), Code::Float, 32))
+    type_error("x and out must be float32");
+  if (!c_contiguous(x) || !c_contiguous(Array(out)))
+    value_error("x and out must be C-contiguous (use numpy.ascontiguousarray)");
+  if (x.size() != out.size()) value_error("out must have as many values as x");
+  if (threads < 0) value_error("threads must be >= 0");
+  const float* xp = static_cast<const float*>(x.data());
+  float* op = static_cast<float*>(out.data());
+  const int64_t n = static_cast<int64_t>(x.size());
+  nb::gil_scoped_release release;
+  activation::apply(kind, xp, op, n, threads);
+}
+
+}  // namespace
+
+void init_activation(nb::module_& m) {
+  m.def("activation", &activation, "name"_a, "x"_a, "out"_a, "threads"_a = 0,
+        "out = name(x) elementwise, float32, computed in double like the references "
+        "(ir/ops/activation.py): 'gelu' (erf form), 'silu'. x, out: C-contiguous, same "
+        "size (out may be x). threads 0: default.");
+}
+
+}  // namespace pocketml::bindings

@@ -1,0 +1,43 @@
+#include "kernels/activation/activation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/pool.h"
+
+namespace pocketml {
+namespace activation {
+namespace {
+
+constexpr int64_t kParallelWork = int64_t(1) << 14;  // elements below which one thread runs
+constexpr int64_t kChunk = int64_t(1) << 13;         // elements per chunk
+
+// The references' formulas (ir/ops/activation.py), in double.
+inline double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
+inline double silu(double x) {
+  const double e = std::exp(-std::fabs(x));  // never overflows
+  return x * (x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e));
+}
+
+template <double (*F)(double)>
+void run(const float* x, float* out, int64_t n, int threads) {
+  auto body = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));
+  };
+  if (threads <= 0) threads = default_threads();
+  if (threads <= 1 || n < kParallelWork) return body(0, n);
+  parallel_for(n, std::min(kChunk, (n + threads - 1) / threads), threads,
+               [&](int64_t b, int64_t e) { body(b, e); });
+}
+
+}  // namespace
+
+void apply(Kind kind, const float* x, float* out, int64_t n, int threads) {
+  switch (kind) {
+    case Kind::GeluErf: return run<gelu_erf>(x, out, n, threads);
+    case Kind::Silu: return run<silu>(x, out, n, threads);
+  }
+}
+
+}  // namespace activation
+}  // namespace pocketml

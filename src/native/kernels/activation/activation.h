@@ -1,0 +1,20 @@
+// Elementwise activations in float32 whose references (ir/ops/activation.py) compute in float64:
+// each value goes through the same formula in double and is rounded once, so results equal the
+// references' to an ulp (erf/exp/tanh of the C library against NumPy's). Portable code only: the
+// double-precision transcendental is the cost, spread over the thread pool for big tensors.
+#pragma once
+
+#include <cstdint>
+
+namespace pocketml {
+namespace activation {
+
+// (gelu's tanh form stays on its reference: 1 + tanh(..) cancels for negative x, where the C
+// library's tanh and NumPy's differ by an ulp of double that the cancellation magnifies.)
+enum class Kind { GeluErf, Silu };
+
+// x, out: n contiguous floats (out may be x). threads 0: default.
+void apply(Kind kind, const float* x, float* out, int64_t n, int threads);
+
+}  // namespace activation
+}  // namespace pocketml

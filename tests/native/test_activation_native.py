@@ -1,0 +1,49 @@
+"""Native gelu (erf form) and silu against their NumPy references (float64 formulas): equal to
+the float32 rounding, special values included, SIMD switch and threads irrelevant but covered."""
+import numpy as np
+import pytest
+
+from pocketml import _native
+from pocketml.ir import registry
+
+ATTRS = {"gelu": {"approximate": "none"}, "silu": {}}
+
+
+def _x(n, seed=0):
+    x = (np.random.default_rng(seed).standard_normal(n) * 8).astype(np.float32)
+    special = np.array([0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1e-40], np.float32)
+    x[: min(8, n)] = special[: min(8, n)]
+    return x
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 4099, 100_003])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matches_the_reference(name, n, threads):
+    x = _x(n)
+    out = np.empty_like(x)
+    _native.activation(name, x, out, threads)
+    want = registry.get(name).compute([x], ATTRS[name])[0]
+    assert out.dtype == want.dtype and out.shape == want.shape
+    np.testing.assert_array_max_ulp(out[np.isfinite(want)], want[np.isfinite(want)], maxulp=1)
+    assert np.array_equal(np.isnan(out), np.isnan(want))
+    assert np.array_equal(out[np.isinf(want)], want[np.isinf(want)])
+
+
+def test_in_place_and_shapes():
+    x = _x(64).reshape(4, 16)
+    want = registry.get("silu").compute([x], {})[0]
+    _native.activation("silu", x, x)  # out may be x
+    np.testing.assert_array_max_ulp(x[np.isfinite(want)], want[np.isfinite(want)], maxulp=1)
+
+
+@pytest.mark.parametrize("args, err", [
+    (("tanh", np.zeros(3, np.float32), np.zeros(3, np.float32)), ValueError),
+    (("gelu", np.zeros(3, np.float64), np.zeros(3, np.float32)), TypeError),
+    (("gelu", np.zeros(3, np.float32), np.zeros(2, np.float32)), ValueError),
+    (("gelu", np.zeros((3, 4), np.float32)[:, ::2], np.zeros(6, np.float32)), ValueError),
+    (("gelu", np.zeros(3, np.float32), np.zeros(3, np.float32), -1), ValueError),
+])
+def test_bad_arguments_raise(args, err):
+    with pytest.raises(err):
+        _native.activation(*args)
