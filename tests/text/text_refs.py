@@ -32,7 +32,7 @@ def gguf_path():
 
 @cache
 def metadata() -> dict:
-    from pocketml.zoo._gguf import GGUFFile
+    from pocketml.io.gguf import GGUFFile
 
     return GGUFFile(gguf_path()).metadata
 

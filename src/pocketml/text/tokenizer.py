@@ -88,12 +88,11 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, path) -> Tokenizer:
         """The tokenizer described by the metadata of the GGUF file at `path`."""
-        from pocketml.zoo import ZooError
-        from pocketml.zoo._gguf import GGUFFile
+        from ..io.gguf import GGUFFile
 
         try:
             metadata = GGUFFile(path).metadata
-        except ZooError as e:
+        except PackageError as e:
             raise ConfigError(f"cannot read a tokenizer from {path}: {e}") from e
         return cls.from_gguf_metadata(metadata, source=Path(path).name)
 

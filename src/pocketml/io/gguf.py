@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketml.zoo import ZooError
+from ..errors import PackageError
 
 # GGUF metadata value types -> NumPy dtypes (8 = string and 9 = array are handled apart).
 _SCALARS = {
@@ -43,10 +43,10 @@ class GGUFFile:
             self._buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # slices are plain bytes
         self._pos = 0
         if self._take(4, "magic") != b"GGUF":
-            raise ZooError(f"{self.path} is not a GGUF file")
+            raise PackageError(f"{self.path} is not a GGUF file")
         version = self._unpack("<I")
         if version not in (2, 3):
-            raise ZooError(f"{self.path}: GGUF version {version} is not supported (2 and 3 are)")
+            raise PackageError(f"{self.path}: GGUF version {version} is not supported (2 and 3 are)")
         n_tensors, n_kv = self._unpack("<Q"), self._unpack("<Q")
         self.metadata = {}
         for _ in range(n_kv):
@@ -65,7 +65,7 @@ class GGUFFile:
         ]
         for info in self.tensors:
             if info.offset + info.nbytes > len(self._buf):
-                raise ZooError(f"{self.path}: truncated, tensor {info.name} runs past the end of the file")
+                raise PackageError(f"{self.path}: truncated, tensor {info.name} runs past the end of the file")
 
     def read(self, info: TensorInfo) -> np.ndarray:
         """The tensor dequantized to float32, in NumPy order."""
@@ -81,7 +81,7 @@ class GGUFFile:
 
     def _take(self, n: int, what: str) -> bytes:
         if self._pos + n > len(self._buf):
-            raise ZooError(f"{self.path}: truncated GGUF file while reading {what}")
+            raise PackageError(f"{self.path}: truncated GGUF file while reading {what}")
         out = self._buf[self._pos : self._pos + n]
         self._pos += n
         return out
@@ -103,7 +103,7 @@ class GGUFFile:
                 dtype = _SCALARS[itype]
                 return np.frombuffer(self._take(count * dtype.itemsize, "array"), dtype).tolist()
             return [self._value(itype) for _ in range(count)]
-        raise ZooError(f"{self.path}: unknown GGUF metadata type {vtype}")
+        raise PackageError(f"{self.path}: unknown GGUF metadata type {vtype}")
 
 
 def _nbytes(shape: tuple[int, ...], qtype: int) -> int:
