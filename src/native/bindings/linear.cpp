@@ -125,14 +125,21 @@ struct PackedLinear {
     nbytes += used < 0 ? static_cast<int64_t>(a.nbytes()) : used;
   }
 
-  static PackedLinear dense(const Array& a) {
+  // A weight of `kind` and shape [N, K], both checked before anything else is read.
+  static PackedLinear of(WeightKind kind, int64_t N, int64_t K) {
     PackedLinear p;
+    p.w.kind = kind;
+    p.w.N = dim(N, "N");
+    p.w.K = dim(K, "K");
+    check_count(N, K);
+    return p;
+  }
+
+  static PackedLinear dense(const Array& a) {
     const ScalarType t = check_array(a, "dense weight", 2, {ScalarType::F32, ScalarType::F16},
                                      "float32 or float16");
-    p.w.N = dim(static_cast<int64_t>(a.shape(0)), "N");
-    p.w.K = dim(static_cast<int64_t>(a.shape(1)), "K");
-    check_count(p.w.N, p.w.K);
-    p.w.kind = t == ScalarType::F32 ? WeightKind::F32 : WeightKind::F16;
+    PackedLinear p = of(t == ScalarType::F32 ? WeightKind::F32 : WeightKind::F16,
+                        static_cast<int64_t>(a.shape(0)), static_cast<int64_t>(a.shape(1)));
     p.w.nbits = t == ScalarType::F32 ? 32 : 16;
     p.w.data = static_cast<const uint8_t*>(a.data());
     p.hold(a);
@@ -143,12 +150,8 @@ struct PackedLinear {
   static PackedLinear quantized(const Array& data, const Array& scale,
                                 const std::optional<Array>& zero, const std::string& dtype,
                                 int64_t N, int64_t K) {
-    PackedLinear p;
+    PackedLinear p = of(WeightKind::Quant, N, K);
     WeightView& w = p.w;
-    w.kind = WeightKind::Quant;
-    w.N = dim(N, "N");
-    w.K = dim(K, "K");
-    check_count(N, K);
     if (dtype == "int8" || dtype == "uint8")
       w.nbits = 8;
     else if (dtype == "int4" || dtype == "uint4")
@@ -192,12 +195,8 @@ struct PackedLinear {
 
   static PackedLinear lut(const Array& indices, const Array& table, int nbits, int64_t N,
                           int64_t K, const std::optional<Array>& row_scale) {
-    PackedLinear p;
+    PackedLinear p = of(WeightKind::Lut, N, K);
     WeightView& w = p.w;
-    w.kind = WeightKind::Lut;
-    w.N = dim(N, "N");
-    w.K = dim(K, "K");
-    check_count(N, K);
     if (nbits < 1 || nbits > 8) value_error("nbits must lie in [1, 8], got " + std::to_string(nbits));
     w.nbits = nbits;
     check_flat_codes(indices, "indices", N * K, nbits);
