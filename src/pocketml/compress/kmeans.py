@@ -86,7 +86,9 @@ def _unique_weighted(x: np.ndarray, w: np.ndarray | None):
     stable order), zero-weight ones dropped; the counts when there are no positive weights."""
     n = x.size
     if w is None:
-        xs = np.sort(x)
+        # stable for float16: NumPy 2.4's default (AVX-512 quicksort) float16 sort leaves many-tie
+        # arrays unsorted on some CPUs (seen on an AMD EPYC with AVX512_ICL); the values are the same
+        xs = np.sort(x, kind="stable" if x.dtype == np.float16 else None)
     else:
         order = np.argsort(x, kind="stable")
         xs = x[order]
