@@ -47,3 +47,28 @@ def test_in_place_and_shapes():
 def test_bad_arguments_raise(args, err):
     with pytest.raises(err):
         _native.activation(*args)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+@pytest.mark.parametrize("n", [0, 1, 1536, 100_003])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gated_equals_the_activation_then_the_mul(name, n, threads):
+    """mul= (SwiGLU/GeGLU): the activation rounded to float32, then the float32 product."""
+    x, y = _x(n), _x(n, seed=1)
+    out = np.empty_like(x)
+    _native.activation(name, x, out, threads, y)
+    act = np.empty_like(x)
+    _native.activation(name, x, act, threads)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(out, registry.get("mul").compute([act, y], {})[0])
+        want = registry.get("mul").compute([registry.get(name).compute([x], ATTRS[name])[0], y], {})[0]
+    ok = np.isfinite(want)
+    np.testing.assert_array_max_ulp(out[ok], want[ok], maxulp=1)
+    assert np.array_equal(np.isnan(out), np.isnan(want))
+
+
+@pytest.mark.parametrize("mul, err", [(np.zeros(3, np.float64), TypeError), (np.zeros(2, np.float32), ValueError),
+                                      (np.zeros(6, np.float32)[::2], ValueError)])
+def test_bad_gate_raises(mul, err):
+    with pytest.raises(err):
+        _native.activation("silu", np.zeros(3, np.float32), np.zeros(3, np.float32), 0, mul)

@@ -436,3 +436,97 @@ def test_gelu_and_silu_run_natively_and_equal_the_reference():
     assert sum(s.kernel == "numpy" and s.op_type == "gelu" for s in nat.plan_summary().steps) == 1  # tanh form
     x = {"x": (np.random.default_rng(3).standard_normal((3, 40)) * 5).astype(np.float32)}
     np.testing.assert_array_max_ulp(run(nat, x), run(ref, x), maxulp=2)
+
+
+class RopeBlock(torch.nn.Module):
+    """The Llama shapes: a projection split into heads, rotary embedding ("rotate half"), heads
+    merged back, a SwiGLU MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.q = torch.nn.Linear(32, 32)
+        self.gate, self.up = torch.nn.Linear(32, 48), torch.nn.Linear(32, 48)
+        self.down = torch.nn.Linear(48, 32)
+
+    def forward(self, x, cos, sin):
+        b, t, _ = x.shape
+        q = self.q(x).reshape(b, t, 4, 8).transpose(1, 2)
+        q = q * cos + torch.cat((-q[..., 4:], q[..., :4]), dim=-1) * sin
+        y = q.transpose(1, 2).reshape(b, t, 32)
+        return y + self.down(torch.nn.functional.silu(self.gate(y)) * self.up(y))
+
+
+@pytest.fixture(scope="module")
+def rope():
+    torch.manual_seed(8)
+    return pm.convert(RopeBlock().eval(), (torch.randn(2, 5, 32), torch.randn(5, 8), torch.randn(5, 8)),
+                      input_names=["x", "cos", "sin"])
+
+
+def _rope_inputs(t=5, seed=9):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((2, t, 32)).astype(np.float32),
+            "cos": rng.standard_normal((t, 8)).astype(np.float32),
+            "sin": rng.standard_normal((t, 8)).astype(np.float32)}
+
+
+def test_view_ops_are_folded_into_their_readers(native, rope):
+    """reshape/transpose/slice stop being steps on the native backend; results are unchanged."""
+    nat, ref = both(rope)
+    ref_ops = {s.op_type for s in ref.plan_summary().steps}
+    assert {"reshape", "transpose", "slice"} <= ref_ops
+    assert not {"reshape", "transpose", "slice"} & {s.op_type for s in nat.plan_summary().steps}
+    assert nat.plan_summary().total < ref.plan_summary().total
+    x = _rope_inputs()
+    assert_close(run(nat, x), run(ref, x))
+
+
+@pytest.mark.skipif(not REAL or not hasattr(native_backend._native, "rotary"),
+                    reason="needs the built extension with its rotary kernel")
+def test_rotary_and_swiglu_run_as_one_native_step_each(rope):
+    nat, ref = both(rope)
+    counts = nat.plan_summary().counts
+    assert counts.get("native:rotary") == 1 and counts.get("native:silu*") == 1
+    assert not {"neg", "concat", "silu"} & {s.op_type for s in nat.plan_summary().steps}
+    x = _rope_inputs()
+    assert_close(run(nat, x), run(ref, x))
+    # a cos/sin the kernel does not take (broadcast over batch): the same formula in NumPy
+    fused = native_backend.FusedRotary(0)
+    rng = np.random.default_rng(10)
+    q = rng.standard_normal((2, 4, 5, 8)).astype(np.float32)
+    cos, sin = (rng.standard_normal((2, 1, 5, 8)).astype(np.float32) for _ in range(2))
+    want = q * cos + np.concatenate((-q[..., 4:], q[..., :4]), -1) * sin
+    np.testing.assert_array_equal(fused([q, cos, sin], {})[0], want)
+    gated = native_backend.FusedActivation("silu", 0, gated=True)
+    y = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(gated([y, y[:1]], {})[0],
+                                  registry_compute("silu", [y])[0] * y[:1])  # broadcast: NumPy
+
+
+def registry_compute(name, args):
+    from pocketml.ir import registry
+    return registry.get(name).compute(args, registry.get(name).with_defaults({}))
+
+
+def test_a_reshape_of_a_state_stays_a_step(native):
+    """A reshape may copy, so it is not folded past a state write: it runs where the graph has it."""
+    st = TensorType(DType.float32, (2, 3))
+    fn = Function("main", [Value("x", TensorType(DType.float32, (6,)))], [
+        Op("read_state", [], [Value("s", st)], {"state": "acc"}),
+        Op("reshape", ["s"], [Value("flat", TensorType(DType.float32, (6,)))], {"shape": [6]}),
+        Op("transpose", ["s"], [Value("t", TensorType(DType.float32, (3, 2)))], {"perm": [1, 0]}),
+        Op("reshape", ["x"], [Value("x2", TensorType(DType.float32, (2, 3)))], {"shape": [2, 3]}),
+        Op("write_state", ["x2"], [], {"state": "acc"}),
+        Op("add", ["flat", "x"], [Value("y", TensorType(DType.float32, (6,)))]),
+        Op("reshape", ["t"], [Value("z", TensorType(DType.float32, (6,)))], {"shape": [6]}),
+    ], ["y", "z"], states=[pm.ir.program.State("acc", st)])
+    prog = Program({"main": fn}, {})
+    nat, ref = pm.Model(prog, backend="native"), pm.Model(prog, backend="reference")
+    kinds = [s.op_type for s in nat.plan_summary().steps]
+    assert kinds.count("reshape") == 2 and "transpose" not in kinds  # z's reshape is an output
+    s_nat, s_ref = nat.make_state(), ref.make_state()
+    for i in range(3):
+        x = {"x": np.arange(6, dtype=np.float32) + i}
+        got, want = nat.predict(x, s_nat), ref.predict(x, s_ref)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])

@@ -1,8 +1,10 @@
 // Bindings of kernels/activation: _native.activation(name, x, out). Checked here, before the
 // kernel sees anything.
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "bindings/bindings.h"
@@ -24,7 +26,8 @@ bool c_contiguous(const Array& a) {
   return true;
 }
 
-void activation(const std::string& name, const Array& x, OutArray& out, int threads) {
+void activation(const std::string& name, const Array& x, OutArray& out, int threads,
+                const std::optional<Array>& mul) {
   activation::Kind kind;
   if (name == "gelu") kind = activation::Kind::GeluErf;
   else if (name == "silu") kind = activation::Kind::Silu;
@@ -34,21 +37,30 @@ void activation(const std::string& name, const Array& x, OutArray& out, int thre
   if (!c_contiguous(x) || !c_contiguous(Array(out)))
     value_error("x and out must be C-contiguous (use numpy.ascontiguousarray)");
   if (x.size() != out.size()) value_error("out must have as many values as x");
+  const float* mp = nullptr;
+  if (mul) {
+    if (!is(mul->dtype(), Code::Float, 32)) type_error("mul must be float32");
+    if (!c_contiguous(*mul)) value_error("mul must be C-contiguous (use numpy.ascontiguousarray)");
+    if (mul->size() != x.size()) value_error("mul must have as many values as x");
+    mp = static_cast<const float*>(mul->data());
+  }
   if (threads < 0) value_error("threads must be >= 0");
   const float* xp = static_cast<const float*>(x.data());
   float* op = static_cast<float*>(out.data());
   const int64_t n = static_cast<int64_t>(x.size());
   nb::gil_scoped_release release;
-  activation::apply(kind, xp, op, n, threads);
+  activation::apply(kind, xp, op, n, threads, mp);
 }
 
 }  // namespace
 
 void init_activation(nb::module_& m) {
   m.def("activation", &activation, "name"_a, "x"_a, "out"_a, "threads"_a = 0,
-        "out = name(x) elementwise, float32, computed in double like the references "
-        "(ir/ops/activation.py): 'gelu' (erf form), 'silu'. x, out: C-contiguous, same "
-        "size (out may be x). threads 0: default.");
+        "mul"_a = nb::none(),
+        "out = name(x) [* mul] elementwise, float32, computed in double like the references "
+        "(ir/ops/activation.py) and rounded, then multiplied by mul in float32 (a gated unit: "
+        "SwiGLU, GeGLU): 'gelu' (erf form), 'silu'. x, out, mul: C-contiguous, same size (out "
+        "may be x). threads 0: default.");
 }
 
 }  // namespace pocketml::bindings

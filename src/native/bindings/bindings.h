@@ -13,6 +13,7 @@ void init_kmeans(nb::module_& m);  // kmeans.cpp: 1-D k-means for palettization
 void init_linear(nb::module_& m);  // linear.cpp: PackedLinear
 void init_attention(nb::module_& m);  // attention.cpp: sdpa
 void init_norm(nb::module_& m);       // norm.cpp: rms_norm, layer_norm
-void init_activation(nb::module_& m);  // activation.cpp: gelu (erf), silu
+void init_activation(nb::module_& m);  // activation.cpp: gelu (erf), silu [* gate]
+void init_rotary(nb::module_& m);      // rotary.cpp: rotary embedding
 
 }  // namespace pocketml::bindings

@@ -8,4 +8,5 @@ NB_MODULE(_native, m) {
   pocketml::bindings::init_attention(m);
   pocketml::bindings::init_norm(m);
   pocketml::bindings::init_activation(m);
+  pocketml::bindings::init_rotary(m);
 }

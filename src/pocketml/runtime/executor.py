@@ -41,7 +41,8 @@ class Executor:
         self.threads = native.resolve_threads(threads)
         self.exact = exact
         rewrite = native.fuse(self.threads, exact) if self.backend == "native" and not self.fp16 else None
-        self.plan = planning.build(program, function, self._round, rewrite, self.backend)
+        self.plan = planning.build(program, function, self._round, rewrite, self.backend,
+                                   fold_views=rewrite is not None)
         p = self.plan
         self.slots, self.nslots, self.constants = p.slots, p.nslots, p.constants
         self.ops, self.steps, self.symbols = p.ops, p.steps, p.symbols
@@ -74,6 +75,10 @@ class Executor:
                 if step.symbolic_attrs:
                     attrs = {**attrs, **{k: f(bindings) for k, f in step.symbolic_attrs}}
                 args = [None if s < 0 else env[s] for s in step.inputs]
+                for pos, view, vattrs, vsymbolic in step.views:
+                    if vsymbolic:
+                        vattrs = {**vattrs, **{k: f(bindings) for k, f in vsymbolic}}
+                    args[pos] = view([args[pos]], vattrs)[0]
                 if step.state is None:
                     outs = step.compute(args, attrs)
                     for s, a in zip(step.outputs, outs):

@@ -170,14 +170,24 @@ class FusedNorm:
 
 
 class FusedActivation:
-    """gelu (erf form) / silu in float32 via `_native` (computed in double like the references)."""
-    __slots__ = ("name", "threads", "reference")
+    """gelu (erf form) / silu in float32 via `_native` (computed in double like the references);
+    gated (`mul(act(x), y)`, SwiGLU): args are (x, y) and the product is one pass."""
+    __slots__ = ("name", "threads", "gated", "reference")
 
-    def __init__(self, op_type: str, threads: int):
-        self.name, self.threads, self.reference = op_type, threads, registry.get(op_type).compute
+    def __init__(self, op_type: str, threads: int, gated: bool = False):
+        self.name, self.threads, self.gated = op_type, threads, gated
+        self.reference = registry.get(op_type).compute
 
     def __call__(self, args, attrs):
         x = args[0]
+        if self.gated:
+            y = args[1]
+            if x.dtype != np.float32 or y.dtype != np.float32 or x.shape != y.shape:
+                a = self.reference([x], {"approximate": "none"})[0]
+                return [np.multiply(a, y)]
+            out = np.empty(x.shape, np.float32)
+            _native.activation(self.name, np.ascontiguousarray(x), out, self.threads, np.ascontiguousarray(y))
+            return [out]
         if x.dtype != np.float32 or attrs.get("approximate", "none") != "none":
             return self.reference(args, attrs)
         x = np.ascontiguousarray(x)
@@ -186,16 +196,53 @@ class FusedActivation:
         return [out]
 
 
+class FusedRotary:
+    """x * cos + concat(-x[..., h:], x[..., :h]) * sin (rotary embedding, seven ops in the graph)
+    via `_native.rotary`, which reads x (a transposed projection) where it lies; equal to the
+    references bit for bit. Shapes the kernel does not take run the same formula in NumPy."""
+    __slots__ = ("threads",)
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def __call__(self, args, attrs):
+        x, cos, sin = args
+        if (x.dtype == cos.dtype == sin.dtype == np.float32 and x.ndim == 4 and x.strides[-1] == 4
+                and x.shape[-1] % 2 == 0 and cos.shape == sin.shape and cos.ndim >= 2
+                and cos.shape[-2:] == x.shape[-2:] and all(d == 1 for d in cos.shape[:-2])):
+            t, d = x.shape[-2:]
+            out = np.empty(x.shape, np.float32)
+            _native.rotary(x, np.ascontiguousarray(cos.reshape(t, d)), np.ascontiguousarray(sin.reshape(t, d)),
+                           out, self.threads)
+            return [out]
+        h = x.shape[-1] // 2
+        return [np.add(np.multiply(x, cos), np.multiply(np.concatenate((-x[..., h:], x[..., :h]), -1), sin))]
+
+
 _MASK_DTYPES = (np.dtype(np.float32), np.dtype(np.bool_))
 _NORMS = ("rms_norm", "layer_norm")
 _ACTIVATIONS = ("gelu", "silu")
 _NATIVE_OPS = ("scaled_dot_product_attention", *_NORMS, *_ACTIVATIONS)
 
 
-def _fuse_ops(ops: list[Op], kernels: dict, threads: int) -> None:
-    """Hands float32 attention and last-axis normalizations to the native kernels (in `kernels`)."""
+def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set) -> None:
+    """Hands float32 attention, last-axis normalizations, activations (gated ones included) and
+    rotary embeddings to the native kernels (in `kernels`); ops they absorb go into `fused`."""
     if not hasattr(_native, "sdpa"):  # an older build
         return
+    producers = {v.name: op for op in ops for v in op.outputs}
+    readers: dict[str, list[Op]] = {}
+    for op in ops:
+        for n in op.inputs:
+            if n is not None:
+                readers.setdefault(n, []).append(op)
+    if hasattr(_native, "rotary"):
+        for op in ops:
+            match = _match_rotary(op, producers, readers)
+            if match is not None:
+                x, cos, sin, absorbed = match
+                kernels[id(op)] = Kernel(FusedRotary(threads), "native:rotary", [x, cos, sin])
+                fused.update(id(a) for a in absorbed)
     for op in ops:
         if op.type not in _NATIVE_OPS or op.outputs[0].type.dtype != DType.float32:
             continue
@@ -207,7 +254,62 @@ def _fuse_ops(ops: list[Op], kernels: dict, threads: int) -> None:
             if isinstance(axes, list) and len(axes) == 1 and axes[0] in (-1, rank - 1):
                 kernels[id(op)] = Kernel(FusedNorm(op.type, threads), f"native:{op.type}", list(op.inputs))
         elif op.attrs.get("approximate", "none") == "none" and hasattr(_native, "activation"):
-            kernels[id(op)] = Kernel(FusedActivation(op.type, threads), f"native:{op.type}", list(op.inputs))
+            out = op.outputs[0]
+            users = readers.get(out.name, [])
+            gate = users[0] if len(users) == 1 else None
+            if (gate is not None and gate.type == "mul" and len(set(gate.inputs)) == 2
+                    and gate.outputs[0].type == out.type and all(
+                        producers[n].outputs[0].type == out.type if n in producers else False
+                        for n in gate.inputs)):
+                other = gate.inputs[1] if gate.inputs[0] == out.name else gate.inputs[0]
+                kernels[id(gate)] = Kernel(FusedActivation(op.type, threads, gated=True),
+                                           f"native:{op.type}*", [op.inputs[0], other])
+                fused.add(id(op))
+            else:
+                kernels[id(op)] = Kernel(FusedActivation(op.type, threads), f"native:{op.type}", list(op.inputs))
+
+
+def _match_rotary(op: Op, producers: dict, readers: dict):
+    """(x, cos, sin, absorbed ops) if `op` ends x * cos + concat(-x[..., h:], x[..., :h]) * sin
+    on a float32 x of rank 4 and static even last dimension 2h, else None."""
+    if op.type != "add" or op.outputs[0].type.dtype != DType.float32:
+        return None
+    muls = [producers.get(n) for n in op.inputs]
+    if len(muls) != 2 or any(m is None or m.type != "mul" for m in muls):
+        return None
+    for m_cos, m_sin in (muls, muls[::-1]):
+        for rot in m_sin.inputs:
+            cat = producers.get(rot)
+            if cat is None or cat.type != "concat" or len(cat.inputs) != 2:
+                continue
+            neg, lo = (producers.get(n) for n in cat.inputs)
+            hi = producers.get(neg.inputs[0]) if neg is not None and neg.type == "neg" else None
+            if hi is None or lo is None or hi.type != "slice" or lo.type != "slice" or hi.inputs[0] != lo.inputs[0]:
+                continue
+            x = hi.inputs[0]
+            t = producers[x].outputs[0].type if x in producers else None
+            if t is None or t.rank != 4 or t.dtype != DType.float32 or not isinstance(t.shape[-1], int):
+                continue
+            d = t.shape[-1]
+            h = d // 2
+            if (d % 2 or cat.attrs.get("axis") not in (-1, 3) or not _is_slice(hi, h, d) or not _is_slice(lo, 0, h)
+                    or x not in m_cos.inputs or len(m_cos.inputs) != 2 or len(m_sin.inputs) != 2):
+                continue
+            cos = m_cos.inputs[1] if m_cos.inputs[0] == x else m_cos.inputs[0]
+            sin = m_sin.inputs[1] if m_sin.inputs[0] == rot else m_sin.inputs[0]
+            absorbed = [m_cos, m_sin, cat, neg, hi, lo]
+            inner = {id(a) for a in absorbed}  # intermediates read only inside the pattern
+            if all(all(id(r) in inner or r is op for r in readers.get(a.outputs[0].name, [])) for a in absorbed
+                   if a not in (hi, lo)) and all(id(r) in inner for a in (hi, lo) for r in readers[a.outputs[0].name]):
+                return x, cos, sin, absorbed
+    return None
+
+
+def _is_slice(op: Op, begin: int, end: int) -> bool:
+    """Whether `op` is x[..., begin:end] on the last of 4 axes."""
+    a = op.attrs
+    return (a.get("axes") in ([3], [-1]) and a.get("begin") == [begin] and a.get("end") == [end]
+            and a.get("step") in (None, [1]))
 
 
 def fuse(threads: int, exact: bool = True):
@@ -239,7 +341,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
         else:
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
-    _fuse_ops(ops, kernels, threads)
+    _fuse_ops(ops, kernels, threads, chain_ops)
     if not chain_ops:
         return ops, kernels
     # drop the chain ops nothing reads any more (walking back: users come after producers)

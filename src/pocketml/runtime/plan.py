@@ -5,6 +5,11 @@ op becomes a `Step` that names its inputs and outputs by slot and the slots whos
 (released right after, so their buffers can be reused). A step runs its op's NumPy reference,
 unless a backend rewrote it (`runtime/native.py`: a linear over a packed weight becomes one native
 call); `Step.kernel` says which, `Plan.summary()` lists them.
+
+With `fold_views`, shape-only ops (reshape, transpose, slice, ...: `VIEW_OPS`) stop being steps:
+each reader of their output applies them to the source itself (`Step.views`), which costs a NumPy
+view instead of a trip round the loop, and a fused kernel then reads a transposed projection or a
+slice of a KV cache where it lies.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from ..ir.program import Function, Op, Program
 from ..ir.symbolic import compile_value, is_symbolic
 
 REFERENCE = "numpy"  # the kernel name of a step run by its op's reference
+# ops whose output is a view of (or, for reshape, at worst a copy of) their one input's values
+VIEW_OPS = ("reshape", "transpose", "squeeze", "expand_dims", "expand", "slice")
 
 
 @dataclass
@@ -34,6 +41,9 @@ class Step:
     loc: str
     state: str | None = None  # state ops: the state their compute gets as first argument
     kernel: str = REFERENCE  # what runs it: "numpy", or e.g. "native:lut4 g[4,1]"
+    # folded view ops, applied in order to the arguments before compute:
+    # (input position, the view op's compute, its attrs, its symbolic attrs)
+    views: list[tuple] = field(default_factory=list)
 
 
 @dataclass
@@ -98,9 +108,10 @@ class Plan:
 
 
 def build(program: Program, function: Function, prepare: Callable = lambda a: a,
-          rewrite: Rewrite | None = None, backend: str = "reference") -> Plan:
+          rewrite: Rewrite | None = None, backend: str = "reference", fold_views: bool = False) -> Plan:
     """The plan of `function`; `prepare(weight)` gives a const's array (fp16 emulation rounds it),
-    `rewrite` may replace ops by kernels and drop the ops that then compute nothing needed."""
+    `rewrite` may replace ops by kernels and drop the ops that then compute nothing needed;
+    `fold_views` folds shape-only ops into their readers."""
     slots: dict[str, int] = {}
     for v in function.inputs:
         slots[v.name] = len(slots)
@@ -116,7 +127,11 @@ def build(program: Program, function: Function, prepare: Callable = lambda a: a,
     kernels: dict[int, Kernel] = {}
     if rewrite is not None:
         ops, kernels = rewrite(ops, named_consts, function)
-    reads = [kernels[id(op)].inputs if id(op) in kernels else op.inputs for op in ops]
+    reads = [list(kernels[id(op)].inputs if id(op) in kernels else op.inputs) for op in ops]
+    symbol_names = {d for v in function.inputs for d in v.type.shape if isinstance(d, str) and d.isidentifier()}
+    folded: list[list[tuple]] = [[] for _ in ops]
+    if fold_views:
+        ops, reads, folded = _fold_views(ops, reads, set(function.outputs), symbol_names)
     output_slots = [slots[n] for n in function.outputs]
     used = {n for names in reads for n in names if n is not None} | set(function.outputs)
     constants = {slots[n]: a for n, a in named_consts.items() if n in used}
@@ -135,20 +150,56 @@ def build(program: Program, function: Function, prepare: Callable = lambda a: a,
         for axis, d in enumerate(v.type.shape):
             if isinstance(d, str) and d.isidentifier():
                 symbols.setdefault(d, (i, axis))
-    names = set(symbols)
     steps = []
     for i, (op, ins) in enumerate(zip(ops, reads)):
         opdef = registry.get(op.type)
         attrs = opdef.with_defaults(op.attrs)
-        dynamic = [(k, compile_value(v, names)) for k, v in attrs.items() if _has_symbol(v, names)]
+        dynamic = [(k, compile_value(v, symbol_names)) for k, v in attrs.items() if _has_symbol(v, symbol_names)]
         k = kernels.get(id(op))
         steps.append(Step(opdef.compute if k is None else k.compute,
                           [-1 if n is None else slots[n] for n in ins], attrs,
                           [slots[v.name] for v in op.outputs], releases.get(i, []), dynamic, op.type,
                           op.loc, attrs["state"] if op.type in STATE_OPS else None,
-                          REFERENCE if k is None else k.name))
+                          REFERENCE if k is None else k.name, folded[i]))
     return Plan(function, slots, len(slots), constants, ops, steps,
                 [slots[v.name] for v in function.inputs], output_slots, symbols, backend)
+
+
+def _fold_views(ops: list[Op], reads: list[list], outputs: set[str], symbols: set[str]):
+    """(ops, reads, views per op) with every reader of a view op's output reading the view's source
+    and applying the view itself; view ops nobody reads any more are dropped."""
+    producers = {v.name: op for op in ops for v in op.outputs}
+    views_of: dict[int, tuple] = {}  # id(view op) -> (compute, attrs, symbolic attrs)
+    for op in ops:
+        if op.type in VIEW_OPS:
+            opdef = registry.get(op.type)
+            attrs = opdef.with_defaults(op.attrs)
+            views_of[id(op)] = (opdef.compute, attrs, [(k, compile_value(v, symbols)) for k, v in attrs.items()
+                                                       if _has_symbol(v, symbols)])
+    folded: list[list[tuple]] = []
+    for names in reads:
+        views = []
+        for pos, name in enumerate(names):
+            chain = []
+            while name not in outputs and id(op := producers.get(name)) in views_of:
+                chain.append(op)
+                name = op.inputs[0]
+            source = producers.get(name)
+            if not chain or source is not None and source.type in STATE_OPS and any(
+                    c.type == "reshape" for c in chain):  # a reshape may copy: not of a live state
+                continue
+            names[pos] = name
+            views += [(pos, *views_of[id(c)]) for c in reversed(chain)]
+        folded.append(views)
+    uses = Counter(n for names in reads for n in names if n is not None) + Counter(outputs)
+    keep = []
+    for i in reversed(range(len(ops))):  # readers come after producers: one backward sweep
+        if id(ops[i]) in views_of and not any(uses[v.name] for v in ops[i].outputs):
+            uses.subtract(n for n in reads[i] if n is not None)
+        else:
+            keep.append(i)
+    keep.reverse()
+    return [ops[i] for i in keep], [reads[i] for i in keep], [folded[i] for i in keep]
 
 
 def _has_symbol(value, symbols: set[str]) -> bool:

@@ -20,9 +20,13 @@ inline double silu(double x) {
 }
 
 template <double (*F)(double)>
-void run(const float* x, float* out, int64_t n, int threads) {
+void run(const float* x, float* out, int64_t n, int threads, const float* mul) {
   auto body = [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));
+    if (mul == nullptr) {
+      for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));
+    } else {
+      for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i]))) * mul[i];
+    }
   };
   if (threads <= 0) threads = default_threads();
   if (threads <= 1 || n < kParallelWork) return body(0, n);
@@ -32,10 +36,10 @@ void run(const float* x, float* out, int64_t n, int threads) {
 
 }  // namespace
 
-void apply(Kind kind, const float* x, float* out, int64_t n, int threads) {
+void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul) {
   switch (kind) {
-    case Kind::GeluErf: return run<gelu_erf>(x, out, n, threads);
-    case Kind::Silu: return run<silu>(x, out, n, threads);
+    case Kind::GeluErf: return run<gelu_erf>(x, out, n, threads, mul);
+    case Kind::Silu: return run<silu>(x, out, n, threads, mul);
   }
 }
 

@@ -13,8 +13,10 @@ namespace activation {
 // library's tanh and NumPy's differ by an ulp of double that the cancellation magnifies.)
 enum class Kind { GeluErf, Silu };
 
-// x, out: n contiguous floats (out may be x). threads 0: default.
-void apply(Kind kind, const float* x, float* out, int64_t n, int threads);
+// x, out: n contiguous floats (out may be x). threads 0: default. mul: null, or n floats that
+// each result (rounded to float) is multiplied by, in float: a gated unit (SwiGLU: silu(gate) * up)
+// as one pass, equal to the activation op followed by the mul op.
+void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul = nullptr);
 
 }  // namespace activation
 }  // namespace pocketml
