@@ -61,12 +61,13 @@ class Executor:
     def run(self, arrays: list[np.ndarray], observe=None, states: dict | None = None) -> list[np.ndarray]:
         """Execute; `observe(op_index, step, outputs)` sees every op's outputs (for per-layer checks).
         `states`: name -> live array of each declared state, updated in place."""
-        env: list = [None] * self.nslots
+        env: list = [None] * (self.nslots + 1)  # the last slot stays None: what slot -1 reads
         bindings = {sym: arrays[i].shape[axis] for sym, (i, axis) in self.symbols.items()}
         for s, a in zip(self.input_slots, arrays):
             env[s] = self._round(a)
         for s, a in self.constants.items():
             env[s] = a
+        fp16, asarray = self.fp16, np.asarray
         i, computing = -1, False
         try:
             for i, step in enumerate(self.steps):
@@ -74,15 +75,19 @@ class Executor:
                 attrs = step.attrs
                 if step.symbolic_attrs:
                     attrs = {**attrs, **{k: f(bindings) for k, f in step.symbolic_attrs}}
-                args = [None if s < 0 else env[s] for s in step.inputs]
+                args = [env[s] for s in step.inputs]
                 for pos, view, vattrs, vsymbolic in step.views:
                     if vsymbolic:
                         vattrs = {**vattrs, **{k: f(bindings) for k, f in vsymbolic}}
                     args[pos] = view([args[pos]], vattrs)[0]
                 if step.state is None:
                     outs = step.compute(args, attrs)
-                    for s, a in zip(step.outputs, outs):
-                        env[s] = self._round(np.asarray(a)) if self.fp16 else np.asarray(a)
+                    if fp16:
+                        for s, a in zip(step.outputs, outs):
+                            env[s] = self._round(asarray(a))
+                    else:
+                        for s, a in zip(step.outputs, outs):
+                            env[s] = asarray(a)
                 else:  # the state holds values rounded when they were written
                     outs = step.compute(states[step.state], args, attrs)
                     for s, a in zip(step.outputs, outs):

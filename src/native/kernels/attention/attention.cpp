@@ -58,8 +58,11 @@ const Primitives& select() {
 }
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int64_t kParallelWork = int64_t(1) << 18;  // multiply-adds below which one thread runs
-constexpr int64_t kChunkWork = int64_t(1) << 16;     // multiply-adds per chunk at least
+// multiply-adds below which one thread runs: a decode step's attention (one query row per head,
+// a few hundred cached positions, ~10^5 multiply-adds) reads its keys and values from L3 or DRAM
+// and gains from two threads' loads
+constexpr int64_t kParallelWork = int64_t(1) << 15;
+constexpr int64_t kChunkWork = int64_t(1) << 15;  // multiply-adds per chunk at least
 
 // Rows [r0, r1) of the flattened [B, Hq, L] grid; sc: S floats of scratch.
 void rows(const SdpaArgs& a, const Primitives& p, int64_t r0, int64_t r1, float* sc) {
@@ -121,6 +124,9 @@ void sdpa(const SdpaArgs& a, int threads) {
   }
   int64_t grain = std::max<int64_t>(1, kChunkWork / per_row);
   grain = std::min(grain, (R + threads - 1) / threads);
+  // one query row per head: the heads sharing a key/value head stay in one chunk (read once)
+  const int64_t group = a.Hk > 0 && a.Hq % a.Hk == 0 ? a.Hq / a.Hk : 1;
+  if (a.L == 1 && group > 1) grain = (grain + group - 1) / group * group;
   parallel_for(R, grain, threads, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> scratch;
     if (static_cast<int64_t>(scratch.size()) < a.S) scratch.resize(a.S);
