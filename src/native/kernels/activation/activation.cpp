@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/cpu.h"
 #include "core/pool.h"
 
 namespace pocketml {
@@ -22,6 +23,9 @@ inline double silu(double x) {
 template <double (*F)(double)>
 void run(const float* x, float* out, int64_t n, int threads, const float* mul) {
   auto body = [&](int64_t b, int64_t e) {
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+    if (F == silu && use_avx2()) return silu_avx2(x + b, out + b, e - b, mul ? mul + b : nullptr);
+#endif
     if (mul == nullptr) {
       for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));
     } else {
