@@ -16,16 +16,6 @@ namespace {
 
 using namespace nb::literals;
 
-bool c_contiguous(const Array& a) {
-  if (a.size() == 0) return true;  // nothing to read: strides say nothing
-  int64_t expected = 1;
-  for (size_t i = a.ndim(); i-- > 0;) {
-    if (a.shape(i) != 1 && a.stride(i) != expected) return false;
-    expected *= static_cast<int64_t>(a.shape(i));
-  }
-  return true;
-}
-
 void activation(const std::string& name, const Array& x, OutArray& out, int threads,
                 const std::optional<Array>& mul) {
   activation::Kind kind;
@@ -34,7 +24,7 @@ void activation(const std::string& name, const Array& x, OutArray& out, int thre
   else value_error("activation must be 'gelu' or 'silu', got '" + name + "'");
   if (!is(x.dtype(), Code::Float, 32) || !is(out.dtype(), Code::Float, 32))
     type_error("x and out must be float32");
-  if (!c_contiguous(x) || !c_contiguous(Array(out)))
+  if (!c_contiguous(x) || !c_contiguous(out))
     value_error("x and out must be C-contiguous (use numpy.ascontiguousarray)");
   if (x.size() != out.size()) value_error("out must have as many values as x");
   const float* mp = nullptr;

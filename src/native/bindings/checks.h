@@ -21,6 +21,18 @@ inline bool is(const nb::dlpack::dtype& d, Code code, int bits) {
   return d.code == static_cast<uint8_t>(code) && d.bits == bits && d.lanes == 1;
 }
 
+// Whether a is C-contiguous (size-1 axes may have any stride; an empty array always is).
+template <class A>
+bool c_contiguous(const A& a) {
+  if (a.size() == 0) return true;  // nothing to read: strides say nothing
+  int64_t expected = 1;
+  for (size_t i = a.ndim(); i-- > 0;) {
+    if (a.shape(i) != 1 && a.stride(i) != expected) return false;
+    expected *= static_cast<int64_t>(a.shape(i));
+  }
+  return true;
+}
+
 template <class A>
 std::string shape_of(const A& a) {
   std::string s = "[";

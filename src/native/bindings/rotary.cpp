@@ -12,17 +12,6 @@ namespace {
 
 using namespace nb::literals;
 
-template <class A>
-bool c_contiguous(const A& a) {
-  if (a.size() == 0) return true;  // nothing to read: strides say nothing
-  int64_t expected = 1;
-  for (size_t i = a.ndim(); i-- > 0;) {
-    if (a.shape(i) != 1 && a.stride(i) != expected) return false;
-    expected *= static_cast<int64_t>(a.shape(i));
-  }
-  return true;
-}
-
 void rotary(const Array& x, const Array& cos, const Array& sin, OutArray& out, int threads) {
   for (const auto* a : {&x, &cos, &sin})
     if (!is(a->dtype(), Code::Float, 32)) type_error("x, cos and sin must be float32");
