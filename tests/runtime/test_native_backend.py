@@ -205,7 +205,10 @@ def test_stateful_models_run_fused(native):
     torch.manual_seed(2)
     m = pm.convert(StatefulHead().eval(), (torch.randn(1, 64),), input_names=["x"])
     nat, ref = both(compressed(m, pm.Palettize(6)))
-    assert nat.plan_summary().native == 1
+    summary = nat.plan_summary()
+    assert summary.counts.get("native:lut6 g[1,1]") == 1
+    if nat._executor.loop is not None:  # the C++ loop reads and writes the state itself
+        assert summary.native == summary.total
     s_nat, s_ref = nat.make_state(), ref.make_state()
     rng = np.random.default_rng(3)
     for _ in range(3):

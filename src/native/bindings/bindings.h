@@ -4,6 +4,8 @@
 
 #include <nanobind/nanobind.h>
 
+#include "formats/weights.h"
+
 namespace nb = nanobind;
 
 namespace pocketml::bindings {
@@ -15,5 +17,9 @@ void init_attention(nb::module_& m);  // attention.cpp: sdpa
 void init_norm(nb::module_& m);       // norm.cpp: rms_norm, layer_norm
 void init_activation(nb::module_& m);  // activation.cpp: gelu (erf), silu [* gate]
 void init_rotary(nb::module_& m);      // rotary.cpp: rotary embedding
+void init_plan(nb::module_& m);        // plan.cpp: Program, a plan's step loop run natively
+
+// linear.cpp: the weight of a PackedLinear object (null if h is not one); valid while h lives.
+const WeightView* packed_weight(nb::handle h);
 
 }  // namespace pocketml::bindings

@@ -300,6 +300,12 @@ struct PackedLinear {
 
 }  // namespace
 
+const WeightView* packed_weight(nb::handle h) {
+  PackedLinear* p = nullptr;
+  if (!nb::try_cast(h, p) || p == nullptr) return nullptr;
+  return &p->w;
+}
+
 void init_linear(nb::module_& m) {
   nb::class_<PackedLinear>(m, "PackedLinear", R"doc(A linear layer's packed weight W [N, K]
 (out_features x in_features), bound once at model load: it references the NumPy arrays it was

@@ -15,7 +15,7 @@ from ..errors import ConfigError, Error, ExecutionError, IndexRangeError, InputE
 from ..ir.program import Function, Program
 from ..ir.symbolic import evaluate
 from ..ir.types import TensorType
-from . import native, plan as planning
+from . import native, native_loop, plan as planning
 from .plan import PlanSummary
 
 PRECISIONS = ("float32", "float16")
@@ -47,6 +47,9 @@ class Executor:
         self.slots, self.nslots, self.constants = p.slots, p.nslots, p.constants
         self.ops, self.steps, self.symbols = p.ops, p.steps, p.symbols
         self.input_slots, self.output_slots = p.input_slots, p.output_slots
+        # the step loop in C++ where the extension has it (the Python loop below stays for
+        # `observe`, fp16 emulation and the reference backend)
+        self.loop = native_loop.build(p, self.threads) if rewrite is not None else None
 
     def plan_summary(self) -> PlanSummary:
         return self.plan.summary()
@@ -61,8 +64,17 @@ class Executor:
     def run(self, arrays: list[np.ndarray], observe=None, states: dict | None = None) -> list[np.ndarray]:
         """Execute; `observe(op_index, step, outputs)` sees every op's outputs (for per-layer checks).
         `states`: name -> live array of each declared state, updated in place."""
-        env: list = [None] * (self.nslots + 1)  # the last slot stays None: what slot -1 reads
         bindings = {sym: arrays[i].shape[axis] for sym, (i, axis) in self.symbols.items()}
+        if self.loop is not None and observe is None and (states or not self.function.states):
+            try:
+                outs = self.loop.run(arrays, bindings, states)
+            except Exception as e:
+                err = self._step_error(self.loop.current_step, e)
+                if err is e:
+                    raise
+                raise err from (None if isinstance(err, IndexRangeError) else e)
+            return self._detached(outs, states)
+        env: list = [None] * (self.nslots + 1)  # the last slot stays None: what slot -1 reads
         for s, a in zip(self.input_slots, arrays):
             env[s] = self._round(a)
         for s, a in self.constants.items():
@@ -76,7 +88,7 @@ class Executor:
                 if step.symbolic_attrs:
                     attrs = {**attrs, **{k: f(bindings) for k, f in step.symbolic_attrs}}
                 args = [env[s] for s in step.inputs]
-                for pos, view, vattrs, vsymbolic in step.views:
+                for pos, view, vattrs, vsymbolic, _ in step.views:
                     if vsymbolic:
                         vattrs = {**vattrs, **{k: f(bindings) for k, f in vsymbolic}}
                     args[pos] = view([args[pos]], vattrs)[0]
@@ -97,20 +109,30 @@ class Executor:
                     observe(i, step, [env[s] for s in step.outputs])
                 for s in step.release:
                     env[s] = None
-        except IndexRangeError as e:
-            if not computing:
+        except Exception as e:
+            err = self._step_error(i if computing else -1, e)
+            if err is e:
                 raise
-            raise self._index_error(i, e) from None
-        except (IndexError, ValueError, TypeError, ArithmeticError, MemoryError) as e:
-            # what a reference raises on values it cannot take (a symbolic size that evaluates
-            # huge, a division by a zero dimension): named with its op; the cause stays chained
-            if not computing or isinstance(e, Error):
-                raise
-            raise ExecutionError(f"{self.where(i)} failed: {type(e).__name__}: {e}") from e
-        # an output that is (a view of) a state's live array is copied: the next call changes it
+            raise err from (None if isinstance(err, IndexRangeError) else e)
+        return self._detached([env[s] for s in self.output_slots], states)
+
+    def _step_error(self, i: int, e: Exception) -> Exception:
+        """What step i raising e raises: an index out of range named with the model input it came
+        from, what a reference raises on values it cannot take (a symbolic size that evaluates
+        huge, a division by a zero dimension) as an ExecutionError naming the op; e itself when
+        it is one of ours or no step was running (i < 0)."""
+        if i >= 0 and isinstance(e, IndexRangeError):
+            return self._index_error(i, e)
+        if i < 0 or isinstance(e, Error) or not isinstance(
+                e, (IndexError, ValueError, TypeError, ArithmeticError, MemoryError)):
+            return e
+        return ExecutionError(f"{self.where(i)} failed: {type(e).__name__}: {e}")
+
+    @staticmethod
+    def _detached(outs: list, states: dict | None) -> list[np.ndarray]:
+        """outs, each that is (a view of) a state's live array copied: the next call changes it."""
         live = list((states or {}).values())
-        return [env[s].copy() if any(np.may_share_memory(env[s], a) for a in live) else env[s]
-                for s in self.output_slots]
+        return [a.copy() if any(np.may_share_memory(a, s) for s in live) else a for a in outs]
 
     def where(self, i: int) -> str:
         """Step i's op in words: its type and source location (or, without one, its output)."""

@@ -42,7 +42,7 @@ class Step:
     state: str | None = None  # state ops: the state their compute gets as first argument
     kernel: str = REFERENCE  # what runs it: "numpy", or e.g. "native:lut4 g[4,1]"
     # folded view ops, applied in order to the arguments before compute:
-    # (input position, the view op's compute, its attrs, its symbolic attrs)
+    # (input position, the view op's compute, its attrs, its symbolic attrs, its op type)
     views: list[tuple] = field(default_factory=list)
 
 
@@ -175,7 +175,7 @@ def _fold_views(ops: list[Op], reads: list[list], outputs: set[str], symbols: se
             opdef = registry.get(op.type)
             attrs = opdef.with_defaults(op.attrs)
             views_of[id(op)] = (opdef.compute, attrs, [(k, compile_value(v, symbols)) for k, v in attrs.items()
-                                                       if _has_symbol(v, symbols)])
+                                                       if _has_symbol(v, symbols)], op.type)
     folded: list[list[tuple]] = []
     for names in reads:
         views = []

@@ -1,0 +1,297 @@
+// Bindings of plan/: _native.Program, built once per function from runtime/native.py's step
+// specs, run once per call. NumPy arrays become Tensors that keep their array alive (and are
+// handed back as the same object when no view was applied); Tensors made here go back to NumPy
+// as arrays that keep their buffer alive. Everything a spec says is checked here.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bindings/bindings.h"
+#include "bindings/checks.h"
+#include "plan/program.h"
+
+namespace pocketml::bindings {
+namespace {
+
+using namespace nb::literals;
+using plan::DType;
+using plan::Tensor;
+
+struct PyOwner {
+  nb::object obj;
+};
+
+DType dtype_of(const nb::dlpack::dtype& d) {
+  const int bits = d.bits;
+  if (d.lanes != 1) return DType::Other;
+  switch (static_cast<Code>(d.code)) {
+    case Code::Float: return bits == 32 ? DType::F32 : bits == 64 ? DType::F64 : bits == 16 ? DType::F16 : DType::Other;
+    case Code::Int:
+      return bits == 64 ? DType::I64 : bits == 32 ? DType::I32 : bits == 16 ? DType::I16 : bits == 8 ? DType::I8 : DType::Other;
+    case Code::UInt:
+      return bits == 64 ? DType::U64 : bits == 32 ? DType::U32 : bits == 16 ? DType::U16 : bits == 8 ? DType::U8 : DType::Other;
+    case Code::Bool: return bits == 8 ? DType::Bool : DType::Other;
+    case Code::Complex: return bits == 64 ? DType::C64 : bits == 128 ? DType::C128 : DType::Other;
+    default: return DType::Other;
+  }
+}
+
+nb::dlpack::dtype dlpack_of(DType t) {
+  nb::dlpack::dtype d;
+  d.lanes = 1;
+  d.bits = static_cast<uint8_t>(plan::itemsize_of(t) * 8);
+  switch (t) {
+    case DType::F32: case DType::F64: case DType::F16: d.code = static_cast<uint8_t>(Code::Float); break;
+    case DType::I64: case DType::I32: case DType::I16: case DType::I8: d.code = static_cast<uint8_t>(Code::Int); break;
+    case DType::U64: case DType::U32: case DType::U16: case DType::U8: d.code = static_cast<uint8_t>(Code::UInt); break;
+    case DType::Bool: d.code = static_cast<uint8_t>(Code::Bool); break;
+    case DType::C64: case DType::C128: d.code = static_cast<uint8_t>(Code::Complex); break;
+    default: type_error("internal: a value of unknown dtype");
+  }
+  return d;
+}
+
+// A NumPy array (or what numpy.asarray makes of h) as a Tensor holding it.
+Tensor to_tensor(nb::handle h, const char* what) {
+  nb::ndarray<nb::ro, nb::device::cpu> a;
+  nb::object obj = nb::borrow(h);
+  if (!nb::try_cast(obj, a, false)) {
+    obj = nb::module_::import_("numpy").attr("ascontiguousarray")(h);
+    if (!nb::try_cast(obj, a, false))
+      type_error(std::string(what) + ": not an array of a numeric dtype");
+  }
+  Tensor t;
+  t.dtype = dtype_of(a.dtype());
+  if (t.dtype == DType::Other) type_error(std::string(what) + ": unsupported dtype");
+  t.itemsize = plan::itemsize_of(t.dtype);
+  if (a.ndim() > static_cast<size_t>(plan::kMaxRank))
+    value_error(std::string(what) + ": more than " + std::to_string(plan::kMaxRank) + " dimensions");
+  t.rank = static_cast<int>(a.ndim());
+  for (int i = 0; i < t.rank; ++i) {
+    t.shape[i] = static_cast<int64_t>(a.shape(i));
+    t.strides[i] = a.stride(i) * t.itemsize;
+  }
+  t.data = const_cast<void*>(a.data());
+  t.readonly = !nb::cast<bool>(obj.attr("flags").attr("writeable"));
+  t.owner = std::make_shared<PyOwner>(PyOwner{obj});
+  t.foreign = obj.is(h);
+  return t;
+}
+
+nb::object to_python(const Tensor& t) {
+  if (!t.present()) return nb::none();
+  if (t.foreign) return static_cast<PyOwner*>(t.owner.get())->obj;
+  size_t shape[plan::kMaxRank];
+  int64_t strides[plan::kMaxRank];
+  for (int i = 0; i < t.rank; ++i) {
+    shape[i] = static_cast<size_t>(t.shape[i]);
+    strides[i] = t.strides[i] / t.itemsize;
+  }
+  nb::capsule owner(new std::shared_ptr<void>(t.owner), [](void* p) noexcept {
+    delete static_cast<std::shared_ptr<void>*>(p);
+  });
+  const nb::dlpack::dtype d = dlpack_of(t.dtype);
+  if (t.readonly)
+    return nb::ndarray<nb::numpy, nb::ro>(t.data, static_cast<size_t>(t.rank), shape, owner, strides, d).cast();
+  return nb::ndarray<nb::numpy>(t.data, static_cast<size_t>(t.rank), shape, owner, strides, d).cast();
+}
+
+std::vector<int> ints(nb::handle h) {
+  std::vector<int> v;
+  for (nb::handle x : h) v.push_back(nb::cast<int>(x));
+  return v;
+}
+
+// a list of ints (constants) and 1-tuples (index into the call's dimension table)
+plan::Dims dims(nb::handle h, int nsyms) {
+  plan::Dims v;
+  if (h.is_none()) return v;
+  for (nb::handle x : h) {
+    plan::Dim d;
+    if (nb::isinstance<nb::tuple>(x)) {
+      d.sym = nb::cast<int>(x[0]);
+      if (d.sym < 0 || d.sym >= nsyms) value_error("a dimension refers to no entry of the table");
+    } else {
+      d.value = nb::cast<int64_t>(x);
+    }
+    v.push_back(d);
+  }
+  if (v.size() > static_cast<size_t>(plan::kMaxRank)) value_error("more than 8 dimensions in a view");
+  return v;
+}
+
+plan::ViewKind view_kind(const std::string& k) {
+  if (k == "reshape") return plan::ViewKind::Reshape;
+  if (k == "transpose") return plan::ViewKind::Transpose;
+  if (k == "squeeze") return plan::ViewKind::Squeeze;
+  if (k == "expand_dims") return plan::ViewKind::ExpandDims;
+  if (k == "expand") return plan::ViewKind::Expand;
+  if (k == "slice") return plan::ViewKind::Slice;
+  value_error("unknown view op '" + k + "'");
+}
+
+struct Program {
+  plan::Program prog;
+  std::vector<nb::object> keep;  // the packed weights and constants the steps point into
+  int nstates = 0, nsyms = 0;
+
+  Program(int nslots, nb::handle input_slots, nb::handle output_slots, nb::handle constants,
+          nb::handle steps, int nstates_, int nsyms_, int threads) {
+    nstates = nstates_;
+    nsyms = nsyms_;
+    if (nslots < 0 || threads < 0 || nstates < 0 || nsyms < 0) value_error("negative count");
+    prog.nslots = nslots;
+    prog.threads = threads;
+    auto slot = [&](int s, bool allow_absent) {
+      if (s < (allow_absent ? -1 : 0) || s >= nslots) value_error("slot " + std::to_string(s) + " out of range");
+      return s;
+    };
+    for (int s : ints(input_slots)) prog.input_slots.push_back(slot(s, false));
+    for (int s : ints(output_slots)) prog.output_slots.push_back(slot(s, false));
+    for (nb::handle c : constants) {
+      const int s = slot(nb::cast<int>(c[0]), false);
+      prog.constants.emplace_back(s, to_tensor(c[1], "constant"));
+    }
+    for (nb::handle h : steps) {
+      plan::Step st;
+      const std::string kind = nb::cast<std::string>(h[0]);
+      for (int s : ints(h[1])) st.inputs.push_back(slot(s, true));
+      for (int s : ints(h[2])) st.outputs.push_back(slot(s, false));
+      for (int s : ints(h[3])) st.release.push_back(slot(s, false));
+      for (nb::handle v : h[4]) {
+        plan::View view;
+        view.pos = nb::cast<int>(v[0]);
+        if (view.pos < 0 || view.pos >= static_cast<int>(st.inputs.size())) value_error("view of no input");
+        view.kind = view_kind(nb::cast<std::string>(v[1]));
+        view.a = dims(v[2], nsyms);
+        view.b = dims(v[3], nsyms);
+        view.c = dims(v[4], nsyms);
+        view.d = dims(v[5], nsyms);
+        if (view.kind == plan::ViewKind::Slice &&
+            (view.b.size() != view.a.size() || view.c.size() != view.a.size() ||
+             (!view.d.empty() && view.d.size() != view.a.size())))
+          value_error("slice: axes, begin, end and step differ in length");
+        st.views.push_back(std::move(view));
+      }
+      nb::dict p = nb::cast<nb::dict>(h[5]);
+      auto need = [&](size_t n) {
+        if (st.inputs.size() < n) value_error(kind + " step with too few inputs");
+      };
+      if (kind == "fallback") {
+        st.kind = plan::Kind::Fallback;
+      } else if (kind == "linear" || kind == "embedding") {
+        st.kind = kind == "linear" ? plan::Kind::Linear : plan::Kind::Embedding;
+        need(kind == "linear" ? 1 : 2);
+        nb::object w = p["weight"];
+        st.weight = packed_weight(w);
+        if (!st.weight) type_error("weight must be a PackedLinear");
+        keep.push_back(w);
+        st.exact = p.contains("exact") ? nb::cast<bool>(p["exact"]) : true;
+      } else if (kind == "sdpa") {
+        st.kind = plan::Kind::Sdpa;
+        need(3);
+        st.scale = p.contains("scale") ? nb::cast<double>(p["scale"]) : 0.0;
+        st.causal = p.contains("causal") && nb::cast<bool>(p["causal"]);
+      } else if (kind == "rms_norm" || kind == "layer_norm") {
+        st.kind = kind == "rms_norm" ? plan::Kind::RmsNorm : plan::Kind::LayerNorm;
+        need(1);
+        st.eps = nb::cast<double>(p["eps"]);
+        if (!(st.eps >= 0) || st.eps > 1e300) value_error("eps must be finite and >= 0");
+      } else if (kind == "activation") {
+        st.kind = plan::Kind::Activation;
+        const std::string act = nb::cast<std::string>(p["act"]);
+        if (act == "gelu")
+          st.act = activation::Kind::GeluErf;
+        else if (act == "silu")
+          st.act = activation::Kind::Silu;
+        else
+          value_error("unknown activation '" + act + "'");
+        st.gated = p.contains("gated") && nb::cast<bool>(p["gated"]);
+        need(st.gated ? 2 : 1);
+      } else if (kind == "rotary") {
+        st.kind = plan::Kind::Rotary;
+        need(3);
+      } else if (kind == "binary") {
+        st.kind = plan::Kind::Binary;
+        need(2);
+        const std::string op = nb::cast<std::string>(p["op"]);
+        using elementwise::BinaryOp;
+        st.op = op == "add" ? BinaryOp::Add : op == "sub" ? BinaryOp::Sub : op == "mul" ? BinaryOp::Mul
+              : op == "div" ? BinaryOp::Div : (value_error("unknown binary op '" + op + "'"), BinaryOp::Add);
+      } else if (kind == "read_state" || kind == "write_state" || kind == "update_state_slice") {
+        st.kind = kind == "read_state"    ? plan::Kind::ReadState
+                  : kind == "write_state" ? plan::Kind::WriteState
+                                          : plan::Kind::UpdateState;
+        need(kind == "read_state" ? 0 : 1);
+        st.state = nb::cast<int>(p["state"]);
+        if (st.state < 0 || st.state >= nstates) value_error("state index out of range");
+        if (st.kind == plan::Kind::UpdateState) {
+          st.axes = dims(p["axes"], nsyms);
+          st.begin = dims(p["begin"], nsyms);
+          st.end = dims(p["end"], nsyms);
+          st.step = p.contains("step") ? dims(p["step"], nsyms) : plan::Dims();
+        }
+      } else {
+        value_error("unknown step kind '" + kind + "'");
+      }
+      const size_t nout = st.kind == plan::Kind::WriteState ? 0 : 1;
+      if (st.kind != plan::Kind::Fallback && st.outputs.size() != nout)
+        value_error(kind + " step must have " + std::to_string(nout) + " output(s)");
+      prog.steps.push_back(std::move(st));
+    }
+  }
+
+  nb::list run(nb::handle inputs, nb::handle states, nb::handle syms, nb::handle fallback) {
+    std::vector<Tensor> ins, sts;
+    for (nb::handle a : inputs) ins.push_back(to_tensor(a, "input"));
+    for (nb::handle a : states) {
+      sts.push_back(to_tensor(a, "state"));
+      if (sts.back().readonly || !sts.back().foreign) value_error("a state must be a writable array");
+    }
+    if (static_cast<int>(sts.size()) != nstates)
+      value_error("expected " + std::to_string(nstates) + " states, got " + std::to_string(sts.size()));
+    std::vector<int64_t> table;
+    for (nb::handle s : syms) table.push_back(nb::cast<int64_t>(s));
+    if (static_cast<int>(table.size()) != nsyms)
+      value_error("expected " + std::to_string(nsyms) + " resolved dimensions, got " + std::to_string(table.size()));
+    plan::Fallback fb = [&](int i, std::vector<Tensor>& args, std::vector<Tensor>& outs) {
+      nb::list a;
+      for (const Tensor& t : args) a.append(to_python(t));
+      nb::object r = fallback(i, a);
+      for (nb::handle o : r) outs.push_back(to_tensor(o, "step output"));
+    };
+    std::vector<Tensor> res = prog.run(ins, sts, table, fb);
+    nb::list out;
+    for (const Tensor& t : res) out.append(to_python(t));
+    return out;
+  }
+};
+
+}  // namespace
+
+void init_plan(nb::module_& m) {
+  nb::class_<Program>(m, "Program", R"doc(A function's plan run natively (plan/program.h): the
+steps loop in C++ and calls the kernels directly; a step they do not take goes to the fallback.
+Built by runtime/native.py from the plan: Program(nslots, input_slots, output_slots, constants
+[(slot, array)], steps [(kind, inputs, outputs, release, views, params)], nstates, nsyms,
+threads).)doc")
+      .def(nb::init<int, nb::handle, nb::handle, nb::handle, nb::handle, int, int, int>(),
+           "nslots"_a, "input_slots"_a, "output_slots"_a, "constants"_a, "steps"_a, "nstates"_a,
+           "nsyms"_a, "threads"_a)
+      .def("run", &Program::run, "inputs"_a, "states"_a, "syms"_a, "fallback"_a.none(),
+           "The outputs for inputs (arrays in input order); states: the live arrays, written in "
+           "place; syms: the call's resolved dimensions; fallback(step, args) -> outputs runs a "
+           "step's reference.")
+      .def_prop_ro("current_step", [](const Program& p) { return p.prog.current_step; },
+                   "The step that raised during the last call (-1: none).")
+      .def_prop_ro("fallback_seconds", [](const Program& p) { return p.prog.fallback_seconds; },
+                   "Seconds the last call spent in the fallback (Python).")
+      .def_prop_ro("fallback_calls", [](const Program& p) { return p.prog.fallback_calls; },
+                   "Steps the last call handed to the fallback.");
+}
+
+}  // namespace pocketml::bindings

@@ -1,0 +1,352 @@
+#include "plan/program.h"
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+#include "kernels/attention/attention.h"
+#include "kernels/linear/linear.h"
+#include "kernels/norm/norm.h"
+#include "kernels/rotary/rotary.h"
+#include "plan/views.h"
+
+namespace pocketml {
+namespace plan {
+namespace {
+
+using Args = std::vector<Tensor>;
+
+inline int64_t resolve(const Dim& d, const std::vector<int64_t>& syms) {
+  if (d.sym < 0) return d.value;
+  if (d.sym >= static_cast<int>(syms.size())) throw std::out_of_range("dimension table too short");
+  return syms[d.sym];
+}
+
+// dims resolved into out (at most kMaxRank); returns their count
+int resolve_all(const Dims& ds, const std::vector<int64_t>& syms, int64_t* out) {
+  if (ds.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("too many dimensions");
+  for (size_t i = 0; i < ds.size(); ++i) out[i] = resolve(ds[i], syms);
+  return static_cast<int>(ds.size());
+}
+
+bool is_f32(const Tensor& t) { return t.present() && t.dtype == DType::F32; }
+
+// element strides of a float tensor (byte strides divided by 4; 0 on size-1 axes)
+void float_strides(const Tensor& t, int64_t* s) {
+  for (int i = 0; i < t.rank; ++i) s[i] = t.shape[i] == 1 ? 0 : t.strides[i] / 4;
+}
+
+// A [D] float parameter (any shape of D elements whose last axis is D), contiguous; null where
+// absent; false where it is not one.
+bool param(const Tensor& p, int64_t D, int max_rank, const float** out) {
+  *out = nullptr;
+  if (!p.present()) return true;
+  if (!is_f32(p) || p.rank > max_rank || p.rank < 1 || p.numel() != D || p.shape[p.rank - 1] != D ||
+      !p.contiguous())
+    return false;
+  *out = p.as<const float>();
+  return true;
+}
+
+Tensor like(BufferPool& pool, const Tensor& t, int64_t last) {
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < t.rank; ++i) shape[i] = t.shape[i];
+  if (t.rank) shape[t.rank - 1] = last;
+  return pool.allocate(DType::F32, 4, t.rank, shape);
+}
+
+bool linear_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  const WeightView& w = *s.weight;
+  const Tensor& x0 = a[0];
+  if (!is_f32(x0) || x0.rank < 1 || x0.shape[x0.rank - 1] != w.K) return false;
+  const float* bias = nullptr;
+  if (a.size() > 2 && a[2].present()) {
+    const Tensor& b = a[2];
+    if (!is_f32(b) || b.numel() != w.N || !b.contiguous()) return false;
+    bias = b.as<const float>();
+  }
+  const Tensor x = contiguous(x0, pool);
+  Tensor out = like(pool, x, w.N);
+  const int64_t M = w.K ? x.numel() / w.K : 0;
+  if (M > 0) linear::gemm(w, x.as<const float>(), M, bias, out.as<float>(), threads, s.exact);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool embedding_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  const WeightView& w = *s.weight;
+  if (a.size() < 2 || !a[1].present() || a[1].dtype != DType::I64 || a[1].rank >= kMaxRank)
+    return false;
+  const Tensor ids = contiguous(a[1], pool);
+  const int64_t L = ids.numel();
+  const int64_t* p = ids.as<const int64_t>();
+  for (int64_t i = 0; i < L; ++i)
+    if (p[i] < 0 || p[i] >= w.N) return false;  // the reference names the bad id
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < ids.rank; ++i) shape[i] = ids.shape[i];
+  shape[ids.rank] = w.K;
+  Tensor out = pool.allocate(DType::F32, 4, ids.rank + 1, shape);
+  if (L > 0) linear::gather_rows(w, p, L, out.as<float>(), threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+// q, k or v: float32 rank 4, features contiguous (copied where they are not)
+bool sdpa_operand(Tensor& t, BufferPool& pool, const float** p, int64_t* st) {
+  if (!is_f32(t) || t.rank != 4) return false;
+  if (t.shape[3] > 1 && t.strides[3] != 4) t = contiguous(t, pool);
+  float_strides(t, st);
+  st[3] = 1;
+  *p = t.as<const float>();
+  return true;
+}
+
+bool sdpa_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() < 3) return false;
+  attention::SdpaArgs g;
+  if (!sdpa_operand(a[0], pool, &g.q, g.qs) || !sdpa_operand(a[1], pool, &g.k, g.ks) ||
+      !sdpa_operand(a[2], pool, &g.v, g.vs))
+    return false;
+  const Tensor &q = a[0], &k = a[1], &v = a[2];
+  g.B = q.shape[0], g.Hq = q.shape[1], g.L = q.shape[2], g.E = q.shape[3];
+  g.Hk = k.shape[1], g.S = k.shape[2], g.Ev = v.shape[3];
+  if (g.E == 0 || k.shape[3] != g.E || v.shape[1] != g.Hk || v.shape[2] != g.S || g.Hk < 1 ||
+      g.Hq % g.Hk)
+    return false;
+  for (const Tensor* t : {&k, &v})
+    if (t->shape[0] != g.B && t->shape[0] != 1) return false;
+  if (a.size() > 3 && a[3].present()) {
+    const Tensor& m = a[3];
+    if (m.dtype == DType::Bool)
+      g.mask_kind = attention::MaskKind::Bool;
+    else if (m.dtype == DType::F32)
+      g.mask_kind = attention::MaskKind::Float;
+    else
+      return false;
+    if (m.rank < 1 || m.rank > 4) return false;
+    const int64_t target[4] = {g.B, g.Hq, g.L, g.S};
+    const int off = 4 - m.rank;
+    for (int i = 0; i < m.rank; ++i) {
+      const int64_t d = m.shape[i];
+      if (d != target[off + i] && d != 1) return false;
+      g.ms[off + i] = d == 1 ? 0 : m.strides[i] / m.itemsize;
+    }
+    g.mask = m.data;
+  }
+  const int64_t shape[4] = {g.B, g.Hq, g.L, g.Ev};
+  Tensor out = pool.allocate(DType::F32, 4, 4, shape);
+  g.out = out.as<float>();
+  g.scale = static_cast<float>(s.scale != 0.0 ? s.scale : 1.0 / std::sqrt(static_cast<double>(g.E)));
+  g.causal = s.causal;
+  attention::sdpa(g, threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool norm_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (!is_f32(a[0]) || a[0].rank < 1) return false;
+  const int64_t D = a[0].shape[a[0].rank - 1];
+  const float *w = nullptr, *b = nullptr;
+  if (a.size() > 1 && !param(a[1], D, a[0].rank, &w)) return false;
+  if (a.size() > 2 && !param(a[2], D, a[0].rank, &b)) return false;
+  const Tensor x = contiguous(a[0], pool);
+  Tensor out = like(pool, x, D);
+  const int64_t M = D ? x.numel() / D : 0;
+  if (s.kind == Kind::RmsNorm)
+    norm::rms_norm(x.as<const float>(), w, s.eps, out.as<float>(), M, D, threads);
+  else
+    norm::layer_norm(x.as<const float>(), w, b, s.eps, out.as<float>(), M, D, threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool same_shape(const Tensor& x, const Tensor& y) {
+  if (x.rank != y.rank) return false;
+  for (int i = 0; i < x.rank; ++i)
+    if (x.shape[i] != y.shape[i]) return false;
+  return true;
+}
+
+bool activation_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (!is_f32(a[0])) return false;
+  const float* mul = nullptr;
+  Tensor y;
+  if (s.gated) {
+    if (a.size() < 2 || !is_f32(a[1]) || !same_shape(a[0], a[1])) return false;
+    y = contiguous(a[1], pool);
+    mul = y.as<const float>();
+  }
+  const Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  activation::apply(s.act, x.as<const float>(), out.as<float>(), x.numel(), threads, mul);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool rotary_step(const Step&, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() < 3 || !is_f32(a[0]) || !is_f32(a[1]) || !is_f32(a[2])) return false;
+  Tensor& x = a[0];
+  const Tensor &c = a[1], &sn = a[2];
+  if (x.rank != 4 || x.shape[3] % 2 || !same_shape(c, sn) || c.rank < 2) return false;
+  const int64_t T = x.shape[2], D = x.shape[3];
+  if (c.shape[c.rank - 2] != T || c.shape[c.rank - 1] != D) return false;
+  for (int i = 0; i < c.rank - 2; ++i)
+    if (c.shape[i] != 1) return false;
+  if (x.shape[3] > 1 && x.strides[3] != 4) x = contiguous(x, pool);
+  const Tensor cc = contiguous(c, pool), ss = contiguous(sn, pool);
+  int64_t sx[4];
+  float_strides(x, sx);
+  sx[3] = 1;
+  Tensor out = pool.allocate(DType::F32, 4, 4, x.shape);
+  rotary::apply(x.as<const float>(), sx, cc.as<const float>(), ss.as<const float>(), out.as<float>(),
+                x.shape[0], x.shape[1], T, D, threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool binary_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() != 2 || !is_f32(a[0]) || !is_f32(a[1])) return false;
+  Tensor x = a[0], y = a[1];
+  const int rank = x.rank > y.rank ? x.rank : y.rank;
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < rank; ++i) {  // NumPy broadcasting
+    const int ix = i - (rank - x.rank), iy = i - (rank - y.rank);
+    const int64_t dx = ix >= 0 ? x.shape[ix] : 1, dy = iy >= 0 ? y.shape[iy] : 1;
+    if (dx != dy && dx != 1 && dy != 1) return false;  // the reference raises NumPy's error
+    shape[i] = dx == 1 ? dy : dx;
+  }
+  if (!broadcast_to(x, rank, shape) || !broadcast_to(y, rank, shape)) return false;
+  int64_t sx[kMaxRank], sy[kMaxRank];
+  float_strides(x, sx);
+  float_strides(y, sy);
+  Tensor out = pool.allocate(DType::F32, 4, rank, shape);
+  elementwise::binary(s.op, x.as<const float>(), sx, y.as<const float>(), sy, out.as<float>(),
+                      shape, rank, threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) { return a.owner && a.owner == b.owner; }
+
+bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
+                       const std::vector<int64_t>& syms) {
+  if (a.empty() || !a[0].present() || a[0].dtype != state.dtype || a[0].dtype == DType::Other ||
+      overlaps(a[0], state))
+    return false;
+  int64_t axes[kMaxRank], begin[kMaxRank], end[kMaxRank], step[kMaxRank];
+  const int n = resolve_all(s.axes, syms, axes);
+  if (resolve_all(s.begin, syms, begin) != n || resolve_all(s.end, syms, end) != n) return false;
+  if (s.step.empty())
+    for (int i = 0; i < n; ++i) step[i] = 1;
+  else if (resolve_all(s.step, syms, step) != n)
+    return false;
+  Tensor region = state;
+  slice(region, axes, begin, end, step, n);
+  Tensor u = a[0];
+  if (!broadcast_to(u, region.rank, region.shape)) return false;
+  copy(u, region);
+  outs.push_back(state);
+  return true;
+}
+
+}  // namespace
+
+void Program::apply_view(const View& v, Tensor& t, const std::vector<int64_t>& syms) {
+  int64_t a[kMaxRank], b[kMaxRank], c[kMaxRank], d[kMaxRank];
+  const int n = resolve_all(v.a, syms, a);
+  switch (v.kind) {
+    case ViewKind::Reshape: reshape(t, a, n, pool_); break;
+    case ViewKind::Transpose: transpose(t, a, n); break;
+    case ViewKind::Squeeze: squeeze(t, a, n); break;
+    case ViewKind::ExpandDims: expand_dims(t, a, n); break;
+    case ViewKind::Expand: expand(t, a, n); break;
+    case ViewKind::Slice: {
+      resolve_all(v.b, syms, b);
+      resolve_all(v.c, syms, c);
+      if (v.d.empty())
+        for (int i = 0; i < n; ++i) d[i] = 1;
+      else
+        resolve_all(v.d, syms, d);
+      slice(t, a, b, c, d, n);
+      break;
+    }
+  }
+}
+
+bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tensor>& states,
+                      const std::vector<int64_t>& syms) {
+  switch (s.kind) {
+    case Kind::Fallback: return false;
+    case Kind::Linear: return linear_step(s, a, outs, pool_, threads);
+    case Kind::Embedding: return embedding_step(s, a, outs, pool_, threads);
+    case Kind::Sdpa: return sdpa_step(s, a, outs, pool_, threads);
+    case Kind::RmsNorm:
+    case Kind::LayerNorm: return norm_step(s, a, outs, pool_, threads);
+    case Kind::Activation: return activation_step(s, a, outs, pool_, threads);
+    case Kind::Rotary: return rotary_step(s, a, outs, pool_, threads);
+    case Kind::Binary: return binary_step(s, a, outs, pool_, threads);
+    case Kind::ReadState: outs.push_back(states.at(s.state)); return true;
+    case Kind::WriteState: {
+      const Tensor& st = states.at(s.state);
+      if (a.empty() || !a[0].present() || a[0].dtype != st.dtype || !same_shape(a[0], st) ||
+          overlaps(a[0], st))
+        return false;
+      copy(a[0], st);
+      return true;
+    }
+    case Kind::UpdateState: return update_state_step(s, a, outs, states.at(s.state), syms);
+  }
+  return false;
+}
+
+std::vector<Tensor> Program::run(const std::vector<Tensor>& inputs, const std::vector<Tensor>& states,
+                                 const std::vector<int64_t>& syms, const Fallback& fallback) {
+  using Clock = std::chrono::steady_clock;
+  if (inputs.size() != input_slots.size()) throw std::invalid_argument("wrong number of inputs");
+  fallback_seconds = 0;
+  fallback_calls = 0;
+  pool_.begin_call();
+  std::vector<Tensor> env(static_cast<size_t>(nslots));
+  struct Cleanup {  // every value released, the pool trimmed, also when a step throws
+    std::vector<Tensor>& env;
+    BufferPool& pool;
+    ~Cleanup() {
+      for (Tensor& t : env) pool.release(t);
+      pool.end_call();
+    }
+  } cleanup{env, pool_};
+  for (const auto& c : constants) env[c.first] = c.second;
+  for (size_t i = 0; i < inputs.size(); ++i) env[input_slots[i]] = inputs[i];
+  Args args, outs;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& s = steps[i];
+    current_step = static_cast<int>(i);
+    args.clear();
+    outs.clear();
+    for (int slot : s.inputs) args.push_back(slot < 0 ? Tensor() : env[slot]);
+    for (const View& v : s.views) apply_view(v, args[v.pos], syms);
+    if (!execute(s, args, outs, states, syms)) {
+      outs.clear();
+      const auto t0 = Clock::now();
+      fallback(static_cast<int>(i), args, outs);
+      fallback_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      ++fallback_calls;
+      if (outs.size() != s.outputs.size())
+        throw std::runtime_error("a fallback step gave the wrong number of outputs");
+    }
+    args.clear();
+    for (size_t k = 0; k < s.outputs.size(); ++k) {
+      pool_.release(env[s.outputs[k]]);
+      env[s.outputs[k]] = std::move(outs[k]);
+    }
+    for (int r : s.release) pool_.release(env[r]);
+  }
+  current_step = -1;
+  std::vector<Tensor> result;
+  result.reserve(output_slots.size());
+  for (int slot : output_slots) result.push_back(env[slot]);
+  return result;
+}
+
+}  // namespace plan
+}  // namespace pocketml

@@ -1,0 +1,101 @@
+// A function's plan run natively: the step loop of runtime/executor.py in C++, so a decode step
+// costs no Python per op. Steps with a native kernel (packed linear and embedding, attention,
+// norms, activations, rotary, float32 arithmetic, state reads and writes) run here, reading
+// their inputs through the folded view ops (plan/views.h); a step the kernels do not take (an op
+// without one, or arguments outside what its kernel handles: another dtype, rank or broadcast)
+// is handed to a fallback, which runs its NumPy reference. Symbolic dimensions are resolved once
+// per call by the caller (a table of integers the steps index). Buffers come from a pool kept
+// between calls (plan/buffers.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "formats/weights.h"
+#include "kernels/activation/activation.h"
+#include "kernels/elementwise/elementwise.h"
+#include "plan/buffers.h"
+#include "plan/tensor.h"
+
+namespace pocketml {
+namespace plan {
+
+// An integer attribute: a constant, or entry `sym` of the call's table of resolved dimensions.
+struct Dim {
+  int64_t value = 0;
+  int sym = -1;
+};
+using Dims = std::vector<Dim>;
+
+enum class ViewKind { Reshape, Transpose, Squeeze, ExpandDims, Expand, Slice };
+
+struct View {
+  int pos = 0;  // which input it applies to
+  ViewKind kind = ViewKind::Reshape;
+  Dims a, b, c, d;  // reshape/expand: shape; transpose: perm; (expand_)squeeze: axes;
+                    // slice: axes, begin, end, step
+};
+
+enum class Kind {
+  Fallback,     // the caller's reference
+  Linear,       // (x, -, bias?) with a packed weight
+  Embedding,    // (-, ids) with a packed weight
+  Sdpa,         // (q, k, v, mask?)
+  RmsNorm,      // (x, weight?)
+  LayerNorm,    // (x, weight?, bias?)
+  Activation,   // (x) or, gated, (x, y): act(x) * y
+  Rotary,       // (x, cos, sin)
+  Binary,       // (x, y) float32
+  ReadState,    // () -> the state
+  WriteState,   // (value) -> nothing
+  UpdateState,  // (update) -> the state, its slice axes/begin/end/step written
+};
+
+struct Step {
+  Kind kind = Kind::Fallback;
+  std::vector<int> inputs;   // slots, -1: absent
+  std::vector<int> outputs;  // slots
+  std::vector<int> release;  // slots whose last use this is
+  std::vector<View> views;   // applied in order to the inputs before the step runs
+  const WeightView* weight = nullptr;  // Linear, Embedding
+  bool exact = true;                   // Linear
+  double eps = 0.0;                    // norms
+  double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E)
+  bool causal = false;                 // Sdpa
+  activation::Kind act = activation::Kind::Silu;
+  bool gated = false;
+  elementwise::BinaryOp op = elementwise::BinaryOp::Add;
+  int state = -1;               // state ops
+  Dims axes, begin, end, step;  // UpdateState
+};
+
+// Runs a step's reference: outs gets one Tensor per step output.
+using Fallback = std::function<void(int step, std::vector<Tensor>& args, std::vector<Tensor>& outs)>;
+
+class Program {
+ public:
+  int nslots = 0;
+  int threads = 0;
+  std::vector<Step> steps;
+  std::vector<int> input_slots, output_slots;
+  std::vector<std::pair<int, Tensor>> constants;
+
+  // The outputs, given the inputs (in input_slots' order), the live states (written in place)
+  // and the resolved dimension table.
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs, const std::vector<Tensor>& states,
+                          const std::vector<int64_t>& syms, const Fallback& fallback);
+
+  int current_step = -1;         // the step running, or that raised (-1: none)
+  double fallback_seconds = 0;   // time spent in the fallback during the last call
+  int64_t fallback_calls = 0;    // steps it ran during the last call
+
+ private:
+  BufferPool pool_;
+  void apply_view(const View& v, Tensor& t, const std::vector<int64_t>& syms);
+  bool execute(const Step& s, std::vector<Tensor>& args, std::vector<Tensor>& outs,
+               const std::vector<Tensor>& states, const std::vector<int64_t>& syms);
+};
+
+}  // namespace plan
+}  // namespace pocketml

@@ -1,0 +1,153 @@
+"""The plan's step loop in C++ (`_native.Program`): no Python per step.
+
+A plan built for the native backend (`runtime/plan.py`, views folded) becomes one
+`_native.Program` at load: each step a spec naming its kernel (a packed linear or embedding,
+attention, a norm, an activation, rotary, float32 arithmetic, a state read or write) or
+"fallback", which calls back here to run the step's NumPy reference. The symbolic dimensions of
+view and state-op attributes are numbered; each call evaluates them once into a table the steps
+index. A step whose arguments its kernel does not take (another dtype, a broadcast it does not
+handle) goes to the fallback too, so results never depend on which path ran.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.ops.state import STATE_OPS
+from ..ir.symbolic import compile_value, is_symbolic
+from . import native
+from .plan import Plan, Step
+
+_BINARY = ("add", "sub", "mul", "div")
+_VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
+               "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
+
+
+class Unsupported(Exception):
+    """A plan the native loop cannot express (then the Python loop runs it)."""
+
+
+class NativeLoop:
+    """Runs `plan` through `_native.Program`; `run` has the executor's contract."""
+
+    def __init__(self, plan: Plan, threads: int):
+        self.steps = plan.steps
+        self.state_names = [s.name for s in plan.function.states]
+        self._symbols = set(plan.symbols)
+        self._sym_index: dict[str, int] = {}
+        self._sym_fns: list = []
+        specs = [self._spec(s) for s in plan.steps]
+        self.program = native._native.Program(
+            plan.nslots, plan.input_slots, plan.output_slots, list(plan.constants.items()), specs,
+            len(self.state_names), len(self._sym_fns), threads)
+        for step, spec in zip(plan.steps, specs):  # arithmetic and state steps run natively now
+            if spec[0] in ("binary", *STATE_OPS):
+                step.kernel = f"native:{step.op_type}"
+
+    @property
+    def current_step(self) -> int:
+        """The step that raised during the last call, or -1."""
+        return self.program.current_step
+
+    @property
+    def fallback_seconds(self) -> float:
+        """Seconds the last call spent running steps' references in Python."""
+        return self.program.fallback_seconds
+
+    def run(self, arrays: list[np.ndarray], bindings: dict, states: dict | None) -> list[np.ndarray]:
+        steps, asarray = self.steps, np.asarray
+        live = [states[n] for n in self.state_names] if self.state_names else []
+
+        def fallback(i, args):
+            step = steps[i]
+            attrs = step.attrs
+            if step.symbolic_attrs:
+                attrs = {**attrs, **{k: f(bindings) for k, f in step.symbolic_attrs}}
+            if step.state is None:
+                outs = step.compute(args, attrs)
+            else:
+                outs = step.compute(states[step.state], args, attrs)
+            return [asarray(a) for a in outs]
+
+        return self.program.run(arrays, live, [f(bindings) for f in self._sym_fns], fallback)
+
+    # -- specs ---------------------------------------------------------------------------------
+
+    def _dims(self, values) -> list | None:
+        """An integer list attribute: ints, and (index,) for each symbolic expression."""
+        if values is None:
+            return None
+        out = []
+        for v in values:
+            if isinstance(v, str):
+                if not is_symbolic(v, self._symbols):
+                    raise Unsupported(f"dimension {v!r}")
+                if v not in self._sym_index:
+                    self._sym_index[v] = len(self._sym_fns)
+                    self._sym_fns.append(compile_value(v, self._symbols))
+                out.append((self._sym_index[v],))
+            elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                out.append(int(v))
+            else:
+                raise Unsupported(f"dimension {v!r}")
+        return out
+
+    def _views(self, step: Step) -> list:
+        views = []
+        for pos, _, attrs, _, kind in step.views:
+            names = _VIEW_ATTRS.get(kind)
+            if names is None:
+                raise Unsupported(f"view op {kind}")
+            dims = [self._dims(attrs[n]) for n in names]
+            views.append((pos, kind, *dims, *[None] * (4 - len(dims))))
+        return views
+
+    def _spec(self, step: Step) -> tuple:
+        kind, params = self._kind(step)
+        return (kind, step.inputs, step.outputs, step.release, self._views(step), params)
+
+    def _kind(self, step: Step) -> tuple[str, dict]:
+        c, attrs = step.compute, step.attrs
+        if isinstance(c, native.FusedLinear):
+            return "linear", {"weight": c.packed, "exact": c.exact}
+        if isinstance(c, native.FusedEmbedding):
+            return "embedding", {"weight": c.packed}
+        if step.symbolic_attrs and step.op_type not in STATE_OPS:
+            return "fallback", {}
+        if isinstance(c, native.FusedSdpa):
+            scale = attrs["scale"]
+            if scale is not None and (not isinstance(scale, (int, float)) or scale == 0):
+                return "fallback", {}
+            return "sdpa", {"scale": 0.0 if scale is None else float(scale), "causal": bool(attrs["is_causal"])}
+        if isinstance(c, native.FusedNorm):
+            return c.kind, {"eps": float(attrs["eps"])}
+        if isinstance(c, native.FusedActivation):
+            if not c.gated and attrs.get("approximate", "none") != "none":
+                return "fallback", {}
+            return "activation", {"act": c.name, "gated": c.gated}
+        if isinstance(c, native.FusedRotary):
+            return "rotary", {}
+        if step.kernel != "numpy":
+            return "fallback", {}
+        if step.op_type in _BINARY and (step.op_type != "div" or attrs.get("rounding_mode") == "none"):
+            return "binary", {"op": step.op_type}
+        if step.op_type in STATE_OPS:
+            params = {"state": self.state_names.index(step.state)}
+            if step.op_type == "update_state_slice":
+                try:
+                    params.update(axes=self._dims(attrs["axes"]), begin=self._dims(attrs["begin"]),
+                                  end=self._dims(attrs["end"]), step=self._dims(attrs["step"]))
+                except Unsupported:
+                    return "fallback", {}
+            return step.op_type, params
+        return "fallback", {}
+
+
+def build(plan: Plan, threads: int) -> NativeLoop | None:
+    """The native loop of `plan`, or None where the extension lacks it or the plan has what it
+    cannot express (then the executor's Python loop runs the plan)."""
+    if not hasattr(native._native, "Program"):
+        return None
+    try:
+        return NativeLoop(plan, threads)
+    except Unsupported:
+        return None
