@@ -1,8 +1,12 @@
 """_native.PackedLinear (src/native/kernels/linear) against the NumPy definition of every packed
 format (compress/numerics: pack_bits / unpack_bits, pack_quantized / unpack_quantized,
-dequantize, depalettize): gemm on the SIMD and the portable kernels, 1 and 2 threads, awkward
-shapes; rows exactly; bad inputs raise, never crash."""
+dequantize, depalettize): gemm on the SIMD and the portable kernels (the int8-activation path on
+every instruction set the CPU has: AVX-512 VNNI, AVX2), 1 and 2 threads, awkward shapes; rows
+exactly; bad inputs raise, never crash."""
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -157,13 +161,38 @@ def test_simd_fast_paths_agree_with_the_portable_kernels_on_big_layers():
 
 
 def test_simd_level():
-    assert _native.simd_level() in ("avx2", "neon", "generic")
-    if _native.cpu_features()["avx2"]:
-        assert _native.simd_level() == "avx2"
+    f = _native.cpu_features()
+    assert set(f) == {"avx2", "fma", "f16c", "avx512vnni", "neon"}
+    assert _native.simd_level() in ("avx512vnni", "avx2", "neon", "generic")
+    best = "avx512vnni" if f["avx512vnni"] else "avx2" if f["avx2"] else _native.simd_level()
+    assert _native.simd_level() == best
+    _native.set_simd_level("avx2")  # a cap: the AVX2 kernels on an AVX-512 CPU
+    assert _native.simd_level() == ("avx2" if f["avx2"] else best)
+    _native.set_simd_level("generic")
+    assert _native.simd_level() == "generic"
+    _native.set_simd_level("avx512vnni")
+    assert _native.simd_level() == best
     _native.set_simd(False)
     assert _native.simd_level() == "generic"
     _native.set_simd(True)
+    assert _native.simd_level() == best
+    with pytest.raises(ValueError, match="level must be"):
+        _native.set_simd_level("sse4")
+    assert _native.simd_level() == best
     assert _native.default_threads() >= 1
+
+
+@pytest.mark.parametrize("value", ["0", "generic", "avx2", "avx512vnni", "max"])
+def test_simd_level_from_the_environment(value):
+    """POCKETML_NATIVE_SIMD caps the instruction sets from the start ("0" as "generic"; a value
+    that names none: no cap)."""
+    f = _native.cpu_features()
+    best = _native.simd_level()
+    want = {"0": "generic", "generic": "generic", "avx2": "avx2" if f["avx2"] else best}
+    code = "from pocketml import _native; print(_native.simd_level())"
+    got = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env={**os.environ, "POCKETML_NATIVE_SIMD": value}).stdout.strip()
+    assert got == want.get(value, best)
 
 
 def test_formats_and_sizes():
@@ -368,7 +397,18 @@ def fast_bound(W, x, lut_err=None):
     return bound
 
 
-def check_fast(p, W, rng, lut_err=None, ms=(1, 2, 5)):
+# The instruction sets of the int8-activation path on this CPU, best first; "generic" has none
+# (exact=False computes exactly there).
+FAST_LEVELS = (["avx512vnni"] if _native.cpu_features()["avx512vnni"] else []) + (
+    ["avx2"] if _native.cpu_features()["avx2"] else []) + ["generic"]
+
+
+def check_fast(p, W, rng, lut_err=None, ms=(1, 3, 16)):
+    """exact=False within the rounding bound on every instruction set and 1 and 2 threads; the
+    int8 path of AVX-512 VNNI equal to AVX2's: 4-bit codes bit for bit (the same integer sums and
+    float operations), 8-bit codes and tables up to float rounding (VNNI takes them as unsigned
+    bytes, the offset back through the sums of the activations: float sums as large as |x| times
+    the row's largest |W|; measured <= 7e-8 of that)."""
     n, k = W.shape
     W64 = W.astype(np.float64)
     for m in ms:
@@ -378,19 +418,34 @@ def check_fast(p, W, rng, lut_err=None, ms=(1, 2, 5)):
         want = x.astype(np.float64) @ W64.T + (0 if b is None else b)
         mag = np.abs(x).astype(np.float64) @ np.abs(W64).T + (0 if b is None else np.abs(b))
         bound = fast_bound(W, x, lut_err) + 1e-5 * mag + 1e-30
-        for simd in (True, False):
-            _native.set_simd(simd)
+        same = 1e-6 * (np.abs(x).astype(np.float64).sum(axis=1, keepdims=True) *
+                       np.abs(W64).max(axis=1) + mag) + 1e-30
+        outs = {}
+        for level in FAST_LEVELS:
+            _native.set_simd_level(level)
             for threads in (1, 2):
                 out = np.full((m, n), np.nan, np.float32)
                 p.gemm(x, out, b, threads=threads, exact=False)
                 err = np.abs(out - want)
                 assert np.all(err <= bound), (
-                    f"{p.format} {n}x{k} M={m} simd={simd} threads={threads}: "
+                    f"{p.format} {n}x{k} M={m} {level} threads={threads}: "
                     f"max error / bound {np.max(err / bound)}")
+                outs.setdefault(level, out)
+        if "avx512vnni" in outs and p.format.startswith(("int4", "uint4")):
+            np.testing.assert_array_equal(outs["avx512vnni"], outs["avx2"],
+                                          err_msg=f"{p.format} {n}x{k} M={m}")
+        elif "avx512vnni" in outs:
+            diff = np.abs(outs["avx512vnni"] - outs["avx2"])
+            assert np.all(diff <= same), (
+                f"{p.format} {n}x{k} M={m}: VNNI vs AVX2, max difference / bound "
+                f"{np.max(diff / same)}")
     _native.set_simd(True)
 
 
-FAST_SHAPES = [(3, 7), (8, 40), (16, 70), (37, 96), (64, 576), (20, 1024)]
+# (N, K): one row, rows not a multiple of the 4 the kernels interleave, blocks of 32 with tails
+# (K = 40, 70, 100), odd counts of blocks (K = 96), a prefetching decode (N = 64, K = 576).
+FAST_SHAPES = [(3, 7), (1, 40), (8, 40), (16, 70), (7, 100), (33, 96), (37, 96), (64, 576),
+               (20, 1024)]
 
 
 @pytest.mark.parametrize("dtype", QDTYPES)

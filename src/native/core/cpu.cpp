@@ -41,23 +41,43 @@ CpuFeatures detect() {
 #endif
   if ((xcr0 & 6) != 6) return CpuFeatures{};
 #if defined(POCKETML_X86_GNU)
-  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) f.avx2 = b & (1u << 5);
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
 #else
   __cpuidex(r, 7, 0);
-  f.avx2 = r[1] & (1 << 5);
+  b = r[1], c = r[2];
 #endif
+  f.avx2 = b & (1u << 5);
+  // AVX-512: F (EBX 16), BW (EBX 30), VL (EBX 31), VNNI (ECX 11), and the OS saving the opmask
+  // registers and both halves of ZMM (XCR0 bits 5, 6, 7).
+  const bool avx512 = (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31));
+  f.avx512vnni = avx512 && (c & (1u << 11)) && (xcr0 & 0xe0) == 0xe0;
 #elif defined(__aarch64__) || defined(_M_ARM64)
   f.neon = true;
 #endif
   return f;
 }
 
-bool env_simd() {
-  const char* env = std::getenv("POCKETML_NATIVE_SIMD");
-  return !(env && std::strcmp(env, "0") == 0);
+// The cap on instruction sets (cpu.h), in order.
+enum Level : int { kGeneric = 0, kAvx2 = 1, kAvx512Vnni = 2, kNoCap = kAvx512Vnni };
+
+int parse_level(const char* name) {
+  if (std::strcmp(name, "generic") == 0) return kGeneric;
+  if (std::strcmp(name, "avx2") == 0 || std::strcmp(name, "neon") == 0) return kAvx2;
+  if (std::strcmp(name, "avx512vnni") == 0) return kAvx512Vnni;
+  return -1;
 }
 
-std::atomic<bool> g_simd{env_simd()};
+int env_level() {
+  const char* env = std::getenv("POCKETML_NATIVE_SIMD");
+  if (!env) return kNoCap;
+  if (std::strcmp(env, "0") == 0) return kGeneric;
+  const int level = parse_level(env);
+  return level < 0 ? kNoCap : level;
+}
+
+std::atomic<int> g_level{env_level()};
+
+int level() { return g_level.load(std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -66,19 +86,37 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
-bool simd_enabled() { return g_simd.load(std::memory_order_relaxed); }
-void set_simd_enabled(bool enabled) { g_simd.store(enabled, std::memory_order_relaxed); }
+bool simd_enabled() { return level() > kGeneric; }
+void set_simd_enabled(bool enabled) {
+  g_level.store(enabled ? kNoCap : kGeneric, std::memory_order_relaxed);
+}
+bool set_simd_level(const char* name) {
+  const int l = parse_level(name);
+  if (l < 0) return false;
+  g_level.store(l, std::memory_order_relaxed);
+  return true;
+}
 
 bool use_avx2() {
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
   const CpuFeatures& f = cpu_features();
-  return f.avx2 && f.fma && f.f16c && simd_enabled();
+  return f.avx2 && f.fma && f.f16c && level() >= kAvx2;
+#else
+  return false;
+#endif
+}
+
+bool use_avx512vnni() {
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  // its kernels share AVX2's activation quantization
+  return cpu_features().avx512vnni && use_avx2() && level() >= kAvx512Vnni;
 #else
   return false;
 #endif
 }
 
 const char* simd_level() {
+  if (use_avx512vnni()) return "avx512vnni";
   if (use_avx2()) return "avx2";
   // TODO(arm): NEON linear kernels (kernels/linear/arm_neon.cpp); until then aarch64 runs the
   // portable ones and says so.

@@ -61,6 +61,10 @@ float* scratch(int64_t n) {
 }
 
 const FastKernels* select_fast(const WeightView& w) {
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vnni())
+    if (const FastKernels* f = avx512vnni_fast_kernels(w)) return f;
+#endif
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
   if (use_avx2()) return avx2_fast_kernels(w);
 #endif

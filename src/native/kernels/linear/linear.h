@@ -5,6 +5,8 @@
 // activation row by that instruction set's register-blocked microkernel (gemm, M > 1).
 // linear.cpp holds the drivers (threads, dispatch); generic.cpp the portable kernels of every
 // format; x86_avx2.cpp the AVX2/FMA/F16C ones (compiled for that file only, chosen at run time).
+// The int8-activation path (exact = false) is x86_int8.h, a template over the dot product,
+// instantiated by x86_avx2.cpp and x86_avx512vnni.cpp (AVX-512 VNNI, preferred where present).
 // TODO(arm): arm_neon.cpp with the same entry points (vqtbl1q for 4-bit tables).
 #pragma once
 
@@ -53,7 +55,8 @@ void tile_gemm_avx2(const float* x, int64_t ldx, int64_t M, const float* tile, i
 
 // The int8-activation path (gemm with exact = false): each activation row is quantized once per
 // call to int8 blocks of kQBlock columns with one float scale per block (x ~= q * scale), and
-// weights meet it in integer dot products (maddubs / madd), one FMA per block with the scales.
+// weights meet it in integer dot products (AVX2: maddubs / madd; AVX-512 VNNI: vpdpbusd), one
+// FMA per block with the scales.
 constexpr int64_t kQBlock = 32;
 // Up to this many activation rows take the int8 path; more (a prefill) take the exact tile GEMM,
 // which is compute-efficient there.
@@ -88,6 +91,9 @@ void build_lut_i8(const WeightView& w, int8_t* t8, float* scale);
 const FastKernels* avx2_fast_kernels(const WeightView& w);
 void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, int8_t* q, float* scale,
                        float* ssum, float* ssum_total);
+// x86_avx512vnni.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): the same kernels
+// with AVX-512 VNNI dot products (vpdpbusd), on the same quantized activations.
+const FastKernels* avx512vnni_fast_kernels(const WeightView& w);
 
 // linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
 // or null; threads 0: default. Shapes are trusted: the bindings validate them.

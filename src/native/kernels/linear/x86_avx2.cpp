@@ -1,40 +1,17 @@
 // AVX2 + FMA + F16C kernels, compiled with those flags for this file only and called only when
 // the CPU has them (core/cpu.h). Everything here is internal (anonymous namespace) and uses no
-// inline function of a shared header or of the standard library: an AVX2 copy of such a function
-// could be picked by the linker for the portable code too.
+// inline function of a shared header (but x86_int8.h, internal too) or of the standard library:
+// an AVX2 copy of such a function could be picked by the linker for the portable code too.
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "kernels/linear/linear.h"
+#include "kernels/linear/x86_int8.h"
 
 namespace pocketml {
 namespace linear {
 namespace {
-
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float scalar_at(const void* p, ScalarType t, int64_t i) {
-  switch (t) {
-    case ScalarType::F32: return static_cast<const float*>(p)[i];
-    case ScalarType::F16: return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
-    case ScalarType::F64: return static_cast<float>(static_cast<const double*>(p)[i]);
-    case ScalarType::I8: return static_cast<const int8_t*>(p)[i];
-    case ScalarType::U8: return static_cast<const uint8_t*>(p)[i];
-    default: return 0.0f;
-  }
-}
-
-inline __m256i load8_u8_epi32(const uint8_t* p) {
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-}
 
 // Decoders: per row, per segment of columns sharing parameters, 16 columns at a time into two
 // vectors of "raw" values, which the segment's factor() multiplies (Quant: the scale; Lut: the
@@ -360,300 +337,37 @@ inline void micro(const float* x, int64_t ldx, const float* packed, int64_t kp, 
 
 constexpr int64_t kMR = 6;
 
+
 // ---------------------------------------------------------------------------------------------
-// The int8-activation path (exact = false). Per block of 32 columns, a weight decoder gives the
-// 8 int32 partial sums of its codes with the block's int8 activations (maddubs pairs: unsigned x
-// signed bytes, then madd against ones); those become floats and take one FMA with the block's
-// factor. Codes are linear in the weight with an offset: W = (code + c - zero) * scale, so
-// W . x = scale * (code . q + (c - zero) * sum(q)) * xscale per block; the sums of q come
-// precomputed with the activations (QuantRow::ssum).
+// The int8-activation path (exact = false, x86_int8.h): AVX2's dot products are maddubs
+// (unsigned x signed bytes into int16 pairs) then madd against ones (into int32).
 
 inline __m256i madd_ones(__m256i p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
-
-// 16 bytes of nibbles -> 32 unsigned bytes: the low nibbles (even columns), then the high ones.
-inline __m256i nibbles(const uint8_t* p) {
-  const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_and_si256(_mm256_blend_epi32(v, _mm256_srli_epi16(v, 4), 0xF0),
-                          _mm256_set1_epi8(15));
-}
 
 // signed weight bytes w times signed activations q: |w| (unsigned) x sign(q, w)
 inline __m256i dot_signed(__m256i w, __m256i q) {
   return madd_ones(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w)));
 }
 
-// 8 parameters from p[i..i + 8) as floats
-inline __m256 load8f(const void* p, ScalarType t, int64_t i) {
-  switch (t) {
-    case ScalarType::F32: return _mm256_loadu_ps(static_cast<const float*>(p) + i);
-    case ScalarType::F16:
-      return _mm256_cvtph_ps(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
-    case ScalarType::I8:
-      return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(p) + i))));
-    case ScalarType::U8: return _mm256_cvtepi32_ps(load8_u8_epi32(static_cast<const uint8_t*>(p) + i));
-    default: {
-      float v[8];
-      for (int j = 0; j < 8; ++j) v[j] = scalar_at(p, t, i + j);
-      return _mm256_loadu_ps(v);
-    }
+struct Avx2Dot {
+  // maddubs saturates its int16 sums of two products (2 * 255 * 127 would not fit): 8-bit
+  // weights go in signed, as |w| against q with w's sign (dot_signed)
+  static constexpr bool kUnsignedBytes = false;
+  static __m256i u4(__m256i u, __m256i q) { return madd_ones(_mm256_maddubs_epi16(u, q)); }
+  // two blocks' int16 sums still fit: 2 * 2 * 15 * 127
+  static __m256i u4x2(__m256i a, __m256i qa, __m256i b, __m256i qb) {
+    return madd_ones(_mm256_add_epi16(_mm256_maddubs_epi16(a, qa), _mm256_maddubs_epi16(b, qb)));
   }
-}
-
-// Software prefetch: a decode step streams each weight from memory once, in 4 interleaved row
-// streams that the hardware prefetcher alone did not keep ahead of (4-bit formats from DRAM ran
-// at half the int8 rate); fast_rows requests each row's lines `pf` bytes ahead (rows of a chunk
-// lie back to back, so that is a later group of rows at the same column).
-inline void prefetch_range(const void* p, int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int64_t i = 0; i < bytes; i += 64) _mm_prefetch(c + i, _MM_HINT_T0);
-}
-inline int64_t scalar_size(ScalarType t) {
-  switch (t) {
-    case ScalarType::F32: return 4;
-    case ScalarType::F16: return 2;
-    case ScalarType::F64: return 8;
-    case ScalarType::I8:
-    case ScalarType::U8: return 1;
-    default: return 0;
-  }
-}
-// the parameters (p, per group of rows: groups_k of type t) of rows [n, n + rows)
-inline void prefetch_params(const WeightView& w, const void* p, ScalarType t, int64_t n,
-                            int64_t rows) {
-  if (!p || n >= w.N) return;
-  const int64_t sz = scalar_size(t), g0 = n / w.group_rows;
-  const int64_t g1 = (min64(n + rows, w.N) - 1) / w.group_rows + 1;
-  prefetch_range(static_cast<const char*>(p) + g0 * w.groups_k * sz, (g1 - g0) * w.groups_k * sz);
-}
-
-// Linear quantization, 4- or 8-bit codes; kBlock: parameters change along a row (groups of
-// columns, a multiple of 32), else one scale (and zero point) per row.
-template <int kBits, bool kSigned, bool kZero>
-struct FastQuant {
-  // W = (code + kOffset - zero) * scale, code as the dot product sees it: 4-bit, an unsigned
-  // nibble (signed ones flipped by ^ 8); 8-bit, a signed byte (unsigned ones flipped by ^ 0x80).
-  static constexpr int kOffset = kBits == 4 ? (kSigned ? -8 : 0) : (kSigned ? 0 : 128);
-  static constexpr int64_t kBlockBytes = kQBlock * kBits / 8;
-  const uint8_t* p = nullptr;
-  void row(const WeightView& w, int64_t n) { p = w.data + n * (w.K * kBits / 8); }
-  __m256i dot(int64_t b, __m256i q) const {
-    if (kBits == 4) {
-      __m256i u = nibbles(p + 16 * b);
-      if (kSigned) u = _mm256_xor_si256(u, _mm256_set1_epi8(8));
-      return madd_ones(_mm256_maddubs_epi16(u, q));
-    }
-    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * b));
-    if (!kSigned) v = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
-    return dot_signed(v, q);
-  }
-  // 4-bit: blocks b and b + 1 at once against activations paired as [even columns of b, of
-  // b + 1] and [odd columns of b, of b + 1]: int32 lanes 0-3 hold block b, 4-7 block b + 1 (two
-  // blocks' maddubs sums fit in int16: 2 * 2 * 15 * 127).
-  static constexpr bool kPairs = kBits == 4;
-  static void prefetch(const WeightView& w, int64_t n, int64_t rows) {
-    prefetch_params(w, w.scale, w.scale_type, n, rows);
-    if (kZero) prefetch_params(w, w.zero, w.zero_type, n, rows);
-  }
-  __m256i dot2(int64_t b, __m256i qlo, __m256i qhi) const {
-    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * b));
-    if (kSigned) v = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x88)));
-    const __m256i m = _mm256_set1_epi8(15);
-    const __m256i lo = _mm256_and_si256(v, m), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
-    return madd_ones(_mm256_add_epi16(_mm256_maddubs_epi16(lo, qlo), _mm256_maddubs_epi16(hi, qhi)));
-  }
-  // one parameter set per row: v = code . q summed with the block scales
-  static float finish(const WeightView& w, int64_t n, float v, const QuantRow& x) {
-    const int64_t g = n / w.group_rows;
-    const float z = kZero ? scalar_at(w.zero, w.zero_type, g) : 0.0f;
-    return scalar_at(w.scale, w.scale_type, g) * (v + (kOffset - z) * x.ssum_total);
-  }
-  // parameters per group of columns: d[b - b0] = scale(b) * xscale(b) for b in [b0, b1), and
-  // the offset terms added to acc
-  static void factors(const WeightView& w, int64_t n, const QuantRow& x, int64_t b0, int64_t b1,
-                      float* d, __m256& acc, float& acc1) {
-    const int64_t gbase = (n / w.group_rows) * w.groups_k;
-    const int64_t per = w.group_cols / kQBlock;  // blocks per group
-    int64_t b = b0;
-    if (per == 1) {
-      for (; b + 8 <= b1; b += 8) {
-        const __m256 s = load8f(w.scale, w.scale_type, gbase + b);
-        _mm256_storeu_ps(d + (b - b0), _mm256_mul_ps(s, _mm256_loadu_ps(x.scale + b)));
-        __m256 c = _mm256_set1_ps(static_cast<float>(kOffset));
-        if (kZero) c = _mm256_sub_ps(c, load8f(w.zero, w.zero_type, gbase + b));
-        if (kZero || kOffset != 0)
-          acc = _mm256_fmadd_ps(_mm256_mul_ps(s, c), _mm256_loadu_ps(x.ssum + b), acc);
-      }
-    }
-    for (; b < b1; ++b) {
-      const int64_t g = gbase + b / per;
-      const float s = scalar_at(w.scale, w.scale_type, g);
-      d[b - b0] = s * x.scale[b];
-      const float c = kOffset - (kZero ? scalar_at(w.zero, w.zero_type, g) : 0.0f);
-      acc1 += s * c * x.ssum[b];
-    }
+  static __m256i b8(__m256i v, __m256i q) { return dot_signed(v, q); }
+  static __m256i b8x2(__m256i a, __m256i qa, __m256i b, __m256i qb) {
+    return _mm256_add_epi32(dot_signed(a, qa), dot_signed(b, qb));
   }
 };
 
-// 4-bit table, its int8 copy: pshufb looks the 32 nibbles up; one table per group of rows.
-struct FastLut4 {
-  static constexpr int kOffset = 0;
-  static constexpr int64_t kBlockBytes = kQBlock / 2;
-  const uint8_t* p = nullptr;
-  __m256i table = _mm256_setzero_si256();
-  void row(const WeightView& w, int64_t n) {
-    p = w.data + n * (w.K / 2);
-    table = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.lut_i8 + (n / w.group_rows) * 16)));
-  }
-  __m256i dot(int64_t b, __m256i q) const {
-    return dot_signed(_mm256_shuffle_epi8(table, nibbles(p + 16 * b)), q);
-  }
-  static constexpr bool kPairs = true;  // as FastQuant::dot2
-  static void prefetch(const WeightView& w, int64_t n, int64_t rows) {
-    if (n >= w.N) return;
-    if (w.row_scale) prefetch_range(w.row_scale + n, 4 * min64(rows, w.N - n));
-  }
-  __m256i dot2(int64_t b, __m256i qlo, __m256i qhi) const {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * b));
-    const __m256i m = _mm256_set1_epi8(15);
-    const __m256i lo = _mm256_and_si256(v, m), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
-    return _mm256_add_epi32(dot_signed(_mm256_shuffle_epi8(table, lo), qlo),
-                            dot_signed(_mm256_shuffle_epi8(table, hi), qhi));
-  }
-  static float finish(const WeightView& w, int64_t n, float v, const QuantRow&) {
-    v *= w.lut_i8_scale[n / w.group_rows];
-    return w.row_scale ? v * w.row_scale[n] : v;
-  }
-  static void factors(const WeightView&, int64_t, const QuantRow&, int64_t, int64_t, float*,
-                      __m256&, float&) {}
-};
-
-constexpr int64_t kFactorChunk = 64;  // blocks whose factors are computed at once
-
-// How far ahead fast_gemv prefetches the weights (rounded up to whole groups of 4 rows): 1 to 4
-// KiB measured alike (2 threads, weights from DRAM: 4-bit formats 10-13 -> 20-27 GB/s).
-constexpr int64_t kPrefetchBytes = 2048;
-
-template <class D, bool kBlock, int R>
-inline void fast_rows(const WeightView& w, const QuantRow& x, int64_t blocks, int64_t n,
-                      const float* bias, float* out, int64_t pf) {
-  D d[R];
-  __m256 acc[R];
-  float acc1[R];
-  for (int r = 0; r < R; ++r) {
-    d[r].row(w, n + r);
-    acc[r] = _mm256_setzero_ps();
-    acc1[r] = 0.0f;
-  }
-  alignas(32) float f[kBlock ? R : 1][kBlock ? kFactorChunk : 1];
-  for (int64_t b0 = 0; b0 < blocks; b0 += kFactorChunk) {
-    const int64_t b1 = min64(blocks, b0 + kFactorChunk);
-    if (kBlock)
-      for (int r = 0; r < R; ++r) D::factors(w, n + r, x, b0, b1, f[r], acc[r], acc1[r]);
-    int64_t b = b0;
-    if (D::kPairs)
-      for (; b + 2 <= b1; b += 2) {
-        if (pf && ((b * D::kBlockBytes) & 63) == 0)
-          for (int r = 0; r < R; ++r) _mm_prefetch(d[r].p + b * D::kBlockBytes + pf, _MM_HINT_T0);
-        const __m256i* qp = reinterpret_cast<const __m256i*>(x.q + b * kQBlock);
-        const __m256i qlo = _mm256_loadu_si256(qp), qhi = _mm256_loadu_si256(qp + 1);
-        if (kBlock) {
-          for (int r = 0; r < R; ++r) {
-            const float* fr = f[r] + (b - b0);
-            const __m256 s = _mm256_insertf128_ps(
-                _mm256_castps128_ps256(_mm_broadcast_ss(fr)), _mm_broadcast_ss(fr + 1), 1);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[r].dot2(b, qlo, qhi)), s, acc[r]);
-          }
-        } else {
-          const __m256 s = _mm256_insertf128_ps(
-              _mm256_castps128_ps256(_mm_broadcast_ss(x.scale + b)), _mm_broadcast_ss(x.scale + b + 1), 1);
-          for (int r = 0; r < R; ++r)
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[r].dot2(b, qlo, qhi)), s, acc[r]);
-        }
-      }
-    for (; b < b1; ++b) {  // single blocks (4-bit: the last of an odd count)
-      if (pf && ((b * D::kBlockBytes) & 63) == 0)
-        for (int r = 0; r < R; ++r) _mm_prefetch(d[r].p + b * D::kBlockBytes + pf, _MM_HINT_T0);
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * kQBlock));
-      if (kBlock) {
-        for (int r = 0; r < R; ++r)
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[r].dot(b, q)),
-                                   _mm256_broadcast_ss(f[r] + (b - b0)), acc[r]);
-      } else {
-        const __m256 s = _mm256_broadcast_ss(x.scale + b);
-        for (int r = 0; r < R; ++r)
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[r].dot(b, q)), s, acc[r]);
-      }
-    }
-  }
-  const int64_t body = blocks * kQBlock;
-  for (int r = 0; r < R; ++r) {
-    float v = hsum(acc[r]) + acc1[r];
-    if (!kBlock) v = D::finish(w, n + r, v, x);
-    if (body < w.K) {  // fewer than 32 columns, exactly
-      float tail[kQBlock];
-      decode_row(w, n + r, body, w.K, tail);
-      for (int64_t k = body; k < w.K; ++k) v += tail[k - body] * x.x[k];
-    }
-    out[n + r] = bias ? v + bias[n + r] : v;
-  }
-}
-
-template <class D, bool kBlock>
-void fast_gemv(const WeightView& w, const QuantRow* x, int64_t M, int64_t n0, int64_t n1,
-               const float* bias, float* out) {
-  const int64_t blocks = w.K / kQBlock;
-  // prefetch whole groups of 4 rows ahead (at least kPrefetchBytes), within [n0, n1) only
-  const int64_t group = 4 * blocks * D::kBlockBytes;
-  const int64_t ahead = group > 0 ? (kPrefetchBytes + group - 1) / group : 0;
-  const int64_t pf = ahead * group, pf_rows = 4 * ahead;
-  int64_t n = n0;
-  // each group of rows meets every activation row while it is in L1
-  for (; n + 4 <= n1; n += 4) {
-    if (pf && n + pf_rows < n1) D::prefetch(w, n + pf_rows, min64(4, n1 - n - pf_rows));
-    for (int64_t m = 0; m < M; ++m)
-      fast_rows<D, kBlock, 4>(w, x[m], blocks, n, bias, out + m * w.N,
-                              m == 0 && n + pf_rows < n1 ? pf : 0);
-  }
-  for (; n < n1; ++n)
-    for (int64_t m = 0; m < M; ++m)
-      fast_rows<D, kBlock, 1>(w, x[m], blocks, n, bias, out + m * w.N, 0);
-}
-
-template <int kBits, bool kSigned, bool kZero, bool kBlock>
-constexpr FastKernels fast_quant() {
-  return FastKernels{kBits == 4, fast_gemv<FastQuant<kBits, kSigned, kZero>, kBlock>};
-}
-// [signed][zero point][parameters along the row]
-constexpr FastKernels kFastQ4[2][2][2] = {
-    {{fast_quant<4, false, false, false>(), fast_quant<4, false, false, true>()},
-     {fast_quant<4, false, true, false>(), fast_quant<4, false, true, true>()}},
-    {{fast_quant<4, true, false, false>(), fast_quant<4, true, false, true>()},
-     {fast_quant<4, true, true, false>(), fast_quant<4, true, true, true>()}}};
-constexpr FastKernels kFastQ8[2][2][2] = {
-    {{fast_quant<8, false, false, false>(), fast_quant<8, false, false, true>()},
-     {fast_quant<8, false, true, false>(), fast_quant<8, false, true, true>()}},
-    {{fast_quant<8, true, false, false>(), fast_quant<8, true, false, true>()},
-     {fast_quant<8, true, true, false>(), fast_quant<8, true, true, true>()}}};
-constexpr FastKernels kFastLut4 = {true, fast_gemv<FastLut4, false>};
 
 }  // namespace
 
-const FastKernels* avx2_fast_kernels(const WeightView& w) {
-  const bool row_params = w.groups_k == 1;
-  const bool block_params = w.groups_k > 1 && w.group_cols % kQBlock == 0;
-  if (w.kind == WeightKind::Quant) {
-    if (!row_params && !block_params) return nullptr;
-    if (w.nbits == 8) return &kFastQ8[w.is_signed][w.zero != nullptr][block_params];
-    if (w.nbits == 4 && w.K % 2 == 0) return &kFastQ4[w.is_signed][w.zero != nullptr][block_params];
-    return nullptr;
-  }
-  if (w.kind == WeightKind::Lut && w.nbits == 4 && w.K % 2 == 0 && row_params && w.lut_i8)
-    return &kFastLut4;
-  return nullptr;
-}
+const FastKernels* avx2_fast_kernels(const WeightView& w) { return fast_kernels_of<Avx2Dot>(w); }
 
 void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, int8_t* q, float* scale,
                        float* ssum, float* ssum_total) {

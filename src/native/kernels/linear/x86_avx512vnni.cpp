@@ -1,0 +1,42 @@
+// AVX-512 VNNI kernels of the int8-activation path (exact = false), compiled with AVX2 + FMA +
+// F16C + AVX-512 F/BW/VL/VNNI for this file only and called only when the CPU has them and the
+// OS saves their registers (core/cpu.h, use_avx512vnni). The path itself is x86_int8.h, shared
+// with x86_avx2.cpp: the same blocks of 32 columns, data layout and activations
+// (avx2_quantize_row); only the dot product differs. vpdpbusd multiplies unsigned by signed bytes
+// and adds each 4 products straight into an int32 lane: one instruction where AVX2 takes
+// maddubs + madd (and two sign flips for signed weights), with no int16 saturation. Its 256-bit
+// (EVEX VL) form keeps the AVX2 path's 32-column blocks and avoids 512-bit registers (4 blocks
+// per 512-bit register measured no faster on Zen 4, which runs vpdpbusd zmm at half the rate).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/linear/linear.h"
+#include "kernels/linear/x86_int8.h"
+
+namespace pocketml {
+namespace linear {
+namespace {
+
+struct VnniDot {
+  // 8-bit weights go in unsigned: a signed one v as v + 128 (flipped by ^ 0x80), the 128 * sum(q)
+  // it adds taken back with the block's sum of activations (FastQuant / FastLut4 kOffset)
+  static constexpr bool kUnsignedBytes = true;
+  static __m256i u4(__m256i u, __m256i q) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, q);
+  }
+  static __m256i u4x2(__m256i a, __m256i qa, __m256i b, __m256i qb) {
+    return _mm256_dpbusd_epi32(u4(a, qa), b, qb);
+  }
+  static __m256i b8(__m256i v, __m256i q) { return u4(v, q); }
+  static __m256i b8x2(__m256i a, __m256i qa, __m256i b, __m256i qb) { return u4x2(a, qa, b, qb); }
+};
+
+}  // namespace
+
+const FastKernels* avx512vnni_fast_kernels(const WeightView& w) {
+  return fast_kernels_of<VnniDot>(w);
+}
+
+}  // namespace linear
+}  // namespace pocketml
