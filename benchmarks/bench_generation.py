@@ -66,9 +66,16 @@ def work_pocketml(package: str, backend: str, ids: list[int], new: int) -> dict:
     load = time.perf_counter() - t0
     list(session.generate(ids[:8], 2))  # warm-up (first-touch of the mapped weights), then reset
     session.reset()
-    list(session.generate(ids, new, ignore_eos=True))
+    loop = session.model._executor.loop  # the C++ step loop (native backend), or None
+    native_s = 0.0
+    for i, _ in enumerate(session.generate(ids, new, ignore_eos=True)):
+        if i == 0 and loop is not None:  # the prefill is done: count the decode steps' native time
+            native_s = -loop.native_seconds
     st = session.stats
+    if loop is not None:
+        native_s += loop.native_seconds
     return dict(load_s=load, prefill_s=st.prefill_seconds, decode_s=st.decode_seconds,
+                python_share=None if loop is None else 1 - native_s / st.decode_seconds,
                 decode_steps=st.decode_steps, tokens=session.tokens[len(ids):], peak_rss_mib=peak_rss_mib(),
                 weight_bytes=sum(a.nbytes for a in session.model.program.weights.values()))
 
@@ -282,16 +289,25 @@ def main(argv=None) -> int:
     runs = {name: _median_run(rs) for name, rs in results.items()}
     ref = next(iter(runs.values()))["tokens"] if args.no_peers else runs["PyTorch eager (fp32)"]["tokens"]
     print(f"| engine | prefill tok/s ({len(ids)}) | decode tok/s ({args.new_tokens}) | weights MB | "
-          "bandwidth share | peak RSS MiB | load s | greedy tokens = reference's |")
-    print("|---|---|---|---|---|---|---|---|")
+          "bandwidth share | Python share of decode | peak RSS MiB | load s | greedy tokens = reference's |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in runs.items():
         same = next((i for i, (a, b) in enumerate(zip(r["tokens"], ref)) if a != b), None)
         tok_s = r["decode_steps"] / r["decode_s"]
         wb = r.get("weight_bytes")  # pocketml: every weight is read once per token (tied head included)
         mb, share = (f"{wb / 1e6:.0f}", f"{wb * tok_s / READ_BANDWIDTH:.0%}") if wb else ("-", "-")
-        print(f"| {name} | {len(ids) / r['prefill_s']:.1f} | {tok_s:.1f} | {mb} | {share} | "
+        py = "-" if r.get("python_share") is None else f"{r['python_share']:.0%}"
+        print(f"| {name} | {len(ids) / r['prefill_s']:.1f} | {tok_s:.1f} | {mb} | {share} | {py} | "
               f"{r['peak_rss_mib']:.0f} | {r['load_s']:.2f} | "
               f"{'all ' + str(len(ref)) if same is None else f'first {same} of {len(ref)}'} |")
+    peers = {n: r for n, r in runs.items() if n.startswith("llama.cpp")}
+    for name, r in runs.items():  # side-by-side ratios (> 1: pocketml faster)
+        if name.startswith("pocketml") and peers:
+            ratios = ", ".join(
+                f"{p.removeprefix('llama.cpp ').removesuffix(' GGUF')} decode "
+                f"{q['decode_s'] / q['decode_steps'] / (r['decode_s'] / r['decode_steps']):.2f}x "
+                f"prefill {q['prefill_s'] / r['prefill_s']:.2f}x" for p, q in peers.items())
+            print(f"{name} vs llama.cpp: {ratios}")
     return 0
 
 

@@ -29,6 +29,8 @@ def causal_mask(past: int, new: int) -> np.ndarray:
     """The KV-cache models' mask for `new` tokens after `past` cached ones: (1, 1, new, past + new),
     0 where a token may attend (the cache and itself and earlier new tokens), -inf elsewhere. Its
     last dimension tells the model where in the cache the new tokens go."""
+    if new == 1:  # a decode step attends to everything
+        return np.zeros((1, 1, 1, past + 1), np.float32)
     return np.triu(np.full((new, past + new), -np.inf, np.float32), k=past + 1)[None, None]
 
 

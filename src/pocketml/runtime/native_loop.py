@@ -10,6 +10,8 @@ handle) goes to the fallback too, so results never depend on which path ran.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..ir.ops.state import STATE_OPS
@@ -36,6 +38,7 @@ class NativeLoop:
         self._sym_index: dict[str, int] = {}
         self._sym_fns: list = []
         specs = [self._spec(s) for s in plan.steps]
+        self.native_seconds = 0.0  # total time in native code over all calls (benchmarks read it)
         self.program = native._native.Program(
             plan.nslots, plan.input_slots, plan.output_slots, list(plan.constants.items()), specs,
             len(self.state_names), len(self._sym_fns), threads)
@@ -68,7 +71,10 @@ class NativeLoop:
                 outs = step.compute(states[step.state], args, attrs)
             return [asarray(a) for a in outs]
 
-        return self.program.run(arrays, live, [f(bindings) for f in self._sym_fns], fallback)
+        t0 = time.perf_counter()
+        outs = self.program.run(arrays, live, [f(bindings) for f in self._sym_fns], fallback)
+        self.native_seconds += time.perf_counter() - t0 - self.program.fallback_seconds
+        return outs
 
     # -- specs ---------------------------------------------------------------------------------
 
