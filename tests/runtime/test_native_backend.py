@@ -229,7 +229,7 @@ def _f16_weight_program():
     return Program({"main": fn}, {"w": w, "b": b})
 
 
-def test_float16_dense_weight_is_native_float32_stays_numpy(native, mlp):
+def test_dense_float16_and_float32_weights_are_native(native, mlp):
     prog = _f16_weight_program()
     nat, ref = pm.Model(prog, backend="native"), pm.Model(prog, backend="reference")
     for n in (1, 5, 0):
@@ -239,8 +239,10 @@ def test_float16_dense_weight_is_native_float32_stays_numpy(native, mlp):
         if n:
             assert_close(got, want)
     assert [s.kernel for s in nat.plan_summary().steps] == ["native:f16"]
-    # float32 weights keep NumPy's BLAS (native_backend.DENSE_F32_NATIVE)
-    assert pm.Model(mlp.program, backend="native").plan_summary().native == 0
+    nat, ref = pm.Model(mlp.program, backend="native"), pm.Model(mlp.program, backend="reference")
+    assert nat.plan_summary().counts["native:f32"] == 3
+    x = {"x": np.random.default_rng(0).standard_normal((2, 3, 64)).astype(np.float32)}
+    assert_close(run(nat, x), run(ref, x))
 
 
 def test_fp16_emulation_keeps_the_reference_path(native, mlp):
