@@ -34,6 +34,20 @@ def causal_mask(past: int, new: int) -> np.ndarray:
     return np.triu(np.full((new, past + new), -np.inf, np.float32), k=past + 1)[None, None]
 
 
+def _last_logits(model: Model) -> Model:
+    """`model` computing logits for the last position only (passes/last_position.py), or
+    `model` itself where its graph does not allow it."""
+    from .passes.last_position import last_position
+
+    program = last_position(model.program, model.function.name)
+    if program is None:
+        return model
+    variant = Model(program, model.metadata, model.function.name, model.compute_precision, model.backend,
+                    model.threads, model.exact)
+    variant._watch = model._watch  # the same mapped file
+    return variant
+
+
 def tokenizer_of(model: Model):
     """The tokenizer stored in a package's metadata."""
     from .text import Tokenizer
@@ -82,9 +96,11 @@ class Session:
             raise ConfigError(f"generation needs a model with an 'input_ids' input and a 'logits' "
                               f"output; this one has inputs {model.input_names}, outputs "
                               f"{model.output_names}")
-        self.model = model
         self.tokenizer = tokenizer if tokenizer is not None else tokenizer_of(model)
         self.cached = bool(model.states)
+        if self.cached:  # only the last position's logits are ever read: skip the others' head
+            model = _last_logits(model)
+        self.model = model  # what runs: the given model, or its last-position variant
         if self.cached and "causal_mask" not in model.input_names:
             raise ConfigError("a stateful language model needs a 'causal_mask' (1, 1, T, S) input")
         self.state = model.make_state() if self.cached else None
