@@ -211,9 +211,15 @@ class Tokenizer:
                 f"{_VERSION}); upgrade pocketml"
             )
         try:
-            backend = Backend.from_str(json.dumps(data["tokenizer"]))
+            spec = json.dumps(data.pop("tokenizer"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise PackageError(f"tokenizer JSON has no valid 'tokenizer': {e}") from e
+        data = {k: data.get(k) for k in ("bos_id", "eos_id", "pad_id", "unk_id", "chat_template")}
+        try:  # the parsed vocabulary is freed first: it and the tokenizer never coexist at peak
+            backend = Backend.from_str(spec)
         except Exception as e:  # tokenizers raises plain Exception on a malformed description
             raise PackageError(f"tokenizer JSON has an invalid tokenizer: {e}") from e
+        del spec
         return cls(
             backend,
             bos_id=data.get("bos_id"),
