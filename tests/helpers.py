@@ -62,7 +62,41 @@ def run(name, arrays, **attrs):
     inferred = opdef.infer([None if a is None else TensorType.of(a) for a in arrays], full)
     outs = [np.asarray(o) for o in opdef.compute(arrays, full)]
     assert [TensorType.of(o) for o in outs] == inferred
+    _check_native(name, arrays, full, inferred, outs)
     return outs if len(outs) > 1 else outs[0]
+
+
+# ops a one-op function cannot run alone (they need a declared state or a constant weight)
+_NOT_ALONE = {"read_state", "write_state", "update_state_slice", "const"}
+
+
+def _check_native(name, arrays, attrs, types, want):
+    """The conformance check: the op as a one-op function on the native backend (the C++ step
+    loop and its kernels, or the reference called back from it) gives the reference's outputs:
+    bit for bit, or within float32 rounding where a native kernel computes it."""
+    from pocketml.ir import Function, Op, Program, TensorType, Value
+    from pocketml.runtime import native
+    from pocketml.runtime.executor import Executor
+
+    if name in _NOT_ALONE or not native.available():
+        return
+    inputs = [Value(f"in{i}", TensorType.of(a)) for i, a in enumerate(arrays) if a is not None]
+    names = iter(v.name for v in inputs)
+    op = Op(name, [None if a is None else next(names) for a in arrays],
+            [Value(f"out{i}", t) for i, t in enumerate(types)], attrs)
+    fn = Function("main", inputs, [op], [v.name for v in op.outputs])
+    ex = Executor(Program({"main": fn}, {}), fn, backend="native")
+    got = ex.run([np.ascontiguousarray(a).reshape(a.shape) for a in arrays if a is not None])
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype, (name, g.shape, w.shape, g.dtype, w.dtype)
+        if ex.steps[0].kernel == "numpy" or ex.steps[0].kernel.startswith("native:") and name in (
+                "add", "sub", "mul", "div"):
+            np.testing.assert_array_equal(g, w, err_msg=f"{name} on the native backend")
+        else:
+            finite = np.abs(w[np.isfinite(w)]) if w.dtype.kind in "fc" else np.abs(w)
+            scale = float(finite.max()) if finite.size else 0.0
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * max(scale, 1.0),
+                                       err_msg=f"{name} on the native backend ({ex.steps[0].kernel})")
 
 
 def infer(name, types, **attrs):

@@ -229,3 +229,9 @@ def test_ops_never_upcast_float16():
                         ("pad", {"pads": [0, 0, 1, 1, 0, 0], "value": 1.0}), ("tile", {"reps": [1, 2, 1]}),
                         ("flip", {"axes": [1]}), ("expand", {"shape": [2, 2, 3, 4]})]:
         assert run(name, [x], **attrs).dtype == np.float16
+
+
+@pytest.mark.parametrize("x", [np.arange(6, dtype=np.int64).reshape(2, 3), np.full((), 2.5, np.float32),
+                               np.zeros((0, 4), np.bool_)])
+def test_identity_passes_values_through(x):
+    np.testing.assert_array_equal(run("identity", [x]), x)
