@@ -16,7 +16,8 @@ decode = N new tokens, greedy, EOS ignored, one call each (the first comes from 
   numbers as pocketml's and torch's, written with the `gguf` package), and F16/Q8_0/Q4_0 GGUFs
   quantized from that F32 one by llama.cpp itself (`llama_model_quantize`, its default recipe).
 Each engine first runs an 8-token warm-up (then its cache is emptied). Peak RSS is VmHWM of the
-engine's process; tokens/s are wall clock.
+engine's process; tokens/s are wall clock. pocketml's load is `pm.load`; "(+s)" is the `Session`
+after it (the tokenizer from the package, the plan).
 """
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ def work_pocketml(package: str, backend: str, ids: list[int], new: int) -> dict:
 
     t0 = time.perf_counter()
     exact = backend.endswith("-exact")  # "native-exact": fp32 activations in compressed layers
-    session = Session(pm.load(package, backend=backend.removesuffix("-exact"), exact=exact))
+    model = pm.load(package, backend=backend.removesuffix("-exact"), exact=exact)
     load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    session = Session(model)  # the tokenizer, the plan
+    session_s = time.perf_counter() - t0
     list(session.generate(ids[:8], 2))  # warm-up (first-touch of the mapped weights), then reset
     session.reset()
     loop = session.model._executor.loop  # the C++ step loop (native backend), or None
@@ -74,7 +78,7 @@ def work_pocketml(package: str, backend: str, ids: list[int], new: int) -> dict:
     st = session.stats
     if loop is not None:
         native_s += loop.native_seconds
-    return dict(load_s=load, prefill_s=st.prefill_seconds, decode_s=st.decode_seconds,
+    return dict(load_s=load, session_s=session_s, prefill_s=st.prefill_seconds, decode_s=st.decode_seconds,
                 python_share=None if loop is None else 1 - native_s / st.decode_seconds,
                 decode_steps=st.decode_steps, tokens=session.tokens[len(ids):], peak_rss_mib=peak_rss_mib(),
                 weight_bytes=sum(a.nbytes for a in session.model.program.weights.values()))
@@ -297,8 +301,9 @@ def main(argv=None) -> int:
         wb = r.get("weight_bytes")  # pocketml: every weight is read once per token (tied head included)
         mb, share = (f"{wb / 1e6:.0f}", f"{wb * tok_s / READ_BANDWIDTH:.0%}") if wb else ("-", "-")
         py = "-" if r.get("python_share") is None else f"{r['python_share']:.0%}"
+        session = f" (+{r['session_s']:.2f})" if "session_s" in r else ""
         print(f"| {name} | {len(ids) / r['prefill_s']:.1f} | {tok_s:.1f} | {mb} | {share} | {py} | "
-              f"{r['peak_rss_mib']:.0f} | {r['load_s']:.2f} | "
+              f"{r['peak_rss_mib']:.0f} | {r['load_s']:.2f}{session} | "
               f"{'all ' + str(len(ref)) if same is None else f'first {same} of {len(ref)}'} |")
     peers = {n: r for n, r in runs.items() if n.startswith("llama.cpp")}
     for name, r in runs.items():  # side-by-side ratios (> 1: pocketml faster)

@@ -101,6 +101,7 @@ class Session:
         if self.cached:  # only the last position's logits are ever read: skip the others' head
             model = _last_logits(model)
         self.model = model  # what runs: the given model, or its last-position variant
+        model.plan_summary()  # its plan built now, not in the first prompt's time
         if self.cached and "causal_mask" not in model.input_names:
             raise ConfigError("a stateful language model needs a 'causal_mask' (1, 1, T, S) input")
         self.state = model.make_state() if self.cached else None

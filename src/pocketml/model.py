@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -10,7 +11,7 @@ from . import package
 from .errors import ConfigError, InputError
 from .ir.program import Program
 from .ir.types import TensorType
-from .runtime import Executor, PlanSummary, State, check_inputs
+from .runtime import PRECISIONS, Executor, PlanSummary, State, check_inputs, native
 
 
 class Model:
@@ -30,10 +31,13 @@ class Model:
         if function is not None and function not in program.functions:
             raise ConfigError(f"no function {function!r}; the package has {list(program.functions)}")
         self.function = program.functions[function] if function else program.main
+        if compute_precision not in PRECISIONS:
+            raise ConfigError(f"compute_precision must be one of {PRECISIONS}, got {compute_precision!r}")
         self.compute_precision = compute_precision
         self.threads = threads  # as given (None: $POCKETML_THREADS or all cores)
+        native.resolve_threads(threads)  # checked now, used when the plan is built
+        self._backend = native.resolve_backend(backend)
         self.exact = exact
-        self._executor = Executor(program, self.function, compute_precision, backend, threads, exact)
         self._watch = None  # set by `load`: notices the mapped package file changing on disk
 
     def variant(self, function: str | None = None, compute_precision: str | None = None) -> "Model":
@@ -44,10 +48,17 @@ class Model:
         m._watch = self._watch
         return m
 
+    @cached_property
+    def _executor(self) -> Executor:
+        """The plan and its runner, built on first use (a model only inspected or saved, or the
+        base of a variant, never pays for it)."""
+        return Executor(self.program, self.function, self.compute_precision, self._backend, self.threads,
+                        self.exact)
+
     @property
     def backend(self) -> str:
         """The backend in use: "native" or "reference"."""
-        return self._executor.backend
+        return self._backend
 
     def plan_summary(self) -> PlanSummary:
         """Each step of the execution plan with the kernel that runs it ("numpy" for a reference,
