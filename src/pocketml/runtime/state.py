@@ -5,6 +5,8 @@ updates it in place. Arrays are owned by the state, so two states never share me
 """
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from ..errors import InputError, PackageError
@@ -20,7 +22,7 @@ class State:
         self._arrays = {}
         for name, t in self._types.items():
             try:
-                self._arrays[name] = np.zeros(t.shape, t.dtype.np)  # zeroed pages: no need to fill
+                self._arrays[name] = _zeros(t.shape, t.dtype.np)
             except (MemoryError, ValueError) as e:  # ValueError: more than NumPy can index
                 self._arrays.clear()
                 raise PackageError(f"cannot allocate state {name!r} ({t}, {t.numel() * t.dtype.itemsize} "
@@ -47,13 +49,15 @@ class State:
         np.copyto(self._arrays[name], a)
 
     def reset(self) -> None:
-        """Back to the initial values (zeros unless the model declared others)."""
+        """Back to the initial values (zeros unless the model declared others). Zeroing gives the
+        pages back to the OS rather than writing them: a KV cache sized for the model's whole
+        context takes memory only for the tokens written since."""
         for name, a in self._arrays.items():
             init = self._init[name]
-            if init is None:
-                a.fill(0)
-            else:
+            if init is not None:
                 np.copyto(a, self._program.weights[init])
+            elif not _drop_pages(a):
+                a.fill(0)
 
     def arrays_for(self, function: Function) -> dict[str, np.ndarray]:
         """The live arrays, for the executor of `function` (which must declare the same states)."""
@@ -69,3 +73,32 @@ class State:
 
     def __repr__(self) -> str:
         return f"<pocketml.State {', '.join(f'{k}: {t}' for k, t in self._types.items())}>"
+
+
+# Arrays at least this big are anonymous private mappings: their pages stay unbacked until
+# written, and zeroing them drops the pages (np.zeros' calloc gives neither once the allocator
+# reuses freed heap memory).
+_MAPPED_MIN = 1 << 16
+
+
+def _zeros(shape, dtype) -> np.ndarray:
+    """A zeroed array; a big one backed by its own anonymous mapping (see `_drop_pages`)."""
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    flags = getattr(mmap, "MAP_PRIVATE", None), getattr(mmap, "MAP_ANONYMOUS", None)
+    if n < _MAPPED_MIN or None in flags or not hasattr(mmap, "MADV_DONTNEED"):
+        return np.zeros(shape, dtype)
+    buf = mmap.mmap(-1, n, flags=flags[0] | flags[1])
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def _drop_pages(a: np.ndarray) -> bool:
+    """Zero `a` by dropping its pages, if it is a whole mapping made by `_zeros`."""
+    buf = a.base
+    while isinstance(buf, np.ndarray):
+        buf = buf.base
+    if isinstance(buf, memoryview):
+        buf = buf.obj
+    if not isinstance(buf, mmap.mmap) or len(buf) != a.nbytes:
+        return False
+    buf.madvise(mmap.MADV_DONTNEED)  # private anonymous pages read back as zeros
+    return True
