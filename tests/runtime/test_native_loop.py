@@ -204,3 +204,16 @@ def test_step_errors_name_the_op():
     assert model._executor.loop is not None
     out = model.predict({"x": np.ones((2, 3), np.float32), "y": np.full((2, 3), 2, np.float32)})
     np.testing.assert_array_equal(out[model.output_names[0]], np.full((2, 3), 3, np.float32))
+
+
+def test_profiling_sums_each_steps_time():
+    p = program([("binary", [0, 1], [2], [], [], {"op": "add"}), ("fallback", [2], [3], [], [], {})], 4, [0, 1], [3])
+    a = np.ones(1000, np.float32)
+    assert list(p.step_seconds) == []
+    p.profiling = True
+    for _ in range(3):
+        p.run([a, a], [], [], lambda i, args: [np.sqrt(args[0])])
+    t = p.step_seconds
+    assert len(t) == 2 and all(x > 0 for x in t)
+    p.profiling = False
+    assert list(p.step_seconds) == []

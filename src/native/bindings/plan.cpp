@@ -291,7 +291,20 @@ threads).)doc")
       .def_prop_ro("fallback_seconds", [](const Program& p) { return p.prog.fallback_seconds; },
                    "Seconds the last call spent in the fallback (Python).")
       .def_prop_ro("fallback_calls", [](const Program& p) { return p.prog.fallback_calls; },
-                   "Steps the last call handed to the fallback.");
+                   "Steps the last call handed to the fallback.")
+      .def_prop_rw(
+          "profiling", [](const Program& p) { return p.prog.profiling; },
+          [](Program& p, bool on) {
+            p.prog.profiling = on;
+            p.prog.step_seconds.assign(on ? p.prog.steps.size() : 0, 0.0);
+          },
+          "When True, each step's wall time (views, kernel or fallback, releases) is summed over "
+          "calls into step_seconds; setting it clears them.")
+      .def_prop_ro("step_seconds", [](const Program& p) {
+        nb::list l;
+        for (double v : p.prog.step_seconds) l.append(v);
+        return l;
+      }, "Seconds per step summed over the calls made while profiling.");
 }
 
 }  // namespace pocketml::bindings

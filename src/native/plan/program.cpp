@@ -318,6 +318,8 @@ std::vector<Tensor> Program::run(const std::vector<Tensor>& inputs, const std::v
   for (const auto& c : constants) env[c.first] = c.second;
   for (size_t i = 0; i < inputs.size(); ++i) env[input_slots[i]] = inputs[i];
   Args args, outs;
+  if (profiling) step_seconds.resize(steps.size(), 0.0);
+  auto t_step = Clock::now();
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step& s = steps[i];
     current_step = static_cast<int>(i);
@@ -340,6 +342,11 @@ std::vector<Tensor> Program::run(const std::vector<Tensor>& inputs, const std::v
       env[s.outputs[k]] = std::move(outs[k]);
     }
     for (int r : s.release) pool_.release(env[r]);
+    if (profiling) {
+      const auto now = Clock::now();
+      step_seconds[i] += std::chrono::duration<double>(now - t_step).count();
+      t_step = now;
+    }
   }
   current_step = -1;
   std::vector<Tensor> result;

@@ -86,6 +86,8 @@ class Program {
   std::vector<Tensor> run(const std::vector<Tensor>& inputs, const std::vector<Tensor>& states,
                           const std::vector<int64_t>& syms, const Fallback& fallback);
 
+  bool profiling = false;           // when set, each step's time is added to step_seconds
+  std::vector<double> step_seconds;  // per step, summed over calls while profiling
   int current_step = -1;         // the step running, or that raised (-1: none)
   double fallback_seconds = 0;   // time spent in the fallback during the last call
   int64_t fallback_calls = 0;    // steps it ran during the last call
