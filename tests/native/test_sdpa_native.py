@@ -1,7 +1,8 @@
 """_native.sdpa (src/native/kernels/attention) against the NumPy reference
 (ir/ops/attention.py): decode (L = 1) and prefill shapes, grouped-query heads, every kind of mask,
-is_causal, rows with nothing to attend, strided k/v views of a KV cache; SIMD on and off, 1 and 2
-threads; bad inputs raise, never crash."""
+is_causal, rows with nothing to attend, strided k/v views of a KV cache; the kernel's blocks of
+query rows (a group's heads times positions, up to six) with every remainder; SIMD on and off,
+1 and 2 threads; bad inputs raise, never crash."""
 
 import math
 
@@ -191,3 +192,99 @@ def test_bad_inputs_raise():
         call(scale=float("nan"))
     with pytest.raises(ValueError):
         call(threads=-1)
+
+
+# (B, Hq, Hk, L, S, E, Ev): rows per k/v head (Hq / Hk * L) around the block of six, keys and
+# features around the vectors of eight and the tiles of 16 / 32 outputs
+BLOCKS = [
+    (1, 1, 1, 1, 1, 8, 8),        # one row, one key
+    (1, 2, 2, 5, 1, 16, 16),      # one key, several rows
+    (1, 1, 1, 6, 9, 32, 32),      # one full block
+    (1, 1, 1, 7, 7, 32, 32),      # a block and one row
+    (2, 3, 3, 13, 13, 32, 24),    # two blocks and one row; Ev = 16 + 8
+    (1, 6, 3, 5, 11, 64, 64),     # two heads per k/v head: 10 rows
+    (1, 9, 3, 1, 300, 64, 64),    # decode: a group of 3 heads is the block
+    (1, 8, 1, 3, 29, 24, 40),     # multi-query: 24 rows; Ev = 32 + 8
+    (2, 12, 12, 52, 52, 32, 32),  # MiniLM
+    (1, 4, 2, 33, 40, 7, 5),      # E and Ev below a vector
+    (1, 2, 1, 4, 6, 9, 70),       # 8 rows, Ev = 64 + 6
+]
+
+
+@pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("shape", BLOCKS, ids=str)
+def test_blocks_of_rows(shape, simd):
+    _native.set_simd(simd)
+    B, Hq, Hk, L, S, E, Ev = shape
+    q, k, v = operands(shape, seed=2)
+    rng = np.random.default_rng(3)
+    pad = np.zeros((B, 1, 1, S), np.float32)  # padding keys at the end (a batch of sentences)
+    pad[-1, ..., max(1, S - 3):] = -np.inf
+    hole = rng.random((1, Hq, L, S)) > 0.6  # keys no row of a block attends, in the middle
+    hole[..., 0] = True
+    for mask in (None, pad, hole):
+        for causal in (False, True):
+            want = ref(q, k, v, mask, causal)
+            one = native(q, k, v, mask, causal, threads=1)
+            close(one, want)
+            # the same blocks whichever thread runs them
+            np.testing.assert_array_equal(native(q, k, v, mask, causal, threads=2), one)
+
+
+def test_causal_with_fewer_queries_than_keys():
+    """Top-left causal with L < S: row l attends keys 0..l, so rows of a block differ in length."""
+    q, k, v = operands((1, 3, 1, 10, 40, 16, 16))
+    close(native(q, k, v, None, True), ref(q, k, v, None, True))
+    close(native(q[:, :, :1], k, v, None, True)[0, :, 0], v[0, 0, :1].repeat(3, 0))
+
+
+@pytest.mark.parametrize("simd", [True, False])
+def test_masks_strided_or_broadcast_along_the_keys(simd):
+    _native.set_simd(simd)
+    shape = (2, 4, 2, 7, 19, 16, 16)
+    q, k, v = operands(shape)
+    rng = np.random.default_rng(4)
+    wide = rng.standard_normal((2, 4, 7, 38)).astype(np.float32)
+    masks = [wide[..., ::2],                                   # a stride of 2 along the keys
+             rng.standard_normal((2, 1, 7, 1)).astype(np.float32),  # one value for every key
+             (rng.random((2, 4, 7, 38)) > 0.3)[..., ::2],
+             np.ones((7, 1), bool)]
+    for mask in masks:
+        for causal in (False, True):
+            close(native(q, k, v, mask, causal), ref(q, k, v, mask, causal))
+
+
+def test_a_dead_row_among_live_ones_and_infinite_values():
+    """A row that attends nothing gives 0 without touching its block's other rows."""
+    shape = (1, 1, 1, 6, 12, 8, 8)
+    q, k, v = operands(shape)
+    mask = np.ones((6, 12), bool)
+    mask[2] = False
+    mask[4, 5:] = False
+    for simd in (True, False):
+        _native.set_simd(simd)
+        out = native(q, k, v, mask)
+        close(out, ref(q, k, v, mask))
+        assert not out[0, 0, 2].any() and np.isfinite(out).all()
+        fmask = np.where(mask, np.float32(0), np.float32(-np.inf))
+        fmask[1, 3] = np.inf  # +inf score: a NaN softmax in the reference, 0 here too
+        with np.errstate(invalid="ignore"):
+            r = ref(q, k, v, fmask)
+        out = native(q, k, v, fmask)
+        assert not out[0, 0, 1].any() and not out[0, 0, 2].any()
+        close(np.delete(out, [1, 2], axis=2), np.delete(r, [1, 2], axis=2))
+
+
+@pytest.mark.parametrize("simd", [True, False])
+def test_one_nan_score_anywhere_in_a_row(simd):
+    """A NaN score at any key (a vector's any lane, the tail) makes its row 0, as the reference."""
+    _native.set_simd(simd)
+    q, k, v = operands((1, 1, 1, 20, 20, 8, 8))
+    mask = np.zeros((20, 20), np.float32)
+    for row in range(20):
+        mask[row, row] = np.nan
+    with np.errstate(invalid="ignore"):
+        r = ref(q, k, v, mask)
+    out = native(q, k, v, mask)
+    assert not out.any()
+    np.testing.assert_array_equal(out, r)

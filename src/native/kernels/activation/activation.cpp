@@ -25,6 +25,7 @@ void run(const float* x, float* out, int64_t n, int threads, const float* mul) {
   auto body = [&](int64_t b, int64_t e) {
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
     if (F == silu && use_avx2()) return silu_avx2(x + b, out + b, e - b, mul ? mul + b : nullptr);
+    if (F == gelu_erf && use_avx2()) return gelu_avx2(x + b, out + b, e - b, mul ? mul + b : nullptr);
 #endif
     if (mul == nullptr) {
       for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));

@@ -1,8 +1,9 @@
 // Elementwise activations in float32 whose references (ir/ops/activation.py) compute in float64:
 // each value goes through the same formula in double and is rounded once, so results equal the
 // references' to an ulp (erf/exp/tanh of the C library against NumPy's). The double-precision
-// transcendental is the cost: SiLU has an AVX2 path (a vector exp in double), the rest is portable,
-// spread over the thread pool for big tensors.
+// transcendental is the cost: SiLU and GELU have AVX2 paths (a vector exp in double; GELU's erf by
+// one branch-free formula, x86_avx2.cpp), the rest is portable, spread over the thread pool for
+// big tensors.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +20,9 @@ enum class Kind { GeluErf, Silu };
 // as one pass, equal to the activation op followed by the mul op.
 void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul = nullptr);
 
-// x86_avx2.cpp: silu [* mul] of n values, vectorised (called after run-time detection)
+// x86_avx2.cpp: silu / gelu [* mul] of n values, vectorised (called after run-time detection)
 void silu_avx2(const float* x, float* out, int64_t n, const float* mul);
+void gelu_avx2(const float* x, float* out, int64_t n, const float* mul);
 
 }  // namespace activation
 }  // namespace pocketml

@@ -1,8 +1,18 @@
-// SiLU (optionally gated) with AVX2/FMA: four doubles at a time through the reference's formula
-// (ir/ops/activation.py: x * 1 / (1 + e) or x * e / (1 + e), e = exp(-|x|)) with a vector exp
-// accurate to about an ulp of double, so the float32 results equal the scalar path's but for
-// a rare last-ulp tie. Lanes the vector exp does not cover (|x| > 150, where the float result no
-// longer depends on e, and NaN) take the scalar path.
+// SiLU and GELU (erf form), optionally gated, with AVX2/FMA: four doubles at a time through
+// formulas accurate to about an ulp of double, so the float32 results equal the scalar path's
+// (and the references', ir/ops/activation.py) but for a rare last-ulp tie.
+// SiLU: the reference's x * 1 / (1 + e) or x * e / (1 + e), e = exp(-|x|) by a vector exp; lanes it
+// does not cover (|x| > 150, where the float result no longer depends on e, and NaN) go scalar.
+// GELU: the reference computes 0.5 x (1 + erf(z)), z = x / sqrt 2, with erf64 (fdlibm's erf: three
+// regions, two of them a rational function with a division, the third two exps as well); in
+// vectors of four, lanes in different regions would pay for all three. Here one formula covers
+// every x, branch-free: 1 - erf(|z|) = 2 T with T = Phi(-|x|) = exp(-x^2 / 2) H(|x|), where
+// H(a) = erfcx(a / sqrt 2) / 2 is smooth and slowly varying on [0, 6 sqrt 2], so a rational
+// function of degree 6/7 matches it (a linearised least-squares fit with Lawson weights, checked
+// against mpmath); x^2 / 2 is exact in double, so exp(-x^2 / 2) needs no hi/lo split. Then
+// erf(z) = copysign(1 - 2T, z), and +-1 for |z| >= 6, as erf64, and 0.5 x (1 + erf) as the
+// reference: even the cancelling tail (x < -5, where 1 + erf = 1 - (1 - 2T) keeps only an
+// absolute 1e-16) rounds as the reference's does but for rare ties.
 #include <immintrin.h>
 
 #include <cmath>
@@ -38,6 +48,63 @@ inline double silu_scalar(double x) {
   return x * (x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e));
 }
 
+// H(a) = P(a) / Q(a), lowest degree first; all positive: no cancellation in Horner's scheme.
+// H(0) = 1/2 exactly, so that 1 + erf is exactly 1 for tiny x, as the reference's. The fit weighs
+// the error of T = exp(-a^2/2) H: relative below 7.2e-15, and absolute below 7.2e-21 where T is
+// tiny (a > 5), far under the 1.1e-16 steps of 1 - 2T, so the tail rounds as the reference's.
+constexpr double kHP[] = {0.5, 0.52517824817689159521, 0.27545073356244608488, 0.086562521490329870485,
+                          0.016960872769114030602, 0.0019568538619832795777, 0.00010458792787386164572};
+constexpr double kHQ[] = {1.0, 1.8482410571574082882, 1.5255844712480024522, 0.73220633075959352261,
+                          0.22190663631198755545, 0.042775364247443474077, 0.0049051639630137114751,
+                          0.00026216187253063872812};
+// exp(r) for |r| <= ln2 / 8, relative error 7.3e-16 (a minimax fit)
+constexpr double kExp[] = {1.0, 1.0000000000000032619, 0.5000000000019458799, 0.16666666666292829596,
+                           0.041666665098888550065, 0.0083333342657568167373, 0.0013892478802796705615,
+                           0.00019836624116231879134};
+
+template <int N>
+inline __m256d poly(const double (&c)[N], __m256d z) {
+  __m256d r = _mm256_set1_pd(c[N - 1]);
+  for (int i = N - 2; i >= 0; --i) r = _mm256_fmadd_pd(r, z, _mm256_set1_pd(c[i]));
+  return r;
+}
+
+// exp(-u) for u = x^2 / 2 (exact) of a float x with |x| < 6 sqrt 2 (other lanes: anything):
+// -u = (4 m + j) ln2 / 4 + r, |r| <= ln2 / 8, exp(-u) = 2^m 2^(j/4) exp(r), 2^(j/4) from a table of
+// four in two registers (vpermilpd picks within 128-bit lanes), 2^m added to its exponent bits.
+inline __m256d exp_neg_square(__m256d u) {
+  const __m256d shifter = _mm256_set1_pd(6755399441055744.0);  // 1.5 * 2^52: k in the low bits
+  const __m256d kd = _mm256_fnmadd_pd(u, _mm256_set1_pd(5.7707801635558535980), shifter);  // 4 / ln2
+  const __m256d k = _mm256_sub_pd(kd, shifter);
+  __m256d r = _mm256_fnmsub_pd(k, _mm256_set1_pd(6.93147180369123816490e-01 / 4), u);  // exact
+  r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10 / 4), r);
+  const __m256i ki = _mm256_castpd_si256(kd);
+  const __m256d t01 = _mm256_setr_pd(1.0, 1.1892071150027210667, 1.0, 1.1892071150027210667);
+  const __m256d t23 = _mm256_setr_pd(1.4142135623730950488, 1.6817928305074290861,
+                                     1.4142135623730950488, 1.6817928305074290861);
+  const __m256i idx = _mm256_slli_epi64(ki, 1);  // vpermilpd reads bit 1: j's bit 0
+  const __m256d t = _mm256_blendv_pd(_mm256_permutevar_pd(t01, idx), _mm256_permutevar_pd(t23, idx),
+                                     _mm256_castsi256_pd(_mm256_slli_epi64(ki, 62)));  // j's bit 1
+  // (k & ~3) << 50 = m << 52: m (two's complement) into the exponent field
+  const __m256i m = _mm256_slli_epi64(_mm256_andnot_si256(_mm256_set1_epi64x(3), ki), 50);
+  const __m256d scale = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(t), m));
+  return _mm256_mul_pd(poly(kExp, r), scale);
+}
+
+// gelu of four doubles (converted floats): 0.5 x (1 + erf(x / sqrt 2)), see the top of the file
+inline __m256d gelu4(__m256d x) {
+  const __m256d sign = _mm256_set1_pd(-0.0), one = _mm256_set1_pd(1.0);
+  const __m256d a = _mm256_andnot_pd(sign, x);
+  // |z| < 6 for z = x / sqrt 2 rounded as the reference's, false for NaN: the float |x| below
+  // 8.48528194427490234375 (6 sqrt 2 rounded up to float) all have |z| < 6, and it has |z| >= 6
+  const __m256d inside = _mm256_cmp_pd(a, _mm256_set1_pd(8.48528194427490234375), _CMP_LT_OQ);
+  const __m256d hx = _mm256_mul_pd(_mm256_set1_pd(0.5), x);
+  const __m256d e = exp_neg_square(_mm256_mul_pd(hx, x));
+  const __m256d t = _mm256_and_pd(inside, _mm256_mul_pd(e, _mm256_div_pd(poly(kHP, a), poly(kHQ, a))));
+  const __m256d erf = _mm256_or_pd(_mm256_fnmadd_pd(_mm256_set1_pd(2.0), t, one), _mm256_and_pd(sign, x));
+  return _mm256_mul_pd(hx, _mm256_add_pd(one, erf));
+}
+
 }  // namespace
 
 void silu_avx2(const float* x, float* out, int64_t n, const float* mul) {
@@ -65,6 +132,23 @@ void silu_avx2(const float* x, float* out, int64_t n, const float* mul) {
   for (; i < n; ++i) {
     const float s = static_cast<float>(silu_scalar(static_cast<double>(x[i])));
     out[i] = mul ? s * mul[i] : s;
+  }
+}
+
+void gelu_avx2(const float* x, float* out, int64_t n, const float* mul) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    __m128 g = _mm256_cvtpd_ps(gelu4(_mm256_cvtps_pd(_mm_loadu_ps(x + i))));
+    if (mul) g = _mm_mul_ps(g, _mm_loadu_ps(mul + i));
+    _mm_storeu_ps(out + i, g);
+  }
+  if (i < n) {  // the last values through a padded register
+    alignas(16) float t[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0};
+    for (int64_t j = 0; i + j < n; ++j) t[j] = x[i + j], m[j] = mul ? mul[i + j] : 0.0f;
+    __m128 g = _mm256_cvtpd_ps(gelu4(_mm256_cvtps_pd(_mm_load_ps(t))));
+    if (mul) g = _mm_mul_ps(g, _mm_load_ps(m));
+    _mm_store_ps(t, g);
+    for (int64_t j = 0; i + j < n; ++j) out[i + j] = t[j];
   }
 }
 

@@ -1,4 +1,5 @@
-// The driver (rows over threads, masks, the safe softmax) and the portable primitives.
+// The driver (blocks of query rows over threads, masks, the safe softmax) and the portable
+// primitives.
 #include "kernels/attention/attention.h"
 
 #include <algorithm>
@@ -27,23 +28,64 @@ float dot(const float* a, const float* b, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-void dots_generic(const float* q, const float* k, int64_t ldk, int64_t n, int64_t E, float* out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = dot(q, k + j * ldk, E);
+void dots_generic(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E,
+                  float* out, int64_t ldo) {
+  for (int r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) out[r * ldo + j] = dot(q[r], k + j * ldk, E);
 }
 
-void wsum_generic(const float* p, const float* v, int64_t ldv, int64_t n, int64_t Ev, float* out) {
-  std::memset(out, 0, sizeof(float) * Ev);
-  for (int64_t j = 0; j < n; ++j) {
-    if (p[j] == 0.0f) continue;
-    const float a = p[j], *x = v + j * ldv;
-    for (int64_t e = 0; e < Ev; ++e) out[e] += a * x[e];
+void wsum_generic(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
+                  int64_t ldv, int64_t Ev, float* const* out) {
+  for (int r = 0; r < rows; ++r) {
+    float* o = out[r];
+    std::memset(o, 0, sizeof(float) * Ev);
+    for (int64_t t = 0; t < nk; ++t) {
+      const float a = p[r * ldp + keys[t]];
+      if (a == 0.0f) continue;
+      const float* x = v + keys[t] * ldv;
+      for (int64_t e = 0; e < Ev; ++e) o[e] += a * x[e];
+    }
   }
 }
 
-float exp_sum_generic(float* x, int64_t n, float m) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += (x[i] = std::exp(x[i] - m));
-  return s;
+float softmax_row(float* s, int64_t n, float scale, MaskKind kind, const void* mask, int64_t mj) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  if (kind == MaskKind::Float) {
+    const float* mk = static_cast<const float*>(mask);
+    for (int64_t j = 0; j < n; ++j) s[j] = s[j] * scale + mk[j * mj];
+  } else if (kind == MaskKind::Bool) {
+    const uint8_t* mk = static_cast<const uint8_t*>(mask);
+    for (int64_t j = 0; j < n; ++j) s[j] = mk[j * mj] ? s[j] * scale : kNegInf;
+  } else {
+    for (int64_t j = 0; j < n; ++j) s[j] *= scale;
+  }
+  float m = kNegInf;
+  bool nan = false;
+  for (int64_t j = 0; j < n; ++j) {
+    m = s[j] > m ? s[j] : m;
+    nan |= s[j] != s[j];
+  }
+  if (nan || !std::isfinite(m)) return -1.0f;
+  float sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - m));
+  std::fill(s + n, s + ((n + 7) & ~int64_t(7)), 0.0f);
+  return sum;
+}
+
+void softmax_generic(float* s, int64_t lds, int rows, const int64_t* n, float scale, MaskKind kind,
+                     const void* const* mask, int64_t mj, float* sum) {
+  for (int r = 0; r < rows; ++r) sum[r] = softmax_row(s + r * lds, n[r], scale, kind, mask[r], mj);
+}
+
+int64_t live_keys_generic(const float* p, int64_t ldp, int rows, int64_t n, int32_t* keys) {
+  int64_t nk = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    bool any = false;
+    for (int r = 0; r < rows; ++r) any |= p[r * ldp + j] != 0.0f;
+    keys[nk] = static_cast<int32_t>(j);
+    nk += any;
+  }
+  return nk;
 }
 
 void scale_generic(float* x, int64_t n, float a) {
@@ -57,53 +99,77 @@ const Primitives& select() {
   return generic_primitives;
 }
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // multiply-adds below which one thread runs: a decode step's attention (one query row per head,
 // a few hundred cached positions, ~10^5 multiply-adds) reads its keys and values from L3 or DRAM
 // and gains from two threads' loads
 constexpr int64_t kParallelWork = int64_t(1) << 15;
-constexpr int64_t kChunkWork = int64_t(1) << 15;  // multiply-adds per chunk at least
+constexpr int64_t kChunkWork = int64_t(1) << 17;  // multiply-adds per chunk at least
 
-// Rows [r0, r1) of the flattened [B, Hq, L] grid; sc: S floats of scratch.
-void rows(const SdpaArgs& a, const Primitives& p, int64_t r0, int64_t r1, float* sc) {
-  const int64_t group = a.Hq / a.Hk;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t l = r % a.L, bh = r / a.L, h = bh % a.Hq, b = bh / a.Hq, hk = h / group;
-    const float* q = a.q + b * a.qs[0] + h * a.qs[1] + l * a.qs[2];
-    const float* k = a.k + b * a.ks[0] + hk * a.ks[1];
-    const float* v = a.v + b * a.vs[0] + hk * a.vs[1];
-    float* out = a.out + r * a.Ev;
-    const int64_t n = a.causal ? std::min(a.S, l + 1) : a.S;
-    const int64_t mrow = b * a.ms[0] + h * a.ms[1] + l * a.ms[2], mj = a.ms[3];
-    p.dots(q, k, a.ks[2], n, a.E, sc);
-    float m = kNegInf;
-    bool nan = false;
-    if (a.mask_kind == MaskKind::Float) {
-      const float* mk = static_cast<const float*>(a.mask) + mrow;
-      for (int64_t j = 0; j < n; ++j) sc[j] = sc[j] * a.scale + mk[j * mj];
-    } else if (a.mask_kind == MaskKind::Bool) {
-      const uint8_t* mk = static_cast<const uint8_t*>(a.mask) + mrow;
-      for (int64_t j = 0; j < n; ++j) sc[j] = mk[j * mj] ? sc[j] * a.scale : kNegInf;
-    } else {
-      for (int64_t j = 0; j < n; ++j) sc[j] *= a.scale;
+// Floats per row of a block's scores: softmax writes whole vectors of eight.
+int64_t scores_stride(int64_t S) { return (S + 7) & ~int64_t(7); }
+
+// Rows [t0, t1) of k/v head hk of batch b; its row t is query position t / group of query head
+// hk * group + t % group, so a block holds neighbouring positions (similar causal lengths) and a
+// decode step's block the heads of one group. sc: kBlockRows rows of S rounded up to 8 floats,
+// keys: S ints of scratch.
+void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, int64_t t0, int64_t t1,
+               float* sc, int32_t* keys) {
+  const int64_t group = a.Hq / a.Hk, ld = scores_stride(a.S);
+  const float* k = a.k + b * a.ks[0] + hk * a.ks[1];
+  const float* v = a.v + b * a.vs[0] + hk * a.vs[1];
+  const float* q[kBlockRows];
+  float* out[kBlockRows];
+  float sum[kBlockRows];
+  int64_t nr[kBlockRows];
+  const void* mask[kBlockRows] = {};
+  for (int64_t t = t0; t < t1; t += kBlockRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kBlockRows, t1 - t));
+    int64_t n = 0;
+    for (int i = 0; i < rows; ++i) {
+      const int64_t l = (t + i) / group, h = hk * group + (t + i) % group;
+      q[i] = a.q + b * a.qs[0] + h * a.qs[1] + l * a.qs[2];
+      out[i] = a.out + ((b * a.Hq + h) * a.L + l) * a.Ev;
+      nr[i] = a.causal ? std::min(a.S, l + 1) : a.S;
+      const int64_t mrow = b * a.ms[0] + h * a.ms[1] + l * a.ms[2];
+      if (a.mask_kind == MaskKind::Float) mask[i] = static_cast<const float*>(a.mask) + mrow;
+      if (a.mask_kind == MaskKind::Bool) mask[i] = static_cast<const uint8_t*>(a.mask) + mrow;
+      n = std::max(n, nr[i]);
     }
-    for (int64_t j = 0; j < n; ++j) {
-      if (sc[j] > m) m = sc[j];
-      nan = nan || sc[j] != sc[j];
+    p.dots(q, rows, k, a.ks[2], n, a.E, sc, ld);
+    p.softmax(sc, ld, rows, nr, a.scale, a.mask_kind, mask, a.ms[3], sum);
+    // keys past the row's causal end, and every key of a row that attends nothing: weight 0
+    for (int i = 0; i < rows; ++i) {
+      float* s = sc + i * ld;
+      std::fill(s + (sum[i] < 0 ? 0 : nr[i]), s + n, 0.0f);
     }
-    if (nan || !std::isfinite(m)) {  // nothing to attend (or NaN scores): 0, as the reference
-      std::memset(out, 0, sizeof(float) * a.Ev);
-      continue;
+    // the keys some row of the block attends (masked, padding, past the causal end: skipped)
+    const int64_t nk = p.live_keys(sc, ld, rows, n, keys);
+    p.wsum(sc, ld, rows, keys, nk, v, a.vs[2], a.Ev, out);
+    for (int i = 0; i < rows; ++i) {
+      if (sum[i] < 0)
+        std::memset(out[i], 0, sizeof(float) * a.Ev);
+      else if (sum[i] > 0)
+        p.scale(out[i], a.Ev, 1.0f / sum[i]);
     }
-    const float sum = p.exp_sum(sc, n, m);
-    p.wsum(sc, v, a.vs[2], n, a.Ev, out);
-    if (sum > 0) p.scale(out, a.Ev, 1.0f / sum);
   }
 }
 
+// Per-thread scratch for head_rows(): a block's scores and the keys it attends.
+struct Scratch {
+  std::vector<float> scores;
+  std::vector<int32_t> keys;
+  void fit(int64_t S) {
+    if (static_cast<int64_t>(keys.size()) < S) {
+      scores.resize(static_cast<size_t>(scores_stride(S)) * kBlockRows);
+      keys.resize(S);
+    }
+  }
+};
+
 }  // namespace
 
-const Primitives generic_primitives = {dots_generic, wsum_generic, exp_sum_generic, scale_generic};
+const Primitives generic_primitives = {dots_generic, softmax_generic, live_keys_generic, wsum_generic,
+                                       scale_generic};
 
 void sdpa(const SdpaArgs& a, int threads) {
   const int64_t R = a.B * a.Hq * a.L;
@@ -113,24 +179,31 @@ void sdpa(const SdpaArgs& a, int threads) {
     return;
   }
   const Primitives& p = select();
+  const int64_t heads = a.B * a.Hk;            // k/v heads
+  const int64_t per_head = a.Hq / a.Hk * a.L;  // query rows per k/v head
   const int64_t per_row = a.S * (a.E + a.Ev) + 1;
-  const int64_t work = R * per_row;
   if (threads <= 0) threads = default_threads();
-  if (threads <= 1 || work < kParallelWork) {
-    thread_local std::vector<float> scratch;
-    if (static_cast<int64_t>(scratch.size()) < a.S) scratch.resize(a.S);
-    rows(a, p, 0, R, scratch.data());
+  if (threads <= 1 || R * per_row < kParallelWork) {
+    thread_local Scratch scratch;
+    scratch.fit(a.S);
+    for (int64_t hh = 0; hh < heads; ++hh)
+      head_rows(a, p, hh / a.Hk, hh % a.Hk, 0, per_head, scratch.scores.data(), scratch.keys.data());
     return;
   }
-  int64_t grain = std::max<int64_t>(1, kChunkWork / per_row);
-  grain = std::min(grain, (R + threads - 1) / threads);
-  // one query row per head: the heads sharing a key/value head stay in one chunk (read once)
-  const int64_t group = a.Hk > 0 && a.Hq % a.Hk == 0 ? a.Hq / a.Hk : 1;
-  if (a.L == 1 && group > 1) grain = (grain + group - 1) / group * group;
-  parallel_for(R, grain, threads, [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> scratch;
-    if (static_cast<int64_t>(scratch.size()) < a.S) scratch.resize(a.S);
-    rows(a, p, r0, r1, scratch.data());
+  // chunks of whole blocks of one k/v head, kChunkWork multiply-adds at least, and no more rows
+  // than an even share: the pool's counter balances the rest (causal rows differ in work)
+  int64_t chunk = std::max<int64_t>(1, kChunkWork / per_row);
+  chunk = std::min(chunk, (R + threads - 1) / threads);
+  chunk = std::min((chunk + kBlockRows - 1) / kBlockRows * kBlockRows, per_head);
+  const int64_t chunks = (per_head + chunk - 1) / chunk;
+  parallel_for(heads * chunks, 1, threads, [&](int64_t c0, int64_t c1) {
+    thread_local Scratch scratch;
+    scratch.fit(a.S);
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t hh = c / chunks, t0 = c % chunks * chunk;
+      head_rows(a, p, hh / a.Hk, hh % a.Hk, t0, std::min(per_head, t0 + chunk), scratch.scores.data(),
+                scratch.keys.data());
+    }
   });
 }
 

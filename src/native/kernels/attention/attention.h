@@ -2,10 +2,14 @@
 // out = softmax(q @ k^T * scale + mask) @ v per (batch, query head, query row), with grouped-query
 // heads (each k/v head serves Hq / Hk consecutive query heads, never repeated in memory), a bool
 // or additive float mask broadcast by strides, top-left causal masking, and rows with no key to
-// attend giving 0. One row is computed at a time: its S scores into a scratch row, the max
-// subtracted before exp, then the weighted sum of v rows; rows are spread over the pool when the
-// work is big enough. attention.cpp holds the driver and the portable primitives, x86_avx2.cpp
-// the AVX2/FMA ones (compiled for that file only, chosen at run time).
+// attend giving 0. The query rows that share a k/v head (a group's heads times L positions) go in
+// blocks of up to kBlockRows: the block's scores (each loaded key row serving every row of the
+// block, several keys' dot products reduced together) into a scratch block that stays in L1, the
+// safe softmax there, then the weighted sum over v (each loaded v row serving every row of the
+// block, keys that no row attends skipped). A decode step (L = 1) is the same with a group's heads
+// as the block. Blocks are spread over the pool when the work is big enough. attention.cpp holds
+// the driver and the portable primitives, x86_avx2.cpp the AVX2/FMA ones (compiled for that file
+// only, chosen at run time).
 #pragma once
 
 #include <cstdint>
@@ -33,14 +37,27 @@ struct SdpaArgs {
   bool causal = false;
 };
 
-// The vector primitives of one instruction set.
+// Query rows per block: the AVX2 weighted sum keeps 6 rows x 16 outputs in registers.
+constexpr int kBlockRows = 6;
+
+// The vector primitives of one instruction set, over a block of rows <= kBlockRows.
 struct Primitives {
-  // out[j] = q . k[j * ldk : + E] for j < n
-  void (*dots)(const float* q, const float* k, int64_t ldk, int64_t n, int64_t E, float* out);
-  // out[e] = sum_j p[j] * v[j * ldv + e] for e < Ev (p[j] = 0 rows skipped)
-  void (*wsum)(const float* p, const float* v, int64_t ldv, int64_t n, int64_t Ev, float* out);
-  // x[i] = exp(x[i] - m) (exp(-inf) = 0); returns the sum of the new x[i]
-  float (*exp_sum)(float* x, int64_t n, float m);
+  // out[r * ldo + j] = q[r] . k[j * ldk : + E] for r < rows, j < n
+  void (*dots)(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E,
+               float* out, int64_t ldo);
+  // A block's scores (row r: s[r * lds + j], j < n[r]) into softmax numerators in place:
+  // x = s * scale + mask[r][j * mj] (a float mask; a bool one: x = mask ? s * scale : -inf; none:
+  // s * scale), then exp(x - max x); the row has room for n[r] rounded up to 8, and those past n[r]
+  // become 0. sum[r] = their sum, or -1 when the row attends nothing (every x -inf, or NaN: the
+  // reference gives 0), its numerators then left undefined.
+  void (*softmax)(float* s, int64_t lds, int rows, const int64_t* n, float scale, MaskKind kind,
+                  const void* const* mask, int64_t mj, float* sum);
+  // the keys j < n with p[r * ldp + j] != 0 for some r < rows (all p >= 0), ascending, into keys;
+  // returns how many
+  int64_t (*live_keys)(const float* p, int64_t ldp, int rows, int64_t n, int32_t* keys);
+  // out[r][e] = sum_t p[r * ldp + j_t] * v[j_t * ldv + e] for r < rows, e < Ev, j_t = keys[t], t < nk
+  void (*wsum)(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
+               int64_t ldv, int64_t Ev, float* const* out);
   // x[i] *= a
   void (*scale)(float* x, int64_t n, float a);
 };

@@ -18,122 +18,284 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// exp(x) to ~1 ulp (Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial in r, then
-// * 2^n); 0 below -87.3 (exp(-inf) = 0), +inf above 88 (softmax only feeds x <= 0), NaN stays NaN.
-inline __m256 exp256(__m256 x) {
-  const __m256 hi = _mm256_set1_ps(88.0f), lo = _mm256_set1_ps(-87.3365447505531f);
-  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  const __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-  __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  xc = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), xc);
-  xc = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), xc);
-  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
-  y = _mm256_fmadd_ps(y, xc, _mm256_set1_ps(1.3981999507E-3f));
-  y = _mm256_fmadd_ps(y, xc, _mm256_set1_ps(8.3334519073E-3f));
-  y = _mm256_fmadd_ps(y, xc, _mm256_set1_ps(4.1665795894E-2f));
-  y = _mm256_fmadd_ps(y, xc, _mm256_set1_ps(1.6666665459E-1f));
-  y = _mm256_fmadd_ps(y, xc, _mm256_set1_ps(5.0000001201E-1f));
-  const __m256 x2 = _mm256_mul_ps(xc, xc);
-  y = _mm256_fmadd_ps(y, x2, _mm256_add_ps(xc, _mm256_set1_ps(1.0f)));
-  // 2^n: n in [-126, 127] after the clamp
-  const __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-  y = _mm256_mul_ps(y, _mm256_castsi256_ps(n));
-  y = _mm256_andnot_ps(under, y);
-  y = _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_huge_valf()), over);
-  const __m256 isnan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  return _mm256_blendv_ps(y, x, isnan);
+// The four sums of a0..a3 (8 lanes each), in order: single-uop shuffles and adds (vhaddps is three
+// uops on AMD's cores).
+inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 s01 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+  const __m256 s23 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+  const __m256d d01 = _mm256_castps_pd(s01), d23 = _mm256_castps_pd(s23);
+  const __m256 w = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(d01, d23)),
+                                 _mm256_castpd_ps(_mm256_unpackhi_pd(d01, d23)));
+  return _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1));
 }
 
-inline float dot1(const float* a, const float* b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum(s0);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// Four keys at a time: four independent accumulators, reduced together.
-void dots_avx2(const float* q, const float* k, int64_t ldk, int64_t n, int64_t E, float* out) {
+// R query rows against the keys, four keys at a time: each loaded key vector serves the R rows,
+// and the R x 4 accumulators are reduced four at a time.
+template <int R>
+void dots_rows(const float* const* q, const float* k, int64_t ldk, int64_t n, int64_t E, float* out,
+               int64_t ldo) {
   const int64_t E8 = E & ~int64_t(7);
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-           a3 = _mm256_setzero_ps();
+    const float* kj = k + j * ldk;
+    __m256 acc[R][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_setzero_ps();
     for (int64_t e = 0; e < E8; e += 8) {
-      const __m256 x = _mm256_loadu_ps(q + e);
-      a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + e), a0);
-      a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k1 + e), a1);
-      a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k2 + e), a2);
-      a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k3 + e), a3);
+      __m256 qv[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) qv[r] = _mm256_loadu_ps(q[r] + e);
+#pragma GCC unroll 8
+      for (int c = 0; c < 4; ++c) {
+        const __m256 kv = _mm256_loadu_ps(kj + c * ldk + e);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(qv[r], kv, acc[r][c]);
+      }
     }
-    // [a0 a1 a2 a3] -> their four sums
-    const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
-    const __m256 h = _mm256_hadd_ps(h01, h23);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    alignas(16) float t[4];
-    _mm_store_ps(t, s);
-    for (int64_t e = E8; e < E; ++e) {
-      t[0] += q[e] * k0[e];
-      t[1] += q[e] * k1[e];
-      t[2] += q[e] * k2[e];
-      t[3] += q[e] * k3[e];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      __m128 s = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+      if (E8 < E) {
+        alignas(16) float t[4];
+        _mm_store_ps(t, s);
+#pragma GCC unroll 8
+        for (int c = 0; c < 4; ++c)
+          for (int64_t e = E8; e < E; ++e) t[c] += q[r][e] * kj[c * ldk + e];
+        s = _mm_load_ps(t);
+      }
+      _mm_storeu_ps(out + r * ldo + j, s);
     }
-    out[j] = t[0], out[j + 1] = t[1], out[j + 2] = t[2], out[j + 3] = t[3];
   }
-  for (; j < n; ++j) out[j] = dot1(q, k + j * ldk, E);
+  for (; j < n; ++j) {
+    const float* kj = k + j * ldk;
+    __m256 acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t e = 0; e < E8; e += 8) {
+      const __m256 kv = _mm256_loadu_ps(kj + e);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + e), kv, acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      float s = hsum(acc[r]);
+      for (int64_t e = E8; e < E; ++e) s += q[r][e] * kj[e];
+      out[r * ldo + j] = s;
+    }
+  }
 }
 
-// out[e] = sum_j p[j] v[j, e]: up to 64 outputs held in registers over all keys.
-void wsum_avx2(const float* p, const float* v, int64_t ldv, int64_t n, int64_t Ev, float* out) {
-  int64_t e0 = 0;
-  for (; e0 + 64 <= Ev; e0 += 64) {
-    __m256 c[8];
-    for (int r = 0; r < 8; ++r) c[r] = _mm256_setzero_ps();
+// Three rows at a time (3 x 4 accumulators, 3 query vectors and a key vector: the 16 registers).
+void dots_avx2(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E, float* out,
+               int64_t ldo) {
+  for (int r = 0; r < rows; r += 3, out += 3 * ldo) {
+    switch (rows - r) {
+      case 1: dots_rows<1>(q + r, k, ldk, n, E, out, ldo); break;
+      case 2: dots_rows<2>(q + r, k, ldk, n, E, out, ldo); break;
+      default: dots_rows<3>(q + r, k, ldk, n, E, out, ldo); break;
+    }
+  }
+}
+
+// out[r][c0 : c0 + 8 V] for R rows: R x V accumulators over the keys, each loaded v vector serving
+// the R rows.
+template <int R, int V>
+inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v,
+                      int64_t ldv, int64_t c0, float* const* out) {
+  __m256 acc[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int c = 0; c < V; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < nk; ++t) {
+    const int64_t j = keys[t];
+    const float* x = v + j * ldv + c0;
+    __m256 xv[V];
+#pragma GCC unroll 8
+    for (int c = 0; c < V; ++c) xv[c] = _mm256_loadu_ps(x + 8 * c);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 a = _mm256_broadcast_ss(p + r * ldp + j);
+#pragma GCC unroll 8
+      for (int c = 0; c < V; ++c) acc[r][c] = _mm256_fmadd_ps(a, xv[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int c = 0; c < V; ++c) _mm256_storeu_ps(out[r] + c0 + 8 * c, acc[r][c]);
+}
+
+// 16 outputs of R <= 6 rows at a time (12 accumulators), 32 of R <= 2 (8), then 8, then the rest.
+template <int R>
+void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v, int64_t ldv,
+               int64_t Ev, float* const* out) {
+  constexpr int V = R <= 2 ? 4 : 2;
+  int64_t c = 0;
+  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, out);
+  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, out);
+  for (; c < Ev; ++c) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      float s = 0;
+      for (int64_t t = 0; t < nk; ++t) s += p[r * ldp + keys[t]] * v[keys[t] * ldv + c];
+      out[r][c] = s;
+    }
+  }
+}
+
+void wsum_avx2(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
+               int64_t ldv, int64_t Ev, float* const* out) {
+  switch (rows) {
+    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, out);
+    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, out);
+    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, out);
+    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, out);
+    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, out);
+    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, out);
+  }
+}
+
+// exp(x) for x <= 0, not NaN (softmax's x - max), to about an ulp: x = n ln2 + r, |r| <= ln2 / 2
+// (n from the 1.5 * 2^23 shifter, whose low mantissa bits then hold it), exp(r) by a degree-6
+// minimax polynomial (relative error 2e-9), 2^n added to its exponent bits; 0 below -86.5, where
+// 2^n would leave the normal range (exp(-inf) = 0).
+inline __m256 exp_nonpositive(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-86.5f), shifter = _mm256_set1_ps(12582912.0f);
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  const __m256 xc = _mm256_max_ps(x, lo);
+  const __m256 fx = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), shifter);
+  const __m256 n = _mm256_sub_ps(fx, shifter);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);  // exact
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(0.00138435572868f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.008374236589f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.0416680075053f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.166664303276f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.499999941736f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.00000003236f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(fx), 23);  // n << 23
+  return _mm256_andnot_ps(under, _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e)));
+}
+
+// The row's x (see Primitives::softmax) eight at a time, the lanes past n -inf; returns the
+// running max and or-s NaN lanes into nan.
+inline __m256 scores8(float* s, int64_t j, int64_t n, __m256 vs, MaskKind kind, const void* mask,
+                      __m256 vmax, __m256& nan) {
+  const __m256 ninf = _mm256_set1_ps(-__builtin_huge_valf());
+  const int64_t left = n - j;
+  __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + j), vs);
+  __m256i lanes = _mm256_set1_epi32(-1);
+  if (left < 8)
+    lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(left)),
+                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  if (kind == MaskKind::Float) {
+    const float* mk = static_cast<const float*>(mask) + j;
+    x = _mm256_add_ps(x, left < 8 ? _mm256_maskload_ps(mk, lanes) : _mm256_loadu_ps(mk));
+  } else if (kind == MaskKind::Bool) {
+    const uint8_t* mk = static_cast<const uint8_t*>(mask) + j;
+    __m128i b8;
+    if (left < 8) {
+      int64_t t = 0;
+      for (int64_t i = 0; i < left; ++i) t |= int64_t(mk[i]) << (8 * i);
+      b8 = _mm_cvtsi64_si128(t);
+    } else {
+      b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mk));
+    }
+    const __m256i b = _mm256_cvtepu8_epi32(b8);
+    x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, _mm256_setzero_si256())));
+  }
+  if (left < 8) x = _mm256_blendv_ps(ninf, x, _mm256_castsi256_ps(lanes));
+  _mm256_storeu_ps(s + j, x);
+  nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  return _mm256_max_ps(vmax, x);
+}
+
+// One row's x (see Primitives::softmax), the lanes past n -inf; returns max x in every lane, or NaN
+// if some x is NaN.
+__m256 scores_row(float* s, int64_t n, float scale, MaskKind kind, const void* mask, int64_t mj) {
+  const float inf = __builtin_huge_valf();
+  const int64_t n8 = (n + 7) & ~int64_t(7);
+  __m256 vmax = _mm256_set1_ps(-inf), nan = _mm256_setzero_ps();
+  const __m256 vs = _mm256_set1_ps(scale);
+  if (kind == MaskKind::None || mj == 1) {
+    for (int64_t j = 0; j < n; j += 8) vmax = scores8(s, j, n, vs, kind, mask, vmax, nan);
+  } else {  // a mask broadcast or strided along the keys
     for (int64_t j = 0; j < n; ++j) {
-      if (p[j] == 0.0f) continue;
-      const __m256 a = _mm256_set1_ps(p[j]);
-      const float* x = v + j * ldv + e0;
-      for (int r = 0; r < 8; ++r) c[r] = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + 8 * r), c[r]);
+      float x = s[j] * scale;
+      if (kind == MaskKind::Float) x += static_cast<const float*>(mask)[j * mj];
+      if (kind == MaskKind::Bool && !static_cast<const uint8_t*>(mask)[j * mj]) x = -inf;
+      s[j] = x;
     }
-    for (int r = 0; r < 8; ++r) _mm256_storeu_ps(out + e0 + 8 * r, c[r]);
+    for (int64_t j = n; j < n8; ++j) s[j] = -inf;
+    for (int64_t j = 0; j < n8; j += 8) {
+      const __m256 x = _mm256_loadu_ps(s + j);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+      vmax = _mm256_max_ps(vmax, x);
+    }
   }
-  for (; e0 + 8 <= Ev; e0 += 8) {
-    __m256 c = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j)
-      if (p[j] != 0.0f) c = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * ldv + e0), c);
-    _mm256_storeu_ps(out + e0, c);
-  }
-  for (; e0 < Ev; ++e0) {
-    float c = 0;
-    for (int64_t j = 0; j < n; ++j)
-      if (p[j] != 0.0f) c += p[j] * v[j * ldv + e0];
-    out[e0] = c;
-  }
+  if (_mm256_movemask_ps(nan)) return _mm256_castsi256_ps(_mm256_set1_epi32(-1));  // (vmaxps drops NaN)
+  vmax = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
+  vmax = _mm256_max_ps(vmax, _mm256_shuffle_ps(vmax, vmax, 0x4E));
+  return _mm256_max_ps(vmax, _mm256_shuffle_ps(vmax, vmax, 0xB1));
 }
 
-float exp_sum_avx2(float* x, int64_t n, float m) {
-  const __m256 vm = _mm256_set1_ps(m);
-  __m256 s = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-    _mm256_storeu_ps(x + i, e);
-    s = _mm256_add_ps(s, e);
+// The rows' x and maxima first, then their exps interleaved row by row: independent vectors for
+// the out-of-order core, where one short row's exp chain would leave it waiting.
+void softmax_avx2(float* s, int64_t lds, int rows, const int64_t* n, float scale, MaskKind kind,
+                  const void* const* mask, int64_t mj, float* sum) {
+  const float inf = __builtin_huge_valf();
+  __m256 vmax[kBlockRows], acc[kBlockRows];
+  int64_t n8[kBlockRows], most = 0;
+  for (int r = 0; r < rows; ++r) {
+    vmax[r] = scores_row(s + r * lds, n[r], scale, kind, mask[r], mj);
+    acc[r] = _mm256_setzero_ps();
+    const float m = _mm256_cvtss_f32(vmax[r]);
+    n8[r] = m > -inf && m < inf ? (n[r] + 7) & ~int64_t(7) : 0;  // attends nothing: no exps
+    most = n8[r] > most ? n8[r] : most;
   }
-  if (i < n) {  // the tail through a padded register (lanes past n: -inf -> 0)
-    alignas(32) float t[8];
-    for (int j = 0; j < 8; ++j) t[j] = i + j < n ? x[i + j] : -__builtin_huge_valf();
-    const __m256 e = exp256(_mm256_sub_ps(_mm256_load_ps(t), vm));
-    _mm256_store_ps(t, e);
-    s = _mm256_add_ps(s, e);
-    for (int j = 0; i + j < n; ++j) x[i + j] = t[j];
+  for (int64_t j = 0; j < most; j += 8) {
+    for (int r = 0; r < rows; ++r) {
+      if (j >= n8[r]) continue;
+      float* x = s + r * lds + j;
+      const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x), vmax[r]));
+      _mm256_storeu_ps(x, e);
+      acc[r] = _mm256_add_ps(acc[r], e);
+    }
   }
-  return hsum(s);
+  for (int r = 0; r < rows; ++r) sum[r] = n8[r] ? hsum(acc[r]) : -1.0f;
+}
+
+// Eight keys at a time: the rows' weights or-ed (all >= 0: zero iff every one is +0).
+int64_t live_keys_avx2(const float* p, int64_t ldp, int rows, int64_t n, int32_t* keys) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  int64_t nk = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 any = _mm256_loadu_ps(p + j);
+    for (int r = 1; r < rows; ++r) any = _mm256_or_ps(any, _mm256_loadu_ps(p + r * ldp + j));
+    const unsigned bits =
+        static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(any, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    if (bits == 0xFF) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys + nk),
+                          _mm256_add_epi32(iota, _mm256_set1_epi32(static_cast<int32_t>(j))));
+      nk += 8;
+      continue;
+    }
+    for (int i = 0; i < 8; ++i) {
+      keys[nk] = static_cast<int32_t>(j + i);
+      nk += (bits >> i) & 1;
+    }
+  }
+  for (; j < n; ++j) {
+    bool any = false;
+    for (int r = 0; r < rows; ++r) any = any || p[r * ldp + j] != 0.0f;
+    keys[nk] = static_cast<int32_t>(j);
+    nk += any;
+  }
+  return nk;
 }
 
 void scale_avx2(float* x, int64_t n, float a) {
@@ -145,7 +307,8 @@ void scale_avx2(float* x, int64_t n, float a) {
 
 }  // namespace
 
-const Primitives avx2_primitives = {dots_avx2, wsum_avx2, exp_sum_avx2, scale_avx2};
+static_assert(kBlockRows <= 6, "wsum_avx2 handles up to 6 rows");
+const Primitives avx2_primitives = {dots_avx2, softmax_avx2, live_keys_avx2, wsum_avx2, scale_avx2};
 
 }  // namespace attention
 }  // namespace pocketml
