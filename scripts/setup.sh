@@ -23,4 +23,12 @@ if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
     || echo "note: could not install espeak-ng; Whisper speech tests will be skipped" >&2
 fi
+# An aarch64 cross compiler and qemu-user run the NEON kernels' tests on x86 (test_neon_qemu.py).
+if [ "$(uname -m)" != aarch64 ] && { ! command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 \
+    || ! command -v qemu-aarch64 >/dev/null 2>&1; } && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    g++-aarch64-linux-gnu qemu-user) >/dev/null 2>&1 \
+    || echo "note: could not install g++-aarch64-linux-gnu, qemu-user; NEON tests will skip" >&2
+fi
 echo "$digest" > "$stamp"

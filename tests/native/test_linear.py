@@ -160,14 +160,41 @@ def test_simd_fast_paths_agree_with_the_portable_kernels_on_big_layers():
         check_gemm(p, W, rng, ms=[1, 3, 64])
 
 
+@pytest.mark.parametrize("level", ["avx512vnni", "avx2"])
+def test_exact_gemm_register_tiles_and_panels(level):
+    """The exact path's GEMM (x86_avx512.cpp where the CPU has AVX-512, else the AVX2 tile)
+    against float64 NumPy: partial strips of 48 weight rows and register tiles of 8 activation
+    rows, K in two panels (K > 1536), a quantized format through its decoder."""
+    rng = np.random.default_rng(11)
+    layers = []
+    for n, k in [(47, 33), (49, 129), (97, 1600), (384, 384)]:
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        layers.append((PackedLinear.dense(w), w))
+    layers.append(quantized(rng, 50, 96, "int4", (50, 3), np.float32, "int"))
+    for p, W in layers:
+        n, k = W.shape
+        W64 = W.astype(np.float64)
+        for m in (2, 9, 67, 130):
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            b = rng.standard_normal(n).astype(np.float32) if m % 2 else None
+            want = x.astype(np.float64) @ W64.T + (0 if b is None else b)
+            mag = np.abs(x).astype(np.float64) @ np.abs(W64).T + (0 if b is None else np.abs(b))
+            for threads in (1, 2):
+                _native.set_simd_level(level)
+                out = np.full((m, n), np.nan, np.float32)
+                p.gemm(x, out, b, threads=threads)
+                assert np.all(np.abs(out - want) <= 1e-5 * mag + 1e-30), (level, n, k, m, threads)
+
+
 def test_simd_level():
     f = _native.cpu_features()
-    assert set(f) == {"avx2", "fma", "f16c", "avx512vnni", "neon"}
+    assert set(f) == {"avx2", "fma", "f16c", "avx512vnni", "neon", "neon_dotprod"}
     assert _native.simd_level() in ("avx512vnni", "avx2", "neon", "generic")
     best = "avx512vnni" if f["avx512vnni"] else "avx2" if f["avx2"] else _native.simd_level()
     assert _native.simd_level() == best
     _native.set_simd_level("avx2")  # a cap: the AVX2 kernels on an AVX-512 CPU
-    assert _native.simd_level() == ("avx2" if f["avx2"] else best)
+    # (aarch64: base NEON, without the dot-product kernels)
+    assert _native.simd_level() == ("avx2" if f["avx2"] else "neon" if "neon" in best else best)
     _native.set_simd_level("generic")
     assert _native.simd_level() == "generic"
     _native.set_simd_level("avx512vnni")
@@ -188,7 +215,8 @@ def test_simd_level_from_the_environment(value):
     that names none: no cap)."""
     f = _native.cpu_features()
     best = _native.simd_level()
-    want = {"0": "generic", "generic": "generic", "avx2": "avx2" if f["avx2"] else best}
+    want = {"0": "generic", "generic": "generic",
+            "avx2": "avx2" if f["avx2"] else "neon" if "neon" in best else best}
     code = "from pocketml import _native; print(_native.simd_level())"
     got = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                          env={**os.environ, "POCKETML_NATIVE_SIMD": value}).stdout.strip()
@@ -400,15 +428,23 @@ def fast_bound(W, x, lut_err=None):
 # The instruction sets of the int8-activation path on this CPU, best first; "generic" has none
 # (exact=False computes exactly there).
 FAST_LEVELS = (["avx512vnni"] if _native.cpu_features()["avx512vnni"] else []) + (
-    ["avx2"] if _native.cpu_features()["avx2"] else []) + ["generic"]
+    ["avx2"] if _native.cpu_features()["avx2"] else []) + (
+    ["neon-dotprod"] if _native.cpu_features()["neon_dotprod"] else []) + (
+    ["neon"] if _native.cpu_features()["neon"] else []) + ["generic"]
 
 
-def check_fast(p, W, rng, lut_err=None, ms=(1, 3, 16)):
+# Activation rows: decode steps (the row-streaming kernels, up to kFAST_GEMV_MAX_M rows) and
+# prefills (the blocked GEMM: register blocks of 3 (AVX2) and 6 (VNNI) rows, and what is left).
+FAST_MS = (1, 3, 5, 17, 33, 128)
+kFAST_GEMV_MAX_M = 3
+
+
+def check_fast(p, W, rng, lut_err=None, ms=FAST_MS):
     """exact=False within the rounding bound on every instruction set and 1 and 2 threads; the
     int8 path of AVX-512 VNNI equal to AVX2's: 4-bit codes bit for bit (the same integer sums and
-    float operations), 8-bit codes and tables up to float rounding (VNNI takes them as unsigned
-    bytes, the offset back through the sums of the activations: float sums as large as |x| times
-    the row's largest |W|; measured <= 7e-8 of that)."""
+    float operations), 8-bit codes and tables up to float rounding (the decode-step kernels of
+    VNNI take them as unsigned bytes, the offset back through the sums of the activations: float
+    sums as large as |x| times the row's largest |W|; measured <= 7e-8 of that)."""
     n, k = W.shape
     W64 = W.astype(np.float64)
     for m in ms:
@@ -442,10 +478,11 @@ def check_fast(p, W, rng, lut_err=None, ms=(1, 3, 16)):
     _native.set_simd(True)
 
 
-# (N, K): one row, rows not a multiple of the 4 the kernels interleave, blocks of 32 with tails
-# (K = 40, 70, 100), odd counts of blocks (K = 96), a prefetching decode (N = 64, K = 576).
+# (N, K): one row, rows not a multiple of the 4 the decode kernels interleave nor of the 16 of a
+# GEMM strip, blocks of 32 with tails (K = 40, 66, 70, 100), odd counts of blocks (K = 96, 160),
+# a prefetching decode (N = 64, K = 576).
 FAST_SHAPES = [(3, 7), (1, 40), (8, 40), (16, 70), (7, 100), (33, 96), (37, 96), (64, 576),
-               (20, 1024)]
+               (20, 1024), (19, 66), (50, 160)]
 
 
 @pytest.mark.parametrize("dtype", QDTYPES)
@@ -492,22 +529,25 @@ def test_fast_falls_back_to_exact_where_there_is_no_int8_path():
               palettized(rng, n, k, 4, (1, 2), np.float32, False),  # tables along K
               quantized(rng, n, k, "int4", (n, k // 16), np.float32, None)]  # blocks of 16
     for p, _ in layers:
-        for m in (1, 3, kFAST_MAX_M + 1):
+        for m in (1, 3, kFAST_GEMV_MAX_M + 1, 40):
             x = rng.standard_normal((m, k)).astype(np.float32)
             a, b = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
             p.gemm(x, a, exact=True)
             p.gemm(x, b, exact=False)
             np.testing.assert_array_equal(a, b)
-    # larger M: exact for every format
-    p, W = quantized(rng, n, k, "int4", (n, k // 32), np.float16, None)
-    x = rng.standard_normal((kFAST_MAX_M + 1, k)).astype(np.float32)
-    a, b = np.empty((len(x), n), np.float32), np.empty((len(x), n), np.float32)
+
+
+def test_fast_prefill_takes_the_int8_path():
+    """exact=False on many rows (a prefill) rounds activations too, unlike exact=True."""
+    rng = np.random.default_rng(8)
+    p, W = quantized(rng, 24, 64, "int4", (24, 2), np.float16, None)
+    x = rng.standard_normal((100, 64)).astype(np.float32)
+    a, b = np.empty((100, 24), np.float32), np.empty((100, 24), np.float32)
     p.gemm(x, a)
     p.gemm(x, b, exact=False)
-    np.testing.assert_array_equal(a, b)
-
-
-kFAST_MAX_M = 16
+    if _native.simd_level() in ("avx2", "avx512vnni"):
+        assert not np.array_equal(a, b)
+    np.testing.assert_allclose(b, a, atol=0.1 * np.abs(a).max())
 
 
 def test_fast_relative_error_on_gaussian_data():
@@ -523,19 +563,22 @@ def test_fast_relative_error_on_gaussian_data():
     layers.append(PackedLinear.quantized(q.data, q.scale, None, "int8", n, k))
     p, _ = palettized(rng, n, k, 4, (n // 16, 1), np.float16, True)
     layers.append(p)
-    x = rng.standard_normal((4, k)).astype(np.float32)
-    for p in layers:
-        a, b = np.empty((4, n), np.float32), np.empty((4, n), np.float32)
-        p.gemm(x, a)
-        p.gemm(x, b, exact=False)
-        rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
-        assert np.all(rel < 1e-2), (p.format, rel)
+    for m in (4, 64):  # decode steps, a prefill
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        for p in layers:
+            a, b = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+            p.gemm(x, a)
+            p.gemm(x, b, exact=False)
+            rel = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a, axis=1)
+            assert np.all(rel < 1e-2), (p.format, m, rel)
 
 
-def test_fast_decode_step_same_for_every_thread_count():
-    """M = 1 on layers of many rows (the kernels prefetch rows ahead within each thread's chunk;
-    rows not a multiple of 4, an odd count of blocks and a tail past them): the same bits on 1 to
-    3 threads, within the rounding bound."""
+@pytest.mark.parametrize("m", [1, 40])
+def test_fast_same_for_every_thread_count(m):
+    """A decode step (M = 1: the kernels prefetch rows ahead within each thread's chunk) and a
+    prefill (strips of 16 rows over the threads, activations quantized over them) on layers of
+    many rows (not a multiple of 4 nor 16, an odd count of blocks and a tail past them): the same
+    bits on 1 to 3 threads, within the rounding bound."""
     rng = np.random.default_rng(17)
     for n, k in [(203, 576), (130, 1000)]:
         layers = [quantized(rng, n, k, "int4", (n, 1 if k % 32 else k // 32), np.float16, None),
@@ -544,10 +587,10 @@ def test_fast_decode_step_same_for_every_thread_count():
                   palettized(rng, n, k, 4, (n // divisor(n, [16, 29, 13]), 1), np.float16, True),
                   palettized(rng, n, k, 4, (1, 1), np.float32, False)]
         for p, W in layers:
-            x = rng.standard_normal((1, k)).astype(np.float32)
+            x = rng.standard_normal((m, k)).astype(np.float32)
             outs = []
             for threads in (1, 2, 3):
-                out = np.full((1, n), np.nan, np.float32)
+                out = np.full((m, n), np.nan, np.float32)
                 p.gemm(x, out, None, threads=threads, exact=False)
                 outs.append(out)
             for out in outs[1:]:

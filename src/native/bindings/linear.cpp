@@ -336,13 +336,13 @@ row-major [N, K] (formats.pack_bits); nbits in 1..8; lut: float32/float16 [G0, G
 both C-contiguous, not overlapping), bias None or float32 [N]; threads 0: default_threads().
 Computed in float32 without materialising W; the GIL is released.
 
-exact=False (decode, M <= 16, AVX2; int8/uint8 and int4/uint4 codes with parameters per row or
-per groups of a multiple of 32 columns, 4-bit LUTs with one table per group of rows): each row
-of x is rounded to int8 per block of 32 columns (one float scale per block; 4-bit tables to an
-int8 copy with one scale per table) and multiplied in integer arithmetic, about 2-3x faster;
-the error grows like 1/254 of each block's max |x| per term (a relative error of about 0.5 % of
-the row's magnitude for Gaussian data). Formats without that path, and larger M, compute
-exactly.)doc")
+exact=False (any M, AVX2; int8/uint8 and int4/uint4 codes with parameters per row or per
+groups of a multiple of 32 columns, 4-bit LUTs with one table per group of rows): each row of x
+is rounded to int8 per block of 32 columns (one float scale per block; 4-bit tables to an int8
+copy with one scale per table) and multiplied in integer arithmetic, about 2-3x faster (decode
+steps and prefills alike); the error grows like 1/254 of each block's max |x| per term (a
+relative error of about 0.5 % of the row's magnitude for Gaussian data). Formats without that
+path compute exactly.)doc")
       .def("rows", &PackedLinear::rows, "ids"_a, "out"_a, "threads"_a = 0,
            R"doc(Embedding gather: out[i] = W[ids[i]] decoded to float32; ids int64 [L], each
 in [0, N) (all checked before anything is written), out float32 [L, K] C-contiguous.)doc")

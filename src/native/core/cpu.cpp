@@ -12,6 +12,14 @@
 #include <intrin.h>
 #define POCKETML_X86_MSVC 1
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)  // the kernel's bit for the dot-product extension
+#endif
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 namespace pocketml {
 namespace {
@@ -53,17 +61,26 @@ CpuFeatures detect() {
   f.avx512vnni = avx512 && (c & (1u << 11)) && (xcr0 & 0xe0) == 0xe0;
 #elif defined(__aarch64__) || defined(_M_ARM64)
   f.neon = true;
+#if defined(__aarch64__) && defined(__linux__)
+  f.neon_dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__aarch64__) && defined(__APPLE__)
+  int v = 0;
+  size_t len = sizeof(v);
+  f.neon_dotprod = sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, nullptr, 0) == 0 && v;
+#endif
 #endif
   return f;
 }
 
-// The cap on instruction sets (cpu.h), in order.
+// The cap on instruction sets (cpu.h), in order; on aarch64 kAvx2 caps at base NEON and
+// kAvx512Vnni allows its dot-product extension too.
 enum Level : int { kGeneric = 0, kAvx2 = 1, kAvx512Vnni = 2, kNoCap = kAvx512Vnni };
 
 int parse_level(const char* name) {
   if (std::strcmp(name, "generic") == 0) return kGeneric;
   if (std::strcmp(name, "avx2") == 0 || std::strcmp(name, "neon") == 0) return kAvx2;
-  if (std::strcmp(name, "avx512vnni") == 0) return kAvx512Vnni;
+  if (std::strcmp(name, "avx512vnni") == 0 || std::strcmp(name, "neon-dotprod") == 0)
+    return kAvx512Vnni;
   return -1;
 }
 
@@ -115,11 +132,27 @@ bool use_avx512vnni() {
 #endif
 }
 
+bool use_neon() {
+#if defined(POCKETML_HAVE_NEON_KERNELS)
+  return cpu_features().neon && level() >= kAvx2;
+#else
+  return false;
+#endif
+}
+
+bool use_neon_dotprod() {
+#if defined(POCKETML_HAVE_NEON_KERNELS)
+  return cpu_features().neon_dotprod && use_neon() && level() >= kAvx512Vnni;
+#else
+  return false;
+#endif
+}
+
 const char* simd_level() {
   if (use_avx512vnni()) return "avx512vnni";
   if (use_avx2()) return "avx2";
-  // TODO(arm): NEON linear kernels (kernels/linear/arm_neon.cpp); until then aarch64 runs the
-  // portable ones and says so.
+  if (use_neon_dotprod()) return "neon-dotprod";
+  if (use_neon()) return "neon";
   return "generic";
 }
 

@@ -11,20 +11,21 @@ struct CpuFeatures {
   // AVX-512 F + BW + VL + VNNI with the OS saving ZMM and opmask state
   bool avx512vnni = false;
   bool neon = false;  // aarch64: Advanced SIMD is part of the base architecture
+  bool neon_dotprod = false;  // aarch64: the dot-product extension (SDOT/UDOT; Armv8.2 and up)
 };
 
 // Detected on first use (thread-safe), never changes.
 const CpuFeatures& cpu_features();
 
-// The cap, in order: "generic" (portable kernels only) < "avx2" (and "neon") < "avx512vnni";
-// kernels use the best the CPU has up to it. It starts from POCKETML_NATIVE_SIMD ("0" or
-// "generic", "avx2", "avx512vnni"; unset or anything else: no cap).
+// The cap, in order: "generic" (portable kernels only) < "avx2" (= "neon") < "avx512vnni" (=
+// "neon-dotprod"); kernels use the best the CPU has up to it. It starts from POCKETML_NATIVE_SIMD
+// ("0" or one of those names; unset or anything else: no cap).
 
 // Whether SIMD kernels may run (the cap is above generic).
 bool simd_enabled();
 // true: no cap; false: portable kernels only.
 void set_simd_enabled(bool enabled);
-// The cap by name (as above, "neon" as "avx2"); false (and nothing changed) for an unknown name.
+// The cap by name (as above); false (and nothing changed) for an unknown name.
 bool set_simd_level(const char* name);
 
 // The AVX2 + FMA + F16C kernels are compiled in and may run now.
@@ -32,8 +33,15 @@ bool use_avx2();
 // The AVX-512 VNNI kernels (int8-activation linear path) are compiled in and may run now.
 bool use_avx512vnni();
 
-// "avx512vnni", "avx2", "neon" or "generic": the best instruction set the linear kernels use now
-// (avx512vnni: for the int8-activation path; the rest of them run AVX2).
+// The NEON kernels are compiled in and may run now (aarch64).
+bool use_neon();
+// The NEON dot-product kernels (int8-activation linear path, SDOT) are compiled in and may run
+// now.
+bool use_neon_dotprod();
+
+// "avx512vnni", "avx2", "neon-dotprod", "neon" or "generic": the best instruction set the linear
+// kernels use now (avx512vnni / neon-dotprod: for the int8-activation path; the rest of them run
+// AVX2 / NEON).
 const char* simd_level();
 
 }  // namespace pocketml

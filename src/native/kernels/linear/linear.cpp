@@ -1,5 +1,6 @@
 // The drivers: dispatch by instruction set and format, activation preparation, threads.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -7,6 +8,9 @@
 #include "core/cpu.h"
 #include "core/pool.h"
 #include "kernels/linear/linear.h"
+#if defined(__aarch64__) && defined(POCKETML_HAVE_NEON_KERNELS)
+#include "kernels/linear/arm.h"
+#endif
 
 namespace pocketml {
 namespace linear {
@@ -22,6 +26,12 @@ Kernels select(const WeightView& w) {
   if (use_avx2()) {
     const RowKernels* k = avx2_kernels(w);
     return {k ? k : &generic_kernels, tile_gemm_avx2};
+  }
+#endif
+#if defined(__aarch64__) && defined(POCKETML_HAVE_NEON_KERNELS)
+  if (use_neon()) {
+    const RowKernels* k = neon_kernels(w);
+    return {k ? k : &generic_kernels, tile_gemm_neon};
   }
 #endif
   (void)w;
@@ -68,44 +78,86 @@ const FastKernels* select_fast(const WeightView& w) {
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
   if (use_avx2()) return avx2_fast_kernels(w);
 #endif
+#if defined(__aarch64__) && defined(POCKETML_HAVE_NEON_KERNELS)
+  if (use_neon_dotprod())
+    if (const FastKernels* f = neon_dotprod_fast_kernels(w)) return f;
+  if (use_neon()) return neon_fast_kernels(w);
+#endif
   (void)w;
   return nullptr;
 }
 
-// Chunks per thread of the int8 path: fewer, longer runs of consecutive rows than elsewhere, as
+// Chunks per thread of the int8 gemv: fewer, longer runs of consecutive rows than elsewhere, as
 // its kernels prefetch within a chunk only (2 threads, weights from DRAM: 1 and 2 measured alike,
 // 4 up to 25% slower on small layers).
 constexpr int64_t kFastChunksPerThread = 2;
 
-// Rows of weights per chunk of the int8 path: a multiple of the 4 rows its kernels interleave.
+// Rows of weights per chunk of the int8 gemv: a multiple of the 4 rows its kernels interleave.
 int64_t fast_grain(int64_t N, int threads) {
   const int64_t g = (N + kFastChunksPerThread * threads - 1) / (kFastChunksPerThread * threads);
   return std::max<int64_t>(16, round_up(g, 4));
 }
 
-// The int8-activation path: x quantized once (on the calling thread: K floats per row), then
-// the rows of W in chunks over the threads.
+// Below this many activation bytes the rows are quantized on the calling thread alone.
+constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
+
+// The int8-activation path: x quantized once (K floats per row; over the threads for a
+// prefill), then the rows of W in chunks over the threads.
 void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_t M,
                const float* bias, float* out, int threads) {
   const int64_t K = w.K, blocks = K / kQBlock;
-  thread_local std::vector<float> buf;  // per row: q (blocks * 32 bytes), scale, ssum
-  const int64_t per_row = blocks * (kQBlock / 4 + 2);
+  const bool tiled = M > kFastGemvMaxM && f.gemm;
+  const bool permuted = tiled ? false : f.permuted, offset = tiled && f.gemm_unsigned;
+  // per row: q (blocks * 32 bytes), scale, ssum [blocks], ssum_total
+  thread_local std::vector<float> buf;
+  const int64_t per_row = blocks * (kQBlock / 4 + 2) + 1;
   if (static_cast<int64_t>(buf.size()) < M * per_row)
     buf.resize(static_cast<size_t>(M * per_row));
-  QuantRow rows[kFastMaxM];
-  for (int64_t m = 0; m < M; ++m) {
-    float* base = buf.data() + m * per_row;
-    int8_t* q = reinterpret_cast<int8_t*>(base);
-    float* scale = base + blocks * (kQBlock / 4);
-    float* ssum = scale + blocks;
-    float total = 0.0f;
+  float* qbase = buf.data();
+  uint8_t* q = reinterpret_cast<uint8_t*>(qbase);
+  float* scale = qbase + M * blocks * (kQBlock / 4);
+  float* ssum = scale + M * blocks;
+  float* total = ssum + M * blocks;
+  auto quantize = [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      int8_t* qm = reinterpret_cast<int8_t*>(q + m * blocks * kQBlock);
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
-    avx2_quantize_row(x + m * K, blocks, f.permuted, q, scale, ssum, &total);
+      avx2_quantize_row(x + m * K, blocks, permuted, offset, qm, scale + m * blocks,
+                        ssum + m * blocks, total + m);
 #endif
-    rows[m] = QuantRow{q, scale, ssum, total, x + m * K};
+#if defined(__aarch64__) && defined(POCKETML_HAVE_NEON_KERNELS)
+      neon_quantize_row(x + m * K, blocks, permuted, qm, scale + m * blocks, ssum + m * blocks,
+                        total + m);  // never offset: no NEON GEMM (FastKernels::gemm) yet
+#endif
+      (void)qm;
+    }
+  };
+  if (M * K < kMinParallelQuantize || threads <= 1)
+    quantize(0, M);
+  else
+    parallel_for(M, (M + 2 * threads - 1) / (2 * threads), threads,
+                 [&](int64_t m0, int64_t m1) { quantize(m0, m1); });
+
+  if (!tiled) {
+    QuantRow rows[kFastMaxM];
+    for (int64_t m = 0; m < M; ++m)
+      rows[m] = QuantRow{reinterpret_cast<const int8_t*>(q + m * blocks * kQBlock),
+                         scale + m * blocks, ssum + m * blocks, total[m], x + m * K};
+    parallel_for(w.N, fast_grain(w.N, threads), threads, [&](int64_t n0, int64_t n1) {
+      f.gemv(w, rows, M, n0, n1, bias, out);
+    });
+    return;
   }
-  parallel_for(w.N, fast_grain(w.N, threads), threads, [&](int64_t n0, int64_t n1) {
-    f.gemv(w, rows, M, n0, n1, bias, out);
+  const QuantRows rows{q, blocks * kQBlock, scale, ssum, total, x, K};
+  const int64_t strips = (w.N + kFastStripRows - 1) / kFastStripRows;
+  const int64_t bytes = kFastStripBytesPerBlock * blocks + kFastStripBytesFixed;
+  parallel_for(strips, 1, threads, [&](int64_t s0, int64_t s1) {
+    // 32-byte aligned scratch
+    float* raw = scratch(bytes / 4 + 8);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 31) & ~uintptr_t(31));
+    for (int64_t s = s0; s < s1; ++s)
+      f.gemm(w, rows, M, s * kFastStripRows, std::min(w.N, (s + 1) * kFastStripRows), bias, out,
+             aligned);
   });
 }
 
@@ -115,8 +167,9 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
           int threads, bool exact) {
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N <= 0) return;
-  if (!exact && M <= kFastMaxM) {
-    if (const FastKernels* f = select_fast(w)) {
+  if (!exact) {
+    const FastKernels* f = select_fast(w);
+    if (f && (f->gemm || M <= kFastMaxM)) {
       gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K / 4));
       return;
     }
@@ -143,6 +196,12 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
     });
     return;
   }
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vnni() && M >= kAvx512GemmMinM) {
+    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads);
+    return;
+  }
+#endif
   // Strips of rows decoded into a per-thread tile (L2-sized), multiplied with every x row.
   const int64_t strips = (N + kStripRows - 1) / kStripRows;
   parallel_for(strips, 1, threads, [&](int64_t s0, int64_t s1) {

@@ -5,8 +5,9 @@
 // activation row by that instruction set's register-blocked microkernel (gemm, M > 1).
 // linear.cpp holds the drivers (threads, dispatch); generic.cpp the portable kernels of every
 // format; x86_avx2.cpp the AVX2/FMA/F16C ones (compiled for that file only, chosen at run time).
-// The int8-activation path (exact = false) is x86_int8.h, a template over the dot product,
-// instantiated by x86_avx2.cpp and x86_avx512vnni.cpp (AVX-512 VNNI, preferred where present).
+// The int8-activation path (exact = false, decode steps and prefills alike) is x86_int8.h, a
+// template over the dot product, instantiated by x86_avx2.cpp and x86_avx512vnni.cpp (AVX-512
+// VNNI, preferred where present).
 // TODO(arm): arm_neon.cpp with the same entry points (vqtbl1q for 4-bit tables).
 #pragma once
 
@@ -56,11 +57,22 @@ void tile_gemm_avx2(const float* x, int64_t ldx, int64_t M, const float* tile, i
 // The int8-activation path (gemm with exact = false): each activation row is quantized once per
 // call to int8 blocks of kQBlock columns with one float scale per block (x ~= q * scale), and
 // weights meet it in integer dot products (AVX2: maddubs / madd; AVX-512 VNNI: vpdpbusd), one
-// FMA per block with the scales.
+// FMA per block with the scales. Up to kFastGemvMaxM rows (decode steps) stream the packed rows
+// once, decoding each block in registers for every activation row (FastKernels::gemv); more rows
+// (a prefill) take the blocked GEMM (FastKernels::gemm): strips of kFastStripRows weight rows
+// decoded once per call into an int8 tile, multiplied with register blocks of activation rows.
 constexpr int64_t kQBlock = 32;
-// Up to this many activation rows take the int8 path; more (a prefill) take the exact tile GEMM,
-// which is compute-efficient there.
+// Measured on SmolLM2's layers (Zen 4, AVX2 and VNNI): the GEMM is as fast from 3 rows, faster
+// from 4 (its tile decoded once per call, then reused by every row).
+constexpr int64_t kFastGemvMaxM = 3;
+// Kernels without a GEMM (FastKernels::gemm null) take up to this many rows on gemv, more on the
+// exact path.
 constexpr int64_t kFastMaxM = 16;
+constexpr int64_t kFastStripRows = 16;
+// Scratch bytes of one FastKernels::gemm call: the tile (kQBlock * kFastStripRows bytes per
+// block), its per-block sums and parameters (3 * kFastStripRows words per block), fixed parts.
+constexpr int64_t kFastStripBytesPerBlock = kQBlock * kFastStripRows + 3 * 4 * kFastStripRows;
+constexpr int64_t kFastStripBytesFixed = 4 * (2 + kQBlock) * kFastStripRows + 64;
 
 struct QuantRow {
   const int8_t* q;      // [blocks * kQBlock] (in the kernel's column order, see FastKernels)
@@ -68,6 +80,20 @@ struct QuantRow {
   const float* ssum;    // [blocks] scale * sum of the block's q (offset / zero-point terms)
   float ssum_total;     // sum of ssum
   const float* x;       // the float32 row, unpermuted (columns past the blocks run exactly)
+};
+
+// All activation rows of a call, quantized for FastKernels::gemm: row m's bytes at q + m * ldq
+// in column order, as signed q or, where the kernels ask for it (gemm_unsigned), as q + 128;
+// scale, ssum [M, blocks] and ssum_total [M] as in QuantRow; row m of the float32 rows at
+// x + m * ldx.
+struct QuantRows {
+  const uint8_t* q;
+  int64_t ldq;
+  const float* scale;
+  const float* ssum;
+  const float* ssum_total;
+  const float* x;
+  int64_t ldx;
 };
 
 struct FastKernels {
@@ -79,6 +105,13 @@ struct FastKernels {
   // columns [blocks * kQBlock, K) computed exactly.
   void (*gemv)(const WeightView& w, const QuantRow* x, int64_t M, int64_t n0, int64_t n1,
                const float* bias, float* out);
+  // gemm's activations: q + 128 (unsigned bytes) rather than q; columns in their natural order.
+  bool gemm_unsigned;
+  // The same for rows [n0, n1), n1 - n0 <= kFastStripRows, any M (null where there is none);
+  // scratch: at least kFastStripBytesPerBlock * blocks + kFastStripBytesFixed bytes, 32-byte
+  // aligned.
+  void (*gemm)(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, int64_t n1,
+               const float* bias, float* out, void* scratch);
 };
 
 // generic.cpp: the int8 copy of a 4-bit Lut's tables (weights.h, lut_i8): t8 [tables * 16],
@@ -87,18 +120,24 @@ void build_lut_i8(const WeightView& w, int8_t* t8, float* scale);
 
 // x86_avx2.cpp: the int8-activation kernels of w's format, or null where it has none (then
 // exact = false computes exactly); quantize x [K] into blocks (the tail past K / kQBlock blocks
-// is left out).
+// is left out), stored as q + 128 where offset.
 const FastKernels* avx2_fast_kernels(const WeightView& w);
-void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, int8_t* q, float* scale,
-                       float* ssum, float* ssum_total);
+void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, bool offset, int8_t* q,
+                       float* scale, float* ssum, float* ssum_total);
 // x86_avx512vnni.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): the same kernels
 // with AVX-512 VNNI dot products (vpdpbusd), on the same quantized activations.
 const FastKernels* avx512vnni_fast_kernels(const WeightView& w);
+// x86_avx512.cpp (same condition, run where use_avx512vnni): the exact path from
+// kAvx512GemmMinM rows, any format (kern's decoder; float32 read directly): out = x @ W.T
+// (+ bias), x prepared for kern (see prepare_x) with rows ldx floats apart.
+constexpr int64_t kAvx512GemmMinM = 2;
+void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
+                 int64_t M, const float* bias, float* out, int threads);
 
 // linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
 // or null; threads 0: default. Shapes are trusted: the bindings validate them.
-// exact = false: the int8-activation path where the format and instruction set have one and
-// M <= kFastMaxM (activations rounded to int8 per block of 32: approximate), else exact.
+// exact = false: the int8-activation path where the format and instruction set have one
+// (activations rounded to int8 per block of 32: approximate), else exact.
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
           int threads, bool exact = true);
 // out[i] = W[ids[i]] for i < L, every id already checked to lie in [0, N).

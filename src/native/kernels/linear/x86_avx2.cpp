@@ -166,16 +166,16 @@ inline Layout layout(const WeightView& w) {
   return {body, w.groups_k > 1 ? w.group_cols : (body > 0 ? body : 16)};
 }
 
-// R rows at once: R independent accumulator chains hide the FMA latency, and each x vector
-// loaded serves R rows.
+// R rows at once (n + r * stride): R independent accumulator chains hide the FMA latency, and
+// each x vector loaded serves R rows.
 template <class D, int R>
 inline void gemv_rows(const WeightView& w, const Layout& L, const float* x, int64_t n,
-                      const float* bias, float* out) {
+                      int64_t stride, const float* bias, float* out) {
   D d[R] = {};
   __m256 total[R];
   for (int r = 0; r < R; ++r) {
     d[r].init(w);
-    d[r].row(n + r);
+    d[r].row(n + r * stride);
     total[r] = _mm256_setzero_ps();
   }
   for (int64_t s0 = 0, gk = 0; s0 < L.body; s0 += L.seg, ++gk) {
@@ -196,28 +196,31 @@ inline void gemv_rows(const WeightView& w, const Layout& L, const float* x, int6
     }
     for (int r = 0; r < R; ++r)
       total[r] = D::kSegmentScale
-                     ? _mm256_fmadd_ps(acc[r], _mm256_set1_ps(d[r].factor(n + r, gk)), total[r])
+                     ? _mm256_fmadd_ps(acc[r], _mm256_set1_ps(d[r].factor(n + r * stride, gk)), total[r])
                      : _mm256_add_ps(total[r], acc[r]);
   }
   for (int r = 0; r < R; ++r) {
+    const int64_t nr = n + r * stride;
     float v = hsum(total[r]);
-    if (!D::kSegmentScale) v *= d[r].factor(n + r, 0);
+    if (!D::kSegmentScale) v *= d[r].factor(nr, 0);
     if (L.body < w.K) {  // fewer than 16 columns, unpermuted
       float tail[16];
-      decode_row(w, n + r, L.body, w.K, tail);
+      decode_row(w, nr, L.body, w.K, tail);
       for (int64_t k = L.body; k < w.K; ++k) v += tail[k - L.body] * x[k];
     }
-    out[n + r] = bias ? v + bias[n + r] : v;
+    out[nr] = bias ? v + bias[nr] : v;
   }
 }
 
+// 4 streams of consecutive rows, each reading memory in order (as fast_gemv, x86_int8.h: short
+// rows interleaved starve the hardware prefetchers).
 template <class D>
 void gemv(const WeightView& w, const float* x, int64_t n0, int64_t n1, const float* bias,
           float* out) {
   const Layout L = layout(w);
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) gemv_rows<D, 4>(w, L, x, n, bias, out);
-  for (; n < n1; ++n) gemv_rows<D, 1>(w, L, x, n, bias, out);
+  const int64_t per = (n1 - n0) / 4;
+  for (int64_t i = 0; i < per; ++i) gemv_rows<D, 4>(w, L, x, n0 + i, per, bias, out);
+  for (int64_t n = n0 + 4 * per; n < n1; ++n) gemv_rows<D, 1>(w, L, x, n, 1, bias, out);
 }
 
 template <class D>
@@ -349,7 +352,60 @@ inline __m256i dot_signed(__m256i w, __m256i q) {
   return madd_ones(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w)));
 }
 
+// Keeps `a` one running sum: GCC otherwise reassociates a block's 8 additions into a tree whose
+// temporaries spill from AVX2's 16 registers (measured 15-25% slower).
+inline void running_sum(__m256i& a) {
+#if defined(__GNUC__)
+  __asm__("" : "+x"(a));
+#else
+  (void)a;
+#endif
+}
+
+// The blocked GEMM (x86_int8.h). 4-bit values v in [-8, 7] against unsigned activations u
+// (1 to 255): maddubs pairs stay within 2 * 255 * 8, and a block's 8 of them within int16
+// (32640), so a block accumulates in int16 and widens once.
+struct Avx2Gemm4 {
+  static constexpr bool kUnsignedAct = true;
+  static constexpr int kRows = 3;
+  using Acc = __m256i;
+  static Acc init(__m256i) { return _mm256_setzero_si256(); }
+  static __m256i finish(Acc a, __m256i corr) { return _mm256_add_epi32(madd_ones(a), corr); }
+  static __m256i prep(__m256i w) { return w; }
+  static void step(Acc& a, __m256i x, __m256i w, __m256i) {
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(x, w));
+    running_sum(a);
+  }
+  static __m256i sum4(__m256i v) {
+    return madd_ones(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v));
+  }
+};
+// 8-bit values: signed activations, |v| against q with v's sign (dot_signed), widened per step.
+struct Avx2Gemm8 {
+  static constexpr bool kUnsignedAct = false;
+  static constexpr int kRows = 3;
+  using Acc = __m256i;
+  static Acc init(__m256i) { return _mm256_setzero_si256(); }
+  static __m256i finish(Acc a, __m256i) { return a; }
+  static __m256i prep(__m256i w) { return _mm256_sign_epi8(w, w); }
+  static void step(Acc& a, __m256i x, __m256i w, __m256i wabs) {
+    a = _mm256_add_epi32(a, madd_ones(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, w))));
+    running_sum(a);
+  }
+  static __m256i sum4(__m256i v) { return Avx2Gemm4::sum4(v); }
+};
+template <int kBits>
+struct Avx2GemmOf {
+  using type = Avx2Gemm8;
+};
+template <>
+struct Avx2GemmOf<4> {
+  using type = Avx2Gemm4;
+};
+
 struct Avx2Dot {
+  template <int kBits>
+  using Gemm = typename Avx2GemmOf<kBits>::type;
   // maddubs saturates its int16 sums of two products (2 * 255 * 127 would not fit): 8-bit
   // weights go in signed, as |w| against q with w's sign (dot_signed)
   static constexpr bool kUnsignedBytes = false;
@@ -369,8 +425,8 @@ struct Avx2Dot {
 
 const FastKernels* avx2_fast_kernels(const WeightView& w) { return fast_kernels_of<Avx2Dot>(w); }
 
-void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, int8_t* q, float* scale,
-                       float* ssum, float* ssum_total) {
+void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, bool offset, int8_t* q,
+                       float* scale, float* ssum, float* ssum_total) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   // packs leave 4-column groups in the order 0 2 4 6 1 3 5 7 (of 8): undo it
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -403,6 +459,7 @@ void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, int8_t* q,
         _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3)), order);
     __m256i* out = reinterpret_cast<__m256i*>(q + b * kQBlock);
     if (!permuted) {
+      if (offset) bytes = _mm256_xor_si256(bytes, _mm256_set1_epi8(static_cast<char>(0x80)));
       _mm256_storeu_si256(out, bytes);
     } else {  // [even columns, odd ones]; pairs of blocks as [evens, evens], [odds, odds]
       bytes = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(bytes, evens_odds), 0xd8);
