@@ -19,6 +19,7 @@ class State:
         self._types = {s.name: s.type for s in function.states}
         self._init = {s.name: s.init for s in function.states}
         self._program = program
+        self._fits = None  # the last function arrays_for accepted
         self._arrays = {}
         for name, t in self._types.items():
             try:
@@ -61,9 +62,12 @@ class State:
 
     def arrays_for(self, function: Function) -> dict[str, np.ndarray]:
         """The live arrays, for the executor of `function` (which must declare the same states)."""
+        if function is self._fits:  # checked before (a decode loop asks once per token)
+            return self._arrays
         if function.name != self._function or {s.name: s.type for s in function.states} != self._types:
             raise InputError(f"this state was made for function {self._function!r}; make one for "
                              f"{function.name!r} with its model's make_state()")
+        self._fits = function
         return self._arrays
 
     def _check_name(self, name: str) -> str:

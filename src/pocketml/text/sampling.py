@@ -61,6 +61,7 @@ class Sampler:
         x = _check_logits(logits)
         if self.temperature == 0:
             return np.array([int(np.argmax(x))]), np.ones(1)
+        x = x.astype(np.float64)
         z = (x - x.max()) / self.temperature  # shift first: x / T alone overflows for tiny T
         k, p = self.top_k, self.top_p
         if (k == 0 or k >= z.size) and p == 1:
@@ -89,10 +90,10 @@ def _check_logits(logits) -> np.ndarray:
                          "(1, seq, vocab) output pass logits[0, -1]")
     if x.dtype.kind not in "fiu":
         raise InputError(f"logits must be real numbers, got {x.dtype}")
-    x = x.astype(np.float64)
-    if np.isnan(x).any() or np.isposinf(x).any():
+    top = x.max()  # one pass: NaN if any logit is NaN
+    if np.isnan(top) or np.isposinf(top):
         raise InputError("logits contain NaN or +inf; the model output is broken")
-    if np.isneginf(x).all():
+    if np.isneginf(top):
         raise InputError("every logit is -inf: no token can be chosen")
     return x
 
