@@ -29,6 +29,15 @@ inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(w), _mm256_extractf128_ps(w, 1));
 }
 
+// Software prefetch of the rows kPrefetchKeys keys ahead: a KV cache's rows for one head are
+// contiguous, but the hardware prefetchers stop at each 4 KiB page (16 rows of 64 floats), and in
+// a decode step the cache comes from DRAM (the weights streamed since evicted it).
+constexpr int64_t kPrefetchKeys = 12;
+inline void prefetch_rows(const float* row, int rows, int64_t ld, int64_t E) {
+  for (int i = 0; i < rows; ++i)
+    for (int64_t e = 0; e < E; e += 16) _mm_prefetch(reinterpret_cast<const char*>(row + i * ld + e), _MM_HINT_T0);
+}
+
 // R query rows against the keys, four keys at a time: each loaded key vector serves the R rows,
 // and the R x 4 accumulators are reduced four at a time.
 template <int R>
@@ -38,6 +47,7 @@ void dots_rows(const float* const* q, const float* k, int64_t ldk, int64_t n, in
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
     const float* kj = k + j * ldk;
+    if (j + kPrefetchKeys + 4 <= n) prefetch_rows(kj + kPrefetchKeys * ldk, 4, ldk, E);
     __m256 acc[R][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -103,7 +113,7 @@ void dots_avx2(const float* const* q, int rows, const float* k, int64_t ldk, int
 // the R rows.
 template <int R, int V>
 inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v,
-                      int64_t ldv, int64_t c0, float* const* out) {
+                      int64_t ldv, int64_t c0, int64_t Ev, float* const* out) {
   __m256 acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -112,6 +122,8 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
   for (int64_t t = 0; t < nk; ++t) {
     const int64_t j = keys[t];
     const float* x = v + j * ldv + c0;
+    // the first pass over the columns brings whole rows in for the later ones
+    if (c0 == 0 && t + kPrefetchKeys < nk) prefetch_rows(v + keys[t + kPrefetchKeys] * ldv, 1, ldv, Ev);
     __m256 xv[V];
 #pragma GCC unroll 8
     for (int c = 0; c < V; ++c) xv[c] = _mm256_loadu_ps(x + 8 * c);
@@ -134,8 +146,8 @@ void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, con
                int64_t Ev, float* const* out) {
   constexpr int V = R <= 2 ? 4 : 2;
   int64_t c = 0;
-  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, out);
-  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, out);
+  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, Ev, out);
+  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, out);
   for (; c < Ev; ++c) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
