@@ -188,7 +188,8 @@ def test_exact_gemm_register_tiles_and_panels(level):
 
 def test_simd_level():
     f = _native.cpu_features()
-    assert set(f) == {"avx2", "fma", "f16c", "avx512vnni", "neon", "neon_dotprod"}
+    assert set(f) == {"avx2", "fma", "f16c", "avx512vnni", "avx512vbmi", "neon",
+                      "neon_dotprod"}
     assert _native.simd_level() in ("avx512vnni", "avx2", "neon", "generic")
     best = "avx512vnni" if f["avx512vnni"] else "avx2" if f["avx2"] else _native.simd_level()
     assert _native.simd_level() == best
@@ -470,7 +471,7 @@ def check_fast(p, W, rng, lut_err=None, ms=FAST_MS):
         if "avx512vnni" in outs and p.format.startswith(("int4", "uint4")):
             np.testing.assert_array_equal(outs["avx512vnni"], outs["avx2"],
                                           err_msg=f"{p.format} {n}x{k} M={m}")
-        elif "avx512vnni" in outs:
+        elif "avx512vnni" in outs and (p.format.startswith("lut4") or not p.format.startswith("lut")):
             diff = np.abs(outs["avx512vnni"] - outs["avx2"])
             assert np.all(diff <= same), (
                 f"{p.format} {n}x{k} M={m}: VNNI vs AVX2, max difference / bound "
@@ -502,31 +503,36 @@ def test_fast_quantized_within_the_rounding_bound(dtype, zp_kind):
             check_fast(p, W, rng)
 
 
+@pytest.mark.parametrize("nbits", range(1, 9))
 @pytest.mark.parametrize("lut_dtype", [np.float32, np.float16])
-def test_fast_lut4_within_the_rounding_bound(lut_dtype):
-    rng = np.random.default_rng(11)
+def test_fast_lut_within_the_rounding_bound(nbits, lut_dtype):
+    """Tables of every width: 4 bits on every instruction set's int8 path, the others on
+    AVX-512 VBMI's (elsewhere exactly); rows starting mid-byte (K * nbits not a multiple of 8)
+    compute exactly."""
+    rng = np.random.default_rng(11 + nbits)
     for i, (n, k) in enumerate(FAST_SHAPES):
-        if k % 2:
+        if nbits == 4 and k % 2:
             continue
         for grid in [(1, 1), (n // divisor(n, [16, 8, 4, 1]), 1), (n, 1)]:
             for row_scale in (False, True):
-                idx = rng.integers(0, 16, (n, k))
-                lut = rng.standard_normal(grid + (16, 1)).astype(lut_dtype)
+                idx = rng.integers(0, 1 << nbits, (n, k))
+                lut = rng.standard_normal(grid + (1 << nbits, 1)).astype(lut_dtype)
                 rs = rng.uniform(0.5, 2, n).astype(np.float32) if row_scale else np.ones(n)
                 W = (N.depalettize(idx, lut.astype(np.float32)) * rs[:, None]).astype(np.float32)
-                p = PackedLinear.lut(N.pack_bits(idx, 4), lut, 4, n, k,
+                p = PackedLinear.lut(N.pack_bits(idx, nbits), lut, nbits, n, k,
                                      rs.astype(np.float32) if row_scale else None)
                 # per row: half a step of its table's int8 copy, times the row scale
                 tmax = np.repeat(np.abs(lut.astype(np.float64)).max(axis=(1, 2, 3)), n // grid[0])
-                check_fast(p, W, rng, lut_err=tmax * rs / 254)
+                check_fast(p, W, rng, lut_err=tmax * rs / 254,
+                           ms=FAST_MS if (i + row_scale) % 2 == 0 else (1, 33))
 
 
 def test_fast_falls_back_to_exact_where_there_is_no_int8_path():
     rng = np.random.default_rng(3)
     n, k = 24, 64
     layers = [(PackedLinear.dense(rng.standard_normal((n, k)).astype(np.float32)), None),
-              palettized(rng, n, k, 3, (1, 1), np.float32, False),
-              palettized(rng, n, k, 4, (1, 2), np.float32, False),  # tables along K
+              palettized(rng, n, k, 3, (1, 2), np.float32, False),  # tables along K
+              palettized(rng, n, k, 4, (1, 2), np.float32, False),
               quantized(rng, n, k, "int4", (n, k // 16), np.float32, None)]  # blocks of 16
     for p, _ in layers:
         for m in (1, 3, kFAST_GEMV_MAX_M + 1, 40):

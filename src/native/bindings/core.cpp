@@ -36,12 +36,14 @@ void init_core(nb::module_& m) {
     d["fma"] = f.fma;
     d["f16c"] = f.f16c;
     d["avx512vnni"] = f.avx512vnni;
+    d["avx512vbmi"] = f.avx512vbmi;
     d["neon"] = f.neon;
     d["neon_dotprod"] = f.neon_dotprod;
     return d;
-  }, "What the CPU offers (detected once): {'avx2', 'fma', 'f16c', 'avx512vnni', 'neon', "
-     "'neon_dotprod'} -> bool; avx512vnni: AVX-512 F, BW, VL and VNNI, with the OS saving their "
-     "registers; neon_dotprod: aarch64's dot-product extension (SDOT).");
+  }, "What the CPU offers (detected once): {'avx2', 'fma', 'f16c', 'avx512vnni', 'avx512vbmi', "
+     "'neon', 'neon_dotprod'} -> bool; avx512vnni: AVX-512 F, BW, VL and VNNI, with the OS saving "
+     "their registers; avx512vbmi: those and VBMI + VBMI2; neon_dotprod: aarch64's dot-product "
+     "extension (SDOT).");
   m.def("default_threads", &default_threads,
         "Threads a kernel uses when given threads=0: POCKETML_THREADS, else the usable CPUs.");
 }

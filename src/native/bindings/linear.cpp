@@ -113,7 +113,7 @@ const char* grid(const WeightView& w, std::string& buf) {
 struct PackedLinear {
   WeightView w;
   std::vector<Array> keep;  // the arrays w points into
-  // built here: the int8 copy of 4-bit tables (shared, so that copies keep w's pointers valid)
+  // built here: the int8 copy of the tables (shared, so that copies keep w's pointers valid)
   std::shared_ptr<std::vector<int8_t>> lut_i8;
   std::shared_ptr<std::vector<float>> lut_i8_scale;
   std::string format;
@@ -213,9 +213,9 @@ struct PackedLinear {
     p.hold(table);
     p.format = "lut" + std::to_string(nbits) + " g[" + std::to_string(w.groups_n) + "," +
                std::to_string(w.groups_k) + "]";
-    if (nbits == 4) {  // for exact=False: 16 bytes and a float per table
+    {  // for exact=False: the tables as int8 (2**nbits bytes) and a float scale per table
       const int64_t tables = w.groups_n * w.groups_k;
-      p.lut_i8 = std::make_shared<std::vector<int8_t>>(static_cast<size_t>(tables * 16));
+      p.lut_i8 = std::make_shared<std::vector<int8_t>>(static_cast<size_t>(tables << nbits));
       p.lut_i8_scale = std::make_shared<std::vector<float>>(static_cast<size_t>(tables));
       linear::build_lut_i8(w, p.lut_i8->data(), p.lut_i8_scale->data());
       w.lut_i8 = p.lut_i8->data();

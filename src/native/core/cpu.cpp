@@ -59,6 +59,8 @@ CpuFeatures detect() {
   // registers and both halves of ZMM (XCR0 bits 5, 6, 7).
   const bool avx512 = (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31));
   f.avx512vnni = avx512 && (c & (1u << 11)) && (xcr0 & 0xe0) == 0xe0;
+  // VBMI (ECX 1), VBMI2 (ECX 6)
+  f.avx512vbmi = f.avx512vnni && (c & (1u << 1)) && (c & (1u << 6));
 #elif defined(__aarch64__) || defined(_M_ARM64)
   f.neon = true;
 #if defined(__aarch64__) && defined(__linux__)
@@ -127,6 +129,14 @@ bool use_avx512vnni() {
 #if defined(POCKETML_HAVE_AVX512_KERNELS)
   // its kernels share AVX2's activation quantization
   return cpu_features().avx512vnni && use_avx2() && level() >= kAvx512Vnni;
+#else
+  return false;
+#endif
+}
+
+bool use_avx512vbmi() {
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  return cpu_features().avx512vbmi && use_avx512vnni();
 #else
   return false;
 #endif

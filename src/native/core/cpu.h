@@ -10,6 +10,8 @@ struct CpuFeatures {
   bool f16c = false;
   // AVX-512 F + BW + VL + VNNI with the OS saving ZMM and opmask state
   bool avx512vnni = false;
+  // and VBMI + VBMI2 (byte permutes, multishift, byte expand: Ice Lake and Zen 4 on)
+  bool avx512vbmi = false;
   bool neon = false;  // aarch64: Advanced SIMD is part of the base architecture
   bool neon_dotprod = false;  // aarch64: the dot-product extension (SDOT/UDOT; Armv8.2 and up)
 };
@@ -32,6 +34,9 @@ bool set_simd_level(const char* name);
 bool use_avx2();
 // The AVX-512 VNNI kernels (int8-activation linear path) are compiled in and may run now.
 bool use_avx512vnni();
+// The AVX-512 VBMI kernels (tables of any width, sparse rows) are compiled in and may run now:
+// part of the avx512vnni level, where the CPU also has VBMI and VBMI2.
+bool use_avx512vbmi();
 
 // The NEON kernels are compiled in and may run now (aarch64).
 bool use_neon();

@@ -56,7 +56,7 @@ struct WeightView {
   ScalarType lut_type = ScalarType::None;
   const float* row_scale = nullptr;  // Lut: optional factor per output row (Core ML's scale)
 
-  // Lut, 4 bits: an int8 copy of every table, lut ~= lut_i8[t * 16 + i] * lut_i8_scale[t], for
+  // Lut: an int8 copy of every table, lut ~= lut_i8[t * 2**nbits + i] * lut_i8_scale[t], for
   // the int8-activation kernels (exact=False); built once at load (linear::build_lut_i8), owned
   // by whoever built it; null where there is none.
   const int8_t* lut_i8 = nullptr;

@@ -143,18 +143,17 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
 const RowKernels generic_kernels = {false, gemv, decode};
 
 void build_lut_i8(const WeightView& w, int8_t* t8, float* scale) {
-  const int64_t tables = w.groups_n * w.groups_k;
+  const int64_t tables = w.groups_n * w.groups_k, entries = int64_t(1) << w.nbits;
   for (int64_t t = 0; t < tables; ++t) {
-    float v[16], amax = 0.0f;
-    for (int i = 0; i < 16; ++i) {
-      v[i] = scalar_at(w.lut, w.lut_type, t * 16 + i);
-      amax = std::max(amax, std::abs(v[i]));
-    }
+    float amax = 0.0f;
+    for (int64_t i = 0; i < entries; ++i)
+      amax = std::max(amax, std::abs(scalar_at(w.lut, w.lut_type, t * entries + i)));
     const float s = amax / 127.0f;
     scale[t] = s;
-    for (int i = 0; i < 16; ++i) {
-      const float r = s > 0.0f ? std::nearbyint(v[i] / s) : 0.0f;
-      t8[t * 16 + i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
+    for (int64_t i = 0; i < entries; ++i) {
+      const float v = scalar_at(w.lut, w.lut_type, t * entries + i);
+      const float r = s > 0.0f ? std::nearbyint(v / s) : 0.0f;
+      t8[t * entries + i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
     }
   }
 }

@@ -72,6 +72,8 @@ float* scratch(int64_t n) {
 
 const FastKernels* select_fast(const WeightView& w) {
 #if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vbmi())
+    if (const FastKernels* f = avx512vbmi_fast_kernels(w)) return f;
   if (use_avx512vnni())
     if (const FastKernels* f = avx512vnni_fast_kernels(w)) return f;
 #endif

@@ -114,7 +114,7 @@ struct FastKernels {
                const float* bias, float* out, void* scratch);
 };
 
-// generic.cpp: the int8 copy of a 4-bit Lut's tables (weights.h, lut_i8): t8 [tables * 16],
+// generic.cpp: the int8 copy of a Lut's tables (weights.h, lut_i8): t8 [tables * 2**nbits],
 // scale [tables], tables = groups_n * groups_k; each table scaled to max |entry| = 127.
 void build_lut_i8(const WeightView& w, int8_t* t8, float* scale);
 
@@ -127,6 +127,9 @@ void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, bool offse
 // x86_avx512vnni.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): the same kernels
 // with AVX-512 VNNI dot products (vpdpbusd), on the same quantized activations.
 const FastKernels* avx512vnni_fast_kernels(const WeightView& w);
+// x86_avx512vbmi.cpp (same condition, run where use_avx512vbmi): tables of 1-3 and 5-8 bits on
+// the same path (VBMI byte permutes decode any width).
+const FastKernels* avx512vbmi_fast_kernels(const WeightView& w);
 // x86_avx512.cpp (same condition, run where use_avx512vnni): the exact path from
 // kAvx512GemmMinM rows, any format (kern's decoder; float32 read directly): out = x @ W.T
 // (+ bias), x prepared for kern (see prepare_x) with rows ldx floats apart.

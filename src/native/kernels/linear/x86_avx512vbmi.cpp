@@ -1,0 +1,155 @@
+// AVX-512 VBMI kernels of the int8-activation path (exact = false) for tables of every width but
+// 4 (x86_int8.h's pshufb kernels take those): compiled with AVX2 + FMA + F16C + AVX-512
+// F/BW/VL/VNNI/VBMI/VBMI2 for this file only, called only where the CPU has them (core/cpu.h,
+// use_avx512vbmi).
+//
+// A block of 32 codes of B bits is 4 * B bytes of the LSB-first stream (weights.h), whatever B:
+// vpermb copies bytes [j * B, j * B + 8) into 64-bit lane j (codes 8j to 8j + 7), vpmultishiftqb
+// pulls byte i of each lane from bit offset i * B, an AND keeps B bits: 32 codes in column order,
+// 4 instructions for any width. The table's int8 copy (weights.h, lut_i8) is then looked up in
+// registers: vpermb for up to 32 entries, vpermi2b for 64, two or four of them and byte blends on
+// the code's high bits for 128 and 256. The 32 bytes meet the block's int8 activations in one
+// vpdpbusd, as the 4-bit tables do.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/linear/linear.h"
+#include "kernels/linear/x86_int8.h"
+#include "kernels/linear/x86_vnni_dot.h"
+
+namespace pocketml {
+namespace linear {
+namespace {
+
+// vpermb / vpmultishiftqb controls of B-bit codes (see above)
+template <int kBits>
+struct CodeControls {
+  alignas(32) uint8_t spread[32];
+  alignas(32) uint8_t shift[32];
+  constexpr CodeControls() : spread(), shift() {
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 8; ++i) {
+        const int s = j * kBits + i;
+        spread[8 * j + i] = static_cast<uint8_t>(s < 32 ? s : 31);  // bytes past 4B: not used
+        shift[8 * j + i] = static_cast<uint8_t>(i * kBits);
+      }
+  }
+};
+template <int kBits>
+inline constexpr CodeControls<kBits> kControls{};
+
+// The 32 codes of the block at p (4 * kBits bytes, nothing read past them), in column order.
+template <int kBits>
+POCKETML_FORCE_INLINE __m256i unpack_codes(const uint8_t* p) {
+  if constexpr (kBits == 8) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  } else {
+    const __m256i raw = _mm256_maskz_loadu_epi8(static_cast<__mmask32>((uint64_t(1) << (4 * kBits)) - 1), p);
+    const __m256i spread = _mm256_permutexvar_epi8(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(kControls<kBits>.spread)), raw);
+    const __m256i codes = _mm256_multishift_epi64_epi8(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(kControls<kBits>.shift)), spread);
+    return _mm256_and_si256(codes, _mm256_set1_epi8(static_cast<char>((1 << kBits) - 1)));
+  }
+}
+
+// One table's int8 copy in registers, looked up by 32 codes at once.
+template <int kBits>
+struct Table {
+  static constexpr int kEntries = 1 << kBits;
+  static constexpr int kRegs = kBits <= 5 ? 1 : kEntries / 32;
+  __m256i t[kRegs];
+  // entries flipped by ^ 0x80 where `flip` (unsigned bytes for vpdpbusd)
+  POCKETML_FORCE_INLINE void load(const int8_t* p, bool flip) {
+    for (int r = 0; r < kRegs; ++r) {
+      t[r] = kEntries < 32
+                 ? _mm256_maskz_loadu_epi8(static_cast<__mmask32>((uint64_t(1) << kEntries) - 1), p)
+                 : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * r));
+      if (flip) t[r] = _mm256_xor_si256(t[r], _mm256_set1_epi8(static_cast<char>(0x80)));
+    }
+  }
+  POCKETML_FORCE_INLINE __m256i lookup(__m256i c) const {
+    if constexpr (kRegs == 1) {
+      return _mm256_permutexvar_epi8(c, t[0]);
+    } else if constexpr (kRegs == 2) {
+      return _mm256_permutex2var_epi8(t[0], c, t[1]);
+    } else {
+      const __mmask32 b6 = _mm256_test_epi8_mask(c, _mm256_set1_epi8(0x40));
+      const __m256i v = _mm256_mask_blend_epi8(b6, _mm256_permutex2var_epi8(t[0], c, t[1]),
+                                               _mm256_permutex2var_epi8(t[2], c, t[3]));
+      if constexpr (kRegs == 4) {
+        return v;
+      } else {
+        const __m256i u = _mm256_mask_blend_epi8(b6, _mm256_permutex2var_epi8(t[4], c, t[5]),
+                                                 _mm256_permutex2var_epi8(t[6], c, t[7]));
+        return _mm256_mask_blend_epi8(_mm256_movepi8_mask(c), v, u);
+      }
+    }
+  }
+};
+
+// The decode-step decoder (x86_int8.h's fast_rows): one table per group of rows.
+template <int kBits>
+struct FastLutN {
+  static constexpr int kOffset = kByteOffset<VnniDot>;  // entries go in as unsigned bytes
+  const uint8_t* p;
+  Table<kBits> table;
+  float scale;  // the table's int8 scale times the row's
+  POCKETML_FORCE_INLINE void row(const WeightView& w, int64_t n) {
+    p = w.data + n * (w.K * kBits / 8);
+    const int64_t g = row_group(w, n);
+    table.load(w.lut_i8 + g * Table<kBits>::kEntries, true);
+    scale = w.row_scale ? w.lut_i8_scale[g] * w.row_scale[n] : w.lut_i8_scale[g];
+  }
+  POCKETML_FORCE_INLINE __m256i dot(int64_t b, __m256i q) const {
+    return VnniDot::b8(table.lookup(unpack_codes<kBits>(p + 4 * kBits * b)), q);
+  }
+  static constexpr bool kPairs = false;
+  __m256i dot2(int64_t, __m256i, __m256i) const { return _mm256_setzero_si256(); }
+  float finish(const WeightView&, int64_t, float v, const QuantRow& x) const {
+    return (v + kOffset * x.ssum_total) * scale;
+  }
+  static void factors(const WeightView&, int64_t, const QuantRow&, int64_t, int64_t, float*,
+                      __m256&, float&) {}
+};
+
+// The GEMM's tile decoder (x86_int8.h's fast_gemm): signed table entries.
+template <int kBits>
+struct TileLutN {
+  static constexpr bool kOff = false;
+  static __m256i codes(const WeightView& w, int64_t n, int64_t gn, int64_t b) {
+    Table<kBits> t;
+    t.load(w.lut_i8 + gn * Table<kBits>::kEntries, false);
+    return t.lookup(unpack_codes<kBits>(w.data + n * (w.K * kBits / 8) + 4 * kBits * b));
+  }
+  static void params(const WeightView& w, int64_t n, int64_t g, float& scale, float& off) {
+    scale = w.lut_i8_scale[g] * (w.row_scale ? w.row_scale[n] : 1.0f);
+    off = 0.0f;
+  }
+};
+
+template <int kBits>
+constexpr FastKernels lut_kernels() {
+  using G = VnniDot::Gemm8;
+  return FastKernels{false, fast_gemv<FastLutN<kBits>, false>, G::kUnsignedAct,
+                     fast_gemm<G, TileLutN<kBits>, false>};
+}
+
+// by width; 4 bits: x86_int8.h's kernels
+constexpr FastKernels kLut[9] = {{}, lut_kernels<1>(), lut_kernels<2>(), lut_kernels<3>(), {},
+                                 lut_kernels<5>(), lut_kernels<6>(), lut_kernels<7>(),
+                                 lut_kernels<8>()};
+
+}  // namespace
+
+const FastKernels* avx512vbmi_fast_kernels(const WeightView& w) {
+  // one table per group of rows (none along K), rows starting on a byte
+  if (w.kind == WeightKind::Lut && w.nbits != 4 && w.nbits >= 1 && w.nbits <= 8 &&
+      w.groups_k == 1 && w.lut_i8 && (w.K * w.nbits) % 8 == 0)
+    return &kLut[w.nbits];
+  return nullptr;
+}
+
+}  // namespace linear
+}  // namespace pocketml
