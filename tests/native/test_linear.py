@@ -147,6 +147,63 @@ def test_lut(nbits):
                 check_rows(p, W, rng)
 
 
+def sparse_values(rng, nnz, kind):
+    """A PackedLinear [1, nnz] of `kind` and its float32 values (the definition)."""
+    if kind in ("f32", "f16"):
+        v = rng.standard_normal((1, nnz)).astype(np.float32 if kind == "f32" else np.float16)
+        return PackedLinear.dense(v), v.astype(np.float32)[0]
+    if kind.startswith("lut"):
+        p, V = palettized(rng, 1, nnz, int(kind[3:]), (1, 1), np.float16, False)
+        return p, V[0]
+    zp = "int" if kind.startswith("u") else None
+    p, V = quantized(rng, 1, nnz, kind, (1, 1), np.float32, zp)
+    return p, V[0]
+
+
+@pytest.mark.parametrize("kind", ["f32", "f16", "int8", "uint8", "uint4", "lut3", "lut4", "lut8"])
+def test_sparse(kind):
+    """Pruned weights, alone and with their kept values quantized or palettized (the joint
+    modes): densities from empty to full, masks starting mid-byte in odd rows (K odd)."""
+    rng = np.random.default_rng(hash(("sparse", kind)) % 2**32)
+    for i, (n, k) in enumerate(SHAPES):
+        for density in (0.0, 0.1, 0.5, 1.0):
+            mask = rng.random((n, k)) < density
+            nnz = int(mask.sum())
+            if nnz == 0 and kind != "f32":
+                continue  # quantized / palettized values of no element: nothing to pack
+            vp, vals = sparse_values(rng, max(nnz, 1), kind) if nnz else (
+                PackedLinear.dense(np.zeros((1, 1), np.float32)), np.zeros(1, np.float32))
+            if nnz == 0:  # a mask with no set bit and one value: refused below, then a real one
+                with pytest.raises(ValueError, match="0 set bits but 1 values"):
+                    PackedLinear.sparse(N.pack_bits(mask, 1), vp, n, k)
+                continue
+            W = np.zeros((n, k), np.float32)
+            W[mask] = vals
+            p = PackedLinear.sparse(N.pack_bits(mask, 1), vp, n, k)
+            assert p.format == "sparse " + vp.format
+            check_gemm(p, W, rng, ms=MS if (i + int(density * 10)) % 2 else [1, 5])
+            check_rows(p, W, rng)
+
+
+def test_sparse_bad_inputs_raise():
+    rng = np.random.default_rng(0)
+    mask = N.pack_bits(np.ones((4, 8), bool), 1)
+    vp = PackedLinear.dense(np.ones((1, 32), np.float32))
+    with pytest.raises(ValueError, match="mask has 4 bytes, 64 values of 1 bits need 8"):
+        PackedLinear.sparse(mask, vp, 8, 8)
+    with pytest.raises(ValueError, match="values must have shape \\[1, nnz\\]"):
+        PackedLinear.sparse(mask, PackedLinear.dense(np.ones((2, 16), np.float32)), 4, 8)
+    with pytest.raises(ValueError, match="32 set bits but 31 values"):
+        PackedLinear.sparse(mask, PackedLinear.dense(np.ones((1, 31), np.float32)), 4, 8)
+    p = PackedLinear.sparse(mask, vp, 4, 8)
+    with pytest.raises(ValueError, match="values must not be sparse"):
+        PackedLinear.sparse(N.pack_bits(np.ones((1, 32), bool), 1), p, 4, 8)
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    out = np.empty((2, 4), np.float32)
+    p.gemm(x, out)
+    np.testing.assert_allclose(out, np.repeat(x.sum(axis=1, keepdims=True), 4, axis=1), rtol=1e-6)
+
+
 def test_simd_fast_paths_agree_with_the_portable_kernels_on_big_layers():
     """SmolLM2-like layers: both kernel sets against float64 NumPy, M = 1 and a prefill."""
     rng = np.random.default_rng(7)

@@ -116,6 +116,9 @@ struct PackedLinear {
   // built here: the int8 copy of the tables (shared, so that copies keep w's pointers valid)
   std::shared_ptr<std::vector<int8_t>> lut_i8;
   std::shared_ptr<std::vector<float>> lut_i8_scale;
+  // Sparse: the values' packed weight and the rows' offsets into it (shared like lut_i8)
+  std::shared_ptr<PackedLinear> values;
+  std::shared_ptr<std::vector<int64_t>> row_offset;
   std::string format;
   int64_t nbytes = 0;
 
@@ -238,11 +241,41 @@ struct PackedLinear {
     return p;
   }
 
+  static PackedLinear sparse(const Array& mask, const PackedLinear& values, int64_t N, int64_t K) {
+    PackedLinear p = of(WeightKind::Sparse, N, K);
+    WeightView& w = p.w;
+    w.nbits = 1;
+    check_flat_codes(mask, "mask", N * K, 1);
+    if (values.w.kind == WeightKind::Sparse) value_error("values must not be sparse themselves");
+    if (values.w.N != 1)
+      value_error("values must have shape [1, nnz], got [" + std::to_string(values.w.N) + ", " +
+                  std::to_string(values.w.K) + "]");
+    w.data = static_cast<const uint8_t*>(mask.data());
+    p.row_offset = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(N + 1));
+    int64_t* off = p.row_offset->data();
+    off[0] = 0;
+    for (int64_t n = 0; n < N; ++n) off[n + 1] = off[n] + linear::count_bits(w.data, n * K, (n + 1) * K);
+    if (off[N] != values.w.K)
+      value_error("mask has " + std::to_string(off[N]) + " set bits but " +
+                  std::to_string(values.w.K) + " values were given");
+    p.values = std::make_shared<PackedLinear>(values);
+    w.row_offset = off;
+    w.values = &p.values->w;
+    p.hold(mask, packed_bytes(N * K, 1));
+    p.nbytes += values.nbytes;
+    p.format = "sparse " + values.format;
+    return p;
+  }
+
   // Raises when [a, a + na) and [b, b + nb) share a byte.
   static void check_disjoint(const void* a, size_t na, const void* b, size_t nb,
                              const char* what) {
     const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
     if (na && nb && x < y + nb && y < x + na) value_error(std::string("out overlaps ") + what);
+  }
+
+  void check_out_disjoint(const OutArray& out) const {
+    for (const Array& a : keep) check_disjoint(out.data(), out.nbytes(), a.data(), a.nbytes(), "the weight");
   }
 
   void check_out(const OutArray& out, int64_t rows, int64_t cols, const char* what) const {
@@ -254,6 +287,7 @@ struct PackedLinear {
                   std::to_string(cols) + "], got " + shape_of(out));
     check_contiguous(out, what);
     for (const Array& a : keep) check_disjoint(out.data(), out.nbytes(), a.data(), a.nbytes(), "the weight");
+    if (values) values->check_out_disjoint(out);
   }
 
   void gemm(const Array& x, OutArray out, const std::optional<Array>& bias, int threads,
@@ -311,7 +345,7 @@ void init_linear(nb::module_& m) {
 (out_features x in_features), bound once at model load: it references the NumPy arrays it was
 built from (which may be memory-mapped and read-only) and never copies or unpacks them. Kernels
 compute on the packed form directly (AVX2 where the CPU has it, else portable C++). Build with
-PackedLinear.dense / .quantized / .lut; every shape and dtype is checked there.)doc")
+PackedLinear.dense / .quantized / .lut / .sparse; every shape and dtype is checked there.)doc")
       .def_static("dense", &PackedLinear::dense, "w"_a,
                   "W as float32 or float16 [N, K], C-contiguous.")
       .def_static("quantized", &PackedLinear::quantized, "data"_a, "scale"_a,
@@ -330,6 +364,13 @@ scale, int8/uint8 (the dtype's signedness) or float.)doc")
 indices: uint8 flat, at least ceil(N*K*nbits/8) bytes, nbits-bit codes LSB-first over the
 row-major [N, K] (formats.pack_bits); nbits in 1..8; lut: float32/float16 [G0, G1, 2**nbits,
 1]; row_scale: None or float32 [N] or [N, 1].)doc")
+      .def_static("sparse", &PackedLinear::sparse, "mask"_a, "values"_a, "N"_a, "K"_a,
+                  R"doc(Pruning, W[n, k] = the next kept value where mask bit n * K + k is set,
+else 0.
+
+mask: uint8 flat, at least ceil(N*K/8) bytes, 1 bit per element LSB-first over the row-major
+[N, K] (formats.sparse); values: a PackedLinear of shape [1, nnz] (dense, quantized or
+palettized: the joint modes), nnz the mask's set bits (checked).)doc")
       .def("gemm", &PackedLinear::gemm, "x"_a, "out"_a, "bias"_a = nb::none(), "threads"_a = 0,
            "exact"_a = true,
            R"doc(out[:] = x @ W.T (+ bias): x float32 [M, K], out float32 [M, N] (preallocated,
@@ -349,7 +390,7 @@ in [0, N) (all checked before anything is written), out float32 [L, K] C-contigu
       .def_prop_ro("shape", [](const PackedLinear& p) { return std::make_tuple(p.w.N, p.w.K); },
                    "(N, K)")
       .def_prop_ro("format", [](const PackedLinear& p) { return p.format; },
-                   "e.g. 'f32', 'f16', 'int8 channel', 'int4 block32 zp', 'lut4 g[1,1]'.")
+                   "e.g. 'f32', 'f16', 'int8 channel', 'int4 block32 zp', 'lut4 g[1,1]', 'sparse f32'.")
       .def_prop_ro("nbytes", [](const PackedLinear& p) { return p.nbytes; },
                    "Bytes of packed data (codes, scales, tables) a full pass reads.")
       .def("__repr__", [](const PackedLinear& p) {

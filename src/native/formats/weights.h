@@ -12,6 +12,7 @@ enum class WeightKind : uint8_t {
   F16,    // float16 W (IEEE binary16): 16 bits per weight
   Quant,  // linear quantization: W = (q - zero_point) * scale per group
   Lut,    // palettization: W = lut[group][index] (* row_scale[n])
+  Sparse, // pruning: W[n, k] = the next value of a stream where mask bit n * K + k is set, else 0
 };
 
 enum class ScalarType : uint8_t { None, F32, F16, F64, I8, U8 };
@@ -42,7 +43,7 @@ struct WeightView {
   WeightKind kind = WeightKind::F32;
   int64_t N = 0, K = 0;
   const uint8_t* data = nullptr;  // values (F32/F16) or codes (Quant/Lut)
-  int nbits = 32;                 // bits per element of `data`: 32, 16, 8, 4, or 1..8 for Lut
+  int nbits = 32;                 // bits per element of `data`: 32, 16, 8, 4, 1..8 (Lut), 1 (Sparse)
   bool is_signed = false;         // Quant: int8/int4 codes
 
   // Parameters (Quant: scale, zero point; Lut: one table) per group of group_rows x group_cols
@@ -61,6 +62,13 @@ struct WeightView {
   // by whoever built it; null where there is none.
   const int8_t* lut_i8 = nullptr;
   const float* lut_i8_scale = nullptr;
+
+  // Sparse: data = the mask, 1 bit per element (LSB-first, like the codes); the kept values in
+  // row-major order are `values`, a weight of shape [1, nnz] of any other kind (float, or itself
+  // quantized or palettized: the joint modes); row n's first value is values[row_offset[n]]
+  // (N + 1 offsets, the last nnz), built at load from the mask.
+  const int64_t* row_offset = nullptr;
+  const WeightView* values = nullptr;
 };
 
 }  // namespace pocketml

@@ -9,7 +9,9 @@ Fused (float32 activations only; fp16 emulation keeps the reference path):
   int4/uint4, per tensor, channel or block.
 - a float16 or float32 const [-> cast float32] (the native f32 kernels measured faster than NumPy's
   BLAS on this project's models, decode and prefill alike).
-`sparse_to_dense` chains, vector palettization and the rest stay on the references, which remain
+- `sparse_to_dense(mask, values)`: pruning, its kept values themselves one of the above (a
+  float32/float16 const, or `dequantize` / `lut_to_dense` of shape [nnz]: the joint modes).
+Vector palettization and the rest stay on the references, which remain
 the definition every native kernel is tested against. One `PackedLinear` is built per weight value
 (a tied embedding/output weight shares it), and the chain ops computing the dense weight are
 dropped when nothing else reads them, so the dense weight is never materialised.
@@ -360,19 +362,22 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
     return kept[::-1], kernels
 
 
-def _pack(name: str, producers: dict, constants: dict):
+def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast: bool = False):
     """(PackedLinear, kernel name, arrays it was built from, chain ops, (N, K)) for weight `name`,
-    or None where its chain is not one the native kernels take."""
+    or None where its chain is not one the native kernels take. `flat`: a 1-D weight (a sparse
+    weight's kept values) packed as [1, nnz], its parameters with a leading axis of 1; `cast`:
+    the weight is cast to float32 after (float16 allowed)."""
     chain: list[Op] = []
     op = producers.get(name)
+    rank = 1 if flat else 2
     if name in constants:
         w = constants[name]
-        if w.ndim != 2 or w.dtype != np.float32:
+        if w.ndim != rank or w.dtype not in ((np.float32, np.float16) if cast else (np.float32,)):
             return None
-        w = np.ascontiguousarray(w)
-        return _native.PackedLinear.dense(w), "native:f32", (w,), chain, w.shape
+        w = np.ascontiguousarray(w).reshape(1, -1) if flat else np.ascontiguousarray(w)
+        return _native.PackedLinear.dense(w), f"native:f{w.dtype.itemsize * 8}", (w,), chain, w.shape
     row_scale = None
-    if op is not None and op.type == "mul":
+    if op is not None and op.type == "mul" and not flat:
         scaled, s = op.inputs
         s_arr = constants.get(s)
         n = op.outputs[0].type.shape[0] if op.outputs[0].type.rank == 2 else None
@@ -381,28 +386,40 @@ def _pack(name: str, producers: dict, constants: dict):
         row_scale = np.ascontiguousarray(s_arr.reshape(-1))
         chain.append(op)
         name, op = scaled, producers.get(scaled)
-    cast = False
     if op is not None and op.type == "cast" and op.attrs.get("dtype") == "float32":
         chain.append(op)
         cast = True
         name, op = op.inputs[0], producers.get(op.inputs[0])
         if name in constants and row_scale is None:
             w = constants[name]
-            if w.ndim != 2 or w.dtype != np.float16:
+            if w.ndim != rank or w.dtype != np.float16:
                 return None
-            w = np.ascontiguousarray(w)
+            w = np.ascontiguousarray(w).reshape(1, -1) if flat else np.ascontiguousarray(w)
             return _native.PackedLinear.dense(w), "native:f16", (w,), chain, w.shape
-    if op is None or op.type not in ("lut_to_dense", "dequantize"):
+    if op is None or op.type not in ("lut_to_dense", "dequantize", "sparse_to_dense"):
         return None
     shape = op.attrs.get("shape")
-    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(d, int) for d in shape)):
+    if not (isinstance(shape, list) and len(shape) == rank and all(isinstance(d, int) for d in shape)):
         return None
-    n, k = shape
+    n, k = (1, shape[0]) if flat else shape
     chain.append(op)
+    if op.type == "sparse_to_dense":
+        mask = constants.get(op.inputs[0])
+        values = None if flat or row_scale is not None else _pack(op.inputs[1], producers, constants,
+                                                                  flat=True, cast=cast)
+        if mask is None or mask.dtype != np.uint8 or mask.ndim != 1 or values is None:
+            return None
+        vp, vname, varrays, vchain, _ = values
+        mask = np.ascontiguousarray(mask)
+        p = _native.PackedLinear.sparse(mask, vp, n, k)
+        return p, "native:sparse " + vname.removeprefix("native:"), (mask, vp) + tuple(varrays), \
+            chain + vchain, (n, k)
     if op.type == "lut_to_dense":
         idx = constants.get(op.inputs[0])
         lut = _const_eval(op.inputs[1], producers, constants, chain)
         nbits = op.attrs["nbits"]
+        if flat and lut is not None and lut.ndim == 3:
+            lut = lut.reshape((1,) + lut.shape)
         if (idx is None or idx.dtype != np.uint8 or lut is None or lut.ndim != 4
                 or lut.shape[2:] != (1 << nbits, 1) or n % lut.shape[0] or k % lut.shape[1]
                 or lut.dtype not in (np.float32, np.float16) or lut.dtype == np.float16 and not cast):
@@ -414,6 +431,9 @@ def _pack(name: str, producers: dict, constants: dict):
     data, scale = constants.get(op.inputs[0]), constants.get(op.inputs[1])
     zp_name = op.inputs[2] if len(op.inputs) > 2 else None
     zp = None if zp_name is None else constants.get(zp_name)
+    if flat:  # parameters over [nnz] -> over [1, nnz]
+        scale, zp = (None if a is None or a.ndim != 1 else a.reshape(1, -1) for a in (scale, zp))
+        data = None if data is None else data.reshape(1, -1) if op.attrs["dtype"] in ("int8", "uint8") else data
     dtype = op.attrs["dtype"]
     if (row_scale is not None or dtype not in _QUANT or data is None or scale is None
             or scale.dtype != np.float32 or scale.ndim != 2 or n % scale.shape[0] or k % scale.shape[1]

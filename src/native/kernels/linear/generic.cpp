@@ -89,6 +89,84 @@ void decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ld
 
 }  // namespace
 
+int popcount64(uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_popcountll(v);
+#else
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return static_cast<int>((v * 0x0101010101010101ull) >> 56);
+#endif
+}
+
+int64_t count_bits(const uint8_t* p, int64_t b0, int64_t b1) {
+  int64_t c = 0;
+  for (; b0 < b1 && (b0 & 7); ++b0) c += (p[b0 >> 3] >> (b0 & 7)) & 1;
+  for (; b0 + 64 <= b1; b0 += 64) {
+    uint64_t v;
+    std::memcpy(&v, p + (b0 >> 3), 8);
+    c += popcount64(v);
+  }
+  for (; b0 < b1; ++b0) c += (p[b0 >> 3] >> (b0 & 7)) & 1;
+  return c;
+}
+
+namespace {
+
+// codes[j] = code of element e0 + j, j < count (an LSB-first stream of nbits-bit codes)
+template <int kBits>
+void unpack(const uint8_t* p, int64_t e0, int64_t count, uint8_t* codes) {
+  if (kBits == 8) {
+    std::memcpy(codes, p + e0, static_cast<size_t>(count));
+    return;
+  }
+  int64_t j = 0;
+  // the first codes one by one up to a byte boundary of the stream, then 8 codes per kBits bytes
+  for (; j < count && ((e0 + j) * kBits) % 8; ++j) codes[j] = static_cast<uint8_t>(code_at(p, e0 + j, kBits));
+  const uint8_t* q = p + (e0 + j) * kBits / 8;
+  for (; j + 8 <= count; j += 8, q += kBits) {
+    uint64_t v = 0;
+    std::memcpy(&v, q, kBits);  // little-endian: the stream's bits in order
+    for (int i = 0; i < 8; ++i) codes[j + i] = static_cast<uint8_t>((v >> (i * kBits)) & ((1u << kBits) - 1));
+  }
+  for (; j < count; ++j) codes[j] = static_cast<uint8_t>(code_at(p, e0 + j, kBits));
+}
+
+void unpack_codes(const uint8_t* p, int nbits, int64_t e0, int64_t count, uint8_t* codes) {
+  switch (nbits) {
+    case 1: unpack<1>(p, e0, count, codes); break;
+    case 2: unpack<2>(p, e0, count, codes); break;
+    case 3: unpack<3>(p, e0, count, codes); break;
+    case 4: unpack<4>(p, e0, count, codes); break;
+    case 5: unpack<5>(p, e0, count, codes); break;
+    case 6: unpack<6>(p, e0, count, codes); break;
+    case 7: unpack<7>(p, e0, count, codes); break;
+    default: unpack<8>(p, e0, count, codes); break;
+  }
+}
+
+constexpr int64_t kRun = 256;  // elements decoded at a time
+
+void decode_sparse(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* out) {
+  const int64_t e0 = n * w.K;
+  int64_t v = w.row_offset[n] + count_bits(w.data, e0, e0 + k0);  // the next value
+  float vals[kRun];
+  for (int64_t k = k0; k < k1; k += kRun) {
+    const int64_t len = std::min(kRun, k1 - k);
+    const int64_t nv = count_bits(w.data, e0 + k, e0 + k + len);
+    if (nv) decode_row(*w.values, 0, v, v + nv, vals);
+    int64_t i = 0;
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t b = e0 + k + j;
+      out[k - k0 + j] = (w.data[b >> 3] >> (b & 7)) & 1 ? vals[i++] : 0.0f;
+    }
+    v += nv;
+  }
+}
+
+}  // namespace
+
 void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* out) {
   const int64_t K = w.K;
   if (w.kind == WeightKind::F32) {
@@ -101,39 +179,46 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
     for (int64_t k = k0; k < k1; ++k) out[k - k0] = half_to_float(p[k]);
     return;
   }
+  if (w.kind == WeightKind::Sparse) {
+    decode_sparse(w, n, k0, k1, out);
+    return;
+  }
   const int nbits = w.nbits;
   const int64_t gbase = (n / w.group_rows) * w.groups_k;
   const int64_t e0 = n * K;
+  uint8_t codes[kRun];
+  float table[256];
   for (int64_t k = k0; k < k1;) {
     const int64_t gk = k / w.group_cols;
-    const int64_t end = std::min(k1, (gk + 1) * w.group_cols);
+    const int64_t end = std::min({k1, (gk + 1) * w.group_cols, k + kRun});
     const int64_t g = gbase + gk;
     float* o = out + (k - k0);
+    const int64_t len = end - k;
+    unpack_codes(w.data, nbits, e0 + k, len, codes);
     if (w.kind == WeightKind::Quant) {
       const float s = scalar_at(w.scale, w.scale_type, g);
       const bool has_zero = w.zero != nullptr;
       const float z = has_zero ? scalar_at(w.zero, w.zero_type, g) : 0.0f;
-      for (int64_t j = k; j < end; ++j) {
-        int32_t q;
-        if (nbits == 8) {
-          const uint8_t b = w.data[e0 + j];
-          q = w.is_signed ? static_cast<int8_t>(b) : b;
-        } else {
-          const uint32_t c = code_at(w.data, e0 + j, nbits);
-          q = w.is_signed ? static_cast<int32_t>(c ^ (1u << (nbits - 1))) - (1 << (nbits - 1))
-                          : static_cast<int32_t>(c);
-        }
+      const int32_t half = 1 << (nbits - 1);
+      for (int64_t j = 0; j < len; ++j) {
+        const int32_t c = codes[j];
+        const int32_t q = w.is_signed ? (c ^ half) - half : c;  // two's complement of nbits
         // the definition: q.astype(float32) - zero_point.astype(float32), then * scale
         const float v = has_zero ? static_cast<float>(q) - z : static_cast<float>(q);
-        o[j - k] = v * s;
+        o[j] = v * s;
       }
     } else {  // Lut
       const int64_t entries = int64_t(1) << nbits;
-      const bool rs = w.row_scale != nullptr;
-      const float r = rs ? w.row_scale[n] : 1.0f;
-      for (int64_t j = k; j < end; ++j) {
-        const float v = scalar_at(w.lut, w.lut_type, g * entries + code_at(w.data, e0 + j, nbits));
-        o[j - k] = rs ? v * r : v;
+      const float* t = table;
+      if (w.lut_type == ScalarType::F32)
+        t = static_cast<const float*>(w.lut) + g * entries;
+      else
+        for (int64_t i = 0; i < entries; ++i) table[i] = scalar_at(w.lut, w.lut_type, g * entries + i);
+      if (w.row_scale) {
+        const float r = w.row_scale[n];
+        for (int64_t j = 0; j < len; ++j) o[j] = t[codes[j]] * r;
+      } else {
+        for (int64_t j = 0; j < len; ++j) o[j] = t[codes[j]];
       }
     }
     k = end;

@@ -22,6 +22,10 @@ struct Kernels {
 };
 
 Kernels select(const WeightView& w) {
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vnni())
+    if (const RowKernels* k = avx512_kernels(w)) return {k, tile_gemm_avx2};
+#endif
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
   if (use_avx2()) {
     const RowKernels* k = avx2_kernels(w);

@@ -43,6 +43,9 @@ using TileGemm = void (*)(const float* x, int64_t ldx, int64_t M, const float* t
 // out[j] = W[n, k0 + j] for k0 + j < k1, in fp32 (the definition: (q - zp) * scale computed in
 // float32; table value * row_scale).
 void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* out);
+// The set bits of an LSB-first bit stream p in [b0, b1); popcount64: of one word.
+int64_t count_bits(const uint8_t* p, int64_t b0, int64_t b1);
+int popcount64(uint64_t v);
 extern const RowKernels generic_kernels;
 void tile_gemm_generic(const float* x, int64_t ldx, int64_t M, const float* tile, int64_t ldt,
                        int64_t rows, int64_t kp, float* out, int64_t ldo, float* work);
@@ -136,6 +139,9 @@ const FastKernels* avx512vbmi_fast_kernels(const WeightView& w);
 constexpr int64_t kAvx512GemmMinM = 2;
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
                  int64_t M, const float* bias, float* out, int threads);
+// The AVX-512 exact kernels of w's format where it has them (Sparse: each row's kept values
+// expanded into place by the mask, vexpandps), else null.
+const RowKernels* avx512_kernels(const WeightView& w);
 
 // linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
 // or null; threads 0: default. Shapes are trusted: the bindings validate them.

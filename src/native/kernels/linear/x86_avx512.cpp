@@ -136,7 +136,112 @@ float* scratch(int64_t n) {
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sparse rows: each 16 columns take the next popcount(mask) kept values, expanded into place by
+// the 16 mask bits (vexpandps), zeros elsewhere. Float32 values are read straight from the
+// stream; other kinds (joint modes) are decoded per row into a buffer first.
+
+// the 16 mask bits of elements [e, e + 16) (reads no byte past them)
+inline __mmask16 mask16(const uint8_t* p, int64_t e) {
+  const uint8_t* b = p + (e >> 3);
+  const int sh = static_cast<int>(e & 7);
+  uint32_t v = b[0] | static_cast<uint32_t>(b[1]) << 8;
+  if (sh) v = (v | static_cast<uint32_t>(b[2]) << 16) >> sh;
+  return static_cast<__mmask16>(v);
+}
+
+// the next popcount(m) values at v spread over the lanes set in m (nothing read past them)
+inline __m512 expand16(__mmask16 m, const float* v) { return _mm512_maskz_expandloadu_ps(m, v); }
+
+// POPCNT comes with every AVX-512 CPU (this file is compiled with -mpopcnt)
+inline int popcount16(__mmask16 m) { return _mm_popcnt_u32(m); }
+
+// Row n's kept values as float32: the stream itself, or decoded into buf (K floats).
+inline const float* sparse_values(const WeightView& w, int64_t n, std::vector<float>& buf) {
+  const int64_t v0 = w.row_offset[n], v1 = w.row_offset[n + 1];
+  const WeightView& v = *w.values;
+  if (v.kind == WeightKind::F32) return reinterpret_cast<const float*>(v.data) + v0;
+  if (static_cast<int64_t>(buf.size()) < v1 - v0 + 16) buf.resize(static_cast<size_t>(v1 - v0 + 16));
+  if (v.kind == WeightKind::Quant && v.nbits == 8 && v.groups_n * v.groups_k == 1 &&
+      v.scale_type == ScalarType::F32 && (!v.zero || v.zero_type == v.scale_type ||
+                                          v.zero_type == (v.is_signed ? ScalarType::I8 : ScalarType::U8))) {
+    // 8-bit codes with one scale (the joint mode's per-tensor quantization): (q - zero) * scale
+    const float s = *static_cast<const float*>(v.scale);
+    float z = 0.0f;
+    if (v.zero)
+      z = v.zero_type == ScalarType::F32 ? *static_cast<const float*>(v.zero)
+          : v.is_signed                  ? *static_cast<const int8_t*>(v.zero)
+                                         : *static_cast<const uint8_t*>(v.zero);
+    const __m512 sv = _mm512_set1_ps(s), zv = _mm512_set1_ps(z);
+    const uint8_t* q = v.data + v0;
+    float* o = buf.data();
+    int64_t i = 0;
+    for (; i + 16 <= v1 - v0; i += 16) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+      const __m512i w = v.is_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+      _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(w), zv), sv));
+    }
+    if (i < v1 - v0) decode_row(v, 0, v0 + i, v1, o + i);
+    return o;
+  }
+  if (v1 > v0) decode_row(v, 0, v0, v1, buf.data());
+  return buf.data();
+}
+
+void sparse_gemv(const WeightView& w, const float* x, int64_t n0, int64_t n1, const float* bias,
+                 float* out) {
+  thread_local std::vector<float> buf;
+  const int64_t K = w.K;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* v = sparse_values(w, n, buf);
+    const int64_t e0 = n * K;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+      const __mmask16 m0 = mask16(w.data, e0 + k), m1 = mask16(w.data, e0 + k + 16);
+      const int c0 = popcount16(m0), c1 = popcount16(m1);
+      acc0 = _mm512_fmadd_ps(expand16(m0, v), _mm512_loadu_ps(x + k), acc0);
+      v += c0;
+      acc1 = _mm512_fmadd_ps(expand16(m1, v), _mm512_loadu_ps(x + k + 16), acc1);
+      v += c1;
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; k < K; ++k) {
+      const int64_t e = e0 + k;
+      if ((w.data[e >> 3] >> (e & 7)) & 1) r += *v++ * x[k];
+    }
+    out[n] = bias ? r + bias[n] : r;
+  }
+}
+
+void sparse_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
+  thread_local std::vector<float> buf;
+  const int64_t K = w.K;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* v = sparse_values(w, n, buf);
+    const int64_t e0 = n * K;
+    float* t = tile + (n - n0) * ldt;
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      const __mmask16 m = mask16(w.data, e0 + k);
+      _mm512_storeu_ps(t + k, expand16(m, v));
+      v += popcount16(m);
+    }
+    for (; k < K; ++k) {
+      const int64_t e = e0 + k;
+      t[k] = (w.data[e >> 3] >> (e & 7)) & 1 ? *v++ : 0.0f;
+    }
+    std::fill(t + K, t + ldt, 0.0f);
+  }
+}
+
+const RowKernels kSparse = {false, sparse_gemv, sparse_decode};
+
 }  // namespace
+
+const RowKernels* avx512_kernels(const WeightView& w) {
+  return w.kind == WeightKind::Sparse ? &kSparse : nullptr;
+}
 
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
                  int64_t M, const float* bias, float* out, int threads) {
