@@ -7,6 +7,8 @@ raises as `ExecutionError`.
 """
 from __future__ import annotations
 
+import bisect
+
 from typing import Mapping
 
 import numpy as np
@@ -40,6 +42,7 @@ class Executor:
         self.backend = native.resolve_backend(backend)
         self.threads = native.resolve_threads(threads)
         self.exact = exact
+        self._spans = None  # (states dict, starts, ends) of its live arrays, for _detached
         rewrite = native.fuse(self.threads, exact) if self.backend == "native" and not self.fp16 else None
         self.plan = planning.build(program, function, self._round, rewrite, self.backend,
                                    fold_views=rewrite is not None)
@@ -128,11 +131,21 @@ class Executor:
             return e
         return ExecutionError(f"{self.where(i)} failed: {type(e).__name__}: {e}")
 
-    @staticmethod
-    def _detached(outs: list, states: dict | None) -> list[np.ndarray]:
+    def _detached(self, outs: list, states: dict | None) -> list[np.ndarray]:
         """outs, each that is (a view of) a state's live array copied: the next call changes it."""
-        live = list((states or {}).values())
-        return [a.copy() if any(np.may_share_memory(a, s) for s in live) else a for a in outs]
+        if not states:
+            return outs
+        if self._spans is None or self._spans[0] is not states:  # the live arrays never move
+            spans = sorted((a.__array_interface__["data"][0], a.nbytes) for a in states.values())
+            self._spans = (states, [lo for lo, _ in spans], [lo + n for lo, n in spans])
+        _, starts, ends = self._spans
+        out = []
+        for a in outs:
+            # a view's first element lies inside its state's bytes (whatever its strides)
+            lo = a.__array_interface__["data"][0]
+            i = bisect.bisect_right(starts, lo) - 1
+            out.append(a.copy() if i >= 0 and lo < ends[i] else a)
+        return out
 
     def where(self, i: int) -> str:
         """Step i's op in words: its type and source location (or, without one, its output)."""

@@ -58,10 +58,12 @@ class Sampler:
 
     def _candidates(self, logits) -> tuple[np.ndarray, np.ndarray]:
         """Ids that may be drawn and their probabilities (ranked most likely first when filtered)."""
-        x = _check_logits(logits)
-        if self.temperature == 0:
-            return np.array([int(np.argmax(x))]), np.ones(1)
-        x = x.astype(np.float64)
+        if self.temperature == 0:  # one pass: argmax is the first NaN where there is one
+            x = _as_logits(logits)
+            i = int(np.argmax(x))
+            _check_top(float(x[i]))
+            return np.array([i]), np.ones(1)
+        x = _check_logits(logits).astype(np.float64)
         z = (x - x.max()) / self.temperature  # shift first: x / T alone overflows for tiny T
         k, p = self.top_k, self.top_p
         if (k == 0 or k >= z.size) and p == 1:
@@ -84,18 +86,27 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 def _check_logits(logits) -> np.ndarray:
+    x = _as_logits(logits)
+    _check_top(float(x.max()))  # one pass: NaN if any logit is NaN
+    return x
+
+
+def _as_logits(logits) -> np.ndarray:
     x = np.asarray(logits)
     if x.ndim != 1 or x.size == 0:
         raise InputError(f"logits must be one non-empty vector (vocab,), got shape {x.shape}; for a model's "
                          "(1, seq, vocab) output pass logits[0, -1]")
     if x.dtype.kind not in "fiu":
         raise InputError(f"logits must be real numbers, got {x.dtype}")
-    top = x.max()  # one pass: NaN if any logit is NaN
-    if np.isnan(top) or np.isposinf(top):
-        raise InputError("logits contain NaN or +inf; the model output is broken")
-    if np.isneginf(top):
-        raise InputError("every logit is -inf: no token can be chosen")
     return x
+
+
+def _check_top(top: float) -> None:
+    """The largest logit (NaN where any is) must be finite."""
+    if math.isnan(top) or top == math.inf:
+        raise InputError("logits contain NaN or +inf; the model output is broken")
+    if top == -math.inf:
+        raise InputError("every logit is -inf: no token can be chosen")
 
 
 def _real(value) -> bool:
