@@ -91,6 +91,12 @@ MODES = {
     "lut4-g16": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=16),
     "lut4-g32": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=32),
     "lut6": lambda pm: pm.Palettize(6),
+    "lut8": lambda pm: pm.Palettize(8),
+    "lut2-g32": lambda pm: pm.Palettize(2, granularity="per_grouped_channel", group_size=32),
+    "int4-ch": lambda pm: pm.Quantize("int4"),
+    "uint8-asym": lambda pm: pm.Quantize("uint8", symmetric=False),
+    "prune50": lambda pm: pm.Prune(0.5),
+    "prune50-int8": lambda pm: [pm.Prune(0.5), pm.Quantize("int8", granularity="per_tensor")],
 }
 READ_BANDWIDTH = 27.5e9  # bytes/s, 2 threads, this machine (shared/docs/kernels.md)
 

@@ -155,7 +155,8 @@ def test_modes_without_a_native_kernel_stay_on_the_reference(native, mlp, spec):
     x = {"x": np.random.default_rng(1).standard_normal((2, 3, 64)).astype(np.float32)}
     np.testing.assert_array_equal(run(nat, x), run(ref, x))
     plan = nat.plan_summary()
-    assert plan.native == 0 and set(plan.counts) == {"numpy"}
+    # the chain and the linear on the references (a float16 table's cast runs natively)
+    assert {s.kernel for s in plan.steps if s.op_type != "cast"} == {"numpy"}
     assert "lut_to_dense" in {s.op_type for s in plan.steps}
 
 

@@ -134,6 +134,28 @@ plan::ViewKind view_kind(const std::string& k) {
   value_error("unknown view op '" + k + "'");
 }
 
+// an IR dtype name (ir/types.py)
+DType dtype_named(const std::string& n) {
+  if (n == "float32") return DType::F32;
+  if (n == "float16") return DType::F16;
+  if (n == "int64") return DType::I64;
+  if (n == "int32") return DType::I32;
+  if (n == "int16") return DType::I16;
+  if (n == "int8") return DType::I8;
+  if (n == "uint8") return DType::U8;
+  if (n == "bool") return DType::Bool;
+  value_error("unknown dtype '" + n + "'");
+}
+
+elementwise::UnaryOp unary_named(const std::string& n) {
+  using elementwise::UnaryOp;
+  if (n == "neg") return UnaryOp::Neg;
+  if (n == "exp") return UnaryOp::Exp;
+  if (n == "sin") return UnaryOp::Sin;
+  if (n == "cos") return UnaryOp::Cos;
+  value_error("unknown unary op '" + n + "'");
+}
+
 struct Program {
   plan::Program prog;
   std::vector<nb::object> keep;  // the packed weights and constants the steps point into
@@ -235,6 +257,26 @@ struct Program {
           st.end = dims(p["end"], nsyms);
           st.step = p.contains("step") ? dims(p["step"], nsyms) : plan::Dims();
         }
+      } else if (kind == "arange") {
+        st.kind = plan::Kind::Arange;
+        st.begin = dims(p["start"], nsyms);
+        st.end = dims(p["end"], nsyms);
+        st.step = dims(p["step"], nsyms);
+        if (st.begin.size() != 1 || st.end.size() != 1 || st.step.size() != 1)
+          value_error("arange: start, end and step must be one dimension each");
+        st.dtype = dtype_named(nb::cast<std::string>(p["dtype"]));
+      } else if (kind == "cast") {
+        st.kind = plan::Kind::Cast;
+        need(1);
+        st.dtype = dtype_named(nb::cast<std::string>(p["dtype"]));
+      } else if (kind == "concat") {
+        st.kind = plan::Kind::Concat;
+        need(1);
+        st.axis = nb::cast<int>(p["axis"]);
+      } else if (kind == "unary") {
+        st.kind = plan::Kind::Unary;
+        need(1);
+        st.unary = unary_named(nb::cast<std::string>(p["op"]));
       } else {
         value_error("unknown step kind '" + kind + "'");
       }

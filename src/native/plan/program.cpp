@@ -226,6 +226,99 @@ bool binary_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threa
   return true;
 }
 
+// a dtype as the elementwise kernels name it; false for those they do not take
+bool kernel_type(DType t, elementwise::Type* out) {
+  using elementwise::Type;
+  switch (t) {
+    case DType::F32: *out = Type::F32; return true;
+    case DType::F16: *out = Type::F16; return true;
+    case DType::I64: *out = Type::I64; return true;
+    case DType::I32: *out = Type::I32; return true;
+    case DType::I16: *out = Type::I16; return true;
+    case DType::I8: *out = Type::I8; return true;
+    case DType::U8: *out = Type::U8; return true;
+    case DType::Bool: *out = Type::Bool; return true;
+    default: return false;
+  }
+}
+
+// ir/ops/creation.py arange_length for integer bounds: false where the reference raises (step 0,
+// bounds against the step's sign) or the numbers are beyond what it could allocate
+bool arange_length(int64_t start, int64_t end, int64_t step, int64_t* n) {
+  constexpr int64_t kBound = int64_t(1) << 61;  // no overflow below
+  if (step == 0 || (step > 0 && end < start) || (step < 0 && end > start)) return false;
+  for (int64_t v : {start, end, step})
+    if (v > kBound || v < -kBound) return false;
+  const int64_t span = end - start;  // step's sign, or 0
+  *n = step > 0 ? (span + step - 1) / step : (span + step + 1) / step;  // ceil(span / step)
+  return *n <= (int64_t(1) << 40);
+}
+
+bool arange_step(const Step& s, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
+  elementwise::Type to;
+  const int64_t start = resolve(s.begin[0], syms), step = resolve(s.step[0], syms);
+  int64_t n;
+  if (!kernel_type(s.dtype, &to) || !arange_length(start, resolve(s.end[0], syms), step, &n))
+    return false;
+  Tensor out = pool.allocate(s.dtype, itemsize_of(s.dtype), 1, &n);
+  elementwise::arange(start, step, n, to, out.data);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool cast_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  elementwise::Type from, to;
+  if (a.empty() || !a[0].present() || !kernel_type(a[0].dtype, &from) || !kernel_type(s.dtype, &to))
+    return false;
+  Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(s.dtype, itemsize_of(s.dtype), x.rank, x.shape);
+  const bool done = elementwise::cast(from, x.data, to, out.data, x.numel());
+  pool.release(x);
+  if (!done) {  // a value whose conversion NumPy leaves to the platform
+    pool.release(out);
+    return false;
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+// np.concatenate of one dtype: each input copied through its strides into its part of the output
+bool concat_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !a[0].present() || a[0].dtype == DType::Other || a[0].rank == 0) return false;
+  const Tensor& first = a[0];
+  const int rank = first.rank;
+  if (s.axis < -rank || s.axis >= rank) return false;  // the reference raises NumPy's error
+  const int axis = s.axis < 0 ? s.axis + rank : s.axis;
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < rank; ++i) shape[i] = first.shape[i];
+  shape[axis] = 0;
+  for (const Tensor& t : a) {
+    if (!t.present() || t.dtype != first.dtype || t.rank != rank) return false;
+    for (int i = 0; i < rank; ++i)
+      if (i != axis && t.shape[i] != first.shape[i]) return false;
+    shape[axis] += t.shape[axis];
+  }
+  Tensor out = pool.allocate(first.dtype, first.itemsize, rank, shape);
+  Tensor part = out;
+  for (const Tensor& t : a) {
+    part.shape[axis] = t.shape[axis];
+    copy(t, part);
+    part.data = static_cast<char*>(part.data) + t.shape[axis] * out.strides[axis];
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool unary_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !is_f32(a[0])) return false;
+  Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  elementwise::unary(s.unary, x.as<const float>(), out.as<float>(), x.numel());
+  pool.release(x);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 bool overlaps(const Tensor& a, const Tensor& b) { return a.owner && a.owner == b.owner; }
 
 bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
@@ -295,6 +388,10 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
       return true;
     }
     case Kind::UpdateState: return update_state_step(s, a, outs, states.at(s.state), syms);
+    case Kind::Arange: return arange_step(s, outs, pool_, syms);
+    case Kind::Cast: return cast_step(s, a, outs, pool_);
+    case Kind::Concat: return concat_step(s, a, outs, pool_);
+    case Kind::Unary: return unary_step(s, a, outs, pool_);
   }
   return false;
 }

@@ -1,9 +1,9 @@
 // A function's plan run natively: the step loop of runtime/executor.py in C++, so a decode step
 // costs no Python per op. Steps with a native kernel (packed linear and embedding, attention,
-// norms, activations, rotary, float32 arithmetic, state reads and writes) run here, reading
-// their inputs through the folded view ops (plan/views.h); a step the kernels do not take (an op
-// without one, or arguments outside what its kernel handles: another dtype, rank or broadcast)
-// is handed to a fallback, which runs its NumPy reference. Symbolic dimensions are resolved once
+// norms, activations, rotary, float32 arithmetic and math, cast, concat, arange, state reads and
+// writes) run here, reading their inputs through the folded view ops (plan/views.h); a step the
+// kernels do not take (an op without one, or arguments outside what its kernel handles: another
+// dtype, rank or broadcast) is handed to a fallback, which runs its NumPy reference. Symbolic dimensions are resolved once
 // per call by the caller (a table of integers the steps index). Buffers come from a pool kept
 // between calls (plan/buffers.h).
 #pragma once
@@ -50,6 +50,10 @@ enum class Kind {
   ReadState,    // () -> the state
   WriteState,   // (value) -> nothing
   UpdateState,  // (update) -> the state, its slice axes/begin/end/step written
+  Arange,       // () -> [begin, begin + step, ...) up to end, as dtype
+  Cast,         // (x) -> x as dtype
+  Concat,       // (x, ...) joined along axis
+  Unary,        // (x) float32 -> unary(x)
 };
 
 struct Step {
@@ -66,8 +70,11 @@ struct Step {
   activation::Kind act = activation::Kind::Silu;
   bool gated = false;
   elementwise::BinaryOp op = elementwise::BinaryOp::Add;
+  elementwise::UnaryOp unary = elementwise::UnaryOp::Neg;
+  DType dtype = DType::Other;   // Arange, Cast: the output's
+  int axis = 0;                 // Concat
   int state = -1;               // state ops
-  Dims axes, begin, end, step;  // UpdateState
+  Dims axes, begin, end, step;  // UpdateState; Arange: begin, end, step (one each)
 };
 
 // Runs a step's reference: outs gets one Tensor per step output.

@@ -2,11 +2,12 @@
 
 A plan built for the native backend (`runtime/plan.py`, views folded) becomes one
 `_native.Program` at load: each step a spec naming its kernel (a packed linear or embedding,
-attention, a norm, an activation, rotary, float32 arithmetic, a state read or write) or
-"fallback", which calls back here to run the step's NumPy reference. The symbolic dimensions of
-view and state-op attributes are numbered; each call evaluates them once into a table the steps
-index. A step whose arguments its kernel does not take (another dtype, a broadcast it does not
-handle) goes to the fallback too, so results never depend on which path ran.
+attention, a norm, an activation, rotary, float32 arithmetic and math, cast, concat, arange, a
+state read or write) or "fallback", which calls back here to run the step's NumPy reference. The
+symbolic dimensions of view, arange and state-op attributes are numbered; each call evaluates
+them once into a table the steps index. A step whose arguments its kernel does not take (another
+dtype, a broadcast it does not handle, a value whose cast NumPy leaves to the platform) goes to
+the fallback too, so results never depend on which path ran.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from . import native
 from .plan import Plan, Step
 
 _BINARY = ("add", "sub", "mul", "div")
+_UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallback at run time)
+_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -37,19 +40,24 @@ class NativeLoop:
         self._symbols = set(plan.symbols)
         self._sym_index: dict[str, int] = {}
         self._sym_fns: list = []
-        specs = [self._spec(s) for s in plan.steps]
+        self._sym_steps: list[int] = []  # the first step reading each table entry
+        self._failed_step = -1  # set where a table entry failed to evaluate
+        specs = []
+        for i, s in enumerate(plan.steps):
+            self._speccing = i  # the step whose attributes _dims numbers
+            specs.append(self._spec(s))
         self.native_seconds = 0.0  # total time in native code over all calls (benchmarks read it)
         self.program = native._native.Program(
             plan.nslots, plan.input_slots, plan.output_slots, list(plan.constants.items()), specs,
             len(self.state_names), len(self._sym_fns), threads)
-        for step, spec in zip(plan.steps, specs):  # arithmetic and state steps run natively now
-            if spec[0] in ("binary", *STATE_OPS):
+        for step, spec in zip(plan.steps, specs):  # these run natively now
+            if spec[0] in _NATIVE_SPECS:
                 step.kernel = f"native:{step.op_type}"
 
     @property
     def current_step(self) -> int:
         """The step that raised during the last call, or -1."""
-        return self.program.current_step
+        return self._failed_step if self._failed_step >= 0 else self.program.current_step
 
     @property
     def fallback_seconds(self) -> float:
@@ -72,9 +80,22 @@ class NativeLoop:
             return [asarray(a) for a in outs]
 
         t0 = time.perf_counter()
-        outs = self.program.run(arrays, live, [f(bindings) for f in self._sym_fns], fallback)
+        outs = self.program.run(arrays, live, self._table(bindings), fallback)
         self.native_seconds += time.perf_counter() - t0 - self.program.fallback_seconds
         return outs
+
+    def _table(self, bindings: dict) -> list[int]:
+        """The call's resolved dimensions; one that fails to evaluate (a division by a zero size)
+        is reported as its first reader's failure, as the Python loop reports it."""
+        self._failed_step = -1
+        table = []
+        for k, f in enumerate(self._sym_fns):
+            try:
+                table.append(f(bindings))
+            except Exception:
+                self._failed_step = self._sym_steps[k]
+                raise
+        return table
 
     # -- specs ---------------------------------------------------------------------------------
 
@@ -90,8 +111,9 @@ class NativeLoop:
                 if v not in self._sym_index:
                     self._sym_index[v] = len(self._sym_fns)
                     self._sym_fns.append(compile_value(v, self._symbols))
+                    self._sym_steps.append(self._speccing)
                 out.append((self._sym_index[v],))
-            elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            elif _is_int(v) and -2**63 <= v < 2**63:
                 out.append(int(v))
             else:
                 raise Unsupported(f"dimension {v!r}")
@@ -117,7 +139,7 @@ class NativeLoop:
             return "linear", {"weight": c.packed, "exact": c.exact}
         if isinstance(c, native.FusedEmbedding):
             return "embedding", {"weight": c.packed}
-        if step.symbolic_attrs and step.op_type not in STATE_OPS:
+        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
             scale = attrs["scale"]
@@ -136,6 +158,18 @@ class NativeLoop:
             return "fallback", {}
         if step.op_type in _BINARY and (step.op_type != "div" or attrs.get("rounding_mode") == "none"):
             return "binary", {"op": step.op_type}
+        if step.op_type in _UNARY:
+            return "unary", {"op": step.op_type}
+        if step.op_type == "cast":
+            return "cast", {"dtype": attrs["dtype"]}
+        if step.op_type == "concat" and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
+            return "concat", {"axis": int(attrs["axis"])}
+        if step.op_type == "arange":
+            try:  # integer bounds only: float ones take the reference's float64 path
+                return "arange", {"start": self._dims([attrs["start"]]), "end": self._dims([attrs["end"]]),
+                                  "step": self._dims([attrs["step"]]), "dtype": attrs["dtype"]}
+            except Unsupported:
+                return "fallback", {}
         if step.op_type in STATE_OPS:
             params = {"state": self.state_names.index(step.state)}
             if step.op_type == "update_state_slice":
@@ -146,6 +180,10 @@ class NativeLoop:
                     return "fallback", {}
             return step.op_type, params
         return "fallback", {}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def build(plan: Plan, threads: int) -> NativeLoop | None:

@@ -1,6 +1,8 @@
-// Binary arithmetic in float32 with NumPy broadcasting (the references: ir/ops/elementwise.py):
-// one IEEE operation per element, so results equal NumPy's bit for bit. Residual adds and the
-// like in a plan; memory-bound, portable code the compiler vectorises.
+// Elementwise kernels of a plan's small steps (the references: ir/ops/elementwise.py, shape.py,
+// creation.py). binary.cpp: float32 arithmetic with NumPy broadcasting, one IEEE operation per
+// element, so results equal NumPy's bit for bit (residual adds and the like; memory-bound,
+// portable code the compiler vectorises). cast.cpp: dtype conversion and arange, bit for bit.
+// unary.cpp: float32 math (a rotary embedding's cos/sin tables), within float32 rounding.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,24 @@ enum class BinaryOp { Add, Sub, Mul, Div };
 // strides sa, sb (0 on broadcast axes). threads 0: default.
 void binary(BinaryOp op, const float* a, const int64_t* sa, const float* b, const int64_t* sb,
             float* out, const int64_t* shape, int rank, int threads);
+
+// The IR's dtypes (ir/types.py); Bool is one byte, 0 or 1.
+enum class Type { F32, F16, I64, I32, I16, I8, U8, Bool };
+
+// out[i] = x[i] as NumPy's astype(to) gives it (to bool: x != 0), over n contiguous elements.
+// False, out partly written, where NumPy's result depends on the platform: a float that is NaN,
+// infinite or out of an integer type's range, or a NaN cast to another float type.
+bool cast(Type from, const void* x, Type to, void* out, int64_t n);
+
+// out[i] = start + i * step as int64 (the caller keeps it from overflowing), converted as cast()
+// converts int64: ir/ops/creation.py arange with integer bounds.
+void arange(int64_t start, int64_t step, int64_t n, Type to, void* out);
+
+enum class UnaryOp { Neg, Exp, Sin, Cos };
+
+// out[i] = op(x[i]) over n contiguous float32 elements, computed in double and rounded once like
+// the references (Neg exactly: the sign flipped, NaN included).
+void unary(UnaryOp op, const float* x, float* out, int64_t n);
 
 }  // namespace elementwise
 }  // namespace pocketml

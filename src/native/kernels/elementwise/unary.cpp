@@ -1,0 +1,38 @@
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/elementwise/elementwise.h"
+
+namespace pocketml {
+namespace elementwise {
+namespace {
+
+// the references compute in float64 and round once (ir/ops/elementwise.py): so do these, which
+// leaves them within an ulp of the reference where libm and NumPy differ in the last double bit
+template <UnaryOp kOp>
+inline float apply(float x) {
+  if (kOp == UnaryOp::Neg) return -x;
+  const double d = x;
+  if (kOp == UnaryOp::Exp) return static_cast<float>(std::exp(d));
+  if (kOp == UnaryOp::Sin) return static_cast<float>(std::sin(d));
+  return static_cast<float>(std::cos(d));
+}
+
+template <UnaryOp kOp>
+void run(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = apply<kOp>(x[i]);
+}
+
+}  // namespace
+
+void unary(UnaryOp op, const float* x, float* out, int64_t n) {
+  switch (op) {
+    case UnaryOp::Neg: return run<UnaryOp::Neg>(x, out, n);
+    case UnaryOp::Exp: return run<UnaryOp::Exp>(x, out, n);
+    case UnaryOp::Sin: return run<UnaryOp::Sin>(x, out, n);
+    case UnaryOp::Cos: return run<UnaryOp::Cos>(x, out, n);
+  }
+}
+
+}  // namespace elementwise
+}  // namespace pocketml

@@ -1,0 +1,281 @@
+"""The small steps of a decode step in the C++ loop (`_native.Program`): arange with symbolic bounds,
+cast, concat and float32 unary math (a rotary embedding's cos/sin tables), against their NumPy
+references: bit for bit (cos/sin/exp within an ulp), and the fallback where a kernel does not take
+its arguments."""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import pocketml as pm
+from pocketml.ir import DType, Function, Op, Program, TensorType, Value, get_op
+from pocketml.runtime import native
+
+pytestmark = pytest.mark.skipif(not native.available() or not hasattr(native._native, "Program"),
+                                reason="native extension not built")
+
+RNG = np.random.default_rng(0)
+DTYPES = ["float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+
+def reference(name, arrays, **attrs):
+    opdef = get_op(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return opdef.compute(list(arrays), opdef.with_defaults(attrs))[0]
+
+
+def one_step(kind, params, arrays, views=(), syms=(), op=None, **attrs):
+    """(output, fallback calls) of one `kind` step over arrays; the fallback runs op's reference."""
+    n = len(arrays)
+    p = native._native.Program(n + 1, list(range(n)), [n], [], [(kind, list(range(n)), [n], [], list(views),
+                                                                 params)], 0, len(syms), 1)
+    calls = []
+
+    def fallback(i, args):
+        calls.append(i)
+        return [reference(op, args, **attrs)]
+    out = p.run(list(arrays), [], list(syms), fallback)[0]
+    assert p.fallback_calls == len(calls)
+    return out, len(calls)
+
+
+def assert_same(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype, got.shape, want.shape)
+    np.testing.assert_array_equal(np.ascontiguousarray(got).view(np.uint8),
+                                  np.ascontiguousarray(want).view(np.uint8))  # NaN payloads, -0 too
+
+
+def values(dtype, shape):
+    if dtype == "bool":
+        return RNG.integers(0, 2, shape).astype(bool)
+    if dtype in ("float32", "float16"):
+        x = RNG.standard_normal(shape) * RNG.choice([0.01, 1, 100, 1e4], shape)
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+
+
+# -- arange ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("start,end,step", [(0, 7, 1), (3, 11, 3), (-5, 5, 2), (10, -3, -4), (4, 4, 1), (9, 2, -1),
+                                            (-2**40, -2**40 + 5, 1), (0, 1, 2**40)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_arange_equals_the_reference(start, end, step, dtype):
+    for syms, params in [((), {"start": [start], "end": [end], "step": [step]}),
+                         ((start, end), {"start": [(0,)], "end": [(1,)], "step": [step]})]:
+        got, calls = one_step("arange", {**params, "dtype": dtype}, [], syms=syms)
+        assert calls == 0
+        assert_same(got, reference("arange", [], start=start, end=end, step=step, dtype=dtype))
+
+
+@pytest.mark.parametrize("start,end,step", [(0, 5, 0), (5, 0, 1), (0, 5, -1)])
+def test_arange_errors_come_from_the_reference(start, end, step):
+    with pytest.raises(ValueError, match="arange"):
+        one_step("arange", {"start": [start], "end": [end], "step": [step], "dtype": "int64"}, [],
+                 op="arange", start=start, end=end, step=step)
+
+
+# -- cast --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("src,dst", list(itertools.product(DTYPES, DTYPES)))
+def test_cast_equals_astype_bit_for_bit(src, dst):
+    x = values(src, (3, 5, 7))
+    if src in ("float32", "float16") and dst not in ("float32", "float16", "bool"):
+        info = np.iinfo(dst)  # in range: larger ones are left to the reference (below)
+        x = np.clip(x, max(info.min, -6e4), min(info.max, 6e4)).astype(src)
+    for arr, views in [(x, ()), (x.transpose(2, 0, 1)[:, ::2], ()),
+                       (x, [(0, "transpose", [1, 2, 0], None, None, None), (0, "slice", [0], [-1], [0], [-2])])]:
+        got, calls = one_step("cast", {"dtype": dst}, [arr], views=views)
+        assert calls == 0
+        want = reference("cast", [x.transpose(1, 2, 0)[-1:0:-2] if views else arr], dtype=dst)
+        assert_same(got, want)
+
+
+@pytest.mark.parametrize("dst", ["int64", "int32", "int8", "uint8", "float16", "float32"])
+def test_casts_numpy_leaves_to_the_platform_go_to_the_reference(dst):
+    for src in ("float32", "float16"):
+        if src == dst:
+            continue
+        x = np.array([1.5, -2.5, np.nan, 3.0, np.inf, -3e4, 7], dtype=src)
+        if dst in ("float32", "float16"):
+            x = x[[0, 2]]  # a NaN to another float type: payloads, quieting
+        got, calls = one_step("cast", {"dtype": dst}, [x], op="cast", dtype=dst)
+        assert calls == 1
+        assert_same(got, reference("cast", [x], dtype=dst))
+
+
+def test_float_to_int_range_edges():
+    x = np.array([2.0**63, -2.0**63, 2.0**31, -2.0**31, 127.9, -128.9, 255.9, -0.9, 65504], np.float32)
+    for dst in ("int64", "int32", "int16", "int8", "uint8"):
+        info = np.iinfo(dst)
+        inside = x[[info.min <= math.trunc(float(v)) <= info.max for v in x]]
+        got, calls = one_step("cast", {"dtype": dst}, [inside])
+        assert calls == 0
+        assert_same(got, reference("cast", [inside], dtype=dst))
+        got, calls = one_step("cast", {"dtype": dst}, [x], op="cast", dtype=dst)
+        assert calls == (len(inside) < len(x))
+
+
+def test_float16_rounding_and_specials():
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    halves = halves[~np.isnan(halves)]
+    got, calls = one_step("cast", {"dtype": "float32"}, [halves])
+    assert calls == 0 and np.array_equal(got.view(np.uint32), halves.astype(np.float32).view(np.uint32))
+    # every float16, the points half-way between neighbours and just either side of them
+    f = got.astype(np.float64)
+    mid = ((f[:-1] + f[1:]) / 2)[np.isfinite(f[:-1] + f[1:])].astype(np.float32)
+    bits = mid.view(np.uint32)
+    x = np.concatenate([got, mid, (bits + 1).view(np.float32), (bits - 1).view(np.float32),
+                        np.array([65519.996, 65520, 1e-8, -3e-8, 2.0**-25, 2.0**-24, 1e30], np.float32)])
+    x = x[~np.isnan(x)]
+    got, calls = one_step("cast", {"dtype": "float16"}, [x])
+    assert calls == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert_same(got, x.astype(np.float16))
+
+
+def test_int64_to_float32_rounds_once():
+    x = np.array([2**53 + 1, 2**53 + 3, (2**53 + 1) * 2**9 + 1, 2**60 + 2**36 + 1, -(2**60 + 2**36 + 1),
+                  2**24 + 1, 2**63 - 1, -2**63], np.int64)
+    for dst in ("float32", "float16"):
+        got, calls = one_step("cast", {"dtype": dst}, [x])
+        assert calls == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert_same(got, x.astype(dst))
+
+
+# -- concat ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "int8", "bool"])
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -3])
+def test_concat_equals_numpy(dtype, axis):
+    ax = axis % 3
+
+    def part(size, kind):
+        shape = [4, 6, 5]
+        shape[ax] = size
+        if kind == "transposed":
+            return values(dtype, shape[::-1]).transpose(2, 1, 0)
+        if kind == "strided":  # steps of 2, one axis reversed
+            return values(dtype, [2 * s + 1 for s in shape])[1::2, ::2, ::-2][:shape[0], :shape[1], :shape[2]]
+        if kind == "broadcast":  # a zero stride
+            return np.broadcast_to(values(dtype, [1, *shape[1:]]), shape)
+        return values(dtype, shape)
+
+    parts = [part(3, "contiguous"), part(0, "transposed"), part(2, "strided"), part(4, "broadcast"),
+             part(1, "transposed")]
+    got, calls = one_step("concat", {"axis": axis}, parts)
+    assert calls == 0
+    assert_same(got, np.concatenate(parts, axis=axis))
+
+
+def test_concat_reads_folded_views_and_one_value_twice():
+    x = values("float32", (7, 32))
+    got, calls = one_step("concat", {"axis": 1}, [x[:, ::2], x.T[::2].T],
+                          views=[(0, "slice", [0], [1], [6], None), (1, "slice", [0], [-5], [100], None)])
+    assert calls == 0
+    assert_same(got, np.concatenate([x[1:6, ::2], x[2:, ::2]], axis=1))
+    p = native._native.Program(2, [0], [1], [], [("concat", [0, 0], [1], [], [], {"axis": -1})], 0, 0, 1)
+    assert_same(p.run([x], [], [], None)[0], np.concatenate([x, x], axis=-1))
+
+
+def test_concat_the_kernel_does_not_take_goes_to_the_reference():
+    a, b = np.ones((2, 3), np.float32), np.zeros((2, 3), np.int64)
+    got, calls = one_step("concat", {"axis": 0}, [a, b], op="concat", axis=0)  # mixed dtypes: NumPy promotes
+    assert calls == 1 and got.dtype == np.float64
+    with pytest.raises(ValueError):  # NumPy's error for shapes that do not fit
+        one_step("concat", {"axis": 0}, [a, np.ones((2, 4), np.float32)], op="concat", axis=0)
+    with pytest.raises(np.exceptions.AxisError):
+        one_step("concat", {"axis": 2}, [a, a], op="concat", axis=2)
+
+
+# -- unary float32 -----------------------------------------------------------------------------
+
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 88.7, 89.0, -104.0, 1e30, -3e38, np.pi / 2,
+                     2.0**24, 1e6 + 0.5], np.float32)
+
+
+@pytest.mark.parametrize("op", ["cos", "sin", "exp", "neg"])
+def test_unary_is_the_reference_within_an_ulp(op):
+    x = (RNG.standard_normal((5, 9, 13)) * RNG.choice([0.1, 3, 100, 2048], (5, 9, 13))).astype(np.float32)
+    for arr, want_x in [(x, x), (x.transpose(2, 0, 1)[::-3], x.transpose(2, 0, 1)[::-3]), (SPECIALS, SPECIALS),
+                        (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32))]:
+        got, calls = one_step("unary", {"op": op}, [arr])
+        assert calls == 0
+        want = reference(op, [want_x])
+        if op == "neg":
+            assert_same(got, want)
+        else:
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_max_ulp(got, want, maxulp=1)
+
+
+def test_unary_of_other_dtypes_goes_to_the_reference():
+    x = np.linspace(-3, 3, 11).astype(np.float16)
+    got, calls = one_step("unary", {"op": "cos"}, [x], op="cos")
+    assert calls == 1
+    assert_same(got, reference("cos", [x]))
+    i = np.arange(-4, 4)
+    got, calls = one_step("unary", {"op": "neg"}, [i], op="neg")
+    assert calls == 1
+    assert_same(got, -i)
+
+
+def test_malformed_specs_are_refused():
+    def build(kind, params, nin=1):
+        native._native.Program(nin + 1, list(range(nin)), [nin], [], [(kind, list(range(nin)), [nin], [], [], params)],
+                               0, 1, 1)
+    with pytest.raises(ValueError, match="dtype"):
+        build("cast", {"dtype": "float64"})
+    with pytest.raises(ValueError, match="unary op"):
+        build("unary", {"op": "tan"})
+    with pytest.raises(ValueError, match="one dimension each"):
+        build("arange", {"start": [0, 1], "end": [5], "step": [1], "dtype": "int64"}, 0)
+    with pytest.raises(ValueError, match="no entry"):
+        build("arange", {"start": [(3,)], "end": [5], "step": [1], "dtype": "int64"}, 0)
+
+
+# -- in a model --------------------------------------------------------------------------------
+
+def _rotary_tables():
+    """Llama's rotary tables for the new positions: arange(context - seq, context) -> cast ->
+    outer product with the inverse frequencies -> concat(f, f) -> cos, sin."""
+    inv = (1.0 / 10000 ** (np.arange(0, 16, 2) / 16)).astype(np.float32).reshape(1, 8)
+    n = "(context)-(context-seq)"
+    f32 = DType.float32
+    fn = Function("main", [Value("ids", TensorType(DType.int64, (1, "seq"))),
+                           Value("mask", TensorType(f32, (1, 1, "seq", "context")))], [
+        Op("const", [], [Value("inv", TensorType(f32, (1, 8)))], {"weight": "inv"}),
+        Op("arange", [], [Value("pos", TensorType(DType.int64, (n,)))],
+           {"start": "context-seq", "end": "context", "step": 1, "dtype": "int64"}),
+        Op("cast", ["pos"], [Value("posf", TensorType(f32, (n,)))], {"dtype": "float32"}),
+        Op("expand_dims", ["posf"], [Value("col", TensorType(f32, (n, 1)))], {"axes": [1]}),
+        Op("mul", ["col", "inv"], [Value("freqs", TensorType(f32, (n, 8)))]),
+        Op("concat", ["freqs", "freqs"], [Value("emb", TensorType(f32, (n, 16)))], {"axis": 1}),
+        Op("cos", ["emb"], [Value("cos", TensorType(f32, (n, 16)))]),
+        Op("sin", ["emb"], [Value("sin", TensorType(f32, (n, 16)))]),
+    ], ["pos", "cos", "sin"])
+    return Program({"main": fn}, {"inv": inv})
+
+
+def test_rotary_tables_run_with_no_fallback():
+    prog = _rotary_tables()
+    nat, ref = pm.Model(prog, backend="native"), pm.Model(prog, backend="reference")
+    assert nat._executor.loop is not None
+    kernels = {s.op_type: s.kernel for s in nat.plan_summary().steps}
+    assert kernels == {"arange": "native:arange", "cast": "native:cast", "mul": "native:mul",
+                       "concat": "native:concat", "cos": "native:cos", "sin": "native:sin"}
+    for seq, context in [(5, 5), (1, 6), (1, 300), (3, 9)]:
+        x = {"ids": np.zeros((1, seq), np.int64), "mask": np.zeros((1, 1, seq, context), np.float32)}
+        got, want = nat.predict(x), ref.predict(x)
+        assert nat._executor.loop.program.fallback_calls == 0
+        np.testing.assert_array_equal(got["pos"], np.arange(context - seq, context))
+        for k in ("cos", "sin"):
+            np.testing.assert_array_max_ulp(got[k], want[k], maxulp=1)
