@@ -168,6 +168,17 @@ def test_json_round_trip():
         assert back.encode(t) == tok.encode(t)
 
 
+def test_json_of_version_1_still_loads():
+    """Packages written before version 2 hold the `tokenizers` description as a nested object."""
+    tok = refs.tokenizer()
+    data = json.loads(tok.to_json())
+    assert data["version"] == 2 and isinstance(data["tokenizer"], str)
+    data.update(version=1, tokenizer=json.loads(data["tokenizer"]))
+    back = Tokenizer.from_json(json.dumps(data))
+    for t in refs.corpus()[:20] + refs.EDGE_TEXTS:
+        assert back.encode(t) == tok.encode(t)
+
+
 def test_runs_without_torch(tmp_path):
     path = tmp_path / "tokenizer.json"
     path.write_text(refs.tokenizer().to_json(), encoding="utf-8")
@@ -243,6 +254,8 @@ def test_not_a_gguf(tmp_path):
         ('{"format": "other"}', "not a pocketml tokenizer"),
         ('{"format": "pocketml.tokenizer", "version": 99}', "version 99"),
         ('{"format": "pocketml.tokenizer", "version": 1, "tokenizer": {"model": 1}}', "invalid tokenizer"),
+        ('{"format": "pocketml.tokenizer", "version": 2, "tokenizer": "{\\"model\\": 1}"}', "invalid tokenizer"),
+        ('{"format": "pocketml.tokenizer", "version": 2, "tokenizer": "{"}', "invalid tokenizer"),
     ],
 )
 def test_bad_json(text, message):

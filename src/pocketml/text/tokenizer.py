@@ -18,7 +18,10 @@ import numpy as np
 
 from pocketml.errors import ConfigError, InputError, PackageError
 
-_FORMAT, _VERSION = "pocketml.tokenizer", 1
+# version 2: "tokenizer" holds the `tokenizers` description as a JSON string, handed to it
+# unparsed (parsing it in Python first left ~9 MiB of freed small objects in the process);
+# version 1 held it as a nested object and still loads
+_FORMAT, _VERSION, _READS = "pocketml.tokenizer", 2, (1, 2)
 
 # GGUF token types (llama.cpp's llama_token_type)
 _CONTROL, _USER_DEFINED = 3, 4
@@ -189,7 +192,7 @@ class Tokenizer:
                 "pad_id": self.pad_id,
                 "unk_id": self.unk_id,
                 "chat_template": self.chat_template,
-                "tokenizer": json.loads(self.backend.to_str()),
+                "tokenizer": self.backend.to_str(),
             },
             ensure_ascii=False,
         )
@@ -205,17 +208,18 @@ class Tokenizer:
             raise PackageError(f"tokenizer JSON does not parse: {e}") from e
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise PackageError(f"not a pocketml tokenizer (expected format {_FORMAT!r})")
-        if data.get("version") != _VERSION:
+        if data.get("version") not in _READS:
             raise PackageError(
                 f"tokenizer format version {data.get('version')!r} is not supported (this pocketml reads "
-                f"{_VERSION}); upgrade pocketml"
+                f"{', '.join(map(str, _READS))}); upgrade pocketml"
             )
         try:
-            spec = json.dumps(data.pop("tokenizer"))
+            spec = data.pop("tokenizer")
+            spec = spec if data["version"] >= 2 and isinstance(spec, str) else json.dumps(spec)
         except (KeyError, TypeError, ValueError) as e:
             raise PackageError(f"tokenizer JSON has no valid 'tokenizer': {e}") from e
         data = {k: data.get(k) for k in ("bos_id", "eos_id", "pad_id", "unk_id", "chat_template")}
-        try:  # the parsed vocabulary is freed first: it and the tokenizer never coexist at peak
+        try:
             backend = Backend.from_str(spec)
         except Exception as e:  # tokenizers raises plain Exception on a malformed description
             raise PackageError(f"tokenizer JSON has an invalid tokenizer: {e}") from e
