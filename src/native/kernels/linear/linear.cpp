@@ -176,7 +176,7 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
   if (!exact) {
     const FastKernels* f = select_fast(w);
     if (f && (f->gemm || M <= kFastMaxM)) {
-      gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K / 4));
+      gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K));
       return;
     }
   }
