@@ -539,3 +539,40 @@ def test_a_reshape_of_a_state_stays_a_step(native):
         got, want = nat.predict(x, s_nat), ref.predict(x, s_ref)
         for k in want:
             np.testing.assert_array_equal(got[k], want[k])
+
+
+class SharedInput(torch.nn.Module):
+    """Linears reading one activation: attention's q/k/v (three shapes), an MLP's gate/up."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = torch.nn.Linear(64, 32), torch.nn.Linear(64, 32, bias=False), torch.nn.Linear(64, 32)
+        self.gate, self.up = torch.nn.Linear(64, 96), torch.nn.Linear(64, 96)
+        self.down = torch.nn.Linear(96, 64)
+
+    def forward(self, x):
+        a = torch.cat((self.q(x), self.k(x) * self.v(x)), dim=-1)
+        return a + self.down(torch.nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+@pytest.mark.skipif(not REAL, reason="needs the built extension (linear_group)")
+@pytest.mark.parametrize("spec", [pm.Quantize("int4", granularity="per_block", block_size=32),
+                                  pm.Quantize("int8"), pm.Palettize(4), pm.Palettize(6)], ids=_id)
+def test_linears_sharing_an_input_run_as_one_step(spec):
+    """The five linears reading x (here q/k/v and gate/up read the same x) become one step (one
+    dispatch of the int8 decode path); a decode row's outputs equal the separate calls' (the
+    Python loop over the same kernels) bit for bit, a prefill's too, and stay close to the
+    reference."""
+    torch.manual_seed(3)
+    m = pm.convert(SharedInput().eval(), (torch.randn(1, 3, 64),), input_names=["x"],
+                   dynamic_shapes={"x": {1: torch.export.Dim("seq", min=1, max=64)}})
+    nat, ref = both(compressed(m, spec))
+    steps = nat.plan_summary().steps
+    linears = [s.kernel for s in steps if s.op_type == "linear"]
+    assert len(linears) == 2 and linears[0].endswith(" x5"), linears  # the group, then down
+    for t in (1, 2, 5):
+        x = np.random.default_rng(t).standard_normal((1, t, 64)).astype(np.float32)
+        got = run(nat, {"x": x})
+        separate = nat._executor.run([x], observe=lambda *a: None)[0]  # the Python loop
+        np.testing.assert_array_equal(got, separate)
+        assert_close(got, run(ref, {"x": x}), rtol=3e-2)

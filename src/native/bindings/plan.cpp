@@ -12,6 +12,7 @@
 
 #include "bindings/bindings.h"
 #include "bindings/checks.h"
+#include "kernels/linear/linear.h"
 #include "plan/program.h"
 
 namespace pocketml::bindings {
@@ -213,6 +214,22 @@ struct Program {
         if (!st.weight) type_error("weight must be a PackedLinear");
         keep.push_back(w);
         st.exact = p.contains("exact") ? nb::cast<bool>(p["exact"]) : true;
+      } else if (kind == "linear_group") {
+        st.kind = plan::Kind::LinearGroup;
+        nb::list ws = nb::cast<nb::list>(p["weights"]);
+        if (ws.size() < 1 || ws.size() > static_cast<size_t>(linear::kMaxGroup))
+          value_error("linear_group takes 1 to " + std::to_string(linear::kMaxGroup) + " weights");
+        for (nb::handle w : ws) {
+          const WeightView* v = packed_weight(w);
+          if (!v) type_error("weights must be PackedLinear");
+          if (v->K != (st.weights.empty() ? v->K : st.weights[0]->K))
+            value_error("linear_group weights must share K");
+          st.weights.push_back(v);
+          keep.push_back(nb::borrow(w));
+        }
+        need(1);
+        if (st.inputs.size() > 1 + ws.size()) value_error("linear_group step with too many inputs");
+        st.exact = p.contains("exact") ? nb::cast<bool>(p["exact"]) : true;
       } else if (kind == "sdpa") {
         st.kind = plan::Kind::Sdpa;
         need(3);
@@ -280,7 +297,9 @@ struct Program {
       } else {
         value_error("unknown step kind '" + kind + "'");
       }
-      const size_t nout = st.kind == plan::Kind::WriteState ? 0 : 1;
+      const size_t nout = st.kind == plan::Kind::WriteState    ? 0
+                          : st.kind == plan::Kind::LinearGroup ? st.weights.size()
+                                                               : 1;
       if (st.kind != plan::Kind::Fallback && st.outputs.size() != nout)
         value_error(kind + " step must have " + std::to_string(nout) + " output(s)");
       prog.steps.push_back(std::move(st));

@@ -73,6 +73,31 @@ bool linear_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threa
   return true;
 }
 
+bool linear_group_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  const int n = static_cast<int>(s.weights.size());
+  const Tensor& x0 = a[0];
+  const int64_t K = s.weights[0]->K;
+  if (n > linear::kMaxGroup || !is_f32(x0) || x0.rank < 1 || x0.shape[x0.rank - 1] != K) return false;
+  const float* bias[linear::kMaxGroup];
+  float* out[linear::kMaxGroup];
+  for (int i = 0; i < n; ++i) {
+    bias[i] = nullptr;
+    if (static_cast<int>(a.size()) > 1 + i && a[1 + i].present()) {
+      const Tensor& b = a[1 + i];
+      if (!is_f32(b) || b.numel() != s.weights[i]->N || !b.contiguous()) return false;
+      bias[i] = b.as<const float>();
+    }
+  }
+  const Tensor x = contiguous(x0, pool);
+  const int64_t M = K ? x.numel() / K : 0;
+  for (int i = 0; i < n; ++i) {
+    outs.push_back(like(pool, x, s.weights[i]->N));
+    out[i] = outs.back().as<float>();
+  }
+  if (M > 0) linear::gemm_group(s.weights.data(), n, x.as<const float>(), M, bias, out, threads, s.exact);
+  return true;
+}
+
 bool embedding_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
   const WeightView& w = *s.weight;
   if (a.size() < 2 || !a[1].present() || a[1].dtype != DType::I64 || a[1].rank >= kMaxRank)
@@ -371,6 +396,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
   switch (s.kind) {
     case Kind::Fallback: return false;
     case Kind::Linear: return linear_step(s, a, outs, pool_, threads);
+    case Kind::LinearGroup: return linear_group_step(s, a, outs, pool_, threads);
     case Kind::Embedding: return embedding_step(s, a, outs, pool_, threads);
     case Kind::Sdpa: return sdpa_step(s, a, outs, pool_, threads);
     case Kind::RmsNorm:

@@ -40,6 +40,7 @@ struct View {
 enum class Kind {
   Fallback,     // the caller's reference
   Linear,       // (x, -, bias?) with a packed weight
+  LinearGroup,  // (x, bias_0?, ..., bias_n-1?) -> n outputs, packed weights of one K (gemm_group)
   Embedding,    // (-, ids) with a packed weight
   Sdpa,         // (q, k, v, mask?)
   RmsNorm,      // (x, weight?)
@@ -63,6 +64,7 @@ struct Step {
   std::vector<int> release;  // slots whose last use this is
   std::vector<View> views;   // applied in order to the inputs before the step runs
   const WeightView* weight = nullptr;  // Linear, Embedding
+  std::vector<const WeightView*> weights;  // LinearGroup
   bool exact = true;                   // Linear
   double eps = 0.0;                    // norms
   double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E)

@@ -101,6 +101,19 @@ class FusedLinear:
         return [out.reshape(*x.shape[:-1], self.n)]
 
 
+class FusedLinearGroup:
+    """Several FusedLinear reading one x (q/k/v, gate/up): one step, outputs in their order; the
+    native loop runs them as one dispatch (`linear::gemm_group`), equal bit for bit."""
+    __slots__ = ("linears",)
+
+    def __init__(self, linears: list[FusedLinear]):
+        self.linears = linears
+
+    def __call__(self, args, attrs):
+        x = args[0]
+        return [f([x, None, b], attrs)[0] for f, b in zip(self.linears, args[1:])]
+
+
 class FusedEmbedding:
     """embedding(W, ids) with W packed [V, D]: ids [...] -> [..., D]."""
     __slots__ = ("packed", "v", "d", "keep")
@@ -344,7 +357,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
         chain_ops.update(id(c) for c in chain)
     _fuse_ops(ops, kernels, threads, chain_ops)
     if not chain_ops:
-        return ops, kernels
+        return _group_linears(ops, kernels), kernels
     # drop the chain ops nothing reads any more (walking back: users come after producers)
     uses: dict[str, int] = dict.fromkeys(function.outputs, 1)
     for op in ops:
@@ -359,7 +372,46 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
                     uses[n] -= 1
             continue
         kept.append(op)
-    return kept[::-1], kernels
+    return _group_linears(kept[::-1], kernels), kernels
+
+
+_MAX_GROUP = 8  # linear::kMaxGroup
+
+
+def _group_linears(ops: list[Op], kernels: dict) -> list[Op]:
+    """ops with the packed linears that read the same activation (attention's q/k/v, an MLP's
+    gate/up) replaced by one "linear" op with their outputs, at the first one's place (they read
+    nothing else but constants, so nothing between depends on them)."""
+    groups: dict[tuple, list[Op]] = {}
+    for op in ops:
+        k = kernels.get(id(op))
+        if op.type == "linear" and k is not None and isinstance(k.compute, FusedLinear):
+            groups.setdefault((op.inputs[0], k.compute.exact), []).append(op)
+    first = {}
+    for g in groups.values():
+        for i in range(0, len(g), _MAX_GROUP):
+            part = g[i:i + _MAX_GROUP]
+            if len(part) > 1:
+                first[id(part[0])] = part
+    if not first:
+        return ops
+    out, grouped = [], set()
+    for op in ops:
+        part = first.get(id(op))
+        if part is None:
+            if id(op) not in grouped:
+                out.append(op)
+            continue
+        ks = [kernels.pop(id(o)) for o in part]
+        biases = [k.inputs[2] if len(k.inputs) > 2 else None for k in ks]
+        group = Op("linear", [op.inputs[0]], [o.outputs[0] for o in part], {}, op.loc)
+        names = [k.name for k in ks]
+        name = names[0] if len(set(names)) == 1 else "native:" + "+".join(n.removeprefix("native:") for n in names)
+        kernels[id(group)] = Kernel(FusedLinearGroup([k.compute for k in ks]), f"{name} x{len(part)}",
+                                    [op.inputs[0], *biases])
+        grouped.update(id(o) for o in part)
+        out.append(group)
+    return out
 
 
 def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast: bool = False):

@@ -137,6 +137,8 @@ class NativeLoop:
         c, attrs = step.compute, step.attrs
         if isinstance(c, native.FusedLinear):
             return "linear", {"weight": c.packed, "exact": c.exact}
+        if isinstance(c, native.FusedLinearGroup):
+            return "linear_group", {"weights": [f.packed for f in c.linears], "exact": c.linears[0].exact}
         if isinstance(c, native.FusedEmbedding):
             return "embedding", {"weight": c.packed}
         if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):

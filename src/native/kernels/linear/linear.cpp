@@ -107,35 +107,40 @@ int64_t fast_grain(int64_t N, int threads) {
 // Below this many activation bytes the rows are quantized on the calling thread alone.
 constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
 
-// The int8-activation path: x quantized once (K floats per row; over the threads for a
-// prefill), then the rows of W in chunks over the threads.
-void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_t M,
-               const float* bias, float* out, int threads) {
-  const int64_t K = w.K, blocks = K / kQBlock;
-  const bool tiled = M > kFastGemvMaxM && f.gemm;
-  const bool permuted = tiled ? false : f.permuted, offset = tiled && f.gemm_unsigned;
+// x's rows quantized to int8 blocks (see QuantRow) into the calling thread's buffer, which
+// stays valid until its next call; over the threads for a prefill.
+struct QuantizedX {
+  uint8_t* q;
+  float *scale, *ssum, *total;
+  int64_t blocks;
+};
+
+QuantizedX quantize_x(const float* x, int64_t M, int64_t K, bool permuted, bool offset, int threads) {
+  const int64_t blocks = K / kQBlock;
   // per row: q (blocks * 32 bytes), scale, ssum [blocks], ssum_total
   thread_local std::vector<float> buf;
   const int64_t per_row = blocks * (kQBlock / 4 + 2) + 1;
   if (static_cast<int64_t>(buf.size()) < M * per_row)
     buf.resize(static_cast<size_t>(M * per_row));
   float* qbase = buf.data();
-  uint8_t* q = reinterpret_cast<uint8_t*>(qbase);
-  float* scale = qbase + M * blocks * (kQBlock / 4);
-  float* ssum = scale + M * blocks;
-  float* total = ssum + M * blocks;
+  QuantizedX r{reinterpret_cast<uint8_t*>(qbase), nullptr, nullptr, nullptr, blocks};
+  r.scale = qbase + M * blocks * (kQBlock / 4);
+  r.ssum = r.scale + M * blocks;
+  r.total = r.ssum + M * blocks;
   auto quantize = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
-      int8_t* qm = reinterpret_cast<int8_t*>(q + m * blocks * kQBlock);
+      int8_t* qm = reinterpret_cast<int8_t*>(r.q + m * blocks * kQBlock);
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
-      avx2_quantize_row(x + m * K, blocks, permuted, offset, qm, scale + m * blocks,
-                        ssum + m * blocks, total + m);
+      avx2_quantize_row(x + m * K, blocks, permuted, offset, qm, r.scale + m * blocks,
+                        r.ssum + m * blocks, r.total + m);
 #endif
 #if defined(__aarch64__) && defined(POCKETML_HAVE_NEON_KERNELS)
-      neon_quantize_row(x + m * K, blocks, permuted, qm, scale + m * blocks, ssum + m * blocks,
-                        total + m);  // never offset: no NEON GEMM (FastKernels::gemm) yet
+      neon_quantize_row(x + m * K, blocks, permuted, qm, r.scale + m * blocks, r.ssum + m * blocks,
+                        r.total + m);  // never offset: no NEON GEMM (FastKernels::gemm) yet
 #endif
       (void)qm;
+      (void)offset;
+      (void)permuted;
     }
   };
   if (M * K < kMinParallelQuantize || threads <= 1)
@@ -143,12 +148,30 @@ void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_
   else
     parallel_for(M, (M + 2 * threads - 1) / (2 * threads), threads,
                  [&](int64_t m0, int64_t m1) { quantize(m0, m1); });
+  return r;
+}
 
+// The decode rows of x (M <= kFastMaxM) as the gemv kernels take them.
+void quant_rows(const QuantizedX& qx, const float* x, int64_t M, int64_t K, QuantRow* rows) {
+  for (int64_t m = 0; m < M; ++m)
+    rows[m] = QuantRow{reinterpret_cast<const int8_t*>(qx.q + m * qx.blocks * kQBlock),
+                       qx.scale + m * qx.blocks, qx.ssum + m * qx.blocks, qx.total[m], x + m * K};
+}
+
+// The int8-activation path: x quantized once (K floats per row; over the threads for a
+// prefill), then the rows of W in chunks over the threads.
+void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_t M,
+               const float* bias, float* out, int threads) {
+  const int64_t K = w.K;
+  const bool tiled = M > kFastGemvMaxM && f.gemm;
+  const bool permuted = tiled ? false : f.permuted, offset = tiled && f.gemm_unsigned;
+  const QuantizedX qx = quantize_x(x, M, K, permuted, offset, threads);
+  const int64_t blocks = qx.blocks;
+  uint8_t* q = qx.q;
+  float *scale = qx.scale, *ssum = qx.ssum, *total = qx.total;
   if (!tiled) {
     QuantRow rows[kFastMaxM];
-    for (int64_t m = 0; m < M; ++m)
-      rows[m] = QuantRow{reinterpret_cast<const int8_t*>(q + m * blocks * kQBlock),
-                         scale + m * blocks, ssum + m * blocks, total[m], x + m * K};
+    quant_rows(qx, x, M, K, rows);
     parallel_for(w.N, fast_grain(w.N, threads), threads, [&](int64_t n0, int64_t n1) {
       f.gemv(w, rows, M, n0, n1, bias, out);
     });
@@ -224,6 +247,36 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
           std::fill(o, o + rows, 0.0f);
       }
       kern.tile(xp, kp, M, tile, kp, rows, kp, out + n0, N, work);
+    }
+  });
+}
+
+void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t M,
+                const float* const* bias, float* const* out, int threads, bool exact) {
+  if (M <= 0 || count <= 0) return;
+  const int64_t K = ws[0]->K;
+  const FastKernels* f[kMaxGroup];
+  bool together = !exact && M <= kFastGemvMaxM && count <= kMaxGroup;
+  int64_t rows = 0;
+  for (int i = 0; together && i < count; ++i) {
+    f[i] = select_fast(*ws[i]);
+    together = f[i] && f[i]->permuted == f[0]->permuted && ws[i]->K == K;
+    rows += ws[i]->N;
+  }
+  if (!together) {
+    for (int i = 0; i < count; ++i) gemm(*ws[i], x, M, bias[i], out[i], threads, exact);
+    return;
+  }
+  threads = threads_for(threads, M * rows * K);
+  const QuantizedX qx = quantize_x(x, M, K, f[0]->permuted, false, threads);
+  QuantRow qr[kFastMaxM];
+  quant_rows(qx, x, M, K, qr);
+  // the weights' rows one after the other, in chunks over the threads
+  parallel_for(rows, fast_grain(rows, threads), threads, [&](int64_t r0, int64_t r1) {
+    int64_t base = 0;
+    for (int i = 0; i < count && base < r1; base += ws[i]->N, ++i) {
+      const int64_t n0 = std::max<int64_t>(r0 - base, 0), n1 = std::min(r1 - base, ws[i]->N);
+      if (n0 < n1) f[i]->gemv(*ws[i], qr, M, n0, n1, bias[i], out[i]);
     }
   });
 }

@@ -149,6 +149,15 @@ const RowKernels* avx512_kernels(const WeightView& w);
 // (activations rounded to int8 per block of 32: approximate), else exact.
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
           int threads, bool exact = true);
+// Weights of the same K on one x (q/k/v, gate/up): out[i] = x @ ws[i].T (+ bias[i]), each [M,
+// N_i]. A decode step on the int8 path (exact = false, M <= kFastGemvMaxM, count <= kMaxGroup,
+// every weight with such kernels in the same column order) quantizes x once and splits all the
+// weights' rows together over the threads, one dispatch instead of `count`: small layers stream
+// below the memory bandwidth (SmolLM2's 192 x 576 k/v at ~40 %); otherwise one gemm each. The
+// results equal `count` gemm calls bit for bit.
+constexpr int kMaxGroup = 8;
+void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t M,
+                const float* const* bias, float* const* out, int threads, bool exact);
 // out[i] = W[ids[i]] for i < L, every id already checked to lie in [0, N).
 void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out, int threads);
 
