@@ -86,6 +86,7 @@ def work_pocketml(package: str, backend: str, ids: list[int], new: int) -> dict:
 
 # pocketml compression modes benchmarked: name -> global config (the smollm2 package's weights)
 MODES = {
+    "fp16": lambda pm: pm.Quantize("float16"),
     "int8": lambda pm: pm.Quantize("int8"),
     "int4-b32": lambda pm: pm.Quantize("int4", granularity="per_block", block_size=32),
     "lut4-g16": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=16),

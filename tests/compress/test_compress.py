@@ -53,6 +53,8 @@ CONFIGS = {
     "prune + quantize": [pm.Prune(n_m=(2, 4)), pm.Quantize("int8", granularity="per_tensor")],
     "palettize + int8 LUT": [pm.Palettize(4, granularity="per_grouped_channel", group_size=16),
                              pm.Quantize("int8", granularity="per_tensor")],
+    "float16": pm.Quantize("float16"),
+    "prune + float16": [pm.Prune(0.5), pm.Quantize("float16")],
 }
 
 
@@ -63,7 +65,8 @@ def test_mode_round_trips_and_runs_like_its_dense_form(dense, tmp_path, name):
     assert {k: np.array(v) for k, v in dense.program.weights.items()}.keys() == before.keys()
     assert all(np.array_equal(before[k], dense.program.weights[k]) for k in before)  # input untouched
     types = [op.type for _, op in m.program.ops()]
-    assert sum(t in COMPRESSED_OPS for t in types) >= 4  # emb, conv, fc, proj (not "small")
+    # emb, conv, fc, proj (not "small"); float16 weights are read through a cast
+    assert sum(t in COMPRESSED_OPS + ("cast",) for t in types) >= 4
     m.save(tmp_path / "c.pocket")
     loaded = pm.load(tmp_path / "c.pocket", exact=True)  # fp32 activations: equal within fp32
     got = loaded.predict(IDS)
@@ -89,6 +92,17 @@ def test_bits_per_weight_count_every_overhead(dense):
     rows = {r["weight"]: r for r in pm.compression_report(pm.compress(dense, pm.Prune(0.5)))}
     # a 1-bit mask + the kept float32 values
     assert rows["fc.weight"]["bytes"] == 8192 // 8 + 4096 * 4
+
+
+def test_float16_halves_the_weights_and_refuses_values_it_cannot_hold(dense):
+    rows = {r["weight"]: r for r in pm.compression_report(pm.compress(dense, pm.Quantize("float16")))}
+    assert rows["fc.weight"]["bytes"] == 8192 * 2 and rows["fc.weight"]["bits_per_weight"] == 16
+    assert rows["fc.weight"]["rel_error"] < 1e-3
+    big = pm.convert(torch.nn.Linear(64, 64).eval(), (torch.randn(2, 64),))
+    w = next(k for k in big.program.weights if k.endswith("weight"))
+    big.program.weights[w] = np.full((64, 64), 1e5, np.float32)
+    with pytest.raises(pm.ConfigError, match=r"weight: a value of magnitude 100000 does not fit float16"):
+        pm.compress(big, pm.OptimizationConfig(global_config=pm.Quantize("float16"), min_weight_size=0))
 
 
 def test_each_dense_weight_exists_only_around_its_use(dense):

@@ -114,6 +114,8 @@ FUSED = [
     (pm.Quantize("uint4", granularity="per_block", block_size=32), "native:uint4 block32 zp"),  # zp 8
     (pm.Quantize("uint4", granularity="per_block", block_size=32, symmetric=False), "native:uint4 block32 zp"),
     (pm.Quantize("int4"), "native:int4 per_channel"),
+    (pm.Quantize("float16"), "native:f16"),
+    ([pm.Prune(0.5), pm.Quantize("float16")], "native:sparse f16"),
     (pm.Prune(0.5), "native:sparse f32"),
     (pm.Prune(n_m=(2, 4)), "native:sparse f32"),
     ([pm.Prune(0.5), pm.Palettize(4)], "native:sparse lut4 g[1,1]"),

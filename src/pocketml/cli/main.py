@@ -441,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularity", default="per_tensor", choices=("per_tensor", "per_grouped_channel"))
     p.add_argument("--group-size", type=_positive_int, default=16)
     p.add_argument("--cluster-dim", type=_positive_int, default=1)
-    p.add_argument("--quantize", choices=("int8", "uint8", "int4", "uint4"), help="linear quantization")
+    p.add_argument("--quantize", choices=("int8", "uint8", "int4", "uint4", "float16"),
+                   help="linear quantization (float16: weights stored as float16)")
     p.add_argument("--quant-granularity", default="per_channel", choices=("per_tensor", "per_channel"))
     p.add_argument("--block-size", type=_positive_int, help="quantize per block of this many inputs")
     p.add_argument("--affine", action="store_true", help="affine (with zero point) instead of symmetric")

@@ -96,6 +96,13 @@ def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str) -> Value:
 
 
 def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: int, suffix: str = "") -> Value:
+    if spec.dtype == "float16":
+        big = float(np.abs(w).max(initial=0.0))
+        if not big <= float(np.finfo(np.float16).max):
+            raise ConfigError(f"{chain.key}: a value of magnitude {big:g} does not fit float16 (max 65504); "
+                              "leave this weight in float32 (op_name_configs: None) or quantize it to int8")
+        half = chain.const(f"{suffix}fp16", w.astype(np.float16))
+        return chain.op("cast", [half], {"dtype": "float32"}, f"{suffix}dequantized")
     try:
         q = quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
                      axis=axis, block_size=spec.block_size, input_axis=in_axis)
@@ -148,7 +155,7 @@ def misfit(shape, specs: Specs, out_axis: int, in_axis: int) -> str | None:
         checks.append((f"cluster_dim {first.cluster_dim}", first.cluster_dim, out_axis))
         if first.granularity == "per_grouped_channel":
             checks.append((f"group_size {first.group_size}", first.group_size, out_axis))
-    elif isinstance(first, Quantize) and first.granularity == "per_block":
+    elif isinstance(first, Quantize) and first.granularity == "per_block" and first.dtype != "float16":
         checks.append((f"block_size {first.block_size}", first.block_size, in_axis))
     elif isinstance(first, Prune) and first.n_m is not None:
         n, m = first.n_m

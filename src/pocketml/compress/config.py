@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence, Union
 from ..errors import ConfigError
 
 PALETTE_BITS = (1, 2, 3, 4, 6, 8)
-QUANT_DTYPES = ("int8", "uint8", "int4", "uint4")
+QUANT_DTYPES = ("int8", "uint8", "int4", "uint4", "float16")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -61,8 +61,9 @@ class Palettize:
 
 @dataclass(frozen=True)
 class Quantize:
-    """Linear quantization: w ≈ (q - zero_point) * scale."""
-    dtype: str = "int8"  # int8 | uint8 | int4 | uint4
+    """Linear quantization: w ≈ (q - zero_point) * scale. dtype "float16" stores the weight as
+    float16 instead (a cast, half the size of float32; the other fields do not apply)."""
+    dtype: str = "int8"  # int8 | uint8 | int4 | uint4 | float16
     symmetric: bool = True
     granularity: str = "per_channel"  # per_tensor | per_channel | per_block
     block_size: int = 32  # along the input axis (per_block)
@@ -128,7 +129,8 @@ def as_specs(config) -> Specs | None:
                "quantizing a LUT supports int8/uint8 per_tensor")
     if kinds[0] == "Prune" and len(specs) == 2:
         g = specs[1].granularity
-        _check(g == "per_tensor", f"after pruning, the kept values are compressed per_tensor; got {g!r}")
+        _check(g == "per_tensor" or getattr(specs[1], "dtype", None) == "float16",
+               f"after pruning, the kept values are compressed per_tensor; got {g!r}")
     return specs
 
 
