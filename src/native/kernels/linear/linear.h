@@ -7,8 +7,9 @@
 // format; x86_avx2.cpp the AVX2/FMA/F16C ones (compiled for that file only, chosen at run time).
 // The int8-activation path (exact = false, decode steps and prefills alike) is x86_int8.h, a
 // template over the dot product, instantiated by x86_avx2.cpp and x86_avx512vnni.cpp (AVX-512
-// VNNI, preferred where present).
-// TODO(arm): arm_neon.cpp with the same entry points (vqtbl1q for 4-bit tables).
+// VNNI, preferred where present) and, for tables of other widths than 4, x86_avx512vbmi.cpp.
+// x86_avx512.cpp: the exact path's AVX-512 GEMM and the sparse rows. arm_neon.cpp /
+// arm_dotprod.cpp: the aarch64 kernels (arm.h).
 #pragma once
 
 #include <cstdint>
