@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/linear/linear.h"
 #include "kernels/linear/x86_int8.h"
@@ -129,6 +130,48 @@ struct TileLutN {
   }
 };
 
+// Pruned rows whose kept values are 8-bit codes with one scale (the joint mode prune + int8 /
+// uint8 per tensor): each block's 32 mask bits expand the next popcount(mask) codes into place
+// (vpexpandb), pruned lanes taking the code of a zero weight (0, or the zero point), so the block
+// goes through the same dot product and offset terms as a dense row of codes. Rows are read in
+// order (dot is called for blocks 0, 1, 2, ...: fast_rows), the codes pointer advancing.
+template <bool kSigned, bool kZero>
+struct FastSparse8 {
+  static constexpr int kOffset = kSigned ? kByteOffset<VnniDot> : 0;  // signed codes flipped
+  const uint8_t* mask;
+  const uint8_t* p;
+  __m256i fill;
+  POCKETML_FORCE_INLINE void row(const WeightView& w, int64_t n) {
+    mask = w.data + n * (w.K / 8);
+    p = w.values->data + w.row_offset[n];
+    fill = _mm256_set1_epi8(kZero ? static_cast<char>(*static_cast<const uint8_t*>(w.values->zero)) : 0);
+  }
+  POCKETML_FORCE_INLINE __m256i dot(int64_t b, __m256i q) {
+    uint32_t m;
+    std::memcpy(&m, mask + 4 * b, 4);
+    __m256i v = _mm256_mask_expandloadu_epi8(fill, m, p);
+    p += _mm_popcnt_u32(m);
+    if (kSigned) v = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+    return VnniDot::b8(v, q);
+  }
+  static constexpr bool kPairs = false;
+  __m256i dot2(int64_t, __m256i, __m256i) const { return _mm256_setzero_si256(); }
+  float finish(const WeightView& w, int64_t, float v, const QuantRow& x) const {
+    const WeightView& c = *w.values;
+    const float z = kZero ? scalar_at(c.zero, c.zero_type, 0) : 0.0f;
+    return scalar_at(c.scale, c.scale_type, 0) * (v + (kOffset - z) * x.ssum_total);
+  }
+  static void factors(const WeightView&, int64_t, const QuantRow&, int64_t, int64_t, float*,
+                      __m256&, float&) {}
+};
+
+template <bool kSigned, bool kZero>
+constexpr FastKernels sparse8_kernels() {  // decode rows only (no GEMM: prefills run exactly)
+  return FastKernels{false, fast_gemv<FastSparse8<kSigned, kZero>, false>, false, nullptr};
+}
+constexpr FastKernels kSparse8[2][2] = {{sparse8_kernels<false, false>(), sparse8_kernels<false, true>()},
+                                        {sparse8_kernels<true, false>(), sparse8_kernels<true, true>()}};
+
 template <int kBits>
 constexpr FastKernels lut_kernels() {
   using G = VnniDot::Gemm8;
@@ -144,6 +187,14 @@ constexpr FastKernels kLut[9] = {{}, lut_kernels<1>(), lut_kernels<2>(), lut_ker
 }  // namespace
 
 const FastKernels* avx512vbmi_fast_kernels(const WeightView& w) {
+  if (w.kind == WeightKind::Sparse && w.K % 8 == 0) {
+    const WeightView& v = *w.values;
+    const ScalarType code = v.is_signed ? ScalarType::I8 : ScalarType::U8;
+    if (v.kind == WeightKind::Quant && v.nbits == 8 && v.groups_n * v.groups_k == 1 &&
+        (v.zero == nullptr || v.zero_type == code))
+      return &kSparse8[v.is_signed][v.zero != nullptr];
+    return nullptr;
+  }
   // one table per group of rows (none along K), rows starting on a byte
   if (w.kind == WeightKind::Lut && w.nbits != 4 && w.nbits >= 1 && w.nbits <= 8 &&
       w.groups_k == 1 && w.lut_i8 && (w.K * w.nbits) % 8 == 0)
