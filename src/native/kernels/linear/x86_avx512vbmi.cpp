@@ -1,7 +1,7 @@
 // AVX-512 VBMI kernels of the int8-activation path (exact = false) for tables of every width but
-// 4 (x86_int8.h's pshufb kernels take those): compiled with AVX2 + FMA + F16C + AVX-512
-// F/BW/VL/VNNI/VBMI/VBMI2 for this file only, called only where the CPU has them (core/cpu.h,
-// use_avx512vbmi).
+// 4 (x86_int8.h's pshufb kernels take those) and for pruned rows of 8-bit codes (FastSparse8,
+// below): compiled with AVX2 + FMA + F16C + AVX-512 F/BW/VL/VNNI/VBMI/VBMI2 for this file only,
+// called only where the CPU has them (core/cpu.h, use_avx512vbmi).
 //
 // A block of 32 codes of B bits is 4 * B bytes of the LSB-first stream (weights.h), whatever B:
 // vpermb copies bytes [j * B, j * B + 8) into 64-bit lane j (codes 8j to 8j + 7), vpmultishiftqb
