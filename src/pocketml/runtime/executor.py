@@ -8,6 +8,7 @@ raises as `ExecutionError`.
 from __future__ import annotations
 
 import bisect
+import weakref
 
 from typing import Mapping
 
@@ -42,7 +43,7 @@ class Executor:
         self.backend = native.resolve_backend(backend)
         self.threads = native.resolve_threads(threads)
         self.exact = exact
-        self._spans = None  # (states dict, starts, ends) of its live arrays, for _detached
+        self._spans = None  # (weak refs to the live state arrays, their starts, ends): _detached
         rewrite = native.fuse(self.threads, exact) if self.backend == "native" and not self.fp16 else None
         self.plan = planning.build(program, function, self._round, rewrite, self.backend,
                                    fold_views=rewrite is not None)
@@ -135,9 +136,11 @@ class Executor:
         """outs, each that is (a view of) a state's live array copied: the next call changes it."""
         if not states:
             return outs
-        if self._spans is None or self._spans[0] is not states:  # the live arrays never move
-            spans = sorted((a.__array_interface__["data"][0], a.nbytes) for a in states.values())
-            self._spans = (states, [lo for lo, _ in spans], [lo + n for lo, n in spans])
+        live = states.values()
+        if self._spans is None or len(self._spans[0]) != len(live) or not all(
+                r() is a for r, a in zip(self._spans[0], live)):  # a live array never moves
+            spans = sorted((a.__array_interface__["data"][0], a.nbytes) for a in live)
+            self._spans = ([weakref.ref(a) for a in live], [lo for lo, _ in spans], [lo + n for lo, n in spans])
         _, starts, ends = self._spans
         out = []
         for a in outs:
