@@ -274,8 +274,10 @@ struct PackedLinear {
     if (na && nb && x < y + nb && y < x + na) value_error(std::string("out overlaps ") + what);
   }
 
+  // Raises when out shares a byte with any array the weight reads (a sparse weight's values too).
   void check_out_disjoint(const OutArray& out) const {
     for (const Array& a : keep) check_disjoint(out.data(), out.nbytes(), a.data(), a.nbytes(), "the weight");
+    if (values) values->check_out_disjoint(out);
   }
 
   void check_out(const OutArray& out, int64_t rows, int64_t cols, const char* what) const {
@@ -286,8 +288,7 @@ struct PackedLinear {
       value_error(std::string(what) + " must have shape [" + std::to_string(rows) + ", " +
                   std::to_string(cols) + "], got " + shape_of(out));
     check_contiguous(out, what);
-    for (const Array& a : keep) check_disjoint(out.data(), out.nbytes(), a.data(), a.nbytes(), "the weight");
-    if (values) values->check_out_disjoint(out);
+    check_out_disjoint(out);
   }
 
   void gemm(const Array& x, OutArray out, const std::optional<Array>& bias, int threads,

@@ -8,6 +8,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "formats/half.h"
 #include "kernels/elementwise/elementwise.h"
 
 namespace pocketml {
@@ -21,38 +22,6 @@ struct Half {
 struct Bool {
   uint8_t v;
 };
-
-float from_bits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-
-uint32_t to_bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
-
-// exact: every float16 is a float32
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  if (e == 0) return from_bits(sign | to_bits(static_cast<float>(m) * 0x1p-24f));  // subnormal
-  if (e == 31) return from_bits(sign | 0x7f800000 | (m << 13));
-  return from_bits(sign | ((e + 112) << 23) | (m << 13));  // exponent rebiased 15 -> 127
-}
-
-// rounded to nearest, ties to even (IEEE, as NumPy and F16C round); not for NaN
-uint16_t float_to_half(float f) {
-  const uint32_t x = to_bits(f), a = x & 0x7fffffff;
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
-  if (a >= 0x477ff000) return sign | 0x7c00;  // >= 65520 (half-way past 65504): infinity
-  if (a < 0x38800000)  // below 2^-14: a subnormal half, |f| * 2^24 (exact) rounded to an integer
-    return sign | static_cast<uint16_t>(std::nearbyint(from_bits(a) * 0x1p24f));
-  const uint32_t m = a - 0x38000000;  // exponent rebiased 127 -> 15; 13 bits to round off
-  return sign | static_cast<uint16_t>((m + 0xfff + ((m >> 13) & 1)) >> 13);
-}
 
 int64_t read(int64_t x) { return x; }
 int64_t read(int32_t x) { return x; }

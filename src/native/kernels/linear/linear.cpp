@@ -139,10 +139,10 @@ QuantizedX quantize_x(const float* x, int64_t M, int64_t K, bool permuted, bool 
                         r.total + m);  // never offset: no NEON GEMM (FastKernels::gemm) yet
 #endif
       (void)qm;
-      (void)offset;
-      (void)permuted;
     }
   };
+  (void)offset;  // no int8 kernels for this CPU: quantize draws on neither
+  (void)permuted;
   if (M * K < kMinParallelQuantize || threads <= 1)
     quantize(0, M);
   else
