@@ -135,3 +135,45 @@ def test_gelu_does_not_depend_on_where_a_value_sits(simd):
         part = np.empty_like(x[start:])
         _native.activation("gelu", np.ascontiguousarray(x[start:]), part, 1)
         np.testing.assert_array_equal(part, out[start:])
+
+
+FAST_ULP = 6  # the float32 forms (exact=False): see kernels/activation/x86_avx2.cpp
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_forms_stay_within_a_few_ulp(simd, name, threads):
+    """exact=False: float32 formulas, within FAST_ULP of the reference over every magnitude (gelu's
+    tail below -5 within 1e-12 as above, silu's below -87 within 1e-35), the same NaNs, infinities
+    and signs; where SIMD is off they are the exact path itself."""
+    x = np.concatenate([np.linspace(-100, 100, 400_001), -np.logspace(-45, 2.3, 5001), np.logspace(-45, 2.3, 5001),
+                        [0, -0.0, 1e-45, -1e-45, 1e30, -1e30, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    out = np.empty_like(x)
+    _native.activation(name, x, out, threads, exact=False)
+    want = registry.get(name).compute([x], ATTRS[name])[0]
+    exact = np.empty_like(x)
+    _native.activation(name, x, exact, threads)
+    if not simd:
+        np.testing.assert_array_equal(out, exact)
+    ok = np.isfinite(want)
+    tail = ok & ((x < TAIL) if name == "gelu" else (x < -87))
+    np.testing.assert_array_max_ulp(out[ok & ~tail], want[ok & ~tail], maxulp=FAST_ULP)
+    assert np.all(np.abs(out[tail].astype(np.float64) - want[tail]) <= (1e-12 if name == "gelu" else 1e-35))
+    assert np.array_equal(np.isnan(out), np.isnan(want))
+    assert np.array_equal(out[np.isinf(want)], want[np.isinf(want)])
+    assert np.array_equal(np.signbit(out[ok]), np.signbit(want[ok]))
+    assert np.mean(out[ok & ~tail] == want[ok & ~tail]) > 0.6  # most values round the same
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+@pytest.mark.parametrize("n", [1, 7, 9, 1536, 100_003])
+def test_fast_gated_is_the_fast_activation_then_the_mul(simd, name, n):
+    x, y = _x(n), _x(n, seed=1)
+    out, act = np.empty_like(x), np.empty_like(x)
+    _native.activation(name, x, out, 2, y, exact=False)
+    _native.activation(name, x, act, 2, exact=False)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(out, registry.get("mul").compute([act, y], {})[0])
+    part = np.empty_like(x[3:])  # the values past the last full vector: the same formula
+    _native.activation(name, np.ascontiguousarray(x[3:]), part, 1, exact=False)
+    np.testing.assert_array_equal(part, act[3:])

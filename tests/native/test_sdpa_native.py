@@ -208,6 +208,10 @@ BLOCKS = [
     (2, 12, 12, 52, 52, 32, 32),  # MiniLM
     (1, 4, 2, 33, 40, 7, 5),      # E and Ev below a vector
     (1, 2, 1, 4, 6, 9, 70),       # 8 rows, Ev = 64 + 6
+    # 12 rows or more per k/v head: keys transposed once per chunk (8 x 8 blocks and the edges)
+    (1, 2, 1, 20, 37, 13, 9),     # E, S not multiples of 8
+    (1, 4, 4, 100, 100, 32, 32),  # chunks of rows over the threads
+    (1, 9, 3, 67, 67, 64, 64),    # SmolLM2's prefill: 3 heads per k/v head
 ]
 
 

@@ -17,7 +17,7 @@ namespace {
 using namespace nb::literals;
 
 void activation(const std::string& name, const Array& x, OutArray& out, int threads,
-                const std::optional<Array>& mul) {
+                const std::optional<Array>& mul, bool exact) {
   activation::Kind kind;
   if (name == "gelu") kind = activation::Kind::GeluErf;
   else if (name == "silu") kind = activation::Kind::Silu;
@@ -39,18 +39,19 @@ void activation(const std::string& name, const Array& x, OutArray& out, int thre
   float* op = static_cast<float*>(out.data());
   const int64_t n = static_cast<int64_t>(x.size());
   nb::gil_scoped_release release;
-  activation::apply(kind, xp, op, n, threads, mp);
+  activation::apply(kind, xp, op, n, threads, mp, exact);
 }
 
 }  // namespace
 
 void init_activation(nb::module_& m) {
   m.def("activation", &activation, "name"_a, "x"_a, "out"_a, "threads"_a = 0,
-        "mul"_a = nb::none(),
+        "mul"_a = nb::none(), "exact"_a = true,
         "out = name(x) [* mul] elementwise, float32, computed in double like the references "
         "(ir/ops/activation.py) and rounded, then multiplied by mul in float32 (a gated unit: "
         "SwiGLU, GeGLU): 'gelu' (erf form), 'silu'. x, out, mul: C-contiguous, same size (out "
-        "may be x). threads 0: default.");
+        "may be x). threads 0: default. exact False: float32 forms where the CPU has them (within 6 ulp "
+        "of the references; gelu gives -0 below x = -13).");
 }
 
 }  // namespace pocketml::bindings

@@ -250,6 +250,7 @@ struct Program {
         else
           value_error("unknown activation '" + act + "'");
         st.gated = p.contains("gated") && nb::cast<bool>(p["gated"]);
+        st.exact = p.contains("exact") ? nb::cast<bool>(p["exact"]) : true;
         need(st.gated ? 2 : 1);
       } else if (kind == "rotary") {
         st.kind = plan::Kind::Rotary;

@@ -203,7 +203,7 @@ bool activation_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int t
   }
   const Tensor x = contiguous(a[0], pool);
   Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
-  activation::apply(s.act, x.as<const float>(), out.as<float>(), x.numel(), threads, mul);
+  activation::apply(s.act, x.as<const float>(), out.as<float>(), x.numel(), threads, mul, s.exact);
   outs.push_back(std::move(out));
   return true;
 }

@@ -65,7 +65,7 @@ struct Step {
   std::vector<View> views;   // applied in order to the inputs before the step runs
   const WeightView* weight = nullptr;  // Linear, Embedding
   std::vector<const WeightView*> weights;  // LinearGroup
-  bool exact = true;                   // Linear
+  bool exact = true;                   // Linear, Activation (false: float32 forms)
   double eps = 0.0;                    // norms
   double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E)
   bool causal = false;                 // Sdpa

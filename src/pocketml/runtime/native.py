@@ -19,7 +19,8 @@ dropped when nothing else reads them, so the dense weight is never materialised.
 Also handed over (float32 outputs): `scaled_dot_product_attention` ("native:sdpa": rank 4, k/v
 read through their strides, so a KV cache's slice is never copied), `rms_norm` and `layer_norm`
 over the last axis ("native:rms_norm", "native:layer_norm"), `gelu` (erf form) and `silu`
-("native:gelu", "native:silu", computed in double like the references). Each checks its arguments when
+("native:gelu", "native:silu": in double like the references with `exact`, else in float32 within
+6 ulp). Each checks its arguments when
 called and runs the reference for what the kernel does not take (other dtypes or ranks, shapes
 broadcast beyond the query's, parameters not of shape [D]).
 """
@@ -184,12 +185,13 @@ class FusedNorm:
 
 
 class FusedActivation:
-    """gelu (erf form) / silu in float32 via `_native` (computed in double like the references);
-    gated (`mul(act(x), y)`, SwiGLU): args are (x, y) and the product is one pass."""
-    __slots__ = ("name", "threads", "gated", "reference")
+    """gelu (erf form) / silu in float32 via `_native`: computed in double like the references, or
+    with `exact` False in float32 within 6 ulp (a third of the time); gated (`mul(act(x), y)`,
+    SwiGLU): args are (x, y) and the product is one pass."""
+    __slots__ = ("name", "threads", "gated", "exact", "reference")
 
-    def __init__(self, op_type: str, threads: int, gated: bool = False):
-        self.name, self.threads, self.gated = op_type, threads, gated
+    def __init__(self, op_type: str, threads: int, gated: bool = False, exact: bool = True):
+        self.name, self.threads, self.gated, self.exact = op_type, threads, gated, exact
         self.reference = registry.get(op_type).compute
 
     def __call__(self, args, attrs):
@@ -200,13 +202,14 @@ class FusedActivation:
                 a = self.reference([x], {"approximate": "none"})[0]
                 return [np.multiply(a, y)]
             out = np.empty(x.shape, np.float32)
-            _native.activation(self.name, np.ascontiguousarray(x), out, self.threads, np.ascontiguousarray(y))
+            _native.activation(self.name, np.ascontiguousarray(x), out, self.threads, np.ascontiguousarray(y),
+                               exact=self.exact)
             return [out]
         if x.dtype != np.float32 or attrs.get("approximate", "none") != "none":
             return self.reference(args, attrs)
         x = np.ascontiguousarray(x)
         out = np.empty(x.shape, np.float32)
-        _native.activation(self.name, x, out, self.threads)
+        _native.activation(self.name, x, out, self.threads, exact=self.exact)
         return [out]
 
 
@@ -239,9 +242,10 @@ _ACTIVATIONS = ("gelu", "silu")
 _NATIVE_OPS = ("scaled_dot_product_attention", *_NORMS, *_ACTIVATIONS)
 
 
-def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set) -> None:
+def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set, exact: bool = True) -> None:
     """Hands float32 attention, last-axis normalizations, activations (gated ones included) and
-    rotary embeddings to the native kernels (in `kernels`); ops they absorb go into `fused`."""
+    rotary embeddings to the native kernels (in `kernels`); ops they absorb go into `fused`.
+    `exact` False: activations in float32 (FusedActivation)."""
     if not hasattr(_native, "sdpa"):  # an older build
         return
     producers = {v.name: op for op in ops for v in op.outputs}
@@ -276,11 +280,12 @@ def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set) -> None:
                         producers[n].outputs[0].type == out.type if n in producers else False
                         for n in gate.inputs)):
                 other = gate.inputs[1] if gate.inputs[0] == out.name else gate.inputs[0]
-                kernels[id(gate)] = Kernel(FusedActivation(op.type, threads, gated=True),
+                kernels[id(gate)] = Kernel(FusedActivation(op.type, threads, gated=True, exact=exact),
                                            f"native:{op.type}*", [op.inputs[0], other])
                 fused.add(id(op))
             else:
-                kernels[id(op)] = Kernel(FusedActivation(op.type, threads), f"native:{op.type}", list(op.inputs))
+                kernels[id(op)] = Kernel(FusedActivation(op.type, threads, exact=exact), f"native:{op.type}",
+                                         list(op.inputs))
 
 
 def _match_rotary(op: Op, producers: dict, readers: dict):
@@ -328,8 +333,9 @@ def _is_slice(op: Op, begin: int, end: int) -> bool:
 
 def fuse(threads: int, exact: bool = True):
     """The plan rewrite (plan.build's `rewrite`) handing packed-weight linear/embedding to native.
-    `exact`: compressed linear layers compute in fp32 like the references; False lets them
-    quantize activations to int8 blocks of 32 (integer dot products, ~0.6 % error per output)."""
+    `exact`: compressed linear layers compute in fp32 like the references, gelu/silu in double;
+    False lets the layers quantize activations to int8 blocks of 32 (integer dot products, ~0.6 %
+    error per output) and the activations compute in float32 (within 6 ulp)."""
     def rewrite(ops: list[Op], constants: dict, function: Function):
         return _fuse(ops, constants, function, threads, exact)
     return rewrite
@@ -355,7 +361,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
         else:
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
-    _fuse_ops(ops, kernels, threads, chain_ops)
+    _fuse_ops(ops, kernels, threads, chain_ops, exact)
     if not chain_ops:
         return _group_linears(ops, kernels), kernels
     # drop the chain ops nothing reads any more (walking back: users come after producers)

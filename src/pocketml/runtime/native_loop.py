@@ -153,7 +153,7 @@ class NativeLoop:
         if isinstance(c, native.FusedActivation):
             if not c.gated and attrs.get("approximate", "none") != "none":
                 return "fallback", {}
-            return "activation", {"act": c.name, "gated": c.gated}
+            return "activation", {"act": c.name, "gated": c.gated, "exact": c.exact}
         if isinstance(c, native.FusedRotary):
             return "rotary", {}
         if step.kernel != "numpy":

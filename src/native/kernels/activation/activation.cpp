@@ -21,11 +21,14 @@ inline double silu(double x) {
 }
 
 template <double (*F)(double)>
-void run(const float* x, float* out, int64_t n, int threads, const float* mul) {
+void run(const float* x, float* out, int64_t n, int threads, const float* mul, bool exact) {
   auto body = [&](int64_t b, int64_t e) {
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
-    if (F == silu && use_avx2()) return silu_avx2(x + b, out + b, e - b, mul ? mul + b : nullptr);
-    if (F == gelu_erf && use_avx2()) return gelu_avx2(x + b, out + b, e - b, mul ? mul + b : nullptr);
+    if (use_avx2()) {
+      const float* m = mul ? mul + b : nullptr;
+      if (F == silu) return (exact ? silu_avx2 : silu_fast_avx2)(x + b, out + b, e - b, m);
+      if (F == gelu_erf) return (exact ? gelu_avx2 : gelu_fast_avx2)(x + b, out + b, e - b, m);
+    }
 #endif
     if (mul == nullptr) {
       for (int64_t i = b; i < e; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));
@@ -41,10 +44,10 @@ void run(const float* x, float* out, int64_t n, int threads, const float* mul) {
 
 }  // namespace
 
-void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul) {
+void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul, bool exact) {
   switch (kind) {
-    case Kind::GeluErf: return run<gelu_erf>(x, out, n, threads, mul);
-    case Kind::Silu: return run<silu>(x, out, n, threads, mul);
+    case Kind::GeluErf: return run<gelu_erf>(x, out, n, threads, mul, exact);
+    case Kind::Silu: return run<silu>(x, out, n, threads, mul, exact);
   }
 }
 

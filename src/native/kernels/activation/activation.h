@@ -17,12 +17,16 @@ enum class Kind { GeluErf, Silu };
 
 // x, out: n contiguous floats (out may be x). threads 0: default. mul: null, or n floats that
 // each result (rounded to float) is multiplied by, in float: a gated unit (SwiGLU: silu(gate) * up)
-// as one pass, equal to the activation op followed by the mul op.
-void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul = nullptr);
+// as one pass, equal to the activation op followed by the mul op. exact false: where the CPU
+// has them, the float32 forms (within 6 ulp of the reference) instead of the double formulas.
+void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul = nullptr,
+           bool exact = true);
 
 // x86_avx2.cpp: silu / gelu [* mul] of n values, vectorised (called after run-time detection)
 void silu_avx2(const float* x, float* out, int64_t n, const float* mul);
 void gelu_avx2(const float* x, float* out, int64_t n, const float* mul);
+void silu_fast_avx2(const float* x, float* out, int64_t n, const float* mul);
+void gelu_fast_avx2(const float* x, float* out, int64_t n, const float* mul);
 
 }  // namespace activation
 }  // namespace pocketml

@@ -13,6 +13,8 @@
 // erf(z) = copysign(1 - 2T, z), and +-1 for |z| >= 6, as erf64, and 0.5 x (1 + erf) as the
 // reference: even the cancelling tail (x < -5, where 1 + erf = 1 - (1 - 2T) keeps only an
 // absolute 1e-16) rounds as the reference's does but for rare ties.
+// The fast forms (silu_fast_avx2, gelu_fast_avx2: the runtime's default, exact = false) compute
+// in float32, eight at a time, within 6 ulp (see their comments): GELU in 40 % of the time.
 #include <immintrin.h>
 
 #include <cmath>
@@ -105,6 +107,90 @@ inline __m256d gelu4(__m256d x) {
   return _mm256_mul_pd(hx, _mm256_add_pd(one, erf));
 }
 
+// ---- float32 forms (exact = false) ----
+
+// exp(-u) for u = uh + ul (ul below half an ulp of uh), 0 <= uh <= 87: -u = k ln2 + r, |r| <=
+// ln2 / 2 (k from the 1.5 * 2^23 shifter, whose low mantissa bits then hold it), r less ul,
+// exp(r) by a degree-6 minimax polynomial (relative error 2e-9), 2^k added to its exponent bits
+// (k >= -126 with uh <= 87 keeps the result normal).
+inline __m256 exp_neg_f(__m256 uh, __m256 ul) {
+  const __m256 shifter = _mm256_set1_ps(12582912.0f);
+  const __m256 fk = _mm256_fnmadd_ps(uh, _mm256_set1_ps(1.44269504088896341f), shifter);
+  const __m256 k = _mm256_sub_ps(fk, shifter);
+  __m256 r = _mm256_fnmsub_ps(k, _mm256_set1_ps(0.693359375f), uh);  // -uh - k ln2_hi, exact
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  r = _mm256_sub_ps(r, ul);
+  __m256 y = _mm256_set1_ps(0.00138435572868f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.008374236589f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.0416680075053f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.166664303276f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.499999941736f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.00000003236f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(fk), 23);  // k << 23
+  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
+}
+
+// gelu in float: T = Phi(-|x|) = exp(-x^2 / 2) H(|x|) as in gelu4, H by a rational function of
+// degree 4/5 (all coefficients positive; relative error 5.2e-9 on [0, 13.5], a Loeb/Lawson fit
+// against scipy's erfcx), x^2 / 2 split exactly into uh + ul by an FMA. Then x (1 - T) for x >= 0,
+// x T below (no cancellation). Measured within 5 ulp of the reference for x >= -5 (below, the
+// reference's own 1 + erf cancels; this form is closer to the true value); below x = -13
+// (|result| < 1e-37) it gives -0.
+constexpr float kHPf[] = {0.5000000025617533f, 0.4361123106282302f, 0.18162010793230554f,
+                          0.04008922387101515f, 0.004035643327477264f};
+constexpr float kHQf[] = {1.0f, 1.6701095495544096f, 1.195790607359688f, 0.4652071888569391f,
+                          0.10049600084761784f, 0.01011571861820237f};
+
+template <int N>
+inline __m256 polyf(const float (&c)[N], __m256 z) {
+  __m256 r = _mm256_set1_ps(c[N - 1]);
+  for (int i = N - 2; i >= 0; --i) r = _mm256_fmadd_ps(r, z, _mm256_set1_ps(c[i]));
+  return r;
+}
+
+inline __m256 gelu8(__m256 x) {
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 inside = _mm256_cmp_ps(a, _mm256_set1_ps(13.0f), _CMP_LT_OQ);  // false for NaN
+  const __m256 ac = _mm256_min_ps(a, _mm256_set1_ps(13.0f));
+  const __m256 hx = _mm256_mul_ps(_mm256_set1_ps(0.5f), ac);
+  const __m256 uh = _mm256_mul_ps(hx, ac);
+  const __m256 ul = _mm256_fmsub_ps(hx, ac, uh);
+  const __m256 h = _mm256_div_ps(polyf(kHPf, ac), polyf(kHQf, ac));
+  const __m256 t = _mm256_and_ps(inside, _mm256_mul_ps(exp_neg_f(uh, ul), h));
+  const __m256 pos = _mm256_mul_ps(x, _mm256_sub_ps(_mm256_set1_ps(1.0f), t));
+  return _mm256_blendv_ps(pos, _mm256_mul_ps(x, t), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+
+// silu in float: e = exp(-|x|), x / (1 + e) for x >= 0, x e / (1 + e) below; |x| > 87: e = 0
+// (x itself, or -0 where the reference gives a value below 1.5e-36). Within 2 ulp.
+inline __m256 silu8(__m256 x) {
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 inside = _mm256_cmp_ps(a, _mm256_set1_ps(87.0f), _CMP_LE_OQ);
+  const __m256 e = _mm256_and_ps(inside, exp_neg_f(_mm256_min_ps(a, _mm256_set1_ps(87.0f)), _mm256_setzero_ps()));
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 num = _mm256_blendv_ps(one, e, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+  return _mm256_div_ps(_mm256_mul_ps(x, num), _mm256_add_ps(one, e));
+}
+
+template <__m256 (*F)(__m256)>
+void fast8(const float* x, float* out, int64_t n, const float* mul) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 g = F(_mm256_loadu_ps(x + i));
+    if (mul) g = _mm256_mul_ps(g, _mm256_loadu_ps(mul + i));
+    _mm256_storeu_ps(out + i, g);
+  }
+  if (i < n) {  // the last values through a padded register
+    alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0}, m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = 0; i + j < n; ++j) t[j] = x[i + j], m[j] = mul ? mul[i + j] : 0.0f;
+    __m256 g = F(_mm256_load_ps(t));
+    if (mul) g = _mm256_mul_ps(g, _mm256_load_ps(m));
+    _mm256_store_ps(t, g);
+    for (int64_t j = 0; i + j < n; ++j) out[i + j] = t[j];
+  }
+}
+
 }  // namespace
 
 void silu_avx2(const float* x, float* out, int64_t n, const float* mul) {
@@ -151,6 +237,9 @@ void gelu_avx2(const float* x, float* out, int64_t n, const float* mul) {
     for (int64_t j = 0; i + j < n; ++j) out[i + j] = t[j];
   }
 }
+
+void silu_fast_avx2(const float* x, float* out, int64_t n, const float* mul) { fast8<silu8>(x, out, n, mul); }
+void gelu_fast_avx2(const float* x, float* out, int64_t n, const float* mul) { fast8<gelu8>(x, out, n, mul); }
 
 }  // namespace activation
 }  // namespace pocketml

@@ -35,7 +35,7 @@ void dots_generic(const float* const* q, int rows, const float* k, int64_t ldk, 
 }
 
 void wsum_generic(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-                  int64_t ldv, int64_t Ev, float* const* out) {
+                  int64_t ldv, int64_t Ev, float* const* out, bool) {
   for (int r = 0; r < rows; ++r) {
     float* o = out[r];
     std::memset(o, 0, sizeof(float) * Ev);
@@ -104,6 +104,7 @@ const Primitives& select() {
 // and gains from two threads' loads
 constexpr int64_t kParallelWork = int64_t(1) << 15;
 constexpr int64_t kChunkWork = int64_t(1) << 17;  // multiply-adds per chunk at least
+constexpr int64_t kTransposeRows = 2 * kBlockRows;  // rows sharing keys from which they are transposed
 
 // Floats per row of a block's scores: softmax writes whole vectors of eight.
 int64_t scores_stride(int64_t S) { return (S + 7) & ~int64_t(7); }
@@ -111,12 +112,18 @@ int64_t scores_stride(int64_t S) { return (S + 7) & ~int64_t(7); }
 // Rows [t0, t1) of k/v head hk of batch b; its row t is query position t / group of query head
 // hk * group + t % group, so a block holds neighbouring positions (similar causal lengths) and a
 // decode step's block the heads of one group. sc: kBlockRows rows of S rounded up to 8 floats,
-// keys: S ints of scratch.
+// keys: S ints, kt: E rows of S rounded up to 8 floats of scratch. Where a k/v head serves
+// kTransposeRows rows or more, its keys are transposed once per chunk for the blocks (p.dots_t).
 void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, int64_t t0, int64_t t1,
-               float* sc, int32_t* keys) {
+               float* sc, int32_t* keys, float* kt) {
   const int64_t group = a.Hq / a.Hk, ld = scores_stride(a.S);
   const float* k = a.k + b * a.ks[0] + hk * a.ks[1];
   const float* v = a.v + b * a.vs[0] + hk * a.vs[1];
+  // (decided per head, not per chunk: the sums, so the results, whatever the thread count)
+  const bool transposed = p.dots_t != nullptr && group * a.L >= kTransposeRows;
+  const int64_t nt = a.causal ? std::min(a.S, (t1 - 1) / group + 1) : a.S;  // keys attended at most
+  const int64_t ldt = scores_stride(nt);
+  if (transposed) p.transpose(k, a.ks[2], nt, a.E, kt, ldt);
   const float* q[kBlockRows];
   float* out[kBlockRows];
   float sum[kBlockRows];
@@ -135,7 +142,10 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
       if (a.mask_kind == MaskKind::Bool) mask[i] = static_cast<const uint8_t*>(a.mask) + mrow;
       n = std::max(n, nr[i]);
     }
-    p.dots(q, rows, k, a.ks[2], n, a.E, sc, ld);
+    if (transposed)
+      p.dots_t(q, rows, kt, ldt, n, a.E, sc, ld);
+    else
+      p.dots(q, rows, k, a.ks[2], n, a.E, sc, ld);
     p.softmax(sc, ld, rows, nr, a.scale, a.mask_kind, mask, a.ms[3], sum);
     // keys past the row's causal end, and every key of a row that attends nothing: weight 0
     for (int i = 0; i < rows; ++i) {
@@ -144,7 +154,7 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     }
     // the keys some row of the block attends (masked, padding, past the causal end: skipped)
     const int64_t nk = p.live_keys(sc, ld, rows, n, keys);
-    p.wsum(sc, ld, rows, keys, nk, v, a.vs[2], a.Ev, out);
+    p.wsum(sc, ld, rows, keys, nk, v, a.vs[2], a.Ev, out, !transposed);
     for (int i = 0; i < rows; ++i) {
       if (sum[i] < 0)
         std::memset(out[i], 0, sizeof(float) * a.Ev);
@@ -154,22 +164,23 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
   }
 }
 
-// Per-thread scratch for head_rows(): a block's scores and the keys it attends.
+// Per-thread scratch for head_rows(): a block's scores, the keys it attends, the keys transposed.
 struct Scratch {
-  std::vector<float> scores;
+  std::vector<float> scores, kt;
   std::vector<int32_t> keys;
-  void fit(int64_t S) {
+  void fit(int64_t S, int64_t E) {
     if (static_cast<int64_t>(keys.size()) < S) {
       scores.resize(static_cast<size_t>(scores_stride(S)) * kBlockRows);
       keys.resize(S);
     }
+    if (static_cast<int64_t>(kt.size()) < scores_stride(S) * E) kt.resize(scores_stride(S) * E);
   }
 };
 
 }  // namespace
 
-const Primitives generic_primitives = {dots_generic, softmax_generic, live_keys_generic, wsum_generic,
-                                       scale_generic};
+const Primitives generic_primitives = {dots_generic,      nullptr,      nullptr, softmax_generic,
+                                       live_keys_generic, wsum_generic, scale_generic};
 
 void sdpa(const SdpaArgs& a, int threads) {
   const int64_t R = a.B * a.Hq * a.L;
@@ -185,24 +196,27 @@ void sdpa(const SdpaArgs& a, int threads) {
   if (threads <= 0) threads = default_threads();
   if (threads <= 1 || R * per_row < kParallelWork) {
     thread_local Scratch scratch;
-    scratch.fit(a.S);
+    scratch.fit(a.S, a.E);
     for (int64_t hh = 0; hh < heads; ++hh)
-      head_rows(a, p, hh / a.Hk, hh % a.Hk, 0, per_head, scratch.scores.data(), scratch.keys.data());
+      head_rows(a, p, hh / a.Hk, hh % a.Hk, 0, per_head, scratch.scores.data(), scratch.keys.data(),
+                scratch.kt.data());
     return;
   }
   // chunks of whole blocks of one k/v head, kChunkWork multiply-adds at least, and no more rows
   // than an even share: the pool's counter balances the rest (causal rows differ in work)
+  // (or a quarter of an even share, whichever is more: each chunk transposes its keys once)
   int64_t chunk = std::max<int64_t>(1, kChunkWork / per_row);
+  chunk = std::max(chunk, R / (4 * threads));
   chunk = std::min(chunk, (R + threads - 1) / threads);
   chunk = std::min((chunk + kBlockRows - 1) / kBlockRows * kBlockRows, per_head);
   const int64_t chunks = (per_head + chunk - 1) / chunk;
   parallel_for(heads * chunks, 1, threads, [&](int64_t c0, int64_t c1) {
     thread_local Scratch scratch;
-    scratch.fit(a.S);
+    scratch.fit(a.S, a.E);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t hh = c / chunks, t0 = c % chunks * chunk;
       head_rows(a, p, hh / a.Hk, hh % a.Hk, t0, std::min(per_head, t0 + chunk), scratch.scores.data(),
-                scratch.keys.data());
+                scratch.keys.data(), scratch.kt.data());
     }
   });
 }

@@ -45,6 +45,12 @@ struct Primitives {
   // out[r * ldo + j] = q[r] . k[j * ldk : + E] for r < rows, j < n
   void (*dots)(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E,
                float* out, int64_t ldo);
+  // The same against keys transposed once for many blocks (prefill): kt[e * ldt + j] = k[j][e]
+  // (transpose), zero for n <= j < ldt (a multiple of 8); dots_t writes out up to n rounded up
+  // to 8. Null where the instruction set has none (then dots serves every block).
+  void (*transpose)(const float* k, int64_t ldk, int64_t n, int64_t E, float* kt, int64_t ldt);
+  void (*dots_t)(const float* const* q, int rows, const float* kt, int64_t ldt, int64_t n, int64_t E,
+                 float* out, int64_t ldo);
   // A block's scores (row r: s[r * lds + j], j < n[r]) into softmax numerators in place:
   // x = s * scale + mask[r][j * mj] (a float mask; a bool one: x = mask ? s * scale : -inf; none:
   // s * scale), then exp(x - max x); the row has room for n[r] rounded up to 8, and those past n[r]
@@ -55,9 +61,10 @@ struct Primitives {
   // the keys j < n with p[r * ldp + j] != 0 for some r < rows (all p >= 0), ascending, into keys;
   // returns how many
   int64_t (*live_keys)(const float* p, int64_t ldp, int rows, int64_t n, int32_t* keys);
-  // out[r][e] = sum_t p[r * ldp + j_t] * v[j_t * ldv + e] for r < rows, e < Ev, j_t = keys[t], t < nk
+  // out[r][e] = sum_t p[r * ldp + j_t] * v[j_t * ldv + e] for r < rows, e < Ev, j_t = keys[t], t < nk;
+  // fetch: v's rows likely come from memory (a decode step's cache), worth prefetching
   void (*wsum)(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-               int64_t ldv, int64_t Ev, float* const* out);
+               int64_t ldv, int64_t Ev, float* const* out, bool fetch);
   // x[i] *= a
   void (*scale)(float* x, int64_t n, float a);
 };

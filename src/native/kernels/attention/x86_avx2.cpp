@@ -109,11 +109,99 @@ void dots_avx2(const float* const* q, int rows, const float* k, int64_t ldk, int
   }
 }
 
+// R query rows against 16 (then 8) transposed keys at a time: per feature one broadcast of each
+// row's q and two key vectors, R x 2 FMAs into as many accumulators, no horizontal sums (the
+// dots above reduce every 4 keys' 8-lane sums: a third of their instructions at E = 32).
+template <int R>
+void dots_t_rows(const float* const* q, const float* kt, int64_t ldt, int64_t n, int64_t E, float* out,
+                 int64_t ldo) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m256 acc[R][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const float* kp = kt + j;
+    for (int64_t e = 0; e < E; ++e, kp += ldt) {
+      const __m256 k0 = _mm256_loadu_ps(kp), k1 = _mm256_loadu_ps(kp + 8);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256 a = _mm256_broadcast_ss(q[r] + e);
+        acc[r][0] = _mm256_fmadd_ps(a, k0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(a, k1, acc[r][1]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm256_storeu_ps(out + r * ldo + j, acc[r][0]);
+      _mm256_storeu_ps(out + r * ldo + j + 8, acc[r][1]);
+    }
+  }
+  for (; j < n; j += 8) {  // kt's zero columns past n: whole vectors
+    __m256 acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    const float* kp = kt + j;
+    for (int64_t e = 0; e < E; ++e, kp += ldt) {
+      const __m256 k0 = _mm256_loadu_ps(kp);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(q[r] + e), k0, acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(out + r * ldo + j, acc[r]);
+  }
+}
+
+void dots_t_avx2(const float* const* q, int rows, const float* kt, int64_t ldt, int64_t n, int64_t E,
+                 float* out, int64_t ldo) {
+  switch (rows) {
+    case 1: return dots_t_rows<1>(q, kt, ldt, n, E, out, ldo);
+    case 2: return dots_t_rows<2>(q, kt, ldt, n, E, out, ldo);
+    case 3: return dots_t_rows<3>(q, kt, ldt, n, E, out, ldo);
+    case 4: return dots_t_rows<4>(q, kt, ldt, n, E, out, ldo);
+    case 5: return dots_t_rows<5>(q, kt, ldt, n, E, out, ldo);
+    default: return dots_t_rows<6>(q, kt, ldt, n, E, out, ldo);
+  }
+}
+
+// 8 x 8 blocks through registers (unpack, shuffle, 128-bit permutes), the edges one by one.
+void transpose_avx2(const float* k, int64_t ldk, int64_t n, int64_t E, float* kt, int64_t ldt) {
+  const int64_t n8 = n & ~int64_t(7), E8 = E & ~int64_t(7);
+  for (int64_t j = 0; j < n8; j += 8) {
+    for (int64_t e = 0; e < E8; e += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(k + (j + i) * ldk + e);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+                   t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+                   t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+                   t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* o = kt + e * ldt + j;
+      _mm256_storeu_ps(o + 0 * ldt, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(o + 1 * ldt, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(o + 2 * ldt, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(o + 3 * ldt, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(o + 4 * ldt, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(o + 5 * ldt, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(o + 6 * ldt, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(o + 7 * ldt, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (int64_t e = E8; e < E; ++e)
+      for (int i = 0; i < 8; ++i) kt[e * ldt + j + i] = k[(j + i) * ldk + e];
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    for (int64_t j = n8; j < n; ++j) kt[e * ldt + j] = k[j * ldk + e];
+    for (int64_t j = n; j < ldt; ++j) kt[e * ldt + j] = 0.0f;
+  }
+}
+
 // out[r][c0 : c0 + 8 V] for R rows: R x V accumulators over the keys, each loaded v vector serving
 // the R rows.
 template <int R, int V>
 inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v,
-                      int64_t ldv, int64_t c0, int64_t Ev, float* const* out) {
+                      int64_t ldv, int64_t c0, int64_t Ev, float* const* out, bool fetch) {
   __m256 acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -123,7 +211,7 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
     const int64_t j = keys[t];
     const float* x = v + j * ldv + c0;
     // the first pass over the columns brings whole rows in for the later ones
-    if (c0 == 0 && t + kPrefetchKeys < nk) prefetch_rows(v + keys[t + kPrefetchKeys] * ldv, 1, ldv, Ev);
+    if (fetch && c0 == 0 && t + kPrefetchKeys < nk) prefetch_rows(v + keys[t + kPrefetchKeys] * ldv, 1, ldv, Ev);
     __m256 xv[V];
 #pragma GCC unroll 8
     for (int c = 0; c < V; ++c) xv[c] = _mm256_loadu_ps(x + 8 * c);
@@ -143,11 +231,11 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
 // 16 outputs of R <= 6 rows at a time (12 accumulators), 32 of R <= 2 (8), then 8, then the rest.
 template <int R>
 void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v, int64_t ldv,
-               int64_t Ev, float* const* out) {
+               int64_t Ev, float* const* out, bool fetch) {
   constexpr int V = R <= 2 ? 4 : 2;
   int64_t c = 0;
-  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, Ev, out);
-  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, out);
+  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, Ev, out, fetch);
+  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, out, fetch);
   for (; c < Ev; ++c) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -159,14 +247,14 @@ void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, con
 }
 
 void wsum_avx2(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-               int64_t ldv, int64_t Ev, float* const* out) {
+               int64_t ldv, int64_t Ev, float* const* out, bool fetch) {
   switch (rows) {
-    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, out);
-    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, out);
+    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
+    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
+    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
+    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
+    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
+    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
   }
 }
 
@@ -320,7 +408,8 @@ void scale_avx2(float* x, int64_t n, float a) {
 }  // namespace
 
 static_assert(kBlockRows <= 6, "wsum_avx2 handles up to 6 rows");
-const Primitives avx2_primitives = {dots_avx2, softmax_avx2, live_keys_avx2, wsum_avx2, scale_avx2};
+const Primitives avx2_primitives = {dots_avx2,  transpose_avx2, dots_t_avx2, softmax_avx2,
+                                     live_keys_avx2, wsum_avx2, scale_avx2};
 
 }  // namespace attention
 }  // namespace pocketml
