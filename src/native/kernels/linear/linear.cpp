@@ -178,15 +178,14 @@ void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_
     return;
   }
   const QuantRows rows{q, blocks * kQBlock, scale, ssum, total, x, K};
-  const int64_t strips = (w.N + kFastStripRows - 1) / kFastStripRows;
-  const int64_t bytes = kFastStripBytesPerBlock * blocks + kFastStripBytesFixed;
+  const int64_t sr = f.strip_rows, strips = (w.N + sr - 1) / sr;
+  const int64_t bytes = (kFastStripBytesPerBlock * blocks + kFastStripBytesFixed) * (sr / kFastStripRows);
   parallel_for(strips, 1, threads, [&](int64_t s0, int64_t s1) {
-    // 32-byte aligned scratch
-    float* raw = scratch(bytes / 4 + 8);
-    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 31) & ~uintptr_t(31));
+    // 64-byte aligned scratch
+    float* raw = scratch(bytes / 4 + 16);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 63) & ~uintptr_t(63));
     for (int64_t s = s0; s < s1; ++s)
-      f.gemm(w, rows, M, s * kFastStripRows, std::min(w.N, (s + 1) * kFastStripRows), bias, out,
-             aligned);
+      f.gemm(w, rows, M, s * sr, std::min(w.N, (s + 1) * sr), bias, out, aligned);
   });
 }
 

@@ -73,6 +73,7 @@ constexpr int64_t kFastGemvMaxM = 3;
 // exact path.
 constexpr int64_t kFastMaxM = 16;
 constexpr int64_t kFastStripRows = 16;
+constexpr int64_t kWideStripRows = 32;
 // Scratch bytes of one FastKernels::gemm call: the tile (kQBlock * kFastStripRows bytes per
 // block), its per-block sums and parameters (3 * kFastStripRows words per block), fixed parts.
 constexpr int64_t kFastStripBytesPerBlock = kQBlock * kFastStripRows + 3 * 4 * kFastStripRows;
@@ -111,11 +112,14 @@ struct FastKernels {
                const float* bias, float* out);
   // gemm's activations: q + 128 (unsigned bytes) rather than q; columns in their natural order.
   bool gemm_unsigned;
-  // The same for rows [n0, n1), n1 - n0 <= kFastStripRows, any M (null where there is none);
-  // scratch: at least kFastStripBytesPerBlock * blocks + kFastStripBytesFixed bytes, 32-byte
-  // aligned.
+  // The same for rows [n0, n1), n1 - n0 <= strip_rows, any M (null where there is none);
+  // scratch: at least (kFastStripBytesPerBlock * blocks + kFastStripBytesFixed) * strip_rows /
+  // kFastStripRows bytes, 64-byte aligned.
   void (*gemm)(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, int64_t n1,
                const float* bias, float* out, void* scratch);
+  // rows per gemm call (a strip): kFastStripRows, or kWideStripRows (512-bit tiles; scratch
+  // then kWideStripRows / kFastStripRows times as large)
+  int64_t strip_rows = kFastStripRows;
 };
 
 // generic.cpp: the int8 copy of a Lut's tables (weights.h, lut_i8): t8 [tables * 2**nbits],
