@@ -581,12 +581,14 @@ def test_linears_sharing_an_input_run_as_one_step(spec):
     m = pm.convert(SharedInput().eval(), (torch.randn(1, 3, 64),), input_names=["x"],
                    dynamic_shapes={"x": {1: torch.export.Dim("seq", min=1, max=64)}})
     nat, ref = both(compressed(m, spec))
+    fast = pm.Model(nat.program, nat.metadata, backend="native")  # the int8 path
     steps = nat.plan_summary().steps
     linears = [s.kernel for s in steps if s.op_type == "linear"]
     assert len(linears) == 2 and linears[0].endswith(" x5"), linears  # the group, then down
-    for t in (1, 2, 5):
-        x = np.random.default_rng(t).standard_normal((1, t, 64)).astype(np.float32)
-        got = run(nat, {"x": x})
-        separate = nat._executor.run([x], observe=lambda *a: None)[0]  # the Python loop
-        np.testing.assert_array_equal(got, separate)
-        assert_close(got, run(ref, {"x": x}), rtol=3e-2)
+    for model in (nat, fast):
+        for t in (1, 2, 5, 40):  # decode rows, prefills (register blocks of 6 rows and the rest)
+            x = np.random.default_rng(t).standard_normal((1, t, 64)).astype(np.float32)
+            got = run(model, {"x": x})
+            separate = model._executor.run([x], observe=lambda *a: None)[0]  # the Python loop
+            np.testing.assert_array_equal(got, separate)
+            assert_close(got, run(ref, {"x": x}), rtol=3e-2)

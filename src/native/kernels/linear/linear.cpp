@@ -158,6 +158,33 @@ void quant_rows(const QuantizedX& qx, const float* x, int64_t M, int64_t K, Quan
                        qx.scale + m * qx.blocks, qx.ssum + m * qx.blocks, qx.total[m], x + m * K};
 }
 
+// The GEMM of the int8 path for `count` weights of the same K (a group reading one activation:
+// q/k/v), their strips one after the other in one dispatch over the threads.
+void gemm_strips(const FastKernels* const* f, const WeightView* const* w, int count, const QuantRows& rows,
+                 int64_t M, const float* const* bias, float* const* out, int threads) {
+  int64_t total = 0, bytes = 0;
+  for (int i = 0; i < count; ++i) {
+    const int64_t sr = f[i]->strip_rows;
+    total += (w[i]->N + sr - 1) / sr;
+    bytes = std::max(bytes, (kFastStripBytesPerBlock * (w[i]->K / kQBlock) + kFastStripBytesFixed) *
+                                (sr / kFastStripRows));
+  }
+  parallel_for(total, 1, threads, [&](int64_t s0, int64_t s1) {
+    // 64-byte aligned scratch
+    float* raw = scratch(bytes / 4 + 16);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 63) & ~uintptr_t(63));
+    int64_t base = 0;  // strips of the weights before i
+    for (int i = 0; i < count && base < s1; ++i) {
+      const int64_t sr = f[i]->strip_rows, n = (w[i]->N + sr - 1) / sr;
+      for (int64_t s = std::max(s0, base); s < std::min(s1, base + n); ++s) {
+        const int64_t n0 = (s - base) * sr;
+        f[i]->gemm(*w[i], rows, M, n0, std::min(w[i]->N, n0 + sr), bias[i], out[i], aligned);
+      }
+      base += n;
+    }
+  });
+}
+
 // The int8-activation path: x quantized once (K floats per row; over the threads for a
 // prefill), then the rows of W in chunks over the threads.
 void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_t M,
@@ -177,16 +204,9 @@ void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_
     });
     return;
   }
-  const QuantRows rows{q, blocks * kQBlock, scale, ssum, total, x, K};
-  const int64_t sr = f.strip_rows, strips = (w.N + sr - 1) / sr;
-  const int64_t bytes = (kFastStripBytesPerBlock * blocks + kFastStripBytesFixed) * (sr / kFastStripRows);
-  parallel_for(strips, 1, threads, [&](int64_t s0, int64_t s1) {
-    // 64-byte aligned scratch
-    float* raw = scratch(bytes / 4 + 16);
-    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + 63) & ~uintptr_t(63));
-    for (int64_t s = s0; s < s1; ++s)
-      f.gemm(w, rows, M, s * sr, std::min(w.N, (s + 1) * sr), bias, out, aligned);
-  });
+  const FastKernels* fs[1] = {&f};
+  const WeightView* ws[1] = {&w};
+  gemm_strips(fs, ws, 1, QuantRows{q, blocks * kQBlock, scale, ssum, total, x, K}, M, &bias, &out, threads);
 }
 
 }  // namespace
@@ -255,11 +275,14 @@ void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t 
   if (M <= 0 || count <= 0) return;
   const int64_t K = ws[0]->K;
   const FastKernels* f[kMaxGroup];
-  bool together = !exact && M <= kFastGemvMaxM && count <= kMaxGroup;
+  const bool tiled = M > kFastGemvMaxM;
+  bool together = !exact && count <= kMaxGroup;
   int64_t rows = 0;
   for (int i = 0; together && i < count; ++i) {
     f[i] = select_fast(*ws[i]);
-    together = f[i] && f[i]->permuted == f[0]->permuted && ws[i]->K == K;
+    together = f[i] && ws[i]->K == K &&
+               (tiled ? f[i]->gemm && f[i]->gemm_unsigned == f[0]->gemm_unsigned
+                      : f[i]->permuted == f[0]->permuted);
     rows += ws[i]->N;
   }
   if (!together) {
@@ -267,6 +290,12 @@ void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t 
     return;
   }
   threads = threads_for(threads, M * rows * K);
+  if (tiled) {  // a prefill: the activations quantized once, every weight's strips in one dispatch
+    const QuantizedX qx = quantize_x(x, M, K, false, f[0]->gemm_unsigned, threads);
+    gemm_strips(f, ws, count, QuantRows{qx.q, qx.blocks * kQBlock, qx.scale, qx.ssum, qx.total, x, K}, M, bias,
+                out, threads);
+    return;
+  }
   const QuantizedX qx = quantize_x(x, M, K, f[0]->permuted, false, threads);
   QuantRow qr[kFastMaxM];
   quant_rows(qx, x, M, K, qr);

@@ -155,11 +155,13 @@ const RowKernels* avx512_kernels(const WeightView& w);
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
           int threads, bool exact = true);
 // Weights of the same K on one x (q/k/v, gate/up): out[i] = x @ ws[i].T (+ bias[i]), each [M,
-// N_i]. A decode step on the int8 path (exact = false, M <= kFastGemvMaxM, count <= kMaxGroup,
-// every weight with such kernels in the same column order) quantizes x once and splits all the
-// weights' rows together over the threads, one dispatch instead of `count`: small layers stream
-// below the memory bandwidth (SmolLM2's 192 x 576 k/v at ~40 %); otherwise one gemm each. The
-// results equal `count` gemm calls bit for bit.
+// N_i]. On the int8 path (exact = false, count <= kMaxGroup, every weight with such kernels in
+// the same column order, or for a prefill with a GEMM taking the same activations) x is quantized
+// once and all the weights' rows (a decode step) or strips (a prefill) are split together over
+// the threads, one dispatch instead of `count`: small layers stream below the memory bandwidth
+// (SmolLM2's 192 x 576 k/v at ~40 %), and small GEMMs scale poorly over threads (MiniLM's 384 x
+// 384 q/k/v: 1.4x on 2); otherwise one gemm each. The results equal `count` gemm calls bit for
+// bit.
 constexpr int kMaxGroup = 8;
 void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t M,
                 const float* const* bias, float* const* out, int threads, bool exact);
