@@ -680,3 +680,50 @@ def test_fast_same_for_every_thread_count(m):
             err = np.abs(outs[0] - want)
             # loose: the tables' int8 rounding is covered by test_fast_lut4_within_the_rounding_bound
             assert np.all(err <= 2e-2 * (np.abs(x).astype(np.float64) @ np.abs(W64).T)), p.format
+
+
+@pytest.mark.parametrize("simd", [True, False], ids=["simd", "portable"])
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "fast"])
+def test_residual_and_activation_epilogue_equal_the_separate_ops(simd, exact):
+    """gemm(..., residual=r, act=a) on every path (decode rows, the int8 GEMM's strips, the exact
+    tiles and the AVX-512 float GEMM; 1 and 2 threads): bit for bit the layer, then + r, then the
+    activation as _native.activation computes it."""
+    _native.set_simd(simd)
+    try:
+        rng = np.random.default_rng(21)
+        n, k = 70, 96
+        layers = [PackedLinear.dense(rng.standard_normal((n, k)).astype(np.float32)),
+                  quantized(rng, n, k, "int8", (n, 1), np.float32, None)[0],
+                  quantized(rng, n, k, "int4", (n, k // 32), np.float16, None)[0],
+                  palettized(rng, n, k, 4, (1, 1), np.float32, False)[0]]
+        bias = rng.standard_normal(n).astype(np.float32)
+        for p in layers:
+            for m in (1, 3, 5, 40):
+                x = rng.standard_normal((m, k)).astype(np.float32)
+                r = rng.standard_normal((m, n)).astype(np.float32)
+                for threads in (1, 2):
+                    base = np.empty((m, n), np.float32)
+                    p.gemm(x, base, bias, threads, exact)
+                    for act in (None, "gelu", "silu"):
+                        for res in (None, r):
+                            want = base + res if res is not None else base.copy()
+                            if act:
+                                _native.activation(act, want.copy(), want, 1, exact=exact)
+                            got = np.empty((m, n), np.float32)
+                            p.gemm(x, got, bias, threads, exact, residual=res, act=act)
+                            np.testing.assert_array_equal(got, want, err_msg=f"{p.format} m={m} {act} {res is not None}")
+    finally:
+        _native.set_simd(True)
+
+
+def test_bad_epilogue_arguments_raise():
+    p = PackedLinear.dense(np.ones((4, 8), np.float32))
+    x, out = np.ones((2, 8), np.float32), np.empty((2, 4), np.float32)
+    with pytest.raises(ValueError, match="residual must have shape"):
+        p.gemm(x, out, residual=np.ones((2, 5), np.float32))
+    with pytest.raises(TypeError, match="residual"):
+        p.gemm(x, out, residual=np.ones((2, 4), np.float64))
+    with pytest.raises(ValueError, match="act must be"):
+        p.gemm(x, out, act="relu")
+    with pytest.raises(ValueError, match="residual"):
+        p.gemm(x, out, residual=out)  # overlapping the output

@@ -21,7 +21,7 @@ NATIVE = ROOT / "src" / "native"
 DRIVER = Path(__file__).resolve().parent / "neon" / "linear_neon_test.cpp"
 SOURCES = [DRIVER] + [NATIVE / p for p in (
     "core/cpu.cpp", "core/pool.cpp", "kernels/linear/linear.cpp", "kernels/linear/generic.cpp",
-    "kernels/linear/arm_neon.cpp")]
+    "kernels/linear/arm_neon.cpp", "kernels/activation/activation.cpp")]  # (the layers' epilogues)
 DOTPROD = NATIVE / "kernels/linear/arm_dotprod.cpp"  # compiled with +dotprod alone, like CMake
 FLAGS = ["-O2", "-std=c++17", f"-I{NATIVE}", "-DPOCKETML_HAVE_NEON_KERNELS=1",
          "-ffp-contract=fast", "-pthread"]

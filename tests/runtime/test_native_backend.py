@@ -584,7 +584,8 @@ def test_linears_sharing_an_input_run_as_one_step(spec):
     fast = pm.Model(nat.program, nat.metadata, backend="native")  # the int8 path
     steps = nat.plan_summary().steps
     linears = [s.kernel for s in steps if s.op_type == "linear"]
-    assert len(linears) == 2 and linears[0].endswith(" x5"), linears  # the group, then down
+    assert len(linears) == 1 and linears[0].endswith(" x5"), linears  # the group
+    assert [s.kernel.endswith("+add") for s in steps if s.op_type == "add"] == [True]  # down, the residual
     for model in (nat, fast):
         for t in (1, 2, 5, 40):  # decode rows, prefills (register blocks of 6 rows and the rest)
             x = np.random.default_rng(t).standard_normal((1, t, 64)).astype(np.float32)
@@ -592,3 +593,43 @@ def test_linears_sharing_an_input_run_as_one_step(spec):
             separate = model._executor.run([x], observe=lambda *a: None)[0]  # the Python loop
             np.testing.assert_array_equal(got, separate)
             assert_close(got, run(ref, {"x": x}), rtol=3e-2)
+
+
+class Epilogues(torch.nn.Module):
+    """A BERT block's tail: a linear then gelu, a linear then a residual add; one linear read
+    twice and one added to a broadcast value, which stay separate steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(32, 64), torch.nn.Linear(64, 32)
+        self.gate, self.side = torch.nn.Linear(32, 32), torch.nn.Linear(32, 32)
+        self.b = torch.nn.Parameter(torch.randn(32))
+
+    def forward(self, x):
+        h = self.down(torch.nn.functional.gelu(self.up(x))) + x
+        g = torch.nn.functional.silu(self.gate(h))
+        s = self.side(g)
+        return s * s + (self.side(h) + self.b) + g
+
+
+@pytest.mark.skipif(not REAL, reason="needs the built extension (epilogues)")
+@pytest.mark.parametrize("spec", [None, pm.Quantize("int8")], ids=["float", "int8"])
+def test_linear_epilogues_fuse_the_activation_or_residual_after_a_layer(spec):
+    torch.manual_seed(5)
+    m = pm.convert(Epilogues().eval(), (torch.randn(1, 3, 32),), input_names=["x"],
+                   dynamic_shapes={"x": {1: torch.export.Dim("seq", min=1, max=64)}})
+    if spec is not None:
+        m = compressed(m, spec)
+    nat, ref = both(m)
+    fast = pm.Model(nat.program, nat.metadata, backend="native")
+    kernels = [(s.op_type, s.kernel.split(":")[-1].split("+")[-1]) for s in nat.plan_summary().steps
+               if s.kernel.startswith("native:") and ("+" in s.kernel or s.op_type == "linear")]
+    # up+gelu, down+add, gate+silu; side (read twice) and side(h) (added to a broadcast bias) plain
+    assert kernels.count(("gelu", "gelu")) == 1 and kernels.count(("add", "add")) == 1, kernels
+    assert kernels.count(("silu", "silu")) == 1 and sum(k[0] == "linear" for k in kernels) == 2, kernels
+    for model in (nat, fast):
+        for t in (1, 3, 40):
+            x = np.random.default_rng(t).standard_normal((1, t, 32)).astype(np.float32)
+            got = run(model, {"x": x})
+            np.testing.assert_array_equal(got, model._executor.run([x], observe=lambda *a: None)[0])
+            assert_close(got, run(ref, {"x": x}), rtol=1e-5 if model is nat and spec is None else 3e-2)

@@ -292,7 +292,7 @@ struct PackedLinear {
   }
 
   void gemm(const Array& x, OutArray out, const std::optional<Array>& bias, int threads,
-            bool exact) const {
+            bool exact, const std::optional<Array>& residual, const std::optional<std::string>& act) const {
     check_array(x, "x", 2, {ScalarType::F32}, "float32");
     if (static_cast<int64_t>(x.shape(1)) != w.K)
       value_error("x must have shape [M, " + std::to_string(w.K) + "], got " + shape_of(x));
@@ -308,10 +308,25 @@ struct PackedLinear {
       b = static_cast<const float*>(bias->data());
     }
     if (threads < 0) value_error("threads must be >= 0 (0: default), got " + std::to_string(threads));
+    linear::Epilogue ep;
+    ep.act_exact = exact;
+    if (residual) {
+      check_array(*residual, "residual", 2, {ScalarType::F32}, "float32");
+      if (static_cast<int64_t>(residual->shape(0)) != M || static_cast<int64_t>(residual->shape(1)) != w.N)
+        value_error("residual must have shape [" + std::to_string(M) + ", " + std::to_string(w.N) + "], got " +
+                    shape_of(*residual));
+      check_disjoint(out.data(), out.nbytes(), residual->data(), residual->nbytes(), "residual");
+      ep.residual = static_cast<const float*>(residual->data());
+    }
+    if (act) {
+      if (*act != "gelu" && *act != "silu") value_error("act must be None, 'gelu' or 'silu', got '" + *act + "'");
+      ep.has_act = true;
+      ep.act = *act == "gelu" ? activation::Kind::GeluErf : activation::Kind::Silu;
+    }
     const float* xp = static_cast<const float*>(x.data());
     float* op = static_cast<float*>(out.data());
     nb::gil_scoped_release release;
-    linear::gemm(w, xp, M, b, op, threads, exact);
+    linear::gemm(w, xp, M, b, op, threads, exact, residual || act ? &ep : nullptr);
   }
 
   void rows(const Array& ids, OutArray out, int threads) const {
@@ -373,10 +388,13 @@ mask: uint8 flat, at least ceil(N*K/8) bytes, 1 bit per element LSB-first over t
 [N, K] (formats.sparse); values: a PackedLinear of shape [1, nnz] (dense, quantized or
 palettized: the joint modes), nnz the mask's set bits (checked).)doc")
       .def("gemm", &PackedLinear::gemm, "x"_a, "out"_a, "bias"_a = nb::none(), "threads"_a = 0,
-           "exact"_a = true,
+           "exact"_a = true, "residual"_a = nb::none(), "act"_a = nb::none(),
            R"doc(out[:] = x @ W.T (+ bias): x float32 [M, K], out float32 [M, N] (preallocated,
 both C-contiguous, not overlapping), bias None or float32 [N]; threads 0: default_threads().
-Computed in float32 without materialising W; the GIL is released.
+Computed in float32 without materialising W; the GIL is released. residual (float32 [M, N],
+C-contiguous, not overlapping out) is then added and act ('gelu' erf form, 'silu'; exact as for
+the layer, see _native.activation) applied, block by block while in cache: bit for bit the
+separate add and activation.
 
 exact=False (any M, AVX2; int8/uint8 and int4/uint4 codes with parameters per row or per
 groups of a multiple of 32 columns, 4-bit LUTs with one table per group of rows): each row of x

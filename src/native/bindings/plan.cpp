@@ -214,6 +214,14 @@ struct Program {
         if (!st.weight) type_error("weight must be a PackedLinear");
         keep.push_back(w);
         st.exact = p.contains("exact") ? nb::cast<bool>(p["exact"]) : true;
+        if (kind == "linear" && p.contains("act") && !p["act"].is_none()) {
+          const std::string act = nb::cast<std::string>(p["act"]);
+          if (act != "gelu" && act != "silu") value_error("linear act must be 'gelu' or 'silu', got '" + act + "'");
+          st.linear_act = true;
+          st.act = act == "gelu" ? activation::Kind::GeluErf : activation::Kind::Silu;
+        }
+        st.residual = kind == "linear" && p.contains("residual") && nb::cast<bool>(p["residual"]);
+        if (st.residual) need(4);
       } else if (kind == "linear_group") {
         st.kind = plan::Kind::LinearGroup;
         nb::list ws = nb::cast<nb::list>(p["weights"]);

@@ -68,7 +68,21 @@ bool linear_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threa
   const Tensor x = contiguous(x0, pool);
   Tensor out = like(pool, x, w.N);
   const int64_t M = w.K ? x.numel() / w.K : 0;
-  if (M > 0) linear::gemm(w, x.as<const float>(), M, bias, out.as<float>(), threads, s.exact);
+  linear::Epilogue ep;
+  Tensor r;
+  if (s.residual) {  // the same shape as the output
+    if (a.size() < 4 || !is_f32(a[3]) || a[3].rank != out.rank) return false;
+    for (int i = 0; i < out.rank; ++i)
+      if (a[3].shape[i] != out.shape[i]) return false;
+    r = contiguous(a[3], pool);
+    ep.residual = r.as<const float>();
+  }
+  ep.has_act = s.linear_act;
+  ep.act = s.act;
+  ep.act_exact = s.exact;
+  const bool any = s.residual || s.linear_act;
+  if (M > 0)
+    linear::gemm(w, x.as<const float>(), M, bias, out.as<float>(), threads, s.exact, any ? &ep : nullptr);
   outs.push_back(std::move(out));
   return true;
 }

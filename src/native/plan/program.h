@@ -69,8 +69,10 @@ struct Step {
   double eps = 0.0;                    // norms
   double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E)
   bool causal = false;                 // Sdpa
-  activation::Kind act = activation::Kind::Silu;
+  activation::Kind act = activation::Kind::Silu;  // Activation; Linear where linear_act
   bool gated = false;
+  bool linear_act = false;  // Linear: its outputs through act (exact: of the activation too)
+  bool residual = false;    // Linear: plus its input 3 (linear::Epilogue)
   elementwise::BinaryOp op = elementwise::BinaryOp::Add;
   elementwise::UnaryOp unary = elementwise::UnaryOp::Neg;
   DType dtype = DType::Other;   // Arange, Cast: the output's

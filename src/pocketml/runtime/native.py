@@ -84,22 +84,38 @@ def resolve_threads(threads: int | None) -> int:
 
 
 class FusedLinear:
-    """linear(x, W, bias) with W packed: x [..., K] -> [..., N]."""
-    __slots__ = ("packed", "n", "threads", "exact", "keep")  # keep: the arrays `packed` borrows
+    """linear(x, W, bias) with W packed: x [..., K] -> [..., N]; with `residual`, args[3] (of the
+    output's shape) is added, then `act` ("gelu", "silu" or None) applied, block by block as the
+    kernel computes them (a graph's add / activation after the layer, fused: `_fuse_epilogues`)."""
+    __slots__ = ("packed", "n", "threads", "exact", "keep", "act", "residual")  # keep: arrays `packed` borrows
 
-    def __init__(self, packed, n: int, threads: int, exact: bool, keep):
+    def __init__(self, packed, n: int, threads: int, exact: bool, keep, act: str | None = None,
+                 residual: bool = False):
         self.packed, self.n, self.threads, self.exact, self.keep = packed, n, threads, exact, keep
+        self.act, self.residual = act, residual
 
     def __call__(self, args, attrs):
         x = args[0]
         bias = args[2] if len(args) > 2 else None
         x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]), dtype=np.float32)
         out = np.empty((x2.shape[0], self.n), np.float32)
+        shape = (*x.shape[:-1], self.n)
+        r = None
+        if self.residual:
+            r = args[3]
+            if r.dtype != np.float32 or r.shape != shape:  # as the add op would: broadcast, promote
+                y = FusedLinear(self.packed, self.n, self.threads, self.exact, self.keep)(args[:3], attrs)[0]
+                y = registry.get("add").compute([y, r], {})[0]
+                return [self._act(y)] if self.act else [y]
+            r = np.ascontiguousarray(r.reshape(-1, self.n))
         if x2.shape[0]:
             if bias is not None:
                 bias = np.ascontiguousarray(bias, dtype=np.float32)
-            self.packed.gemm(x2, out, bias, self.threads, self.exact)
-        return [out.reshape(*x.shape[:-1], self.n)]
+            self.packed.gemm(x2, out, bias, self.threads, self.exact, residual=r, act=self.act)
+        return [out.reshape(shape)]
+
+    def _act(self, y):
+        return FusedActivation(self.act, self.threads, exact=self.exact)([y], {"approximate": "none"})[0]
 
 
 class FusedLinearGroup:
@@ -362,6 +378,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
     _fuse_ops(ops, kernels, threads, chain_ops, exact)
+    _fuse_epilogues(ops, kernels, chain_ops, function)
     if not chain_ops:
         return _group_linears(ops, kernels), kernels
     # drop the chain ops nothing reads any more (walking back: users come after producers)
@@ -379,6 +396,55 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
             continue
         kept.append(op)
     return _group_linears(kept[::-1], kernels), kernels
+
+
+def _fuse_epilogues(ops: list[Op], kernels: dict, fused: set, function: Function) -> None:
+    """A packed linear whose output only a float32 `gelu`/`silu` (erf form, not gated) or an `add`
+    of a same-typed value reads computes it in its kernel (`FusedLinear.act` / `.residual`),
+    block by block while in cache: the kernel moves to that op, the linear op goes into `fused`.
+    Equal bit for bit to the separate ops."""
+    types = {v.name: v.type for op in ops for v in op.outputs}
+    types.update((v.name, v.type) for v in function.inputs)
+    readers: dict[str, list[Op]] = {}
+    for op in ops:
+        k = kernels.get(id(op))
+        for n in (k.inputs if k is not None else op.inputs):
+            if n is not None:
+                readers.setdefault(n, []).append(op)
+    outputs = set(function.outputs)
+    position = {id(op): i for i, op in enumerate(ops)}
+    writes = [i for i, op in enumerate(ops) if op.type in ("write_state", "update_state_slice")]
+    for op in ops:
+        k = kernels.get(id(op))
+        if op.type != "linear" or k is None or type(k.compute) is not FusedLinear or id(op) in fused:
+            continue
+        y = op.outputs[0]
+        users = readers.get(y.name, [])
+        if len(users) != 1 or y.name in outputs:
+            continue
+        user = users[0]
+        # the layer then runs at the user's place: no state written in between (its input may
+        # be a view of one)
+        if any(position[id(op)] < i < position[id(user)] for i in writes):
+            continue
+        uk = kernels.get(id(user))
+        f = k.compute
+        if (uk is not None and isinstance(uk.compute, FusedActivation) and not uk.compute.gated
+                and user.outputs[0].type == y.type):
+            fl = FusedLinear(f.packed, f.n, f.threads, f.exact, f.keep, act=uk.compute.name)
+            kernels[id(user)] = Kernel(fl, f"{k.name}+{uk.compute.name}", list(k.inputs))
+        elif (user.type == "add" and uk is None and len(user.inputs) == 2 and user.inputs[0] != user.inputs[1]
+              and user.outputs[0].type == y.type):
+            other = user.inputs[1] if user.inputs[0] == y.name else user.inputs[0]
+            if types.get(other) != y.type:
+                continue
+            bias = k.inputs[2] if len(k.inputs) > 2 else None
+            fl = FusedLinear(f.packed, f.n, f.threads, f.exact, f.keep, residual=True)
+            kernels[id(user)] = Kernel(fl, f"{k.name}+add", [k.inputs[0], None, bias, other])
+        else:
+            continue
+        del kernels[id(op)]
+        fused.add(id(op))
 
 
 _MAX_GROUP = 8  # linear::kMaxGroup

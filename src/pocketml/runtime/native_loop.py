@@ -136,7 +136,7 @@ class NativeLoop:
     def _kind(self, step: Step) -> tuple[str, dict]:
         c, attrs = step.compute, step.attrs
         if isinstance(c, native.FusedLinear):
-            return "linear", {"weight": c.packed, "exact": c.exact}
+            return "linear", {"weight": c.packed, "exact": c.exact, "act": c.act, "residual": c.residual}
         if isinstance(c, native.FusedLinearGroup):
             return "linear_group", {"weights": [f.packed for f in c.linears], "exact": c.linears[0].exact}
         if isinstance(c, native.FusedEmbedding):

@@ -42,7 +42,30 @@ void run(const float* x, float* out, int64_t n, int threads, const float* mul, b
                [&](int64_t b, int64_t e) { body(b, e); });
 }
 
+using RowFn = void (*)(const float* x, float* out, int64_t n, const float* mul);
+
+template <double (*F)(double)>
+void portable(const float* x, float* out, int64_t n, const float*) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(F(static_cast<double>(x[i])));
+}
+
+RowFn row_fn(Kind kind, bool exact) {
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+  if (use_avx2()) {
+    if (kind == Kind::Silu) return exact ? silu_avx2 : silu_fast_avx2;
+    return exact ? gelu_avx2 : gelu_fast_avx2;
+  }
+#endif
+  (void)exact;
+  return kind == Kind::Silu ? portable<silu> : portable<gelu_erf>;
+}
+
 }  // namespace
+
+void apply_rows(Kind kind, float* x, int64_t ld, int64_t rows, int64_t cols, bool exact) {
+  const RowFn f = row_fn(kind, exact);
+  for (int64_t r = 0; r < rows; ++r) f(x + r * ld, x + r * ld, cols, nullptr);
+}
 
 void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul, bool exact) {
   switch (kind) {

@@ -22,6 +22,10 @@ enum class Kind { GeluErf, Silu };
 void apply(Kind kind, const float* x, float* out, int64_t n, int threads, const float* mul = nullptr,
            bool exact = true);
 
+// In place on rows [0, rows) x [0, cols) of a matrix with rows ld floats apart, on the calling
+// thread: the same values as apply (a layer's epilogue, kernels/linear).
+void apply_rows(Kind kind, float* x, int64_t ld, int64_t rows, int64_t cols, bool exact);
+
 // x86_avx2.cpp: silu / gelu [* mul] of n values, vectorised (called after run-time detection)
 void silu_avx2(const float* x, float* out, int64_t n, const float* mul);
 void gelu_avx2(const float* x, float* out, int64_t n, const float* mul);

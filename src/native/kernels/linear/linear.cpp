@@ -67,6 +67,22 @@ int threads_for(int threads, int64_t work) {
   return work < kMinParallelWork ? 1 : threads;
 }
 
+}  // namespace
+
+void finish(const Epilogue* ep, float* out, int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (ep == nullptr || n0 >= n1) return;
+  for (int64_t m = m0; m < m1; ++m) {
+    float* o = out + m * N + n0;
+    if (ep->residual) {
+      const float* r = ep->residual + m * N + n0;
+      for (int64_t n = 0; n < n1 - n0; ++n) o[n] += r[n];
+    }
+  }
+  if (ep->has_act) activation::apply_rows(ep->act, out + m0 * N + n0, N, m1 - m0, n1 - n0, ep->act_exact);
+}
+
+namespace {
+
 // Per-thread scratch (the decoded tile), kept between calls.
 float* scratch(int64_t n) {
   thread_local std::vector<float> buf;
@@ -161,7 +177,7 @@ void quant_rows(const QuantizedX& qx, const float* x, int64_t M, int64_t K, Quan
 // The GEMM of the int8 path for `count` weights of the same K (a group reading one activation:
 // q/k/v), their strips one after the other in one dispatch over the threads.
 void gemm_strips(const FastKernels* const* f, const WeightView* const* w, int count, const QuantRows& rows,
-                 int64_t M, const float* const* bias, float* const* out, int threads) {
+                 int64_t M, const float* const* bias, float* const* out, int threads, const Epilogue* ep) {
   int64_t total = 0, bytes = 0;
   for (int i = 0; i < count; ++i) {
     const int64_t sr = f[i]->strip_rows;
@@ -178,7 +194,9 @@ void gemm_strips(const FastKernels* const* f, const WeightView* const* w, int co
       const int64_t sr = f[i]->strip_rows, n = (w[i]->N + sr - 1) / sr;
       for (int64_t s = std::max(s0, base); s < std::min(s1, base + n); ++s) {
         const int64_t n0 = (s - base) * sr;
-        f[i]->gemm(*w[i], rows, M, n0, std::min(w[i]->N, n0 + sr), bias[i], out[i], aligned);
+        const int64_t n1 = std::min(w[i]->N, n0 + sr);
+        f[i]->gemm(*w[i], rows, M, n0, n1, bias[i], out[i], aligned);
+        finish(ep, out[i], w[i]->N, 0, M, n0, n1);  // (a group has none)
       }
       base += n;
     }
@@ -188,7 +206,7 @@ void gemm_strips(const FastKernels* const* f, const WeightView* const* w, int co
 // The int8-activation path: x quantized once (K floats per row; over the threads for a
 // prefill), then the rows of W in chunks over the threads.
 void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_t M,
-               const float* bias, float* out, int threads) {
+               const float* bias, float* out, int threads, const Epilogue* ep) {
   const int64_t K = w.K;
   const bool tiled = M > kFastGemvMaxM && f.gemm;
   const bool permuted = tiled ? false : f.permuted, offset = tiled && f.gemm_unsigned;
@@ -201,24 +219,26 @@ void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_
     quant_rows(qx, x, M, K, rows);
     parallel_for(w.N, fast_grain(w.N, threads), threads, [&](int64_t n0, int64_t n1) {
       f.gemv(w, rows, M, n0, n1, bias, out);
+      finish(ep, out, w.N, 0, M, n0, n1);
     });
     return;
   }
   const FastKernels* fs[1] = {&f};
   const WeightView* ws[1] = {&w};
-  gemm_strips(fs, ws, 1, QuantRows{q, blocks * kQBlock, scale, ssum, total, x, K}, M, &bias, &out, threads);
+  gemm_strips(fs, ws, 1, QuantRows{q, blocks * kQBlock, scale, ssum, total, x, K}, M, &bias, &out, threads,
+              ep);
 }
 
 }  // namespace
 
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
-          int threads, bool exact) {
+          int threads, bool exact, const Epilogue* ep) {
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N <= 0) return;
   if (!exact) {
     const FastKernels* f = select_fast(w);
     if (f && (f->gemm || M <= kFastMaxM)) {
-      gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K));
+      gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K), ep);
       return;
     }
   }
@@ -241,12 +261,13 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
                                                    (kChunksPerThread * threads));
     parallel_for(N, grain, threads, [&](int64_t n0, int64_t n1) {
       kern.rows->gemv(w, xp, n0, n1, bias, out);
+      finish(ep, out, N, 0, 1, n0, n1);
     });
     return;
   }
 #if defined(POCKETML_HAVE_AVX512_KERNELS)
   if (use_avx512vnni() && M >= kAvx512GemmMinM) {
-    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads);
+    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads, ep);
     return;
   }
 #endif
@@ -266,6 +287,7 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
           std::fill(o, o + rows, 0.0f);
       }
       kern.tile(xp, kp, M, tile, kp, rows, kp, out + n0, N, work);
+      finish(ep, out, N, 0, M, n0, n1);
     }
   });
 }
@@ -293,7 +315,7 @@ void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t 
   if (tiled) {  // a prefill: the activations quantized once, every weight's strips in one dispatch
     const QuantizedX qx = quantize_x(x, M, K, false, f[0]->gemm_unsigned, threads);
     gemm_strips(f, ws, count, QuantRows{qx.q, qx.blocks * kQBlock, qx.scale, qx.ssum, qx.total, x, K}, M, bias,
-                out, threads);
+                out, threads, nullptr);
     return;
   }
   const QuantizedX qx = quantize_x(x, M, K, f[0]->permuted, false, threads);

@@ -15,9 +15,24 @@
 #include <cstdint>
 
 #include "formats/weights.h"
+#include "kernels/activation/activation.h"
 
 namespace pocketml {
 namespace linear {
+
+// What a layer's outputs go through before anything else reads them, applied to each block of
+// outputs as soon as it is computed, while it is in cache (a graph's `add` of a residual and its
+// `gelu`/`silu` after the layer, as one step): out += residual (float32 [M, N], C-contiguous,
+// not overlapping out), then the activation (kernels/activation, `act_exact` as there). Equal bit
+// for bit to the separate ops.
+struct Epilogue {
+  const float* residual = nullptr;
+  bool has_act = false;
+  activation::Kind act = activation::Kind::GeluErf;
+  bool act_exact = true;
+};
+// ep over the block [m0, m1) x [n0, n1) of out [M, N]
+void finish(const Epilogue* ep, float* out, int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 constexpr int64_t kStripRows = 16;  // weight rows decoded into a tile at once (gemm)
 constexpr int64_t kTileAlign = 8;   // tile rows and prepared activations padded to this
@@ -143,7 +158,7 @@ const FastKernels* avx512vbmi_fast_kernels(const WeightView& w);
 // (+ bias), x prepared for kern (see prepare_x) with rows ldx floats apart.
 constexpr int64_t kAvx512GemmMinM = 2;
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
-                 int64_t M, const float* bias, float* out, int threads);
+                 int64_t M, const float* bias, float* out, int threads, const Epilogue* ep);
 // The AVX-512 exact kernels of w's format where it has them (Sparse: each row's kept values
 // expanded into place by the mask, vexpandps), else null.
 const RowKernels* avx512_kernels(const WeightView& w);
@@ -151,9 +166,10 @@ const RowKernels* avx512_kernels(const WeightView& w);
 // linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
 // or null; threads 0: default. Shapes are trusted: the bindings validate them.
 // exact = false: the int8-activation path where the format and instruction set have one
-// (activations rounded to int8 per block of 32: approximate), else exact.
+// (activations rounded to int8 per block of 32: approximate), else exact. ep: null or applied to
+// every output.
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
-          int threads, bool exact = true);
+          int threads, bool exact = true, const Epilogue* ep = nullptr);
 // Weights of the same K on one x (q/k/v, gate/up): out[i] = x @ ws[i].T (+ bias[i]), each [M,
 // N_i]. On the int8 path (exact = false, count <= kMaxGroup, every weight with such kernels in
 // the same column order, or for a prefill with a GEMM taking the same activations) x is quantized
