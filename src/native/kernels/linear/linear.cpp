@@ -83,6 +83,13 @@ void finish(const Epilogue* ep, float* out, int64_t N, int64_t m0, int64_t m1, i
 
 namespace {
 
+// ep over every row of out [M, N], rows over the threads.
+void finish_rows(const Epilogue* ep, float* out, int64_t M, int64_t N, int threads) {
+  if (ep == nullptr) return;
+  parallel_for(M, std::max<int64_t>(1, (M + 2 * threads - 1) / (2 * std::max(threads, 1))), threads,
+               [&](int64_t m0, int64_t m1) { finish(ep, out, N, m0, m1, 0, N); });
+}
+
 // Per-thread scratch (the decoded tile), kept between calls.
 float* scratch(int64_t n) {
   thread_local std::vector<float> buf;
@@ -177,7 +184,7 @@ void quant_rows(const QuantizedX& qx, const float* x, int64_t M, int64_t K, Quan
 // The GEMM of the int8 path for `count` weights of the same K (a group reading one activation:
 // q/k/v), their strips one after the other in one dispatch over the threads.
 void gemm_strips(const FastKernels* const* f, const WeightView* const* w, int count, const QuantRows& rows,
-                 int64_t M, const float* const* bias, float* const* out, int threads, const Epilogue* ep) {
+                 int64_t M, const float* const* bias, float* const* out, int threads) {
   int64_t total = 0, bytes = 0;
   for (int i = 0; i < count; ++i) {
     const int64_t sr = f[i]->strip_rows;
@@ -196,7 +203,6 @@ void gemm_strips(const FastKernels* const* f, const WeightView* const* w, int co
         const int64_t n0 = (s - base) * sr;
         const int64_t n1 = std::min(w[i]->N, n0 + sr);
         f[i]->gemm(*w[i], rows, M, n0, n1, bias[i], out[i], aligned);
-        finish(ep, out[i], w[i]->N, 0, M, n0, n1);  // (a group has none)
       }
       base += n;
     }
@@ -225,8 +231,7 @@ void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_
   }
   const FastKernels* fs[1] = {&f};
   const WeightView* ws[1] = {&w};
-  gemm_strips(fs, ws, 1, QuantRows{q, blocks * kQBlock, scale, ssum, total, x, K}, M, &bias, &out, threads,
-              ep);
+  gemm_strips(fs, ws, 1, QuantRows{q, blocks * kQBlock, scale, ssum, total, x, K}, M, &bias, &out, threads);
 }
 
 }  // namespace
@@ -235,10 +240,17 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
           int threads, bool exact, const Epilogue* ep) {
   const int64_t N = w.N, K = w.K;
   if (M <= 0 || N <= 0) return;
+  // The epilogue: decode rows finish each chunk of the weight's rows as it is computed; a
+  // prefill's outputs in one pass after, rows over the threads (finishing each strip's blocks in
+  // the GEMM kernels measured slower: the activation is compute-bound, and a strip's residual
+  // columns are read 128 bytes per row).
   if (!exact) {
     const FastKernels* f = select_fast(w);
     if (f && (f->gemm || M <= kFastMaxM)) {
-      gemm_fast(*f, w, x, M, bias, out, threads_for(threads, M * N * K), ep);
+      const bool tiled = M > kFastGemvMaxM && f->gemm;
+      threads = threads_for(threads, M * N * K);
+      gemm_fast(*f, w, x, M, bias, out, threads, tiled ? nullptr : ep);
+      if (tiled) finish_rows(ep, out, M, N, threads);
       return;
     }
   }
@@ -267,7 +279,8 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
   }
 #if defined(POCKETML_HAVE_AVX512_KERNELS)
   if (use_avx512vnni() && M >= kAvx512GemmMinM) {
-    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads, ep);
+    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads);
+    finish_rows(ep, out, M, N, threads);
     return;
   }
 #endif
@@ -287,9 +300,9 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
           std::fill(o, o + rows, 0.0f);
       }
       kern.tile(xp, kp, M, tile, kp, rows, kp, out + n0, N, work);
-      finish(ep, out, N, 0, M, n0, n1);
     }
   });
+  finish_rows(ep, out, M, N, threads);
 }
 
 void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t M,
@@ -315,7 +328,7 @@ void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t 
   if (tiled) {  // a prefill: the activations quantized once, every weight's strips in one dispatch
     const QuantizedX qx = quantize_x(x, M, K, false, f[0]->gemm_unsigned, threads);
     gemm_strips(f, ws, count, QuantRows{qx.q, qx.blocks * kQBlock, qx.scale, qx.ssum, qx.total, x, K}, M, bias,
-                out, threads, nullptr);
+                out, threads);
     return;
   }
   const QuantizedX qx = quantize_x(x, M, K, f[0]->permuted, false, threads);

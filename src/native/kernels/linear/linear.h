@@ -158,7 +158,7 @@ const FastKernels* avx512vbmi_fast_kernels(const WeightView& w);
 // (+ bias), x prepared for kern (see prepare_x) with rows ldx floats apart.
 constexpr int64_t kAvx512GemmMinM = 2;
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
-                 int64_t M, const float* bias, float* out, int threads, const Epilogue* ep);
+                 int64_t M, const float* bias, float* out, int threads);
 // The AVX-512 exact kernels of w's format where it has them (Sparse: each row's kept values
 // expanded into place by the mask, vexpandps), else null.
 const RowKernels* avx512_kernels(const WeightView& w);

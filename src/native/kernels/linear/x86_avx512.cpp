@@ -244,7 +244,7 @@ const RowKernels* avx512_kernels(const WeightView& w) {
 }
 
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
-                 int64_t M, const float* bias, float* out, int threads, const Epilogue* ep) {
+                 int64_t M, const float* bias, float* out, int threads) {
   const int64_t N = w.N, K = w.K;
   const bool direct = w.kind == WeightKind::F32;  // rows read straight from W
   const int64_t ldt = (K + kTileAlign - 1) / kTileAlign * kTileAlign;
@@ -277,7 +277,6 @@ void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, in
           micro_rows(std::min(kMR, m1 - m), x + m * ldx + k0, ldx, panel, kc, out + m * N + n0, N,
                      cols, k0 == 0, bn);
       }
-      finish(ep, out, N, m0, m1, n0, n0 + cols);
     }
   });
 }
