@@ -1,6 +1,6 @@
 """The small steps of a decode step in the C++ loop (`_native.Program`): arange with symbolic bounds,
-cast, concat and float32 unary math (a rotary embedding's cos/sin tables), against their NumPy
-references: bit for bit (cos/sin/exp within an ulp), and the fallback where a kernel does not take
+cast, concat, float32 unary math (a rotary embedding's cos/sin tables) and sums (an encoder's
+mean pooling), against their NumPy references: bit for bit (cos/sin/exp within an ulp), and the fallback where a kernel does not take
 its arguments."""
 from __future__ import annotations
 
@@ -226,6 +226,43 @@ def test_unary_of_other_dtypes_goes_to_the_reference():
     got, calls = one_step("unary", {"op": "neg"}, [i], op="neg")
     assert calls == 1
     assert_same(got, -i)
+
+
+# -- reduce_sum ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,axes", [((4, 128, 384), [1]), ((3, 5, 7), [-1]), ((3, 5, 7), [0]), ((3, 5, 7), [1, 2]),
+                                        ((3, 5, 7), [2, 1]), ((3, 5, 7), None), ((2, 3, 4, 600), [1, 2]),
+                                        ((6,), [0]), ((), None), ((), [-1]), ((0, 5), [1]), ((5, 0), [1]),
+                                        ((2, 0, 3), [1])])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reduce_sum_is_the_float64_sum_rounded_once(shape, axes, keepdims):
+    x = values("float32", shape)
+    for arr in (x, x.T if x.ndim > 1 else x):  # C-contiguous and a strided view
+        got, calls = one_step("reduce_sum", {"axes": axes, "keepdims": keepdims}, [arr])
+        assert calls == 0
+        want = reference("reduce_sum", [arr], axes=axes, keepdims=keepdims)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_max_ulp(got, want, maxulp=1)  # NumPy's pairwise float64 sums
+    big = np.full((3, 70_000), 0.1, np.float32)  # over the threads, both ways
+    for ax in ([0], [1]):
+        got, _ = one_step("reduce_sum", {"axes": ax, "keepdims": False}, [big])
+        np.testing.assert_array_max_ulp(got, reference("reduce_sum", [big], axes=ax), maxulp=1)
+
+
+def test_reduce_sum_the_kernel_does_not_take_goes_to_the_reference():
+    x = values("float32", (3, 4, 5))
+    for params, arr in [({"axes": [0, 2], "keepdims": False}, x),  # not consecutive
+                        ({"axes": [1], "keepdims": False}, x.astype(np.float64)),
+                        ({"axes": [3], "keepdims": False}, x)]:  # out of range: the reference's error
+        try:
+            want = reference("reduce_sum", [arr], axes=params["axes"], keepdims=params["keepdims"])
+        except ValueError as e:
+            with pytest.raises(ValueError, match=str(e)):
+                one_step("reduce_sum", params, [arr], op="reduce_sum", **params)
+            continue
+        got, calls = one_step("reduce_sum", params, [arr], op="reduce_sum", **params)
+        assert calls == 1
+        assert_same(got, want)
 
 
 def test_malformed_specs_are_refused():

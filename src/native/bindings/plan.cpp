@@ -4,6 +4,7 @@
 // as arrays that keep their buffer alive. Everything a spec says is checked here.
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstdint>
 #include <memory>
@@ -303,6 +304,14 @@ struct Program {
         st.kind = plan::Kind::Unary;
         need(1);
         st.unary = unary_named(nb::cast<std::string>(p["op"]));
+      } else if (kind == "reduce_sum") {
+        st.kind = plan::Kind::ReduceSum;
+        need(1);
+        if (!p["axes"].is_none()) {
+          st.reduce_axes = nb::cast<std::vector<int>>(p["axes"]);
+          if (st.reduce_axes.empty()) value_error("reduce_sum: axes must be None or not empty");
+        }
+        st.keepdims = nb::cast<bool>(p["keepdims"]);
       } else {
         value_error("unknown step kind '" + kind + "'");
       }

@@ -1,5 +1,6 @@
 #include "plan/program.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
@@ -358,6 +359,40 @@ bool unary_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// np.sum in float64 over a run of consecutive axes (any order, negatives counted from the end),
+// rounded to float32; other axis sets run on the reference.
+bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.empty() || !is_f32(a[0])) return false;
+  const int rank = a[0].rank;
+  int lo = 0, hi = rank;  // the axes [lo, hi)
+  if (!s.reduce_axes.empty()) {
+    bool seen[kMaxRank] = {};
+    lo = rank, hi = -1;
+    for (int ax : s.reduce_axes) {
+      if (ax < -std::max(rank, 1) || ax >= std::max(rank, 1)) return false;  // the reference's error
+      if (rank == 0) continue;
+      ax = ax < 0 ? ax + rank : ax;
+      seen[ax] = true;
+      lo = std::min(lo, ax), hi = std::max(hi, ax + 1);
+    }
+    if (rank == 0) lo = 0, hi = 0;
+    for (int i = lo; i < hi; ++i)
+      if (!seen[i]) return false;
+  }
+  const Tensor x = contiguous(a[0], pool);
+  int64_t outer = 1, R = 1, inner = 1, shape[kMaxRank];
+  int out_rank = 0;
+  for (int i = 0; i < rank; ++i) {
+    (i < lo ? outer : i < hi ? R : inner) *= x.shape[i];
+    if (i < lo || i >= hi) shape[out_rank++] = x.shape[i];
+    else if (s.keepdims) shape[out_rank++] = 1;
+  }
+  Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
+  elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 bool overlaps(const Tensor& a, const Tensor& b) { return a.owner && a.owner == b.owner; }
 
 bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
@@ -432,6 +467,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Cast: return cast_step(s, a, outs, pool_);
     case Kind::Concat: return concat_step(s, a, outs, pool_);
     case Kind::Unary: return unary_step(s, a, outs, pool_);
+    case Kind::ReduceSum: return reduce_sum_step(s, a, outs, pool_, threads);
   }
   return false;
 }

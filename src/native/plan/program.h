@@ -55,6 +55,7 @@ enum class Kind {
   Cast,         // (x) -> x as dtype
   Concat,       // (x, ...) joined along axis
   Unary,        // (x) float32 -> unary(x)
+  ReduceSum,    // (x) float32 -> its sum over `reduce_axes` (a run of consecutive axes)
 };
 
 struct Step {
@@ -77,6 +78,8 @@ struct Step {
   elementwise::UnaryOp unary = elementwise::UnaryOp::Neg;
   DType dtype = DType::Other;   // Arange, Cast: the output's
   int axis = 0;                 // Concat
+  std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
+  bool keepdims = false;         // ReduceSum
   int state = -1;               // state ops
   Dims axes, begin, end, step;  // UpdateState; Arange: begin, end, step (one each)
 };

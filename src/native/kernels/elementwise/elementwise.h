@@ -3,6 +3,7 @@
 // element, so results equal NumPy's bit for bit (residual adds and the like; memory-bound,
 // portable code the compiler vectorises). cast.cpp: dtype conversion and arange, bit for bit.
 // unary.cpp: float32 math (a rotary embedding's cos/sin tables), within float32 rounding.
+// reduce.cpp: float32 sums accumulated in double and rounded once, like the reference.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,11 @@ enum class UnaryOp { Neg, Exp, Sin, Cos };
 // out[i] = op(x[i]) over n contiguous float32 elements, computed in double and rounded once like
 // the references (Neg exactly: the sign flipped, NaN included).
 void unary(UnaryOp op, const float* x, float* out, int64_t n);
+
+// out[o * inner + i] = sum over r < R of x[(o * R + r) * inner + i], accumulated in double in
+// order of r and rounded once (ir/ops/reduce.py reduce_sum over a run of consecutive axes of a
+// C-contiguous x: NumPy's float64 sums, to the float32 rounding). threads 0: default.
+void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads);
 
 }  // namespace elementwise
 }  // namespace pocketml

@@ -1,0 +1,59 @@
+#include <algorithm>
+#include <vector>
+
+#include "core/pool.h"
+#include "kernels/elementwise/elementwise.h"
+
+namespace pocketml {
+namespace elementwise {
+namespace {
+
+constexpr int64_t kParallelWork = int64_t(1) << 16;  // elements below which one thread runs
+constexpr int64_t kInnerChunk = 512;                 // doubles of one run of accumulators
+
+// outputs [o, i0) .. [o, i1) of one outer index: rows of x added into a run of double accumulators
+void sum_run(const float* x, int64_t R, int64_t inner, int64_t i0, int64_t i1, float* out) {
+  double acc[kInnerChunk];
+  for (int64_t c0 = i0; c0 < i1; c0 += kInnerChunk) {
+    const int64_t n = std::min(kInnerChunk, i1 - c0);
+    std::fill(acc, acc + n, 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      const float* row = x + r * inner + c0;
+      for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<double>(row[i]);
+    }
+    for (int64_t i = 0; i < n; ++i) out[c0 + i] = static_cast<float>(acc[i]);
+  }
+}
+
+}  // namespace
+
+void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads) {
+  if (outer <= 0 || inner <= 0) return;
+  if (threads <= 0) threads = default_threads();
+  if (inner == 1) {  // the last axes: one sum per outer index
+    auto body = [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        double acc = 0.0;
+        const float* row = x + o * R;
+        for (int64_t r = 0; r < R; ++r) acc += static_cast<double>(row[r]);
+        out[o] = static_cast<float>(acc);
+      }
+    };
+    if (threads <= 1 || outer * R < kParallelWork) return body(0, outer);
+    return parallel_for(outer, std::max<int64_t>(1, kParallelWork / std::max<int64_t>(R, 1)), threads,
+                        [&](int64_t o0, int64_t o1) { body(o0, o1); });
+  }
+  // runs of kInnerChunk outputs of one outer index, over the threads
+  const int64_t runs = (inner + kInnerChunk - 1) / kInnerChunk;
+  auto body = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t o = t / runs, i0 = t % runs * kInnerChunk;
+      sum_run(x + o * R * inner, R, inner, i0, std::min(inner, i0 + kInnerChunk), out + o * inner);
+    }
+  };
+  if (threads <= 1 || outer * R * inner < kParallelWork) return body(0, outer * runs);
+  parallel_for(outer * runs, 1, threads, [&](int64_t t0, int64_t t1) { body(t0, t1); });
+}
+
+}  // namespace elementwise
+}  // namespace pocketml
