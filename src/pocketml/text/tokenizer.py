@@ -9,6 +9,7 @@ the character, even on invalid byte sequences.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import json
 from collections.abc import Iterable, Mapping
 from functools import cached_property
@@ -61,6 +62,19 @@ def byte_alphabet() -> dict[int, str]:
             out[b] = chr(0x100 + shifted)
             shifted += 1
     return out
+
+
+def _return_freed_memory() -> None:
+    """Hands the C heap's free pages back to the system (glibc's malloc_trim). Building a BPE
+    tokenizer from its JSON frees ~21 MiB of parse buffers (SmolLM2's 48,900 merges) that glibc
+    keeps in the process otherwise: a 4-bit SmolLM2 session's peak RSS 177 -> 156 MiB. A no-op
+    where the C library has no malloc_trim (macOS, musl, Windows)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 class Tokenizer:
@@ -224,6 +238,7 @@ class Tokenizer:
         except Exception as e:  # tokenizers raises plain Exception on a malformed description
             raise PackageError(f"tokenizer JSON has an invalid tokenizer: {e}") from e
         del spec
+        _return_freed_memory()
         return cls(
             backend,
             bos_id=data.get("bos_id"),
