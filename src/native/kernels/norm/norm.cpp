@@ -9,8 +9,8 @@ namespace pocketml {
 namespace norm {
 namespace {
 
-constexpr int64_t kParallelWork = int64_t(1) << 18;  // elements below which one thread runs
-constexpr int64_t kChunkWork = int64_t(1) << 15;     // elements per chunk at least
+constexpr int64_t kParallelWork = int64_t(1) << 15;  // elements below which one thread runs
+constexpr int64_t kChunkWork = int64_t(1) << 13;     // elements per chunk at least
 
 template <class F>
 void over_rows(int64_t M, int64_t D, int threads, F&& row) {
