@@ -249,6 +249,28 @@ def test_reduce_sum_is_the_float64_sum_rounded_once(shape, axes, keepdims):
         np.testing.assert_array_max_ulp(got, reference("reduce_sum", [big], axes=ax), maxulp=1)
 
 
+@pytest.mark.parametrize("shape,axes", [((1, 384), [1]), ((3, 5, 7), [-1]), ((3, 5, 7), [0, 1]), ((4, 6), None),
+                                        ((0, 5), [1])])
+def test_reduce_norm_2_is_the_float64_norm_rounded_once(shape, axes):
+    x = values("float32", shape)
+    for keepdims in (False, True):
+        got, calls = one_step("reduce_norm2", {"axes": axes, "keepdims": keepdims}, [x])
+        assert calls == 0
+        want = reference("reduce_norm", [x], axes=axes, keepdims=keepdims, ord=2.0)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_max_ulp(got, want, maxulp=1)
+
+
+@pytest.mark.parametrize("lo,hi", [(1e-9, None), (None, 0.5), (-0.5, 0.5), (0.0, 0.0), (1.0, -1.0), (0.1, None),
+                                   (float("nan"), None)])
+def test_clip_equals_the_reference_bit_for_bit(lo, hi):
+    x = np.concatenate([values("float32", (50,)), SPECIALS, [-0.0, 0.0, 0.1, -1e-10]]).astype(np.float32)
+    for arr in (x, x.reshape(-1, 2)[:, ::-1]):  # and a strided view
+        got, calls = one_step("clip", {"min": lo, "max": hi}, [arr])
+        assert calls == 0
+        assert_same(got, reference("clip", [arr], min=lo, max=hi))
+
+
 def test_reduce_sum_the_kernel_does_not_take_goes_to_the_reference():
     x = values("float32", (3, 4, 5))
     for params, arr in [({"axes": [0, 2], "keepdims": False}, x),  # not consecutive

@@ -304,14 +304,22 @@ struct Program {
         st.kind = plan::Kind::Unary;
         need(1);
         st.unary = unary_named(nb::cast<std::string>(p["op"]));
-      } else if (kind == "reduce_sum") {
+      } else if (kind == "reduce_sum" || kind == "reduce_norm2") {
         st.kind = plan::Kind::ReduceSum;
+        st.l2 = kind == "reduce_norm2";
         need(1);
         if (!p["axes"].is_none()) {
           st.reduce_axes = nb::cast<std::vector<int>>(p["axes"]);
           if (st.reduce_axes.empty()) value_error("reduce_sum: axes must be None or not empty");
         }
         st.keepdims = nb::cast<bool>(p["keepdims"]);
+      } else if (kind == "clip") {
+        st.kind = plan::Kind::Clip;
+        need(1);
+        st.has_lo = !p["min"].is_none();
+        st.has_hi = !p["max"].is_none();
+        if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));  // as astype(float32)
+        if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
       } else {
         value_error("unknown step kind '" + kind + "'");
       }

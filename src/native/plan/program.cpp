@@ -360,7 +360,8 @@ bool unary_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
 }
 
 // np.sum in float64 over a run of consecutive axes (any order, negatives counted from the end),
-// rounded to float32; other axis sets run on the reference.
+// rounded to float32 (l2: the 2-norm, reduce_norm with ord 2); other axis sets run on the
+// reference.
 bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
   if (a.empty() || !is_f32(a[0])) return false;
   const int rank = a[0].rank;
@@ -388,7 +389,16 @@ bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int t
     else if (s.keepdims) shape[out_rank++] = 1;
   }
   Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
-  elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads);
+  elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads, s.l2);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool clip_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !is_f32(a[0])) return false;
+  const Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  elementwise::clip(x.as<const float>(), out.as<float>(), x.numel(), s.has_lo, s.lo, s.has_hi, s.hi);
   outs.push_back(std::move(out));
   return true;
 }
@@ -468,6 +478,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Concat: return concat_step(s, a, outs, pool_);
     case Kind::Unary: return unary_step(s, a, outs, pool_);
     case Kind::ReduceSum: return reduce_sum_step(s, a, outs, pool_, threads);
+    case Kind::Clip: return clip_step(s, a, outs, pool_);
   }
   return false;
 }

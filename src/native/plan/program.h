@@ -55,7 +55,8 @@ enum class Kind {
   Cast,         // (x) -> x as dtype
   Concat,       // (x, ...) joined along axis
   Unary,        // (x) float32 -> unary(x)
-  ReduceSum,    // (x) float32 -> its sum over `reduce_axes` (a run of consecutive axes)
+  ReduceSum,    // (x) float32 -> its sum (l2: 2-norm) over `reduce_axes` (consecutive axes)
+  Clip,         // (x) float32 -> clip(x, lo, hi)
 };
 
 struct Step {
@@ -80,6 +81,9 @@ struct Step {
   int axis = 0;                 // Concat
   std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
   bool keepdims = false;         // ReduceSum
+  bool l2 = false;               // ReduceSum
+  bool has_lo = false, has_hi = false;  // Clip
+  float lo = 0.0f, hi = 0.0f;           // Clip
   int state = -1;               // state ops
   Dims axes, begin, end, step;  // UpdateState; Arange: begin, end, step (one each)
 };

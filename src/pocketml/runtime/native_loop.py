@@ -3,7 +3,7 @@
 A plan built for the native backend (`runtime/plan.py`, views folded) becomes one
 `_native.Program` at load: each step a spec naming its kernel (a packed linear or embedding,
 attention, a norm, an activation, rotary, float32 arithmetic and math, cast, concat, arange, a
-float32 sum over consecutive axes, a state read or write) or "fallback", which calls back here to run the step's NumPy reference. The
+float32 sum or 2-norm over consecutive axes, clip, a state read or write) or "fallback", which calls back here to run the step's NumPy reference. The
 symbolic dimensions of view, arange and state-op attributes are numbered; each call evaluates
 them once into a table the steps index. A step whose arguments its kernel does not take (another
 dtype, a broadcast it does not handle, a value whose cast NumPy leaves to the platform) goes to
@@ -22,7 +22,8 @@ from .plan import Plan, Step
 
 _BINARY = ("add", "sub", "mul", "div")
 _UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallback at run time)
-_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", *STATE_OPS)  # named native:<op>
+_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_norm2", "clip",
+                 *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -162,14 +163,17 @@ class NativeLoop:
             return "binary", {"op": step.op_type}
         if step.op_type in _UNARY:
             return "unary", {"op": step.op_type}
-        if step.op_type == "reduce_sum":
+        if step.op_type == "reduce_sum" or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
+                                             and float(attrs["ord"]) == 2.0):
             axes = attrs["axes"]
             if isinstance(axes, int):
                 axes = [axes]
             if axes is None or (isinstance(axes, list) and axes and all(_is_int(a) and -8 <= a < 8 for a in axes)):
-                return "reduce_sum", {"axes": None if axes is None else [int(a) for a in axes],
-                                      "keepdims": bool(attrs["keepdims"])}
+                return ("reduce_sum" if step.op_type == "reduce_sum" else "reduce_norm2",
+                        {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
             return "fallback", {}
+        if step.op_type == "clip" and all(attrs[k] is None or _is_number(attrs[k]) for k in ("min", "max")):
+            return "clip", {k: None if attrs[k] is None else float(attrs[k]) for k in ("min", "max")}
         if step.op_type == "cast":
             return "cast", {"dtype": attrs["dtype"]}
         if step.op_type == "concat" and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
@@ -194,6 +198,10 @@ class NativeLoop:
 
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 def build(plan: Plan, threads: int) -> NativeLoop | None:

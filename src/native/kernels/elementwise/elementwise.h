@@ -3,7 +3,8 @@
 // element, so results equal NumPy's bit for bit (residual adds and the like; memory-bound,
 // portable code the compiler vectorises). cast.cpp: dtype conversion and arange, bit for bit.
 // unary.cpp: float32 math (a rotary embedding's cos/sin tables), within float32 rounding.
-// reduce.cpp: float32 sums accumulated in double and rounded once, like the reference.
+// reduce.cpp: float32 sums (and 2-norms) accumulated in double and rounded once, like the
+// reference. unary.cpp also holds clip.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +39,14 @@ void unary(UnaryOp op, const float* x, float* out, int64_t n);
 
 // out[o * inner + i] = sum over r < R of x[(o * R + r) * inner + i], accumulated in double in
 // order of r and rounded once (ir/ops/reduce.py reduce_sum over a run of consecutive axes of a
-// C-contiguous x: NumPy's float64 sums, to the float32 rounding). threads 0: default.
-void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads);
+// C-contiguous x: NumPy's float64 sums, to the float32 rounding); l2: the square root of the sum
+// of squares instead (reduce_norm, ord 2). threads 0: default.
+void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads,
+                bool l2 = false);
+
+// out[i] = min(max(x[i], lo), hi) as np.maximum / np.minimum give them (NaN kept; the bound
+// where they compare equal: -0 and 0), each bound only where has_lo / has_hi (ir/ops clip).
+void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi);
 
 }  // namespace elementwise
 }  // namespace pocketml

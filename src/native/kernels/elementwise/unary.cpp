@@ -34,5 +34,14 @@ void unary(UnaryOp op, const float* x, float* out, int64_t n) {
   }
 }
 
+void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i];
+    if (has_lo) v = (v > lo || v != v) ? v : lo;
+    if (has_hi) v = (v < hi || v != v) ? v : hi;
+    out[i] = v;
+  }
+}
+
 }  // namespace elementwise
 }  // namespace pocketml
