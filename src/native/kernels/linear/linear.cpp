@@ -136,26 +136,28 @@ struct QuantizedX {
   uint8_t* q;
   float *scale, *ssum, *total;
   int64_t blocks;
+  int32_t* isum;
 };
 
 QuantizedX quantize_x(const float* x, int64_t M, int64_t K, bool permuted, bool offset, int threads) {
   const int64_t blocks = K / kQBlock;
-  // per row: q (blocks * 32 bytes), scale, ssum [blocks], ssum_total
+  // per row: q (blocks * 32 bytes), scale, ssum, isum [blocks], ssum_total
   thread_local std::vector<float> buf;
-  const int64_t per_row = blocks * (kQBlock / 4 + 2) + 1;
+  const int64_t per_row = blocks * (kQBlock / 4 + 3) + 1;
   if (static_cast<int64_t>(buf.size()) < M * per_row)
     buf.resize(static_cast<size_t>(M * per_row));
   float* qbase = buf.data();
-  QuantizedX r{reinterpret_cast<uint8_t*>(qbase), nullptr, nullptr, nullptr, blocks};
+  QuantizedX r{reinterpret_cast<uint8_t*>(qbase), nullptr, nullptr, nullptr, blocks, nullptr};
   r.scale = qbase + M * blocks * (kQBlock / 4);
   r.ssum = r.scale + M * blocks;
-  r.total = r.ssum + M * blocks;
+  r.isum = reinterpret_cast<int32_t*>(r.ssum + M * blocks);
+  r.total = reinterpret_cast<float*>(r.isum + M * blocks);
   auto quantize = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       int8_t* qm = reinterpret_cast<int8_t*>(r.q + m * blocks * kQBlock);
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
       avx2_quantize_row(x + m * K, blocks, permuted, offset, qm, r.scale + m * blocks,
-                        r.ssum + m * blocks, r.total + m);
+                        r.ssum + m * blocks, r.total + m, r.isum + m * blocks);
 #endif
 #if defined(__aarch64__) && defined(POCKETML_HAVE_NEON_KERNELS)
       neon_quantize_row(x + m * K, blocks, permuted, qm, r.scale + m * blocks, r.ssum + m * blocks,
@@ -178,7 +180,8 @@ QuantizedX quantize_x(const float* x, int64_t M, int64_t K, bool permuted, bool 
 void quant_rows(const QuantizedX& qx, const float* x, int64_t M, int64_t K, QuantRow* rows) {
   for (int64_t m = 0; m < M; ++m)
     rows[m] = QuantRow{reinterpret_cast<const int8_t*>(qx.q + m * qx.blocks * kQBlock),
-                       qx.scale + m * qx.blocks, qx.ssum + m * qx.blocks, qx.total[m], x + m * K};
+                       qx.scale + m * qx.blocks, qx.ssum + m * qx.blocks, qx.total[m], x + m * K,
+                       qx.isum + m * qx.blocks};
 }
 
 // The GEMM of the int8 path for `count` weights of the same K (a group reading one activation:

@@ -100,6 +100,7 @@ struct QuantRow {
   const float* ssum;    // [blocks] scale * sum of the block's q (offset / zero-point terms)
   float ssum_total;     // sum of ssum
   const float* x;       // the float32 row, unpermuted (columns past the blocks run exactly)
+  const int32_t* isum;  // [blocks] the sum of the block's q (x86; signed 4-bit codes per block)
 };
 
 // All activation rows of a call, quantized for FastKernels::gemm: row m's bytes at q + m * ldq
@@ -146,7 +147,7 @@ void build_lut_i8(const WeightView& w, int8_t* t8, float* scale);
 // is left out), stored as q + 128 where offset.
 const FastKernels* avx2_fast_kernels(const WeightView& w);
 void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, bool offset, int8_t* q,
-                       float* scale, float* ssum, float* ssum_total);
+                       float* scale, float* ssum, float* ssum_total, int32_t* isum);
 // x86_avx512vnni.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): the same kernels
 // with AVX-512 VNNI dot products (vpdpbusd), on the same quantized activations.
 const FastKernels* avx512vnni_fast_kernels(const WeightView& w);

@@ -414,6 +414,11 @@ struct Avx2Dot {
   static __m256i u4x2(__m256i a, __m256i qa, __m256i b, __m256i qb) {
     return madd_ones(_mm256_add_epi16(_mm256_maddubs_epi16(a, qa), _mm256_maddubs_epi16(b, qb)));
   }
+  // the same added to init (int32 lanes)
+  static __m256i u4i(__m256i init, __m256i u, __m256i q) { return _mm256_add_epi32(init, u4(u, q)); }
+  static __m256i u4x2i(__m256i init, __m256i a, __m256i qa, __m256i b, __m256i qb) {
+    return _mm256_add_epi32(init, u4x2(a, qa, b, qb));
+  }
   static __m256i b8(__m256i v, __m256i q) { return dot_signed(v, q); }
   static __m256i b8x2(__m256i a, __m256i qa, __m256i b, __m256i qb) {
     return _mm256_add_epi32(dot_signed(a, qa), dot_signed(b, qb));
@@ -426,7 +431,7 @@ struct Avx2Dot {
 const FastKernels* avx2_fast_kernels(const WeightView& w) { return fast_kernels_of<Avx2Dot>(w); }
 
 void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, bool offset, int8_t* q,
-                       float* scale, float* ssum, float* ssum_total) {
+                       float* scale, float* ssum, float* ssum_total, int32_t* isum) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   // packs leave 4-column groups in the order 0 2 4 6 1 3 5 7 (of 8): undo it
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -473,7 +478,8 @@ void avx2_quantize_row(const float* x, int64_t blocks, bool permuted, bool offse
       }
     }
     scale[b] = s;
-    ssum[b] = s * static_cast<float>(_mm_cvtsi128_si32(hs));
+    isum[b] = _mm_cvtsi128_si32(hs);
+    ssum[b] = s * static_cast<float>(isum[b]);
     total1 += ssum[b];
   }
   *ssum_total = total1;

@@ -108,8 +108,21 @@ struct FastQuant {
   // nibble (signed ones flipped by ^ 8); 8-bit, a byte of Dot's kind.
   static constexpr int kOffset = kBits == 4 ? (kSigned ? -8 : 0) : (kFlip8 ? kByteOffset<Dot> : 0);
   static constexpr int64_t kBlockBytes = kQBlock * kBits / 8;
+  // Signed 4-bit codes with parameters per block: the offset's -8 * sum(q) of each block starts
+  // its int32 accumulator (dot2i / doti, from QuantRow::isum, one vector per block pair for
+  // every row), instead of a float term per block and row in factors().
+  static constexpr bool kIntOffset = kBits == 4 && kSigned && !kZero;
   const uint8_t* p;  // set by row()
   void row(const WeightView& w, int64_t n) { p = w.data + n * (w.K * kBits / 8); }
+  __m256i doti(int64_t b, __m256i q, __m256i init) const {
+    return Dot::u4i(init, _mm256_xor_si256(nibbles(p + 16 * b), _mm256_set1_epi8(8)), q);
+  }
+  __m256i dot2i(int64_t b, __m256i qlo, __m256i qhi, __m256i init) const {
+    const __m256i v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * b)),
+                                       _mm256_set1_epi8(static_cast<char>(0x88)));
+    const __m256i m = _mm256_set1_epi8(15);
+    return Dot::u4x2i(init, _mm256_and_si256(v, m), qlo, _mm256_and_si256(_mm256_srli_epi16(v, 4), m), qhi);
+  }
   __m256i dot(int64_t b, __m256i q) const {
     if (kBits == 4) {
       __m256i u = nibbles(p + 16 * b);
@@ -149,8 +162,23 @@ struct FastQuant {
         _mm256_storeu_ps(d + (b - b0), _mm256_mul_ps(s, _mm256_loadu_ps(x.scale + b)));
         __m256 c = _mm256_set1_ps(static_cast<float>(kOffset));
         if (kZero) c = _mm256_sub_ps(c, load8f(w.zero, w.zero_type, gbase + b));
-        if (kZero || kOffset != 0)
+        if (kZero || (kOffset != 0 && !kIntOffset))
           acc = _mm256_fmadd_ps(_mm256_mul_ps(s, c), _mm256_loadu_ps(x.ssum + b), acc);
+      }
+      if (b < b1 && b1 - b0 >= 8) {
+        // the last (< 8) blocks as the 8 ending at b1: those before b get the same factors
+        // again, their offset terms masked (a scalar tail took ~20 % of SmolLM2's K = 576 rows)
+        const int64_t e = b1 - 8;
+        const __m256 s = load8f(w.scale, w.scale_type, gbase + e);
+        _mm256_storeu_ps(d + (e - b0), _mm256_mul_ps(s, _mm256_loadu_ps(x.scale + e)));
+        if (kZero || (kOffset != 0 && !kIntOffset)) {
+          __m256 c = _mm256_set1_ps(static_cast<float>(kOffset));
+          if (kZero) c = _mm256_sub_ps(c, load8f(w.zero, w.zero_type, gbase + e));
+          const __m256 fresh = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(b - e - 1))));
+          acc = _mm256_fmadd_ps(_mm256_and_ps(fresh, _mm256_mul_ps(s, c)), _mm256_loadu_ps(x.ssum + e), acc);
+        }
+        b = b1;
       }
     }
     for (; b < b1; ++b) {
@@ -158,7 +186,7 @@ struct FastQuant {
       const float s = scalar_at(w.scale, w.scale_type, g);
       d[b - b0] = s * x.scale[b];
       const float c = kOffset - (kZero ? scalar_at(w.zero, w.zero_type, g) : 0.0f);
-      acc1 += s * c * x.ssum[b];
+      if (!kIntOffset) acc1 += s * c * x.ssum[b];
     }
   }
 };
@@ -201,6 +229,12 @@ struct FastLut4 {
 
 constexpr int64_t kFactorChunk = 64;  // blocks whose factors are computed at once
 
+// D::kIntOffset where D has it (FastQuant), else false
+template <class D, class = void>
+struct IntOffset { static constexpr bool value = false; };
+template <class D>
+struct IntOffset<D, decltype(void(D::kIntOffset))> { static constexpr bool value = D::kIntOffset; };
+
 template <class D, bool kBlock, int R>
 inline void fast_rows(const WeightView& w, const QuantRow& x, int64_t blocks, int64_t n,
                       int64_t stride, const float* bias, float* out) {
@@ -224,13 +258,22 @@ inline void fast_rows(const WeightView& w, const QuantRow& x, int64_t blocks, in
         const __m256i* qp = reinterpret_cast<const __m256i*>(x.q + b * kQBlock);
         const __m256i qlo = _mm256_loadu_si256(qp), qhi = _mm256_loadu_si256(qp + 1);
         if (kBlock) {
+          __m256i init = _mm256_setzero_si256();
+          if constexpr (IntOffset<D>::value)  // lanes 0 and 4: -8 * sum(q) of blocks b, b + 1
+            init = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * x.isum[b])),
+                                           _mm_cvtsi32_si128(-8 * x.isum[b + 1]), 1);
           for (int r = 0; r < R; ++r) {
             // [f(b) x 4, f(b + 1) x 4]: the pair broadcast, then picked within each lane
             const __m256 s = _mm256_permutevar_ps(
                 _mm256_castsi256_ps(_mm256_broadcastq_epi64(
                     _mm_loadl_epi64(reinterpret_cast<const __m128i*>(f[r] + (b - b0))))),
                 pair);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[r].dot2(b, qlo, qhi)), s, acc[r]);
+            __m256i dot;
+            if constexpr (IntOffset<D>::value)
+              dot = d[r].dot2i(b, qlo, qhi, init);
+            else
+              dot = d[r].dot2(b, qlo, qhi);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, acc[r]);
           }
         } else {
           const __m256 s = _mm256_insertf128_ps(
@@ -242,9 +285,14 @@ inline void fast_rows(const WeightView& w, const QuantRow& x, int64_t blocks, in
     for (; b < b1; ++b) {  // single blocks (4-bit: the last of an odd count)
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + b * kQBlock));
       if (kBlock) {
-        for (int r = 0; r < R; ++r)
-          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[r].dot(b, q)),
-                                   _mm256_broadcast_ss(f[r] + (b - b0)), acc[r]);
+        for (int r = 0; r < R; ++r) {
+          __m256i dot;
+          if constexpr (IntOffset<D>::value)
+            dot = d[r].doti(b, q, _mm256_castsi128_si256(_mm_cvtsi32_si128(-8 * x.isum[b])));
+          else
+            dot = d[r].dot(b, q);
+          acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_broadcast_ss(f[r] + (b - b0)), acc[r]);
+        }
       } else {
         const __m256 s = _mm256_broadcast_ss(x.scale + b);
         for (int r = 0; r < R; ++r)

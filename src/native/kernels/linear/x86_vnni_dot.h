@@ -19,6 +19,11 @@ struct VnniDot {
   static __m256i u4x2(__m256i a, __m256i qa, __m256i b, __m256i qb) {
     return _mm256_dpbusd_epi32(u4(a, qa), b, qb);
   }
+  // the same added to init (int32 lanes): the accumulator's start, free
+  static __m256i u4i(__m256i init, __m256i u, __m256i q) { return _mm256_dpbusd_epi32(init, u, q); }
+  static __m256i u4x2i(__m256i init, __m256i a, __m256i qa, __m256i b, __m256i qb) {
+    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(init, a, qa), b, qb);
+  }
   static __m256i b8(__m256i v, __m256i q) { return u4(v, q); }
   static __m256i b8x2(__m256i a, __m256i qa, __m256i b, __m256i qb) { return u4x2(a, qa, b, qb); }
   // the blocked GEMM (x86_int8.h): unsigned activations, signed tile values of any width
