@@ -168,7 +168,7 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
 struct Scratch {
   std::vector<float> scores, kt;
   std::vector<int32_t> keys;
-  void fit(int64_t S, int64_t E) {
+  void fit(int64_t S, int64_t E) {  // E: 0 where no keys are transposed (decode steps)
     if (static_cast<int64_t>(keys.size()) < S) {
       scores.resize(static_cast<size_t>(scores_stride(S)) * kBlockRows);
       keys.resize(S);
@@ -190,13 +190,14 @@ void sdpa(const SdpaArgs& a, int threads) {
     return;
   }
   const Primitives& p = select();
+  const bool transposes = p.dots_t != nullptr && a.Hq / a.Hk * a.L >= kTransposeRows;  // as head_rows
   const int64_t heads = a.B * a.Hk;            // k/v heads
   const int64_t per_head = a.Hq / a.Hk * a.L;  // query rows per k/v head
   const int64_t per_row = a.S * (a.E + a.Ev) + 1;
   if (threads <= 0) threads = default_threads();
   if (threads <= 1 || R * per_row < kParallelWork) {
     thread_local Scratch scratch;
-    scratch.fit(a.S, a.E);
+    scratch.fit(a.S, transposes ? a.E : 0);
     for (int64_t hh = 0; hh < heads; ++hh)
       head_rows(a, p, hh / a.Hk, hh % a.Hk, 0, per_head, scratch.scores.data(), scratch.keys.data(),
                 scratch.kt.data());
@@ -212,7 +213,7 @@ void sdpa(const SdpaArgs& a, int threads) {
   const int64_t chunks = (per_head + chunk - 1) / chunk;
   parallel_for(heads * chunks, 1, threads, [&](int64_t c0, int64_t c1) {
     thread_local Scratch scratch;
-    scratch.fit(a.S, a.E);
+    scratch.fit(a.S, transposes ? a.E : 0);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t hh = c / chunks, t0 = c % chunks * chunk;
       head_rows(a, p, hh / a.Hk, hh % a.Hk, t0, std::min(per_head, t0 + chunk), scratch.scores.data(),
