@@ -287,6 +287,74 @@ def test_reduce_sum_the_kernel_does_not_take_goes_to_the_reference():
         assert_same(got, want)
 
 
+# -- comparisons, logic, where, int64 arithmetic ------------------------------------------------
+
+PAIRS = [((4, 1, 5), (3, 1)), ((2, 3), (2, 3)), ((), (4,)), ((1, 1, 1, 7), (6, 1, 7)), ((0, 3), (1, 3))]
+
+
+def pair_values(dtype, sa, sb):
+    a, b = values(dtype, sa), values(dtype, sb)
+    if dtype == "float32" and a.size and b.size:  # NaN, infinities, signed zeros, ties
+        a.reshape(-1)[: min(4, a.size)] = [np.nan, -0.0, np.inf, 1.0][: min(4, a.size)]
+        b.reshape(-1)[: min(4, b.size)] = [1.0, 0.0, np.inf, 1.0][: min(4, b.size)]
+    if dtype == "int64" and a.size and b.size:
+        b.reshape(-1)[0] = a.reshape(-1)[0]
+    return a, b
+
+
+@pytest.mark.parametrize("op", ["equal", "not_equal", "less", "less_equal", "greater", "greater_equal"])
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool"])
+def test_comparisons_equal_numpy(op, dtype):
+    for sa, sb in PAIRS:
+        a, b = pair_values(dtype, sa, sb)
+        for x, y in ((a, b), (b, a)):
+            got, calls = one_step("compare", {"op": op}, [x, y])
+            assert calls == 0
+            assert_same(got, reference(op, [x, y]))
+    x = values("float32", (5, 6))[:, ::2]  # strided
+    got, calls = one_step("compare", {"op": op}, [x, x.T[:1].T])
+    assert calls == 0 and got.shape == (5, 3)
+
+
+@pytest.mark.parametrize("op", ["logical_and", "logical_or", "logical_xor"])
+def test_logic_equals_numpy(op):
+    for sa, sb in PAIRS:
+        a, b = pair_values("bool", sa, sb)
+        got, calls = one_step("logical", {"op": op}, [a, b])
+        assert calls == 0
+        assert_same(got, reference(op, [a, b]))
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul"])
+def test_int64_arithmetic_wraps_like_numpy(op):
+    for sa, sb in PAIRS:
+        a, b = pair_values("int64", sa, sb)
+        got, calls = one_step("binary", {"op": op}, [a, b])
+        assert calls == 0
+        assert_same(got, reference(op, [a, b]))
+
+
+def test_where_equals_numpy():
+    for dtype in ("float32", "int64", "float16", "bool"):
+        for sc, sx, sy in [((2, 1, 4), (3, 1), ()), ((5,), (5,), (5,)), ((1, 1, 3, 3), (), ()), ((0, 2), (2,), (1,))]:
+            c, x, y = values("bool", sc), values(dtype, sx), values(dtype, sy)
+            got, calls = one_step("where", {}, [c, x, y])
+            assert calls == 0
+            assert_same(got, reference("where", [c, x, y]))
+
+
+def test_mixed_dtypes_and_int_division_go_to_the_reference():
+    a, b = values("int64", (3,)), values("float32", (3,))
+    for kind, params, op, args in [("compare", {"op": "less"}, "less", [a, b]),
+                                   ("logical", {"op": "logical_and"}, "logical_and", [a, b]),
+                                   ("binary", {"op": "div"}, "div", [a, a | 1]),
+                                   ("where", {}, "where", [values("bool", (3,)), a, b])]:
+        attrs = {"rounding_mode": "none"} if op == "div" else {}
+        got, calls = one_step(kind, params, args, op=op, **attrs)
+        assert calls == 1
+        assert_same(got, reference(op, args, **attrs))
+
+
 def test_malformed_specs_are_refused():
     def build(kind, params, nin=1):
         native._native.Program(nin + 1, list(range(nin)), [nin], [], [(kind, list(range(nin)), [nin], [], [], params)],
@@ -299,6 +367,14 @@ def test_malformed_specs_are_refused():
         build("arange", {"start": [0, 1], "end": [5], "step": [1], "dtype": "int64"}, 0)
     with pytest.raises(ValueError, match="no entry"):
         build("arange", {"start": [(3,)], "end": [5], "step": [1], "dtype": "int64"}, 0)
+    with pytest.raises(ValueError, match="unknown comparison"):
+        build("compare", {"op": "spaceship"}, 2)
+    with pytest.raises(ValueError, match="unknown logical"):
+        build("logical", {"op": "logical_nand"}, 2)
+    with pytest.raises(ValueError, match="too few inputs"):
+        build("where", {}, 2)
+    with pytest.raises(ValueError, match="axes must be None or not empty"):
+        build("reduce_sum", {"axes": [], "keepdims": False})
 
 
 # -- in a model --------------------------------------------------------------------------------

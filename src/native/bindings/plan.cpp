@@ -313,6 +313,30 @@ struct Program {
           if (st.reduce_axes.empty()) value_error("reduce_sum: axes must be None or not empty");
         }
         st.keepdims = nb::cast<bool>(p["keepdims"]);
+      } else if (kind == "compare") {
+        st.kind = plan::Kind::Compare;
+        need(2);
+        const std::string op = nb::cast<std::string>(p["op"]);
+        using elementwise::CompareOp;
+        if (op == "equal") st.cmp = CompareOp::Eq;
+        else if (op == "not_equal") st.cmp = CompareOp::Ne;
+        else if (op == "less") st.cmp = CompareOp::Lt;
+        else if (op == "less_equal") st.cmp = CompareOp::Le;
+        else if (op == "greater") st.cmp = CompareOp::Gt;
+        else if (op == "greater_equal") st.cmp = CompareOp::Ge;
+        else value_error("unknown comparison '" + op + "'");
+      } else if (kind == "logical") {
+        st.kind = plan::Kind::Logical;
+        need(2);
+        const std::string op = nb::cast<std::string>(p["op"]);
+        using elementwise::LogicalOp;
+        if (op == "logical_and") st.logic = LogicalOp::And;
+        else if (op == "logical_or") st.logic = LogicalOp::Or;
+        else if (op == "logical_xor") st.logic = LogicalOp::Xor;
+        else value_error("unknown logical op '" + op + "'");
+      } else if (kind == "where") {
+        st.kind = plan::Kind::Where;
+        need(3);
       } else if (kind == "clip") {
         st.kind = plan::Kind::Clip;
         need(1);

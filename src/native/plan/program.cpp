@@ -244,7 +244,92 @@ bool rotary_step(const Step&, Args& a, Args& outs, BufferPool& pool, int threads
   return true;
 }
 
+// x and y broadcast to one shape (NumPy's rules) into shape/rank; false where they do not
+bool broadcast2(Tensor& x, Tensor& y, int64_t* shape, int* out_rank) {
+  const int rank = x.rank > y.rank ? x.rank : y.rank;
+  for (int i = 0; i < rank; ++i) {
+    const int ix = i - (rank - x.rank), iy = i - (rank - y.rank);
+    const int64_t dx = ix >= 0 ? x.shape[ix] : 1, dy = iy >= 0 ? y.shape[iy] : 1;
+    if (dx != dy && dx != 1 && dy != 1) return false;  // the reference raises NumPy's error
+    shape[i] = dx == 1 ? dy : dx;
+  }
+  *out_rank = rank;
+  return broadcast_to(x, rank, shape) && broadcast_to(y, rank, shape);
+}
+
+// int64 add/sub/mul (the references wrap around as NumPy does)
+bool binary_i64_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (s.op == elementwise::BinaryOp::Div) return false;
+  Tensor x = a[0], y = a[1];
+  int64_t shape[kMaxRank];
+  int rank = 0;
+  if (!broadcast2(x, y, shape, &rank)) return false;
+  Tensor out = pool.allocate(DType::I64, 8, rank, shape);
+  elementwise::binary_i64(s.op, x.as<const int64_t>(), x.strides, y.as<const int64_t>(), y.strides,
+                          out.as<int64_t>(), shape, rank);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool compare_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.size() != 2 || !a[0].present() || !a[1].present() || a[0].dtype != a[1].dtype) return false;
+  elementwise::Type t;
+  if (a[0].dtype == DType::F32) t = elementwise::Type::F32;
+  else if (a[0].dtype == DType::I64) t = elementwise::Type::I64;
+  else if (a[0].dtype == DType::Bool) t = elementwise::Type::Bool;
+  else return false;
+  Tensor x = a[0], y = a[1];
+  int64_t shape[kMaxRank];
+  int rank = 0;
+  if (!broadcast2(x, y, shape, &rank)) return false;
+  Tensor out = pool.allocate(DType::Bool, 1, rank, shape);
+  elementwise::compare(s.cmp, t, x.data, x.strides, y.data, y.strides, out.as<uint8_t>(), shape, rank);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool logical_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.size() != 2 || !a[0].present() || !a[1].present() || a[0].dtype != DType::Bool ||
+      a[1].dtype != DType::Bool)
+    return false;
+  Tensor x = a[0], y = a[1];
+  int64_t shape[kMaxRank];
+  int rank = 0;
+  if (!broadcast2(x, y, shape, &rank)) return false;
+  Tensor out = pool.allocate(DType::Bool, 1, rank, shape);
+  elementwise::logical(s.logic, x.as<const uint8_t>(), x.strides, y.as<const uint8_t>(), y.strides,
+                       out.as<uint8_t>(), shape, rank);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool where_step(Args& a, Args& outs, BufferPool& pool) {
+  if (a.size() != 3 || !a[0].present() || !a[1].present() || !a[2].present() || a[0].dtype != DType::Bool ||
+      a[1].dtype != a[2].dtype || a[1].dtype == DType::Other)
+    return false;
+  const int item = a[1].itemsize;
+  if (item != 1 && item != 2 && item != 4 && item != 8) return false;
+  Tensor c = a[0], x = a[1], y = a[2];
+  int64_t shape[kMaxRank];
+  int rank = 0;
+  if (!broadcast2(x, y, shape, &rank)) return false;
+  Tensor tmp = c;  // the condition's shape joins too
+  int64_t full[kMaxRank];
+  int full_rank = 0;
+  Tensor xs = x;
+  if (!broadcast2(tmp, xs, full, &full_rank)) return false;
+  if (!broadcast_to(c, full_rank, full) || !broadcast_to(x, full_rank, full) || !broadcast_to(y, full_rank, full))
+    return false;
+  Tensor out = pool.allocate(a[1].dtype, item, full_rank, full);
+  elementwise::where(c.as<const uint8_t>(), c.strides, x.data, x.strides, y.data, y.strides, item, out.data, full,
+                     full_rank);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 bool binary_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() == 2 && a[0].present() && a[1].present() && a[0].dtype == DType::I64 && a[1].dtype == DType::I64)
+    return binary_i64_step(s, a, outs, pool);
   if (a.size() != 2 || !is_f32(a[0]) || !is_f32(a[1])) return false;
   Tensor x = a[0], y = a[1];
   const int rank = x.rank > y.rank ? x.rank : y.rank;
@@ -479,6 +564,9 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Unary: return unary_step(s, a, outs, pool_);
     case Kind::ReduceSum: return reduce_sum_step(s, a, outs, pool_, threads);
     case Kind::Clip: return clip_step(s, a, outs, pool_);
+    case Kind::Compare: return compare_step(s, a, outs, pool_);
+    case Kind::Logical: return logical_step(s, a, outs, pool_);
+    case Kind::Where: return where_step(a, outs, pool_);
   }
   return false;
 }

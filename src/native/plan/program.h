@@ -57,6 +57,9 @@ enum class Kind {
   Unary,        // (x) float32 -> unary(x)
   ReduceSum,    // (x) float32 -> its sum (l2: 2-norm) over `reduce_axes` (consecutive axes)
   Clip,         // (x) float32 -> clip(x, lo, hi)
+  Compare,      // (x, y) of one dtype -> bool
+  Logical,      // (x, y) bool -> bool
+  Where,        // (cond bool, x, y of one dtype) -> cond ? x : y
 };
 
 struct Step {
@@ -84,6 +87,8 @@ struct Step {
   bool l2 = false;               // ReduceSum
   bool has_lo = false, has_hi = false;  // Clip
   float lo = 0.0f, hi = 0.0f;           // Clip
+  elementwise::CompareOp cmp = elementwise::CompareOp::Eq;  // Compare
+  elementwise::LogicalOp logic = elementwise::LogicalOp::And;  // Logical
   int state = -1;               // state ops
   Dims axes, begin, end, step;  // UpdateState; Arange: begin, end, step (one each)
 };

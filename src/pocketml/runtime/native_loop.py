@@ -3,7 +3,8 @@
 A plan built for the native backend (`runtime/plan.py`, views folded) becomes one
 `_native.Program` at load: each step a spec naming its kernel (a packed linear or embedding,
 attention, a norm, an activation, rotary, float32 arithmetic and math, cast, concat, arange, a
-float32 sum or 2-norm over consecutive axes, clip, a state read or write) or "fallback", which calls back here to run the step's NumPy reference. The
+float32 sum or 2-norm over consecutive axes, clip, comparisons, logic and where, int64 add/sub/mul,
+a state read or write) or "fallback", which calls back here to run the step's NumPy reference. The
 symbolic dimensions of view, arange and state-op attributes are numbered; each call evaluates
 them once into a table the steps index. A step whose arguments its kernel does not take (another
 dtype, a broadcast it does not handle, a value whose cast NumPy leaves to the platform) goes to
@@ -22,8 +23,10 @@ from .plan import Plan, Step
 
 _BINARY = ("add", "sub", "mul", "div")
 _UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallback at run time)
-_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_norm2", "clip",
-                 *STATE_OPS)  # named native:<op>
+_COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
+_LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
+_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_norm2", "clip", "compare",
+                 "logical", "where", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -172,6 +175,12 @@ class NativeLoop:
                 return ("reduce_sum" if step.op_type == "reduce_sum" else "reduce_norm2",
                         {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
             return "fallback", {}
+        if step.op_type in _COMPARE:
+            return "compare", {"op": step.op_type}
+        if step.op_type in _LOGICAL:
+            return "logical", {"op": step.op_type}
+        if step.op_type == "where":
+            return "where", {}
         if step.op_type == "clip" and all(attrs[k] is None or _is_number(attrs[k]) for k in ("min", "max")):
             return "clip", {k: None if attrs[k] is None else float(attrs[k]) for k in ("min", "max")}
         if step.op_type == "cast":

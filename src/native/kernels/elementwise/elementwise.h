@@ -4,7 +4,8 @@
 // portable code the compiler vectorises). cast.cpp: dtype conversion and arange, bit for bit.
 // unary.cpp: float32 math (a rotary embedding's cos/sin tables), within float32 rounding.
 // reduce.cpp: float32 sums (and 2-norms) accumulated in double and rounded once, like the
-// reference. unary.cpp also holds clip.
+// reference. unary.cpp also holds clip. logic.cpp: comparisons, logic, int64 arithmetic and
+// where over broadcast operands (an attention mask built from the input's), bit for bit.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +48,22 @@ void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* 
 // out[i] = min(max(x[i], lo), hi) as np.maximum / np.minimum give them (NaN kept; the bound
 // where they compare equal: -0 and 0), each bound only where has_lo / has_hi (ir/ops clip).
 void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi);
+
+// logic.cpp. Operands are read through byte strides over `shape` (0 on broadcast axes); out is
+// C-contiguous. Bool is one byte, nonzero true (the references' "nonzero is true"), written 0/1.
+enum class CompareOp { Eq, Ne, Lt, Le, Gt, Ge };
+enum class LogicalOp { And, Or, Xor };
+// a op b for two operands of one type t (F32 with IEEE comparisons: NaN unordered; I64; Bool)
+void compare(CompareOp op, Type t, const void* a, const int64_t* sa, const void* b, const int64_t* sb,
+             uint8_t* out, const int64_t* shape, int rank);
+void logical(LogicalOp op, const uint8_t* a, const int64_t* sa, const uint8_t* b, const int64_t* sb,
+             uint8_t* out, const int64_t* shape, int rank);
+// int64 add, sub, mul wrapping around as NumPy's (op Div: not taken)
+void binary_i64(BinaryOp op, const int64_t* a, const int64_t* sa, const int64_t* b, const int64_t* sb,
+                int64_t* out, const int64_t* shape, int rank);
+// out = c ? x : y, x and y of itemsize bytes each (1, 2, 4 or 8)
+void where(const uint8_t* c, const int64_t* sc, const void* x, const int64_t* sx, const void* y,
+           const int64_t* sy, int itemsize, void* out, const int64_t* shape, int rank);
 
 }  // namespace elementwise
 }  // namespace pocketml
