@@ -36,6 +36,7 @@ from ..ir import registry
 from ..ir.ops.indexing import _check_range
 from ..ir.program import Function, Op
 from ..ir.types import DType
+from . import linear_fusion
 from .plan import Kernel
 
 try:
@@ -86,7 +87,7 @@ def resolve_threads(threads: int | None) -> int:
 class FusedLinear:
     """linear(x, W, bias) with W packed: x [..., K] -> [..., N]; with `residual`, args[3] (of the
     output's shape) is added, then `act` ("gelu", "silu" or None) applied, block by block as the
-    kernel computes them (a graph's add / activation after the layer, fused: `_fuse_epilogues`)."""
+    kernel computes them (a graph's add / activation after the layer, fused: `linear_fusion.fuse_epilogues`)."""
     __slots__ = ("packed", "n", "threads", "exact", "keep", "act", "residual")  # keep: arrays `packed` borrows
 
     def __init__(self, packed, n: int, threads: int, exact: bool, keep, act: str | None = None,
@@ -378,9 +379,9 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
     _fuse_ops(ops, kernels, threads, chain_ops, exact)
-    _fuse_epilogues(ops, kernels, chain_ops, function)
+    linear_fusion.fuse_epilogues(ops, kernels, chain_ops, function)
     if not chain_ops:
-        return _group_linears(ops, kernels), kernels
+        return linear_fusion.group_linears(ops, kernels), kernels
     # drop the chain ops nothing reads any more (walking back: users come after producers)
     uses: dict[str, int] = dict.fromkeys(function.outputs, 1)
     for op in ops:
@@ -395,95 +396,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
                     uses[n] -= 1
             continue
         kept.append(op)
-    return _group_linears(kept[::-1], kernels), kernels
-
-
-def _fuse_epilogues(ops: list[Op], kernels: dict, fused: set, function: Function) -> None:
-    """A packed linear whose output only a float32 `gelu`/`silu` (erf form, not gated) or an `add`
-    of a same-typed value reads computes it in its kernel (`FusedLinear.act` / `.residual`),
-    block by block while in cache: the kernel moves to that op, the linear op goes into `fused`.
-    Equal bit for bit to the separate ops."""
-    types = {v.name: v.type for op in ops for v in op.outputs}
-    types.update((v.name, v.type) for v in function.inputs)
-    readers: dict[str, list[Op]] = {}
-    for op in ops:
-        k = kernels.get(id(op))
-        for n in (k.inputs if k is not None else op.inputs):
-            if n is not None:
-                readers.setdefault(n, []).append(op)
-    outputs = set(function.outputs)
-    position = {id(op): i for i, op in enumerate(ops)}
-    writes = [i for i, op in enumerate(ops) if op.type in ("write_state", "update_state_slice")]
-    for op in ops:
-        k = kernels.get(id(op))
-        if op.type != "linear" or k is None or type(k.compute) is not FusedLinear or id(op) in fused:
-            continue
-        y = op.outputs[0]
-        users = readers.get(y.name, [])
-        if len(users) != 1 or y.name in outputs:
-            continue
-        user = users[0]
-        # the layer then runs at the user's place: no state written in between (its input may
-        # be a view of one)
-        if any(position[id(op)] < i < position[id(user)] for i in writes):
-            continue
-        uk = kernels.get(id(user))
-        f = k.compute
-        if (uk is not None and isinstance(uk.compute, FusedActivation) and not uk.compute.gated
-                and user.outputs[0].type == y.type):
-            fl = FusedLinear(f.packed, f.n, f.threads, f.exact, f.keep, act=uk.compute.name)
-            kernels[id(user)] = Kernel(fl, f"{k.name}+{uk.compute.name}", list(k.inputs))
-        elif (user.type == "add" and uk is None and len(user.inputs) == 2 and user.inputs[0] != user.inputs[1]
-              and user.outputs[0].type == y.type):
-            other = user.inputs[1] if user.inputs[0] == y.name else user.inputs[0]
-            if types.get(other) != y.type:
-                continue
-            bias = k.inputs[2] if len(k.inputs) > 2 else None
-            fl = FusedLinear(f.packed, f.n, f.threads, f.exact, f.keep, residual=True)
-            kernels[id(user)] = Kernel(fl, f"{k.name}+add", [k.inputs[0], None, bias, other])
-        else:
-            continue
-        del kernels[id(op)]
-        fused.add(id(op))
-
-
-_MAX_GROUP = 8  # linear::kMaxGroup
-
-
-def _group_linears(ops: list[Op], kernels: dict) -> list[Op]:
-    """ops with the packed linears that read the same activation (attention's q/k/v, an MLP's
-    gate/up) replaced by one "linear" op with their outputs, at the first one's place (they read
-    nothing else but constants, so nothing between depends on them)."""
-    groups: dict[tuple, list[Op]] = {}
-    for op in ops:
-        k = kernels.get(id(op))
-        if op.type == "linear" and k is not None and isinstance(k.compute, FusedLinear):
-            groups.setdefault((op.inputs[0], k.compute.exact), []).append(op)
-    first = {}
-    for g in groups.values():
-        for i in range(0, len(g), _MAX_GROUP):
-            part = g[i:i + _MAX_GROUP]
-            if len(part) > 1:
-                first[id(part[0])] = part
-    if not first:
-        return ops
-    out, grouped = [], set()
-    for op in ops:
-        part = first.get(id(op))
-        if part is None:
-            if id(op) not in grouped:
-                out.append(op)
-            continue
-        ks = [kernels.pop(id(o)) for o in part]
-        biases = [k.inputs[2] if len(k.inputs) > 2 else None for k in ks]
-        group = Op("linear", [op.inputs[0]], [o.outputs[0] for o in part], {}, op.loc)
-        names = [k.name for k in ks]
-        name = names[0] if len(set(names)) == 1 else "native:" + "+".join(n.removeprefix("native:") for n in names)
-        kernels[id(group)] = Kernel(FusedLinearGroup([k.compute for k in ks]), f"{name} x{len(part)}",
-                                    [op.inputs[0], *biases])
-        grouped.update(id(o) for o in part)
-        out.append(group)
-    return out
+    return linear_fusion.group_linears(kept[::-1], kernels), kernels
 
 
 def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast: bool = False):
