@@ -116,74 +116,19 @@ inline void wide_rest(const Strip& s, const QuantRows& x, int64_t m, int64_t lef
   }
 }
 
-// FastKernels::gemm with 32-row strips: decode the strip [n0, n1) (T: x86_int8.h's tile
-// decoders) as four groups of 8 rows, then every activation row against it.
+// FastKernels::gemm with 32-row strips: decode the strip [n0, n1) (x86_int8.h's decode_strip),
+// then every activation row against it.
 template <class T, bool kBlock>
 void gemm_wide(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, int64_t n1,
                const float* bias, float* out, void* scratch) {
-  using G = VnniDot::Gemm8;
-  constexpr int64_t R = kWideStripRows;
-  const int64_t blocks = w.K / kQBlock, body = blocks * kQBlock, tail = w.K - body;
-  int64_t gn[R];  // rows' groups
-  for (int r = 0; r < R; ++r) gn[r] = n0 + r < n1 ? row_group(w, n0 + r) : 0;
-  uint8_t* tile = static_cast<uint8_t*>(scratch);
-  int32_t* corr = reinterpret_cast<int32_t*>(tile + blocks * kWideBlockBytes);
-  float* scale = reinterpret_cast<float*>(corr + blocks * R);
-  const int64_t nparams = kBlock ? blocks * R : R;
-  float* off = scale + nparams;
-  float* tailt = off + nparams;
-  for (int h = 0; h < 4; ++h)
-    for (int64_t b = 0; b < blocks; ++b) {
-      __m256i c[8];
-      for (int r = 0; r < 8; ++r) {
-        const int64_t n = n0 + 8 * h + r;
-        c[r] = n < n1 ? T::codes(w, n, gn[8 * h + r], b) : _mm256_setzero_si256();
-      }
-      transpose8(c);
-      __m256i sum = _mm256_setzero_si256();
-      for (int j = 0; j < 8; ++j) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tile + b * kWideBlockBytes + 128 * j + 32 * h), c[j]);
-        sum = _mm256_add_epi32(sum, G::sum4(c[j]));
-      }
-      // -128 * sum(v): the activations come as q + 128
-      _mm256_store_si256(reinterpret_cast<__m256i*>(corr + b * R + 8 * h),
-                         _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7)));
-    }
-  const int64_t per = kBlock ? w.group_cols / kQBlock : 1;
-  for (int r = 0; r < R; ++r) {
-    const int64_t n = n0 + r, g0 = gn[r] * w.groups_k;
-    if (!kBlock) {
-      float sc = 0.0f, o = 0.0f;
-      if (n < n1) T::params(w, n, g0, sc, o);
-      scale[r] = sc;
-      off[r] = sc * o;
-      continue;
-    }
-    for (int64_t b = 0, gk = 0; b < blocks; b += per, ++gk) {
-      float sc = 0.0f, o = 0.0f;
-      if (n < n1) T::params(w, n, g0 + gk, sc, o);
-      for (int64_t i = b; i < min64(b + per, blocks); ++i) {
-        scale[i * R + r] = sc;
-        off[i * R + r] = sc * o;
-      }
-    }
-  }
-  if (tail > 0) {
-    float t[kQBlock];
-    for (int r = 0; r < R; ++r) {
-      const int64_t n = n0 + r;
-      if (n < n1) decode_row(w, n, body, w.K, t);
-      for (int64_t c = 0; c < tail; ++c) tailt[c * R + r] = n < n1 ? t[c] : 0.0f;
-    }
-  }
+  const Strip s = decode_strip<VnniDot::Gemm8, T, kBlock, kWideStripRows>(w, n0, n1, scratch);
   // The next strip's codes, while this one computes: a strip's rows are short streams (K or K / 2
   // bytes each) that the hardware prefetchers pick up too late; its decode waited on memory for
   // ~10 % of MiniLM's int8 run.
   const int64_t row_bytes = w.K * w.nbits / 8;
-  for (int64_t n = n1; n < min64(w.N, n1 + R); ++n)
+  for (int64_t n = n1; n < min64(w.N, n1 + kWideStripRows); ++n)
     for (int64_t o = 0; o < row_bytes; o += 64)
       _mm_prefetch(reinterpret_cast<const char*>(w.data + n * row_bytes + o), _MM_HINT_T0);
-  const Strip s{tile, corr, scale, off, tailt, blocks, tail};
   const float* bn = bias ? bias + n0 : nullptr;
   const int64_t rows = n1 - n0;
   int64_t m = 0;

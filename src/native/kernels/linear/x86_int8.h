@@ -533,21 +533,24 @@ inline void gemm_rest(const Strip& s, const QuantRows& x, int64_t m, int64_t lef
   }
 }
 
-// FastKernels::gemm: decode the strip [n0, n1), then every activation row against it.
-template <class G, class T, bool kBlock>
-void fast_gemm(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, int64_t n1,
-               const float* bias, float* out, void* scratch) {
+// Decodes the strip [n0, n1) of R (16 or 32) weight rows into scratch as a Strip whose tile
+// holds, per block of 32 columns, [8 column quads][R rows][4 bytes] (one 32-byte vector per quad
+// and 8 rows; 32 bytes * R per block), with the -128 * sum(v) correction per row and block where
+// G takes unsigned activations, the parameters and the exact tail columns (x86_avx512vnni.cpp's
+// 32-row GEMM decodes with it too).
+template <class G, class T, bool kBlock, int R>
+Strip decode_strip(const WeightView& w, int64_t n0, int64_t n1, void* scratch) {
   const int64_t blocks = w.K / kQBlock, body = blocks * kQBlock, tail = w.K - body;
-  const int64_t rows = n1 - n0;
-  int64_t gn[16];  // rows' groups
-  for (int r = 0; r < 16; ++r) gn[r] = n0 + r < n1 ? row_group(w, n0 + r) : 0;
+  constexpr int64_t kBlockBytes = kQBlock * R;
+  int64_t gn[R];  // rows' groups
+  for (int r = 0; r < R; ++r) gn[r] = n0 + r < n1 ? row_group(w, n0 + r) : 0;
   uint8_t* tile = static_cast<uint8_t*>(scratch);
-  int32_t* corr = reinterpret_cast<int32_t*>(tile + blocks * kTileBlockBytes);
-  float* scale = reinterpret_cast<float*>(corr + blocks * 16);
-  const int64_t nparams = kBlock ? blocks * 16 : 16;
+  int32_t* corr = reinterpret_cast<int32_t*>(tile + blocks * kBlockBytes);
+  float* scale = reinterpret_cast<float*>(corr + blocks * R);
+  const int64_t nparams = kBlock ? blocks * R : R;
   float* off = scale + nparams;
   float* tailt = off + nparams;
-  for (int h = 0; h < 2; ++h)
+  for (int h = 0; h < R / 8; ++h)
     for (int64_t b = 0; b < blocks; ++b) {
       __m256i c[8];
       for (int r = 0; r < 8; ++r) {
@@ -557,19 +560,18 @@ void fast_gemm(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, i
       transpose8(c);
       __m256i sum = _mm256_setzero_si256();
       for (int j = 0; j < 8; ++j) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tile + b * kTileBlockBytes + 64 * j + 32 * h),
-                           c[j]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tile + b * kBlockBytes + 4 * R * j + 32 * h), c[j]);
         sum = _mm256_add_epi32(sum, G::sum4(c[j]));
       }
       // -128 * sum(v)
-      _mm256_store_si256(reinterpret_cast<__m256i*>(corr + b * 16 + 8 * h),
+      _mm256_store_si256(reinterpret_cast<__m256i*>(corr + b * R + 8 * h),
                          G::kUnsignedAct ? _mm256_sub_epi32(_mm256_setzero_si256(),
                                                             _mm256_slli_epi32(sum, 7))
                                          : _mm256_setzero_si256());
     }
   // parameters (one group of columns per block, or a run of `per` blocks sharing one)
   const int64_t per = kBlock ? w.group_cols / kQBlock : 1;
-  for (int r = 0; r < 16; ++r) {
+  for (int r = 0; r < R; ++r) {
     const int64_t n = n0 + r, g0 = gn[r] * w.groups_k;
     if (!kBlock) {
       float sc = 0.0f, o = 0.0f;
@@ -582,21 +584,29 @@ void fast_gemm(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, i
       float sc = 0.0f, o = 0.0f;
       if (n < n1) T::params(w, n, g0 + gk, sc, o);
       for (int64_t i = b; i < min64(b + per, blocks); ++i) {
-        scale[i * 16 + r] = sc;
-        off[i * 16 + r] = sc * o;
+        scale[i * R + r] = sc;
+        off[i * R + r] = sc * o;
       }
     }
   }
   if (tail > 0) {
     float t[kQBlock];
-    for (int r = 0; r < 16; ++r) {
+    for (int r = 0; r < R; ++r) {
       const int64_t n = n0 + r;
       if (n < n1) decode_row(w, n, body, w.K, t);
-      for (int64_t c = 0; c < tail; ++c) tailt[c * 16 + r] = n < n1 ? t[c] : 0.0f;
+      for (int64_t c = 0; c < tail; ++c) tailt[c * R + r] = n < n1 ? t[c] : 0.0f;
     }
   }
-  const Strip s{tile, corr, scale, off, tailt, blocks, tail};
+  return Strip{tile, corr, scale, off, tailt, blocks, tail};
+}
+
+// FastKernels::gemm: decode the strip [n0, n1), then every activation row against it.
+template <class G, class T, bool kBlock>
+void fast_gemm(const WeightView& w, const QuantRows& x, int64_t M, int64_t n0, int64_t n1,
+               const float* bias, float* out, void* scratch) {
+  const Strip s = decode_strip<G, T, kBlock, kFastStripRows>(w, n0, n1, scratch);
   const float* bn = bias ? bias + n0 : nullptr;
+  const int64_t rows = n1 - n0;
   int64_t m = 0;
   for (; m + G::kRows <= M; m += G::kRows)
     gemm_micro<G, kBlock, T::kOff, G::kRows>(s, x, m, bn, out + n0, w.N, rows);
