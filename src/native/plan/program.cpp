@@ -311,18 +311,12 @@ bool where_step(Args& a, Args& outs, BufferPool& pool) {
   if (item != 1 && item != 2 && item != 4 && item != 8) return false;
   Tensor c = a[0], x = a[1], y = a[2];
   int64_t shape[kMaxRank];
-  int rank = 0;
-  if (!broadcast2(x, y, shape, &rank)) return false;
-  Tensor tmp = c;  // the condition's shape joins too
-  int64_t full[kMaxRank];
-  int full_rank = 0;
-  Tensor xs = x;
-  if (!broadcast2(tmp, xs, full, &full_rank)) return false;
-  if (!broadcast_to(c, full_rank, full) || !broadcast_to(x, full_rank, full) || !broadcast_to(y, full_rank, full))
+  int rank = 0;  // x with y, then the condition with them
+  if (!broadcast2(x, y, shape, &rank) || !broadcast2(c, x, shape, &rank) || !broadcast_to(y, rank, shape))
     return false;
-  Tensor out = pool.allocate(a[1].dtype, item, full_rank, full);
-  elementwise::where(c.as<const uint8_t>(), c.strides, x.data, x.strides, y.data, y.strides, item, out.data, full,
-                     full_rank);
+  Tensor out = pool.allocate(a[1].dtype, item, rank, shape);
+  elementwise::where(c.as<const uint8_t>(), c.strides, x.data, x.strides, y.data, y.strides, item, out.data, shape,
+                     rank);
   outs.push_back(std::move(out));
   return true;
 }
