@@ -152,7 +152,7 @@ def test_malformed_specs_are_refused():
     with pytest.raises(ValueError, match="slot"):
         program([("binary", [0, 7], [2], [], [], {"op": "add"})], 3, [0, 1], [2])
     with pytest.raises(ValueError, match="unknown step kind"):
-        program([("conv", [0], [1], [], [], {})], 2, [0], [1])
+        program([("max_pool", [0], [1], [], [], {})], 2, [0], [1])
     with pytest.raises(ValueError, match="state index"):
         program([("read_state", [], [1], [], [], {"state": 3})], 2, [0], [1], nstates=1)
     with pytest.raises(TypeError, match="PackedLinear"):

@@ -17,6 +17,7 @@ void init_attention(nb::module_& m);  // attention.cpp: sdpa
 void init_norm(nb::module_& m);       // norm.cpp: rms_norm, layer_norm
 void init_activation(nb::module_& m);  // activation.cpp: gelu (erf), silu [* gate]
 void init_rotary(nb::module_& m);      // rotary.cpp: rotary embedding
+void init_conv(nb::module_& m);        // conv.cpp: conv (1-D and 2-D)
 void init_plan(nb::module_& m);        // plan.cpp: Program, a plan's step loop run natively
 
 // linear.cpp: the weight of a PackedLinear object (null if h is not one); valid while h lives.

@@ -9,5 +9,6 @@ NB_MODULE(_native, m) {
   pocketml::bindings::init_norm(m);
   pocketml::bindings::init_activation(m);
   pocketml::bindings::init_rotary(m);
+  pocketml::bindings::init_conv(m);
   pocketml::bindings::init_plan(m);
 }

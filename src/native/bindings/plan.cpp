@@ -6,6 +6,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -344,6 +345,18 @@ struct Program {
         st.has_hi = !p["max"].is_none();
         if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));  // as astype(float32)
         if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
+      } else if (kind == "conv") {
+        st.kind = plan::Kind::Conv;
+        need(2);
+        st.strides = nb::cast<std::vector<int64_t>>(p["strides"]);
+        st.pads = nb::cast<std::vector<int64_t>>(p["pads"]);
+        st.dilations = nb::cast<std::vector<int64_t>>(p["dilations"]);
+        st.groups = nb::cast<int64_t>(p["groups"]);
+        st.has_lo = !p["min"].is_none();
+        st.has_hi = !p["max"].is_none();
+        if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));
+        if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
+        if ((st.has_lo && std::isnan(st.lo)) || (st.has_hi && std::isnan(st.hi))) value_error("conv: NaN clip bound");
       } else {
         value_error("unknown step kind '" + kind + "'");
       }

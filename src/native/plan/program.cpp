@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "kernels/attention/attention.h"
+#include "kernels/conv/conv.h"
 #include "kernels/linear/linear.h"
 #include "kernels/norm/norm.h"
 #include "kernels/rotary/rotary.h"
@@ -482,6 +483,33 @@ bool clip_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1]) || !a[1].contiguous()) return false;
+  const int rank = a[0].rank, spatial = rank - 2;
+  if (spatial < 1 || spatial > 2 || a[1].rank != rank || s.strides.size() != static_cast<size_t>(spatial) ||
+      s.dilations.size() != static_cast<size_t>(spatial) || s.pads.size() != static_cast<size_t>(2 * spatial))
+    return false;
+  conv::Shape sh;
+  if (conv::make_shape(spatial, a[0].shape, a[1].shape, s.strides.data(), s.pads.data(), s.dilations.data(),
+                       s.groups, &sh))
+    return false;  // the reference says what is wrong
+  const float* bias = nullptr;
+  if (a.size() > 2 && !param(a[2], sh.Cout, 1, &bias)) return false;
+  conv::Epilogue ep;
+  if (s.has_lo || s.has_hi) {
+    ep.clip = true;
+    ep.lo = s.has_lo ? s.lo : -INFINITY;
+    ep.hi = s.has_hi ? s.hi : INFINITY;
+  }
+  Tensor x = contiguous(a[0], pool);
+  const int64_t shape[4] = {sh.N, sh.Cout, spatial == 2 ? sh.OH : sh.OW, sh.OW};
+  Tensor out = pool.allocate(DType::F32, 4, rank, shape);
+  conv::conv2d(sh, x.as<const float>(), a[1].as<const float>(), bias, ep, out.as<float>(), threads);
+  pool.release(x);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 bool overlaps(const Tensor& a, const Tensor& b) { return a.owner && a.owner == b.owner; }
 
 bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
@@ -561,6 +589,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Compare: return compare_step(s, a, outs, pool_);
     case Kind::Logical: return logical_step(s, a, outs, pool_);
     case Kind::Where: return where_step(a, outs, pool_);
+    case Kind::Conv: return conv_step(s, a, outs, pool_, threads);
   }
   return false;
 }

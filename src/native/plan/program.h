@@ -60,6 +60,7 @@ enum class Kind {
   Compare,      // (x, y) of one dtype -> bool
   Logical,      // (x, y) bool -> bool
   Where,        // (cond bool, x, y of one dtype) -> cond ? x : y
+  Conv,         // (x, weight, bias?) float32 1-D / 2-D convolution, then clip where has_lo/hi
 };
 
 struct Step {
@@ -85,8 +86,10 @@ struct Step {
   std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum
-  bool has_lo = false, has_hi = false;  // Clip
-  float lo = 0.0f, hi = 0.0f;           // Clip
+  bool has_lo = false, has_hi = false;  // Clip; Conv: its epilogue
+  float lo = 0.0f, hi = 0.0f;           // Clip; Conv
+  std::vector<int64_t> strides, pads, dilations;  // Conv: one per spatial dim (pads: 2)
+  int64_t groups = 1;                             // Conv
   elementwise::CompareOp cmp = elementwise::CompareOp::Eq;  // Compare
   elementwise::LogicalOp logic = elementwise::LogicalOp::And;  // Logical
   int state = -1;               // state ops

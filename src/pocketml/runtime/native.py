@@ -36,7 +36,7 @@ from ..ir import registry
 from ..ir.ops.indexing import _check_range
 from ..ir.program import Function, Op
 from ..ir.types import DType
-from . import linear_fusion
+from . import conv_fusion, linear_fusion
 from .plan import Kernel
 
 try:
@@ -378,6 +378,8 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
         else:
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
+    if hasattr(_native, "conv"):
+        conv_fusion.fuse_convs(ops, kernels, chain_ops, constants, function, threads)
     _fuse_ops(ops, kernels, threads, chain_ops, exact)
     linear_fusion.fuse_epilogues(ops, kernels, chain_ops, function)
     if not chain_ops:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ir.ops.state import STATE_OPS
 from ..ir.symbolic import compile_value, is_symbolic
-from . import native
+from . import conv_fusion, native
 from .plan import Plan, Step
 
 _BINARY = ("add", "sub", "mul", "div")
@@ -145,6 +145,8 @@ class NativeLoop:
             return "linear_group", {"weights": [f.packed for f in c.linears], "exact": c.linears[0].exact}
         if isinstance(c, native.FusedEmbedding):
             return "embedding", {"weight": c.packed}
+        if isinstance(c, conv_fusion.FusedConv):
+            return "conv", {**c.attrs, "min": c.lo, "max": c.hi}
         if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):

@@ -1,0 +1,85 @@
+// Bindings of kernels/conv: _native.conv, a 1-D or 2-D convolution over float32 NC(H)W maps.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/vector.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings/bindings.h"
+#include "bindings/checks.h"
+#include "kernels/conv/conv.h"
+
+namespace pocketml::bindings {
+namespace {
+
+using namespace nb::literals;
+
+template <class A>
+void check_f32(const A& a, const char* what) {
+  if (!is(a.dtype(), Code::Float, 32)) type_error(std::string(what) + " must be float32");
+  if (!c_contiguous(a)) value_error(std::string(what) + " must be C-contiguous (use numpy.ascontiguousarray)");
+}
+
+void conv(const Array& x, const Array& weight, const std::optional<Array>& bias, OutArray& out,
+          const std::vector<int64_t>& strides, const std::vector<int64_t>& pads,
+          const std::vector<int64_t>& dilations, int64_t groups, std::optional<float> lo,
+          std::optional<float> hi, int threads) {
+  check_f32(x, "x");
+  check_f32(weight, "weight");
+  check_f32(out, "out");
+  const int rank = static_cast<int>(x.ndim()), spatial = rank - 2;
+  if (spatial < 1 || spatial > 2) value_error("x must be [N, C, L] or [N, C, H, W], got " + shape_of(x));
+  if (static_cast<int>(weight.ndim()) != rank) value_error("weight must have x's rank, got " + shape_of(weight));
+  if (strides.size() != static_cast<size_t>(spatial) || dilations.size() != static_cast<size_t>(spatial) ||
+      pads.size() != static_cast<size_t>(2 * spatial))
+    value_error("strides and dilations need one entry per spatial dim, pads two");
+  if (threads < 0) value_error("threads must be >= 0");
+  if ((lo && std::isnan(*lo)) || (hi && std::isnan(*hi))) value_error("lo and hi must not be NaN");
+  int64_t xs[4], ws[4];
+  for (int i = 0; i < rank; ++i) {
+    xs[i] = static_cast<int64_t>(x.shape(i));
+    ws[i] = static_cast<int64_t>(weight.shape(i));
+  }
+  conv::Shape s;
+  if (const char* err = conv::make_shape(spatial, xs, ws, strides.data(), pads.data(), dilations.data(), groups, &s))
+    value_error(std::string("conv: ") + err + " (x " + shape_of(x) + ", weight " + shape_of(weight) + ")");
+  const int64_t want[4] = {s.N, s.Cout, spatial == 2 ? s.OH : s.OW, s.OW};
+  if (static_cast<int>(out.ndim()) != rank) value_error("out has the wrong rank");
+  for (int i = 0; i < rank; ++i)
+    if (static_cast<int64_t>(out.shape(i)) != want[i]) value_error("out has the wrong shape " + shape_of(out));
+  const float* b = nullptr;
+  if (bias) {
+    check_f32(*bias, "bias");
+    if (bias->ndim() != 1 || static_cast<int64_t>(bias->shape(0)) != s.Cout)
+      value_error("bias must have shape [" + std::to_string(s.Cout) + "]");
+    b = static_cast<const float*>(bias->data());
+  }
+  conv::Epilogue ep;
+  if (lo || hi) {
+    ep.clip = true;
+    ep.lo = lo ? *lo : -INFINITY;
+    ep.hi = hi ? *hi : INFINITY;
+  }
+  const float* xp = static_cast<const float*>(x.data());
+  const float* wp = static_cast<const float*>(weight.data());
+  float* op = static_cast<float*>(out.data());
+  nb::gil_scoped_release release;
+  conv::conv2d(s, xp, wp, b, ep, op, threads);
+}
+
+}  // namespace
+
+void init_conv(nb::module_& m) {
+  m.def("conv", &conv, "x"_a, "weight"_a, "bias"_a.none(), "out"_a, "strides"_a, "pads"_a, "dilations"_a,
+        "groups"_a, "lo"_a.none() = nb::none(), "hi"_a.none() = nb::none(), "threads"_a = 0,
+        "out = clip(conv(x, weight) + bias, lo, hi): torch's conv1d/conv2d over float32 C-contiguous "
+        "x [N, C, (H,) W], weight [Cout, C / groups, (KH,) KW], zero padding pads = [begin, end] per "
+        "spatial dim (the reference: ir/ops/conv.py). out [N, Cout, (OH,) OW] must not overlap x. "
+        "threads 0: default.");
+}
+
+}  // namespace pocketml::bindings

@@ -1,0 +1,67 @@
+// Convolutions over float32 NCHW feature maps (torch's layouts; a 1-D convolution is a 2-D one
+// with H = 1), computed without materialising a padded or dilated copy of the weights:
+// - depthwise (groups = C = C_out): a direct kernel per channel plane, the taps accumulated in
+//   registers over a run of output pixels;
+// - pointwise (1x1, stride 1, no padding): C_out x (H W) = W [C_out, C] . x [C, H W], one GEMM
+//   per image and group straight over the feature map;
+// - anything else (the stem's 3x3 stride 2, Whisper's 1-D convolutions, grouped ones): the
+//   group's input unfolded (im2col, [C/g KH KW, OH OW]) and the same GEMM.
+// Bias and a clip (ReLU, ReLU6) are applied as each output tile is stored.
+#pragma once
+
+#include <cstdint>
+
+namespace pocketml {
+namespace conv {
+
+// x [N, C, H, W], weight [Cout, C / groups, KH, KW], out [N, Cout, OH, OW]: C-contiguous float32.
+// ph, pw: padding before (zeros); the padding after is whatever OH, OW imply.
+struct Shape {
+  int64_t N, C, H, W, Cout, KH, KW, OH, OW;
+  int64_t sh, sw, dh, dw, ph, pw;
+  int64_t groups;
+};
+
+// out = min(max(conv + bias, lo), hi) where `clip`; NaN stays NaN.
+struct Epilogue {
+  bool clip = false;
+  float lo = 0.0f, hi = 0.0f;
+};
+
+// The shape of a convolution over `spatial` (1 or 2) dims from x's and w's shapes (rank spatial
+// + 2), strides and dilations (spatial each) and pads ([begin, end] per dim); null, or what is
+// wrong with them.
+const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const int64_t* strides,
+                       const int64_t* pads, const int64_t* dilations, int64_t groups, Shape* s);
+
+// The caller checks the shapes (bindings/conv.cpp, plan/program.cpp): OH, OW as torch computes
+// them, every size >= 0, the weight and bias sized for the shape.
+void conv2d(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
+            float* out, int threads);
+
+// One instruction set's kernels (conv_impl.h, instantiated per file).
+struct Kernels {
+  int64_t strip;  // columns of C per gemm_tile call at most
+  int64_t mr;     // rows of its register tile
+  // C[m0:m1, n0:n1] = A[m0:m1, :K] . B[:K, n0:n1] (+ bias[m]), clipped; n1 - n0 <= strip; panel:
+  // scratch of panel_floats(K) floats, 64-byte aligned.
+  void (*gemm_tile)(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, int64_t m0,
+                    int64_t m1, int64_t n0, int64_t n1, const float* bias, const Epilogue& ep,
+                    float* C, int64_t ldc, float* panel);
+  // One channel plane: out [OH, OW] from x [H, W] and w [KH, KW]; scratch: depthwise_floats(s).
+  void (*depthwise)(const Shape& s, const float* x, const float* w, float bias, const Epilogue& ep,
+                    float* out, float* scratch);
+  int64_t (*panel_floats)(int64_t K);
+  int64_t (*depthwise_floats)(const Shape& s);
+};
+
+const Kernels& generic_kernels();
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+const Kernels& avx2_kernels();
+#endif
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+const Kernels& avx512_kernels();
+#endif
+
+}  // namespace conv
+}  // namespace pocketml

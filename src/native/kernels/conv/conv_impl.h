@@ -1,0 +1,206 @@
+// The convolution kernels of conv.h, written once over a vector type V and instantiated per
+// instruction set (generic.cpp: scalar; x86_avx2.cpp: 8 lanes; x86_avx512.cpp: 16 lanes). V has
+// kWidth lanes, a register tile of kRows x kVecs vectors, and load/store of the first n lanes.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/conv/conv.h"
+
+namespace pocketml {
+namespace conv {
+
+template <class V>
+struct Impl {
+  using R = typename V::R;
+  static constexpr int64_t W = V::kWidth;
+  static constexpr int64_t NV = V::kVecs;
+  static constexpr int64_t NR = NV * W;  // columns of a strip
+  static constexpr int64_t MR = V::kRows;
+  static constexpr int64_t KC = 512;  // rows of B per packed panel (48 x 512 floats: 96 KiB)
+
+  static int64_t panel_floats(int64_t K) { return std::min(K, KC) * NR + 16; }
+
+  static R finish(R c, const Epilogue& ep) {
+    if (!ep.clip) return c;
+    return V::min(V::set1(ep.hi), V::max(V::set1(ep.lo), c));  // NaN in c stays NaN
+  }
+
+  // lanes of vector j (of a run starting at column 0) inside the first `cols` columns
+  static int64_t lanes(int64_t cols, int64_t j) { return std::clamp<int64_t>(cols - j * W, 0, W); }
+
+  // panel[k * NR + j] = B[k * ldb + j] for j < cols, zeros up to NR
+  static void pack(const float* B, int64_t ldb, int64_t cols, int64_t kc, float* panel) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* b = B + k * ldb;
+      float* p = panel + k * NR;
+      for (int64_t j = 0; j < NV; ++j) {
+        const int64_t n = lanes(cols, j);
+        V::store(p + j * W, n == W ? V::loadu(b + j * W) : n > 0 ? V::load_n(b + j * W, n) : V::zero());
+      }
+    }
+  }
+
+  // C[r, :cols] (+)= A[r, :kc] . panel for r < ROWS, over the first NVU vectors of the strip;
+  // `first`: starts from bias (or zero) rather than C; `last`: applies the epilogue.
+  template <int ROWS, int NVU>
+  static void micro(const float* A, int64_t lda, const float* panel, int64_t kc, float* C,
+                    int64_t ldc, int64_t cols, const float* bias, bool first, bool last,
+                    const Epilogue& ep) {
+    R acc[ROWS][NVU];
+    for (int r = 0; r < ROWS; ++r)
+      for (int j = 0; j < NVU; ++j) acc[r][j] = V::zero();
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* p = panel + k * NR;
+      R b[NVU];
+      for (int j = 0; j < NVU; ++j) b[j] = V::load(p + j * W);
+      for (int r = 0; r < ROWS; ++r) {
+        const R a = V::set1(A[r * lda + k]);
+        for (int j = 0; j < NVU; ++j) acc[r][j] = V::fma(a, b[j], acc[r][j]);
+      }
+    }
+    for (int r = 0; r < ROWS; ++r) {
+      float* c = C + r * ldc;
+      const R init = first ? V::set1(bias ? bias[r] : 0.0f) : V::zero();
+      for (int j = 0; j < NVU; ++j) {
+        const int64_t n = lanes(cols, j);
+        if (n == 0) continue;
+        R v = V::add(acc[r][j], first ? init : n == W ? V::loadu(c + j * W) : V::load_n(c + j * W, n));
+        if (last) v = finish(v, ep);
+        if (n == W) V::storeu(c + j * W, v);
+        else V::store_n(c + j * W, v, n);
+      }
+    }
+  }
+
+  template <int ROWS>
+  static void micro_cols(int64_t nvu, const float* A, int64_t lda, const float* panel, int64_t kc,
+                         float* C, int64_t ldc, int64_t cols, const float* bias, bool first,
+                         bool last, const Epilogue& ep) {
+    static_assert(NV <= 4, "micro_cols handles up to 4 vectors a strip");
+    switch (nvu) {
+      case 1: micro<ROWS, 1>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 2: micro<ROWS, (NV >= 2 ? 2 : 1)>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 3: micro<ROWS, (NV >= 3 ? 3 : 1)>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
+      default: micro<ROWS, NV>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
+    }
+  }
+
+  template <int ROWS>
+  static void rows_step(int64_t rows, int64_t nvu, const float* A, int64_t lda, const float* panel,
+                        int64_t kc, float* C, int64_t ldc, int64_t cols, const float* bias,
+                        bool first, bool last, const Epilogue& ep) {
+    if constexpr (ROWS > 0) {
+      if (rows == ROWS) return micro_cols<ROWS>(nvu, A, lda, panel, kc, C, ldc, cols, bias, first, last, ep);
+      rows_step<ROWS - 1>(rows, nvu, A, lda, panel, kc, C, ldc, cols, bias, first, last, ep);
+    }
+  }
+
+  static void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K,
+                        int64_t m0, int64_t m1, int64_t n0, int64_t n1, const float* bias,
+                        const Epilogue& ep, float* C, int64_t ldc, float* panel) {
+    const int64_t cols = n1 - n0;
+    const int64_t nvu = (cols + W - 1) / W;
+    for (int64_t kb = 0; kb < K; kb += KC) {
+      const int64_t kc = std::min(KC, K - kb);
+      pack(B + kb * ldb + n0, ldb, cols, kc, panel);
+      for (int64_t m = m0; m < m1; m += MR) {
+        const int64_t rows = std::min(MR, m1 - m);
+        rows_step<MR>(rows, nvu, A + m * lda + kb, lda, panel, kc, C + m * ldc + n0, ldc, cols,
+                      bias ? bias + m : nullptr, kb == 0, kb + kc >= K, ep);
+      }
+    }
+  }
+
+  // -- depthwise ------------------------------------------------------------------------------
+  // The plane is copied once into scratch, zero-padded and split by column phase (column
+  // ox * sw + kx * dw of the padded plane is phase (kx * dw) % sw, index ox + (kx * dw) / sw), so
+  // every tap reads a contiguous run of output pixels whatever the stride. A block of RY output
+  // rows x RX vectors of pixels is accumulated at once (4 independent accumulators: a tap's
+  // multiply-adds do not wait on each other; narrow planes block rows, wide ones columns).
+  static constexpr int64_t kRun = 4;  // vectors of output pixels a row block spans at most
+
+  static int64_t phase_len(const Shape& s) {
+    const int64_t run = kRun * W;
+    return (s.OW + run - 1) / run * run + (s.KW - 1) * s.dw / s.sw + 1;
+  }
+  static int64_t rows_needed(const Shape& s) { return s.OH ? (s.OH - 1) * s.sh + (s.KH - 1) * s.dh + 1 : 0; }
+  static int64_t depthwise_floats(const Shape& s) { return s.sw * rows_needed(s) * phase_len(s) + 16; }
+
+  // output rows [oy, oy + RY) (those below OH stored), vectors [ox, ox + RX W) of each
+  template <int RY, int RX>
+  static void dw_block(const Shape& s, const float* planes, int64_t L, int64_t rows, const float* w,
+                       float bias, const Epilogue& ep, int64_t oy, int64_t ox, float* out) {
+    R acc[RY][RX];
+    for (int i = 0; i < RY; ++i)
+      for (int j = 0; j < RX; ++j) acc[i][j] = V::set1(bias);
+    const float* row0[RY];
+    for (int i = 0; i < RY; ++i) row0[i] = planes + std::min(oy + i, s.OH - 1) * s.sh * L + ox;
+    for (int64_t ky = 0; ky < s.KH; ++ky) {
+      for (int64_t kx = 0; kx < s.KW; ++kx) {
+        const int64_t off = kx * s.dw;
+        const int64_t shift = ((off % s.sw) * rows + ky * s.dh) * L + off / s.sw;
+        const R wv = V::set1(w[ky * s.KW + kx]);
+        for (int i = 0; i < RY; ++i)
+          for (int j = 0; j < RX; ++j) acc[i][j] = V::fma(wv, V::loadu(row0[i] + shift + j * W), acc[i][j]);
+      }
+    }
+    for (int i = 0; i < RY && oy + i < s.OH; ++i) {
+      float* o = out + (oy + i) * s.OW + ox;
+      for (int j = 0; j < RX; ++j) {
+        const int64_t n = std::clamp<int64_t>(s.OW - ox - j * W, 0, W);
+        const R v = finish(acc[i][j], ep);
+        if (n == W) V::storeu(o + j * W, v);
+        else if (n > 0) V::store_n(o + j * W, v, n);
+      }
+    }
+  }
+
+  template <int RY, int RX>
+  static void dw_rows(const Shape& s, const float* planes, int64_t L, int64_t rows, const float* w,
+                      float bias, const Epilogue& ep, int64_t ox, float* out) {
+    for (int64_t oy = 0; oy < s.OH; oy += RY) dw_block<RY, RX>(s, planes, L, rows, w, bias, ep, oy, ox, out);
+  }
+
+  static void depthwise(const Shape& s, const float* x, const float* w, float bias,
+                        const Epilogue& ep, float* out, float* scratch) {
+    const int64_t L = phase_len(s), rows = rows_needed(s);
+    std::memset(scratch, 0, static_cast<size_t>(s.sw * rows * L) * sizeof(float));
+    for (int64_t p = 0; p < s.sw; ++p) {
+      // phase p's index j is input column j * sw + p - pw: the ones inside [0, W)
+      const int64_t first = p - s.pw;
+      const int64_t j0 = first >= 0 ? 0 : (-first + s.sw - 1) / s.sw;
+      const int64_t j1 = std::min(L, s.W - first <= 0 ? int64_t(0) : (s.W - first - 1) / s.sw + 1);
+      if (j1 <= j0) continue;
+      for (int64_t y = 0; y < rows; ++y) {
+        const int64_t iy = y - s.ph;
+        if (iy < 0 || iy >= s.H) continue;
+        const float* src = x + iy * s.W + first;
+        float* dst = scratch + (p * rows + y) * L;
+        if (s.sw == 1) {
+          std::memcpy(dst + j0, src + j0, static_cast<size_t>(j1 - j0) * sizeof(float));
+        } else {
+          for (int64_t j = j0; j < j1; ++j) dst[j] = src[j * s.sw];
+        }
+      }
+    }
+    const int64_t nvec = (s.OW + W - 1) / W, full = nvec / kRun * kRun;
+    for (int64_t v = 0; v < full; v += kRun) dw_rows<1, kRun>(s, scratch, L, rows, w, bias, ep, v * W, out);
+    switch (nvec - full) {  // the last 1-3 vectors: rows blocked to keep 4 accumulators (3: 3)
+      case 1: dw_rows<4, 1>(s, scratch, L, rows, w, bias, ep, full * W, out); break;
+      case 2: dw_rows<2, 2>(s, scratch, L, rows, w, bias, ep, full * W, out); break;
+      case 3: dw_rows<1, 3>(s, scratch, L, rows, w, bias, ep, full * W, out); break;
+      default: break;
+    }
+  }
+
+  static const Kernels& kernels() {
+    static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats};
+    return k;
+  }
+};
+
+}  // namespace conv
+}  // namespace pocketml

@@ -1,0 +1,93 @@
+"""Convolutions on the native backend: converted CNN pieces (conv + batch norm + ReLU6, depthwise,
+pointwise, 1-D, residual) run as "native:conv" / "native:conv+clip" steps, equal to torch and to
+the reference backend, in the C++ loop and the Python one; a conv the kernel does not take (a
+weight computed at run time, float16) stays on the reference."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pocketml as pm
+from pocketml.model import Model
+from pocketml.runtime import native
+
+pytestmark = pytest.mark.skipif(not native.available() or not hasattr(native._native, "conv"),
+                                reason="native extension not built")
+torch.manual_seed(0)
+
+
+class Block(torch.nn.Module):
+    """An EfficientNet-Lite block in miniature: expand, depthwise (TF "same" pad, stride 2),
+    project, then a residual pair; a 1-D head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, 2, bias=False), torch.nn.BatchNorm2d(12),
+                                        torch.nn.ReLU6())
+        self.dw = torch.nn.Sequential(torch.nn.Conv2d(12, 12, 5, 1, 2, groups=12, bias=False),
+                                      torch.nn.BatchNorm2d(12), torch.nn.ReLU())
+        self.pw = torch.nn.Sequential(torch.nn.Conv2d(12, 20, 1, bias=False), torch.nn.BatchNorm2d(20))
+        self.pw2 = torch.nn.Conv2d(20, 20, 1)
+        self.head = torch.nn.Conv1d(20, 6, 3, padding=1)
+        for m in self.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                with torch.no_grad():
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        y = self.stem(F.pad(x, (0, 1, 0, 1)))
+        y = self.pw(self.dw(y))
+        y = y + F.hardtanh(self.pw2(y), -1.0, 1.0)
+        return self.head(y.flatten(2))
+
+
+@pytest.fixture(scope="module")
+def block_model(tmp_path_factory):
+    x = torch.randn(2, 3, 21, 18)
+    m = Block().eval()
+    with torch.no_grad():
+        want = m(x).numpy()
+    path = tmp_path_factory.mktemp("conv") / "block.pocket"
+    pm.convert(m, (x,)).save(path)
+    return path, x.numpy(), want
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_block_runs_natively_and_matches(block_model, threads):
+    path, x, want = block_model
+    nat = pm.load(path, backend="native", threads=threads)
+    kernels = [s.kernel for s in nat.plan_summary().steps if "conv" in s.kernel or s.op_type == "conv"]
+    assert kernels.count("native:conv+clip") == 3 and kernels.count("native:conv") == 2, kernels
+    ref = pm.load(path, backend="reference")
+    got, base = nat.predict({"x": x})[nat.output_names[0]], ref.predict({"x": x})[ref.output_names[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, base, rtol=1e-5, atol=2e-5)
+
+
+def test_python_loop_matches_the_native_loop(block_model):
+    path, x, _ = block_model
+    model = pm.load(path, backend="native")
+    want = model.predict({"x": x})
+    ex = model._executor
+    loop, ex.loop = ex.loop, None  # the executor's Python loop, calling the same kernels
+    try:
+        got = model.predict({"x": x})
+    finally:
+        ex.loop = loop
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_unsupported_convs_stay_on_the_reference():
+    class M(torch.nn.Module):
+        def forward(self, x, w):
+            return F.relu(F.conv2d(x, w, padding=1))  # the weight is an input
+
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(6, 4, 3, 3)
+    model = pm.convert(M(), (x, w))
+    assert all(s.kernel == "numpy" for s in model.plan_summary().steps if s.op_type in ("conv", "relu"))
+    np.testing.assert_allclose(model.predict({"x": x.numpy(), "w": w.numpy()})[model.output_names[0]],
+                               F.relu(F.conv2d(x, w, padding=1)).numpy(), rtol=1e-5, atol=1e-5)
+    half = pm.convert(torch.nn.Conv2d(4, 6, 3).half(), (x.half(),))
+    assert not any(s.kernel.startswith("native:") for s in half.plan_summary().steps if s.op_type == "conv")
