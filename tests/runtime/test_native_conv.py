@@ -61,6 +61,7 @@ def test_block_runs_natively_and_matches(block_model, threads):
     assert kernels.count("native:conv+clip") == 3 and kernels.count("native:conv") == 2, kernels
     ref = pm.load(path, backend="reference")
     got, base = nat.predict({"x": x})[nat.output_names[0]], ref.predict({"x": x})[ref.output_names[0]]
+    assert nat._executor.loop.program.fallback_calls == sum(s.kernel == "numpy" for s in nat.plan_summary().steps)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got, base, rtol=1e-5, atol=2e-5)
 
@@ -91,3 +92,29 @@ def test_unsupported_convs_stay_on_the_reference():
                                F.relu(F.conv2d(x, w, padding=1)).numpy(), rtol=1e-5, atol=1e-5)
     half = pm.convert(torch.nn.Conv2d(4, 6, 3).half(), (x.half(),))
     assert not any(s.kernel.startswith("native:") for s in half.plan_summary().steps if s.op_type == "conv")
+
+
+@pytest.mark.parametrize("config", ["int8", "int4-block", "lut4-grouped", "lut6", "prune"])
+def test_compressed_weights_run_natively(block_model, tmp_path, config):
+    """Each compressed format of the linear layers also serves convolutions, decoded per call
+    (the step's kernel names it); in exact mode the result equals the reference backend's."""
+    import warnings
+
+    path, x, _ = block_model
+    spec = {"int8": pm.Quantize("int8"), "int4-block": pm.Quantize("int4", granularity="per_block", block_size=4),
+            "lut4-grouped": pm.Palettize(4, granularity="per_grouped_channel", group_size=4),
+            "lut6": pm.Palettize(6), "prune": pm.Prune(0.5)}[config]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = pm.compress(str(path), pm.OptimizationConfig(global_config=spec, min_weight_size=0))
+    out = tmp_path / "small.pocket"
+    small.save(out)
+    nat = pm.load(out, exact=True)
+    steps = nat.plan_summary().steps
+    packed = [s.kernel for s in steps if s.kernel.startswith("native:conv") and len(s.kernel.split()) > 1]
+    assert len(packed) >= 3, [s.kernel for s in steps]
+    assert not [s for s in steps if s.op_type == "conv" and s.kernel == "numpy"]
+    got = nat.predict({"x": x})[nat.output_names[0]]
+    assert nat._executor.loop.program.fallback_calls == sum(s.kernel == "numpy" for s in steps)  # none ran in Python
+    want = pm.load(out, backend="reference").predict({"x": x})[nat.output_names[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)

@@ -347,7 +347,20 @@ struct Program {
         if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
       } else if (kind == "conv") {
         st.kind = plan::Kind::Conv;
-        need(2);
+        if (p.contains("weight") && !p["weight"].is_none()) {
+          nb::object w = p["weight"];
+          st.weight = packed_weight(w);
+          if (!st.weight) type_error("conv weight must be a PackedLinear");
+          keep.push_back(w);
+          st.wshape = nb::cast<std::vector<int64_t>>(p["wshape"]);
+          int64_t k = 1;
+          for (size_t i = 1; i < st.wshape.size(); ++i) k *= st.wshape[i];
+          if (st.wshape.size() < 3 || st.wshape[0] != st.weight->N || k != st.weight->K)
+            value_error("conv wshape does not match its packed weight");
+          need(1);
+        } else {
+          need(2);
+        }
         st.strides = nb::cast<std::vector<int64_t>>(p["strides"]);
         st.pads = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.dilations = nb::cast<std::vector<int64_t>>(p["dilations"]);

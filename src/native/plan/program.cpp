@@ -483,14 +483,25 @@ bool clip_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// The decoded weight of a packed convolution: one buffer, reused by every layer and call.
+float* conv_scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
 bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
-  if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1]) || !a[1].contiguous()) return false;
+  const bool packed = s.weight != nullptr;
+  if (a.empty() || !is_f32(a[0]) || (!packed && (a.size() < 2 || !is_f32(a[1]) || !a[1].contiguous())))
+    return false;
   const int rank = a[0].rank, spatial = rank - 2;
-  if (spatial < 1 || spatial > 2 || a[1].rank != rank || s.strides.size() != static_cast<size_t>(spatial) ||
-      s.dilations.size() != static_cast<size_t>(spatial) || s.pads.size() != static_cast<size_t>(2 * spatial))
+  const int64_t* wshape = packed ? s.wshape.data() : a[1].shape;
+  if (spatial < 1 || spatial > 2 || (packed ? static_cast<int>(s.wshape.size()) : a[1].rank) != rank ||
+      s.strides.size() != static_cast<size_t>(spatial) || s.dilations.size() != static_cast<size_t>(spatial) ||
+      s.pads.size() != static_cast<size_t>(2 * spatial))
     return false;
   conv::Shape sh;
-  if (conv::make_shape(spatial, a[0].shape, a[1].shape, s.strides.data(), s.pads.data(), s.dilations.data(),
+  if (conv::make_shape(spatial, a[0].shape, wshape, s.strides.data(), s.pads.data(), s.dilations.data(),
                        s.groups, &sh))
     return false;  // the reference says what is wrong
   const float* bias = nullptr;
@@ -504,7 +515,15 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
   Tensor x = contiguous(a[0], pool);
   const int64_t shape[4] = {sh.N, sh.Cout, spatial == 2 ? sh.OH : sh.OW, sh.OW};
   Tensor out = pool.allocate(DType::F32, 4, rank, shape);
-  conv::conv2d(sh, x.as<const float>(), a[1].as<const float>(), bias, ep, out.as<float>(), threads);
+  const float* w = nullptr;
+  if (packed) {
+    float* dense = conv_scratch(s.weight->N * s.weight->K);
+    linear::decode_rows(*s.weight, dense, threads);
+    w = dense;
+  } else {
+    w = a[1].as<const float>();
+  }
+  conv::conv2d(sh, x.as<const float>(), w, bias, ep, out.as<float>(), threads);
   pool.release(x);
   outs.push_back(std::move(out));
   return true;

@@ -69,7 +69,7 @@ struct Step {
   std::vector<int> outputs;  // slots
   std::vector<int> release;  // slots whose last use this is
   std::vector<View> views;   // applied in order to the inputs before the step runs
-  const WeightView* weight = nullptr;  // Linear, Embedding
+  const WeightView* weight = nullptr;  // Linear, Embedding; Conv: a packed weight (else input 1)
   std::vector<const WeightView*> weights;  // LinearGroup
   bool exact = true;                   // Linear, Activation (false: float32 forms)
   double eps = 0.0;                    // norms
@@ -90,6 +90,7 @@ struct Step {
   float lo = 0.0f, hi = 0.0f;           // Clip; Conv
   std::vector<int64_t> strides, pads, dilations;  // Conv: one per spatial dim (pads: 2)
   int64_t groups = 1;                             // Conv
+  std::vector<int64_t> wshape;  // Conv with a packed `weight` ([Cout, K] rows): its conv shape
   elementwise::CompareOp cmp = elementwise::CompareOp::Eq;  // Compare
   elementwise::LogicalOp logic = elementwise::LogicalOp::And;  // Logical
   int state = -1;               // state ops

@@ -1,28 +1,37 @@
-"""The native hand-off of convolutions: a float32 1-D or 2-D `conv` with a constant float32 weight
-(and bias) runs as one `_native.conv` call ("native:conv"), and a `clip` or `relu` that alone
-reads its output is applied as each output tile is stored ("native:conv+clip"), equal to the
-separate ops. What the kernel does not take (other dtypes, 3-D, a weight computed at run time)
-stays on the reference."""
+"""The native hand-off of convolutions: a float32 1-D or 2-D `conv` with a constant weight runs as
+one `_native.conv` call ("native:conv"), and a `clip` or `relu` that alone reads its output is
+applied as each output tile is stored ("native:conv+clip"), equal to the separate ops.
+
+The weight is a float32 constant, or a compressed one in any format of the linear layers (int8 /
+int4 per channel or block, LUT, sparse, float16: `native._pack` over the weight viewed as
+[C_out, C_in/groups * KH * KW]): the plan keeps it packed and each call decodes it into one
+scratch buffer shared by every layer (the decode costs 1/(OH * OW) of the layer's arithmetic),
+so memory stays near the compressed size. What the kernels do not take (other dtypes, 3-D, a
+weight computed at run time) stays on the reference."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir import registry
-from ..ir.program import Function, Op
-from ..ir.types import DType
+from ..ir.program import Function, Op, Value
+from ..ir.types import DType, TensorType
 from .plan import Kernel
 
 
 class FusedConv:
     """conv(x, weight, bias) [then clip to [lo, hi]] via `_native.conv`. Holds the conv's
-    attributes (`attrs`: strides, flat pads, dilations, groups, all explicit): when the clip is
-    fused, the step is the clip's."""
-    __slots__ = ("threads", "lo", "hi", "attrs", "reference")
+    attributes (`attrs`: strides, flat pads, dilations, groups, all explicit; when the clip is
+    fused, the step is the clip's) and, for a compressed weight, its `packed` form (a
+    `PackedLinear` [C_out, K]) with the weight's shape and the arrays it borrows (`keep`)."""
+    __slots__ = ("threads", "lo", "hi", "attrs", "reference", "packed", "wshape", "keep")
 
-    def __init__(self, op: Op, threads: int, lo: float | None = None, hi: float | None = None):
+    def __init__(self, op: Op, threads: int, lo: float | None = None, hi: float | None = None,
+                 packed=None, wshape: tuple | None = None, keep=()):
         from ..ir.ops.conv import spatial_attrs
 
         self.threads, self.lo, self.hi = threads, lo, hi
+        self.packed, self.keep = packed, keep
+        self.wshape = wshape
         conv = registry.get("conv")
         attrs = conv.with_defaults(op.attrs)
         strides, pads, dilations = spatial_attrs(attrs, op.outputs[0].type.rank - 2)
@@ -39,6 +48,10 @@ class FusedConv:
 
         attrs = self.attrs
         x, w, bias = (list(args) + [None])[:3]
+        if self.packed is not None:
+            w = np.empty(self.packed.shape, np.float32)
+            self.packed.rows(np.arange(w.shape[0], dtype=np.int64), w, self.threads)
+            w = w.reshape(self.wshape)
         n = x.ndim - 2 if isinstance(x, np.ndarray) else 0
         if (n in (1, 2) and x.dtype == w.dtype == np.float32 and w.ndim == x.ndim
                 and (bias is None or bias.dtype == np.float32)):
@@ -74,8 +87,12 @@ class FusedConv:
 
 def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, function: Function,
                threads: int) -> None:
-    """Hands each float32 conv with a constant float32 weight (and bias) to `FusedConv`; a
-    `clip` with constant bounds or a `relu` that alone reads it moves the kernel to that op."""
+    """Hands each float32 conv with a constant weight (float32, or compressed: `_pack_rows`) and
+    bias to `FusedConv`; a `clip` with constant bounds or a `relu` that alone reads it moves the
+    kernel to that op. The compressed weight's chain ops go into `fused`."""
+    from .native import _native
+
+    producers = {v.name: op for op in ops for v in op.outputs}
     readers: dict[str, list[Op]] = {}
     for op in ops:
         for n in op.inputs:
@@ -89,17 +106,30 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
         wa, ba = constants.get(w), constants.get(bias) if bias is not None else None
         if not all(isinstance(v, int) for k in ("strides", "pads", "dilations") for v in op.attrs.get(k) or []):
             continue
-        if wa is None or wa.dtype != np.float32 or (bias is not None and (ba is None or ba.dtype != np.float32)):
+        if bias is not None and (ba is None or ba.dtype != np.float32):
             continue
+        packed, name, keep, chain, wshape = None, "native:conv", (), [], None
+        if wa is None or wa.dtype != np.float32:
+            t = producers[w].outputs[0].type if w in producers else None
+            wshape = tuple(t.shape) if t is not None and t.is_static else None
+            found = _pack_rows(w, wshape, producers, constants) if wshape is not None else None
+            if found is None:
+                continue
+            packed, fmt, keep, chain, _ = found
+            name = f"native:conv {fmt.removeprefix('native:')}"
+        inputs = [op.inputs[0], None if packed is not None else w, bias]
         y = op.outputs[0]
         users = readers.get(y.name, [])
         user = users[0] if len(users) == 1 and y.name not in outputs else None
         bounds = _clip_bounds(user) if user is not None and user.outputs[0].type == y.type else None
         if bounds is None:
-            kernels[id(op)] = Kernel(FusedConv(op, threads), "native:conv", [op.inputs[0], w, bias])
-            continue
-        kernels[id(user)] = Kernel(FusedConv(op, threads, *bounds), "native:conv+clip", [op.inputs[0], w, bias])
-        fused.add(id(op))
+            kernels[id(op)] = Kernel(FusedConv(op, threads, packed=packed, wshape=wshape, keep=keep), name, inputs)
+        else:
+            kernels[id(user)] = Kernel(FusedConv(op, threads, *bounds, packed=packed, wshape=wshape,
+                                                                 keep=keep),
+                                       name.replace("native:conv", "native:conv+clip", 1), inputs)
+            fused.add(id(op))
+        fused.update(id(c) for c in chain)
 
 
 def _clip_bounds(op: Op) -> tuple | None:
@@ -112,3 +142,70 @@ def _clip_bounds(op: Op) -> tuple | None:
     if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v == v) for v in (lo, hi)):
         return None
     return (None if lo is None else float(lo)), (None if hi is None else float(hi))
+
+
+def _pack_rows(name: str, wshape: tuple, producers: dict, constants: dict):
+    """`native._pack` over conv weight `name` of shape wshape [C_out, ...] viewed as [C_out, K]:
+    its chain (mul by a row scale, cast, dequantize, lut_to_dense, sparse_to_dense) copied with
+    2-D shapes, their parameters' trailing unit axes dropped (a block along C_in spans its KH KW
+    taps, contiguous in the row). None where a parameter varies along a kernel axis."""
+    from . import native
+
+    cout, k = wshape[0], int(np.prod(wshape[1:]))
+    rows = [cout, k]
+    spatial = len(wshape) - 2
+    p2: dict = {}
+    c2: dict = {}
+
+    def param(a: np.ndarray, lead: int) -> np.ndarray | None:
+        """a [*lead axes, *kernel axes] with unit kernel axes -> [*lead axes]."""
+        if a.ndim != lead + spatial or any(d != 1 for d in a.shape[lead:]):
+            return None
+        return a.reshape(a.shape[:lead])
+
+    def visit(n: str) -> bool:
+        if n in constants:
+            a = constants[n]
+            if a.shape == tuple(wshape):
+                c2[n] = a.reshape(rows)
+            else:
+                c2[n] = a
+            return True
+        op = producers.get(n)
+        if op is None or op.type not in ("mul", "cast", "dequantize", "lut_to_dense", "sparse_to_dense"):
+            return False
+        attrs = dict(op.attrs)
+        if "shape" in attrs:
+            if list(attrs["shape"]) != list(wshape):
+                return False
+            attrs["shape"] = rows
+        for i, m in enumerate(op.inputs):
+            if m is None:
+                continue
+            if m in constants:
+                a = constants[m]
+                if op.type == "mul" or (op.type == "dequantize" and i > 0):
+                    a = a.reshape(rows) if a.shape == tuple(wshape) else param(a, 2)
+                elif op.type == "lut_to_dense" and i == 1:
+                    a = a.reshape(a.shape[:2] + a.shape[2 + spatial:]) if (
+                        a.ndim == 4 + spatial and all(d == 1 for d in a.shape[2:2 + spatial])) else None
+                elif a.shape == tuple(wshape):
+                    a = a.reshape(rows)
+                if a is None:
+                    return False
+                c2[m] = a
+            elif not visit(m):
+                return False
+        t = op.outputs[0].type
+        out = Value(op.outputs[0].name, TensorType(t.dtype, tuple(rows))) if t.shape == tuple(wshape) else op.outputs[0]
+        p2[n] = Op(op.type, list(op.inputs), [out], attrs, op.loc)
+        return True
+
+    if not visit(name):
+        return None
+    found = native._pack(name, p2, c2)
+    if found is None:
+        return None
+    packed, fmt, keep, chain2, nk = found
+    originals = {id(op2): producers[n] for n, op2 in p2.items()}
+    return packed, fmt, keep, [originals[id(c)] for c in chain2 if id(c) in originals], nk

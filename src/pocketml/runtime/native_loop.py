@@ -146,7 +146,8 @@ class NativeLoop:
         if isinstance(c, native.FusedEmbedding):
             return "embedding", {"weight": c.packed}
         if isinstance(c, conv_fusion.FusedConv):
-            return "conv", {**c.attrs, "min": c.lo, "max": c.hi}
+            return "conv", {**c.attrs, "min": c.lo, "max": c.hi, "weight": c.packed,
+                            "wshape": None if c.wshape is None else list(c.wshape)}
         if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):

@@ -167,6 +167,7 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
   const int64_t e0 = n * K;
   uint8_t codes[kRun];
   float table[256];
+  int64_t table_group = -1;  // the group whose (non-float32) table `table` holds
   for (int64_t k = k0; k < k1;) {
     const int64_t gk = k / w.group_cols;
     const int64_t end = std::min({k1, (gk + 1) * w.group_cols, k + kRun});
@@ -191,8 +192,10 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
       const float* t = table;
       if (w.lut_type == ScalarType::F32)
         t = static_cast<const float*>(w.lut) + g * entries;
-      else
+      else if (g != table_group) {
         for (int64_t i = 0; i < entries; ++i) table[i] = scalar_at(w.lut, w.lut_type, g * entries + i);
+        table_group = g;
+      }
       if (w.row_scale) {
         const float r = w.row_scale[n];
         for (int64_t j = 0; j < len; ++j) o[j] = t[codes[j]] * r;

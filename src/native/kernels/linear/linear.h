@@ -184,6 +184,8 @@ void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t 
                 const float* const* bias, float* const* out, int threads, bool exact);
 // out[i] = W[ids[i]] for i < L, every id already checked to lie in [0, N).
 void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out, int threads);
+// out [N, K] = the whole weight in fp32 (a compressed convolution's, decoded for one call).
+void decode_rows(const WeightView& w, float* out, int threads);
 
 }  // namespace linear
 }  // namespace pocketml
