@@ -1,6 +1,7 @@
 #include "plan/buffers.h"
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 
 namespace pocketml {
@@ -27,8 +28,11 @@ Tensor BufferPool::allocate(DType dtype, int itemsize, int rank, const int64_t* 
   std::shared_ptr<Block> b;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(size);
-    if (it != free_.end()) {
+    // the block of this size freed last (the likeliest still in cache): equal keys keep their
+    // insertion order
+    const auto range = free_.equal_range(size);
+    if (range.first != range.second) {
+      const auto it = std::prev(range.second);
       b = std::move(it->second);
       free_.erase(it);
       b->epoch = epoch_;

@@ -53,6 +53,13 @@ struct Kernels {
                     float* out, float* scratch);
   int64_t (*panel_floats)(int64_t K);
   int64_t (*depthwise_floats)(const Shape& s);
+  // Depthwise over blocks of `block` channels (0: none; then depthwise, plane by plane): cb <=
+  // block channels, x/out their planes, w their kernels, bias theirs or null; scratch:
+  // depthwise_block_floats(s) floats.
+  int64_t block;
+  void (*depthwise_block)(const Shape& s, const float* x, int64_t cb, const float* w, const float* bias,
+                          const Epilogue& ep, float* out, float* scratch);
+  int64_t (*depthwise_block_floats)(const Shape& s);
 };
 
 const Kernels& generic_kernels();

@@ -196,9 +196,109 @@ struct Impl {
     }
   }
 
+  // -- depthwise over blocks of W channels ----------------------------------------------------
+  // (vector types with a W x W transpose.) The block's planes are transposed once into pixels of
+  // W channels ([rows][cols][W], zero-padded), so every tap of every output pixel is one vector
+  // load and one multiply-add whatever the stride or plane size (narrow planes waste no lanes),
+  // and the outputs transposed back.
+  static constexpr int64_t kPix = 8;  // output pixels accumulated at once
+
+  static int64_t block_cols(const Shape& s) { return s.OW ? (s.OW - 1) * s.sw + (s.KW - 1) * s.dw + 1 : 0; }
+  static int64_t depthwise_block_floats(const Shape& s) {
+    return (rows_needed(s) * block_cols(s) + s.OH * s.OW + s.KH * s.KW) * W + 16;
+  }
+
+  // x: cb <= W planes [H, W] (H W apart) -> blk [rows][cols][W]
+  static void pack_block(const Shape& s, const float* x, int64_t cb, float* blk) {
+    const int64_t rows = rows_needed(s), cols = block_cols(s), HW = s.H * s.W;
+    std::memset(blk, 0, static_cast<size_t>(rows * cols * W) * sizeof(float));
+    const int64_t ix1 = std::min(s.W, cols - s.pw);  // input columns that land inside
+    for (int64_t y = 0; y < rows; ++y) {
+      const int64_t iy = y - s.ph;
+      if (iy < 0 || iy >= s.H) continue;
+      float* dst = blk + (y * cols + s.pw) * W;
+      for (int64_t ix = 0; ix < ix1; ix += W) {
+        const int64_t n = std::min<int64_t>(W, ix1 - ix);
+        R r[W];
+        for (int64_t c = 0; c < W; ++c) {
+          const float* src = x + c * HW + iy * s.W + ix;
+          r[c] = c >= cb ? V::zero() : n == W ? V::loadu(src) : V::load_n(src, n);
+        }
+        V::transpose(r);  // r[j]: column ix + j over the channels
+        for (int64_t j = 0; j < n; ++j) V::storeu(dst + (ix + j) * W, r[j]);
+      }
+    }
+  }
+
+  // ob [OH OW][W] -> out: cb planes [OH OW]
+  static void unpack_block(const Shape& s, const float* ob, int64_t cb, float* out) {
+    const int64_t P = s.OH * s.OW;
+    for (int64_t p = 0; p < P; p += W) {
+      const int64_t n = std::min<int64_t>(W, P - p);
+      R r[W];
+      for (int64_t j = 0; j < W; ++j) r[j] = j < n ? V::loadu(ob + (p + j) * W) : V::zero();
+      V::transpose(r);  // r[c]: pixels p.. of channel c
+      for (int64_t c = 0; c < cb; ++c) {
+        if (n == W) V::storeu(out + c * P + p, r[c]);
+        else V::store_n(out + c * P + p, r[c], n);
+      }
+    }
+  }
+
+  template <int NP>
+  static void block_run(const Shape& s, const float* blk, int64_t cols, const float* wt, R bias,
+                        const Epilogue& ep, int64_t oy, int64_t ox, float* ob) {
+    R acc[NP];
+    for (int p = 0; p < NP; ++p) acc[p] = bias;
+    const int64_t step = s.sw * W;
+    for (int64_t ky = 0; ky < s.KH; ++ky) {
+      const float* row = blk + ((oy * s.sh + ky * s.dh) * cols + ox * s.sw) * W;
+      for (int64_t kx = 0; kx < s.KW; ++kx) {
+        const R wv = V::loadu(wt + (ky * s.KW + kx) * W);
+        const float* src = row + kx * s.dw * W;
+        for (int p = 0; p < NP; ++p) acc[p] = V::fma(wv, V::loadu(src + p * step), acc[p]);
+      }
+    }
+    for (int p = 0; p < NP; ++p) V::storeu(ob + (oy * s.OW + ox + p) * W, finish(acc[p], ep));
+  }
+
+  template <int NP>
+  static void block_tail(int64_t left, const Shape& s, const float* blk, int64_t cols, const float* wt,
+                         R bias, const Epilogue& ep, int64_t oy, int64_t ox, float* ob) {
+    if constexpr (NP > 0) {
+      if (left == NP) return block_run<NP>(s, blk, cols, wt, bias, ep, oy, ox, ob);
+      block_tail<NP - 1>(left, s, blk, cols, wt, bias, ep, oy, ox, ob);
+    }
+  }
+
+  // cb <= W channels: x their planes, w their [KH KW] kernels, bias theirs (or null), out theirs
+  static void depthwise_block(const Shape& s, const float* x, int64_t cb, const float* w, const float* bias,
+                              const Epilogue& ep, float* out, float* scratch) {
+    const int64_t rows = rows_needed(s), cols = block_cols(s), taps = s.KH * s.KW;
+    float* blk = scratch;
+    float* ob = blk + rows * cols * W;
+    float* wt = ob + s.OH * s.OW * W;
+    pack_block(s, x, cb, blk);
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t c = 0; c < W; ++c) wt[t * W + c] = c < cb ? w[c * taps + t] : 0.0f;
+    const R b = bias ? V::load_n(bias, cb) : V::zero();
+    for (int64_t oy = 0; oy < s.OH; ++oy) {
+      int64_t ox = 0;
+      for (; ox + kPix <= s.OW; ox += kPix) block_run<kPix>(s, blk, cols, wt, b, ep, oy, ox, ob);
+      block_tail<kPix - 1>(s.OW - ox, s, blk, cols, wt, b, ep, oy, ox, ob);
+    }
+    unpack_block(s, ob, cb, out);
+  }
+
   static const Kernels& kernels() {
-    static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats};
-    return k;
+    if constexpr (V::kTranspose) {
+      static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, W, depthwise_block,
+                             depthwise_block_floats};
+      return k;
+    } else {
+      static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, 0, nullptr, nullptr};
+      return k;
+    }
   }
 };
 

@@ -8,6 +8,7 @@ namespace {
 struct Scalar {
   using R = float;
   static constexpr int64_t kWidth = 1, kRows = 4, kVecs = 4;
+  static constexpr bool kTranspose = false;
   static R zero() { return 0.0f; }
   static R set1(float v) { return v; }
   static R load(const float* p) { return *p; }
