@@ -111,3 +111,52 @@ def test_bad_arguments_raise():
         _native.conv(x, w, b, out, [1, 1], [0, 0, -1, 0], [1, 1], 1)
     with pytest.raises(ValueError, match="C-contiguous"):
         _native.conv(x[..., ::2], w, b, out, *args)
+
+
+# (x shape, C_mid, depthwise kernel, strides, pads): the band path from C_mid x H x W >= 2^18
+PAIRS = [
+    ((1, 5, 9, 11), 7, (3, 3), [1, 1], [1, 1, 1, 1]),               # small: the two convolutions
+    ((2, 16, 72, 72), 64, (3, 3), [2, 2], [0, 1, 0, 1]),            # bands, TF "same" stride 2
+    ((1, 8, 64, 70), 72, (5, 5), [1, 1], [2, 2, 2, 2]),             # bands, 5x5 stride 1
+    ((1, 3, 50, 90), 61, (3, 5), [2, 1], [1, 1, 0, 3]),             # odd channels, asymmetric
+    ((1, 24, 4096), 80, (1, 7), [1], [3, 3]),                       # 1-D
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", PAIRS, ids=str)
+def test_pointwise_depthwise_equals_the_two_convolutions(level, case, threads):
+    """The fused pair equals the reference and, bit for bit, the two native convolutions."""
+    xs, cmid, k, st, pads = case
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xs).astype(np.float32)
+    spatial = len(xs) - 2
+    w1 = (rng.standard_normal((cmid, xs[1]) + (1,) * spatial) * 0.5).astype(np.float32)
+    w2 = rng.standard_normal((cmid, 1) + k[-spatial:]).astype(np.float32)
+    b1, b2 = rng.standard_normal(cmid).astype(np.float32), rng.standard_normal(cmid).astype(np.float32)
+    one, zero = [1] * spatial, [0] * (2 * spatial)
+    mid = np.clip(reference([x, w1, b1], _attrs(one, zero, one, 1)), 0, 6)
+    want = np.clip(reference([mid, w2, b2], _attrs(st, pads, one, cmid)), None, 4.0)
+    out = np.full(want.shape, np.nan, np.float32)
+    _native.pointwise_depthwise(x, w1, b1, w2, b2, out, st, pads, one, 0.0, 6.0, None, 4.0, threads)
+    np.testing.assert_allclose(out, want, rtol=0, atol=2e-5 * float(np.abs(want).max()))
+    m = np.empty(mid.shape, np.float32)
+    _native.conv(x, w1, b1, m, one, zero, one, 1, 0.0, 6.0, threads)
+    sep = np.empty_like(out)
+    _native.conv(m, w2, b2, sep, st, pads, one, cmid, None, 4.0, threads)
+    np.testing.assert_array_equal(out, sep)
+
+
+def test_pointwise_depthwise_refuses_other_pairs():
+    x = np.ones((1, 4, 8, 8), np.float32)
+    w1, w2 = np.ones((6, 4, 1, 1), np.float32), np.ones((6, 1, 3, 3), np.float32)
+    out = np.empty((1, 6, 6, 6), np.float32)
+    _native.pointwise_depthwise(x, w1, None, w2, None, out, [1, 1], [0, 0, 0, 0], [1, 1])
+    with pytest.raises(ValueError, match="1x1"):
+        _native.pointwise_depthwise(x, np.ones((6, 4, 3, 3), np.float32), None, w2, None, out, [1, 1],
+                                    [1, 1, 1, 1], [1, 1])
+    with pytest.raises(ValueError):  # w2 over 5 channels, not the 6 of w1's output
+        _native.pointwise_depthwise(x, w1, None, np.ones((5, 1, 3, 3), np.float32), None, out, [1, 1],
+                                    [0, 0, 0, 0], [1, 1])
+    with pytest.raises(ValueError, match="bias"):
+        _native.pointwise_depthwise(x, w1, np.ones(5, np.float32), w2, None, out, [1, 1], [0, 0, 0, 0], [1, 1])

@@ -118,3 +118,47 @@ def test_compressed_weights_run_natively(block_model, tmp_path, config):
     assert nat._executor.loop.program.fallback_calls == sum(s.kernel == "numpy" for s in steps)  # none ran in Python
     want = pm.load(out, backend="reference").predict({"x": x})[nat.output_names[0]]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+
+
+class InvertedResidual(torch.nn.Module):
+    """MobileNetV2 / EfficientNet-Lite's block: expand 1x1 + ReLU6, depthwise 3x3 + ReLU6 (stride
+    2 with TF "same" padding, then stride 1 with a residual), project 1x1."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand = torch.nn.Conv2d(8, 64, 1)
+        self.dw = torch.nn.Conv2d(64, 64, 3, 2, groups=64)
+        self.project = torch.nn.Conv2d(64, 12, 1)
+        self.expand2 = torch.nn.Conv2d(12, 72, 1)
+        self.dw2 = torch.nn.Conv2d(72, 72, 5, 1, 2, groups=72)
+        self.project2 = torch.nn.Conv2d(72, 12, 1)
+
+    def forward(self, x):
+        y = self.project(F.relu6(self.dw(F.pad(F.relu6(self.expand(x)), (0, 1, 0, 1)))))
+        return y + self.project2(F.relu6(self.dw2(F.relu6(self.expand2(y)))))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inverted_residual_pairs_expand_and_depthwise(tmp_path, threads):
+    """Each expand 1x1 + ReLU6 whose output only the depthwise reads runs with it as one step
+    (bands of rows, the expanded tensor never in memory), equal to torch and to the reference."""
+    x = torch.randn(1, 8, 96, 80)
+    m = InvertedResidual().eval()
+    with torch.no_grad():
+        want = m(x).numpy()
+    path = tmp_path / "ir.pocket"
+    pm.convert(m, (x,)).save(path)
+    nat = pm.load(path, threads=threads)
+    kernels = [s.kernel for s in nat.plan_summary().steps if s.kernel.startswith("native:conv")]
+    assert kernels.count("native:conv1x1+dw") == 2, kernels
+    got = nat.predict({"x": x.numpy()})[nat.output_names[0]]
+    assert nat._executor.loop.program.fallback_calls == 0
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    ref = pm.load(path, backend="reference").predict({"x": x.numpy()})[nat.output_names[0]]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
+    ex = nat._executor
+    loop, ex.loop = ex.loop, None  # the Python loop: the two convolutions, the same bits
+    try:
+        np.testing.assert_array_equal(nat.predict({"x": x.numpy()})[nat.output_names[0]], got)
+    finally:
+        ex.loop = loop

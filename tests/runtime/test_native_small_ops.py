@@ -261,6 +261,19 @@ def test_reduce_norm_2_is_the_float64_norm_rounded_once(shape, axes):
         np.testing.assert_array_max_ulp(got, want, maxulp=1)
 
 
+@pytest.mark.parametrize("shape,axes", [((1, 1280, 7, 7), [2, 3]), ((3, 5, 7), [0]), ((3, 5, 7), None),
+                                        ((2, 3, 4, 600), [1, 2]), ((0, 5), [1]), ((5, 0), [1])])
+def test_reduce_mean_is_the_float64_mean_rounded_once(shape, axes):
+    """A CNN's global average pooling; an empty mean is NaN, as NumPy's."""
+    x = values("float32", shape)
+    for keepdims in (False, True):
+        got, calls = one_step("reduce_mean", {"axes": axes, "keepdims": keepdims}, [x])
+        assert calls == 0
+        want = reference("reduce_mean", [x], axes=axes, keepdims=keepdims)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_max_ulp(got, want, maxulp=1)
+
+
 @pytest.mark.parametrize("lo,hi", [(1e-9, None), (None, 0.5), (-0.5, 0.5), (0.0, 0.0), (1.0, -1.0), (0.1, None),
                                    (float("nan"), None)])
 def test_clip_equals_the_reference_bit_for_bit(lo, hi):

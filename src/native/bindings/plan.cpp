@@ -305,9 +305,10 @@ struct Program {
         st.kind = plan::Kind::Unary;
         need(1);
         st.unary = unary_named(nb::cast<std::string>(p["op"]));
-      } else if (kind == "reduce_sum" || kind == "reduce_norm2") {
+      } else if (kind == "reduce_sum" || kind == "reduce_norm2" || kind == "reduce_mean") {
         st.kind = plan::Kind::ReduceSum;
         st.l2 = kind == "reduce_norm2";
+        st.mean = kind == "reduce_mean";
         need(1);
         if (!p["axes"].is_none()) {
           st.reduce_axes = nb::cast<std::vector<int>>(p["axes"]);
@@ -347,29 +348,34 @@ struct Program {
         if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
       } else if (kind == "conv") {
         st.kind = plan::Kind::Conv;
-        if (p.contains("weight") && !p["weight"].is_none()) {
-          nb::object w = p["weight"];
-          st.weight = packed_weight(w);
-          if (!st.weight) type_error("conv weight must be a PackedLinear");
-          keep.push_back(w);
-          st.wshape = nb::cast<std::vector<int64_t>>(p["wshape"]);
-          int64_t k = 1;
-          for (size_t i = 1; i < st.wshape.size(); ++i) k *= st.wshape[i];
-          if (st.wshape.size() < 3 || st.wshape[0] != st.weight->N || k != st.weight->K)
-            value_error("conv wshape does not match its packed weight");
-          need(1);
-        } else {
-          need(2);
+        nb::list convs = nb::cast<nb::list>(p["convs"]);
+        if (convs.size() < 1 || convs.size() > 2) value_error("conv step takes one or two convolutions");
+        for (nb::handle h : convs) {
+          nb::dict c = nb::cast<nb::dict>(h);
+          plan::ConvSpec cs;
+          cs.strides = nb::cast<std::vector<int64_t>>(c["strides"]);
+          cs.pads = nb::cast<std::vector<int64_t>>(c["pads"]);
+          cs.dilations = nb::cast<std::vector<int64_t>>(c["dilations"]);
+          cs.groups = nb::cast<int64_t>(c["groups"]);
+          cs.has_lo = !c["min"].is_none();
+          cs.has_hi = !c["max"].is_none();
+          if (cs.has_lo) cs.lo = static_cast<float>(nb::cast<double>(c["min"]));  // as astype(float32)
+          if (cs.has_hi) cs.hi = static_cast<float>(nb::cast<double>(c["max"]));
+          if ((cs.has_lo && std::isnan(cs.lo)) || (cs.has_hi && std::isnan(cs.hi))) value_error("conv: NaN clip bound");
+          if (c.contains("weight") && !c["weight"].is_none()) {
+            nb::object w = c["weight"];
+            cs.weight = packed_weight(w);
+            if (!cs.weight) type_error("conv weight must be a PackedLinear");
+            keep.push_back(w);
+            cs.wshape = nb::cast<std::vector<int64_t>>(c["wshape"]);
+            int64_t k = 1;
+            for (size_t i = 1; i < cs.wshape.size(); ++i) k *= cs.wshape[i];
+            if (cs.wshape.size() < 3 || cs.wshape[0] != cs.weight->N || k != cs.weight->K)
+              value_error("conv wshape does not match its packed weight");
+          }
+          st.convs.push_back(std::move(cs));
         }
-        st.strides = nb::cast<std::vector<int64_t>>(p["strides"]);
-        st.pads = nb::cast<std::vector<int64_t>>(p["pads"]);
-        st.dilations = nb::cast<std::vector<int64_t>>(p["dilations"]);
-        st.groups = nb::cast<int64_t>(p["groups"]);
-        st.has_lo = !p["min"].is_none();
-        st.has_hi = !p["max"].is_none();
-        if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));
-        if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
-        if ((st.has_lo && std::isnan(st.lo)) || (st.has_hi && std::isnan(st.hi))) value_error("conv: NaN clip bound");
+        need(st.convs.size() == 1 ? 1 : 3);
       } else {
         value_error("unknown step kind '" + kind + "'");
       }

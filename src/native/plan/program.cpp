@@ -469,7 +469,7 @@ bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int t
     else if (s.keepdims) shape[out_rank++] = 1;
   }
   Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
-  elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads, s.l2);
+  elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads, s.l2, s.mean);
   outs.push_back(std::move(out));
   return true;
 }
@@ -483,47 +483,73 @@ bool clip_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
-// The decoded weight of a packed convolution: one buffer, reused by every layer and call.
-float* conv_scratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-  return buf.data();
+// The decoded weights of packed convolutions: one buffer per position in a step (0, 1), reused by
+// every layer and call.
+float* conv_scratch(int slot, int64_t n) {
+  thread_local std::vector<float> buf[2];
+  if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
+  return buf[slot].data();
+}
+
+// One convolution of a Conv step over input x: its shape, weight (decoded into `slot`'s buffer
+// where packed) and bias from args w, b; false where the kernels do not take them.
+bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor& b, int slot, int threads,
+               conv::Shape* sh, const float** wp, const float** bp, conv::Epilogue* ep) {
+  const bool packed = c.weight != nullptr;
+  if (!packed && (!is_f32(w) || !w.contiguous())) return false;
+  const int rank = x.rank, spatial = rank - 2;
+  if (spatial < 1 || spatial > 2 || (packed ? static_cast<int>(c.wshape.size()) : w.rank) != rank ||
+      c.strides.size() != static_cast<size_t>(spatial) || c.dilations.size() != static_cast<size_t>(spatial) ||
+      c.pads.size() != static_cast<size_t>(2 * spatial))
+    return false;
+  if (conv::make_shape(spatial, x.shape, packed ? c.wshape.data() : w.shape, c.strides.data(), c.pads.data(),
+                       c.dilations.data(), c.groups, sh))
+    return false;  // the reference says what is wrong
+  if (!param(b, sh->Cout, 1, bp)) return false;
+  *ep = conv::Epilogue();
+  if (c.has_lo || c.has_hi) {
+    ep->clip = true;
+    ep->lo = c.has_lo ? c.lo : -INFINITY;
+    ep->hi = c.has_hi ? c.hi : INFINITY;
+  }
+  if (packed) {
+    float* dense = conv_scratch(slot, c.weight->N * c.weight->K);
+    linear::decode_rows(*c.weight, dense, threads);
+    *wp = dense;
+  } else {
+    *wp = w.as<const float>();
+  }
+  return true;
 }
 
 bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
-  const bool packed = s.weight != nullptr;
-  if (a.empty() || !is_f32(a[0]) || (!packed && (a.size() < 2 || !is_f32(a[1]) || !a[1].contiguous())))
+  const bool pair = s.convs.size() == 2;
+  if (a.size() < (pair ? 5u : 2u) || !is_f32(a[0])) return false;
+  const Tensor none;
+  conv::Shape sh[2];
+  const float *w[2] = {nullptr, nullptr}, *b[2] = {nullptr, nullptr};
+  conv::Epilogue ep[2];
+  if (!conv_args(s.convs[0], a[0], a[1], a.size() > 2 ? a[2] : none, 0, threads, &sh[0], &w[0], &b[0], &ep[0]))
     return false;
   const int rank = a[0].rank, spatial = rank - 2;
-  const int64_t* wshape = packed ? s.wshape.data() : a[1].shape;
-  if (spatial < 1 || spatial > 2 || (packed ? static_cast<int>(s.wshape.size()) : a[1].rank) != rank ||
-      s.strides.size() != static_cast<size_t>(spatial) || s.dilations.size() != static_cast<size_t>(spatial) ||
-      s.pads.size() != static_cast<size_t>(2 * spatial))
-    return false;
-  conv::Shape sh;
-  if (conv::make_shape(spatial, a[0].shape, wshape, s.strides.data(), s.pads.data(), s.dilations.data(),
-                       s.groups, &sh))
-    return false;  // the reference says what is wrong
-  const float* bias = nullptr;
-  if (a.size() > 2 && !param(a[2], sh.Cout, 1, &bias)) return false;
-  conv::Epilogue ep;
-  if (s.has_lo || s.has_hi) {
-    ep.clip = true;
-    ep.lo = s.has_lo ? s.lo : -INFINITY;
-    ep.hi = s.has_hi ? s.hi : INFINITY;
+  if (pair) {
+    Tensor mid;  // the pointwise output's shape only
+    mid.rank = rank;
+    for (int i = 0; i < rank; ++i) mid.shape[i] = a[0].shape[i];
+    mid.shape[1] = sh[0].Cout;
+    if (!conv_args(s.convs[1], mid, a[3], a[4], 1, threads, &sh[1], &w[1], &b[1], &ep[1]) ||
+        !conv::fuses_with_depthwise(sh[0], sh[1]))
+      return false;
   }
+  const conv::Shape& last = sh[pair ? 1 : 0];
   Tensor x = contiguous(a[0], pool);
-  const int64_t shape[4] = {sh.N, sh.Cout, spatial == 2 ? sh.OH : sh.OW, sh.OW};
+  const int64_t shape[4] = {last.N, last.Cout, spatial == 2 ? last.OH : last.OW, last.OW};
   Tensor out = pool.allocate(DType::F32, 4, rank, shape);
-  const float* w = nullptr;
-  if (packed) {
-    float* dense = conv_scratch(s.weight->N * s.weight->K);
-    linear::decode_rows(*s.weight, dense, threads);
-    w = dense;
-  } else {
-    w = a[1].as<const float>();
-  }
-  conv::conv2d(sh, x.as<const float>(), w, bias, ep, out.as<float>(), threads);
+  if (pair)
+    conv::pointwise_depthwise(sh[0], x.as<const float>(), w[0], b[0], ep[0], sh[1], w[1], b[1], ep[1],
+                              out.as<float>(), threads);
+  else
+    conv::conv2d(sh[0], x.as<const float>(), w[0], b[0], ep[0], out.as<float>(), threads);
   pool.release(x);
   outs.push_back(std::move(out));
   return true;

@@ -60,7 +60,18 @@ enum class Kind {
   Compare,      // (x, y) of one dtype -> bool
   Logical,      // (x, y) bool -> bool
   Where,        // (cond bool, x, y of one dtype) -> cond ? x : y
-  Conv,         // (x, weight, bias?) float32 1-D / 2-D convolution, then clip where has_lo/hi
+  Conv,         // (x, weight, bias?[, weight2, bias2?]) float32 1-D / 2-D convolution(s): `convs`
+};
+
+// One convolution of a Conv step: its attributes, the clip after it, and its weight where packed
+// (then the step's weight input is absent; `wshape` is the convolution's weight shape).
+struct ConvSpec {
+  std::vector<int64_t> strides, dilations, pads;  // one per spatial dim (pads: 2)
+  int64_t groups = 1;
+  bool has_lo = false, has_hi = false;
+  float lo = 0.0f, hi = 0.0f;
+  const WeightView* weight = nullptr;
+  std::vector<int64_t> wshape;
 };
 
 struct Step {
@@ -69,7 +80,7 @@ struct Step {
   std::vector<int> outputs;  // slots
   std::vector<int> release;  // slots whose last use this is
   std::vector<View> views;   // applied in order to the inputs before the step runs
-  const WeightView* weight = nullptr;  // Linear, Embedding; Conv: a packed weight (else input 1)
+  const WeightView* weight = nullptr;  // Linear, Embedding
   std::vector<const WeightView*> weights;  // LinearGroup
   bool exact = true;                   // Linear, Activation (false: float32 forms)
   double eps = 0.0;                    // norms
@@ -86,11 +97,12 @@ struct Step {
   std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum
-  bool has_lo = false, has_hi = false;  // Clip; Conv: its epilogue
-  float lo = 0.0f, hi = 0.0f;           // Clip; Conv
-  std::vector<int64_t> strides, pads, dilations;  // Conv: one per spatial dim (pads: 2)
-  int64_t groups = 1;                             // Conv
-  std::vector<int64_t> wshape;  // Conv with a packed `weight` ([Cout, K] rows): its conv shape
+  bool mean = false;             // ReduceSum: divided by the count (reduce_mean)
+  bool has_lo = false, has_hi = false;  // Clip
+  float lo = 0.0f, hi = 0.0f;           // Clip
+  // Conv: one convolution, or two: a pointwise one and a depthwise one over its output
+  // (conv::pointwise_depthwise)
+  std::vector<ConvSpec> convs;
   elementwise::CompareOp cmp = elementwise::CompareOp::Eq;  // Compare
   elementwise::LogicalOp logic = elementwise::LogicalOp::And;  // Logical
   int state = -1;               // state ops

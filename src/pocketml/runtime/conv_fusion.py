@@ -43,6 +43,21 @@ class FusedConv:
     def clips(self) -> bool:
         return self.lo is not None or self.hi is not None
 
+    def spec(self) -> dict:
+        """This convolution in a native Conv step (`_native.Program`)."""
+        return {**self.attrs, "min": self.lo, "max": self.hi, "weight": self.packed,
+                "wshape": None if self.packed is None else list(self.wshape)}
+
+    @property
+    def pointwise(self) -> bool:
+        a = self.attrs
+        return (self.wshape is not None and len(self.wshape) >= 3 and all(d == 1 for d in self.wshape[2:])
+                and a["groups"] == 1 and all(v == 1 for v in a["strides"]) and not any(a["pads"]))
+
+    @property
+    def depthwise(self) -> bool:
+        return self.wshape is not None and self.wshape[1] == 1 and self.attrs["groups"] == self.wshape[0]
+
     def __call__(self, args, _attrs):
         from .native import _native
 
@@ -108,7 +123,7 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
             continue
         if bias is not None and (ba is None or ba.dtype != np.float32):
             continue
-        packed, name, keep, chain, wshape = None, "native:conv", (), [], None
+        packed, name, keep, chain, wshape = None, "native:conv", (), [], None if wa is None else wa.shape
         if wa is None or wa.dtype != np.float32:
             t = producers[w].outputs[0].type if w in producers else None
             wshape = tuple(t.shape) if t is not None and t.is_static else None
@@ -130,6 +145,42 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
                                        name.replace("native:conv", "native:conv+clip", 1), inputs)
             fused.add(id(op))
         fused.update(id(c) for c in chain)
+    _pair_convs(ops, kernels, fused, readers, outputs)
+
+
+class FusedConvPair:
+    """A pointwise convolution (and its clip) whose output only a depthwise one reads, run as one
+    `_native.pointwise_depthwise` call in the C++ loop ("native:conv1x1+dw"): args (x, w1, b1, w2,
+    b2). The Python loop runs the two convolutions one after the other, equal bit for bit."""
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: FusedConv, second: FusedConv):
+        self.first, self.second = first, second
+
+    def __call__(self, args, attrs):
+        x, w1, b1, w2, b2 = (list(args) + [None] * 5)[:5]
+        y = self.first([x, w1, b1], attrs)[0]
+        return self.second([y, w2, b2], attrs)
+
+
+def _pair_convs(ops: list[Op], kernels: dict, fused: set, readers: dict, outputs: set) -> None:
+    """Each depthwise FusedConv whose input only it reads, made by a pointwise FusedConv, becomes
+    one FusedConvPair step (where the depthwise's was)."""
+    by_output = {v.name: op for op in ops for v in op.outputs}
+    for op in ops:
+        k2 = kernels.get(id(op))
+        if k2 is None or type(k2.compute) is not FusedConv or not k2.compute.depthwise:
+            continue
+        x = k2.inputs[0]
+        producer = by_output.get(x)
+        k1 = kernels.get(id(producer)) if producer is not None else None
+        if (k1 is None or type(k1.compute) is not FusedConv or not k1.compute.pointwise or x in outputs
+                or len(readers.get(x, [])) != 1 or k1.compute.wshape[0] != k2.compute.wshape[0]):
+            continue
+        kernels[id(op)] = Kernel(FusedConvPair(k1.compute, k2.compute), "native:conv1x1+dw",
+                                 [*k1.inputs[:3], *k2.inputs[1:3]])
+        del kernels[id(producer)]
+        fused.add(id(producer))
 
 
 def _clip_bounds(op: Op) -> tuple | None:

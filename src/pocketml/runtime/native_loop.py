@@ -25,7 +25,8 @@ _BINARY = ("add", "sub", "mul", "div")
 _UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallback at run time)
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
-_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_norm2", "clip", "compare",
+_NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
+                 "compare",
                  "logical", "where", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
@@ -146,8 +147,9 @@ class NativeLoop:
         if isinstance(c, native.FusedEmbedding):
             return "embedding", {"weight": c.packed}
         if isinstance(c, conv_fusion.FusedConv):
-            return "conv", {**c.attrs, "min": c.lo, "max": c.hi, "weight": c.packed,
-                            "wshape": None if c.wshape is None else list(c.wshape)}
+            return "conv", {"convs": [c.spec()]}
+        if isinstance(c, conv_fusion.FusedConvPair):
+            return "conv", {"convs": [c.first.spec(), c.second.spec()]}
         if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
@@ -169,13 +171,13 @@ class NativeLoop:
             return "binary", {"op": step.op_type}
         if step.op_type in _UNARY:
             return "unary", {"op": step.op_type}
-        if step.op_type == "reduce_sum" or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
-                                             and float(attrs["ord"]) == 2.0):
+        if step.op_type in ("reduce_sum", "reduce_mean") or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
+                                                              and float(attrs["ord"]) == 2.0):
             axes = attrs["axes"]
             if isinstance(axes, int):
                 axes = [axes]
             if axes is None or (isinstance(axes, list) and axes and all(_is_int(a) and -8 <= a < 8 for a in axes)):
-                return ("reduce_sum" if step.op_type == "reduce_sum" else "reduce_norm2",
+                return ("reduce_norm2" if step.op_type == "reduce_norm" else step.op_type,
                         {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
             return "fallback", {}
         if step.op_type in _COMPARE:

@@ -100,7 +100,79 @@ void im2col(const Shape& s, const float* x, int64_t cg, float* cols, int threads
   });
 }
 
+bool use_blocks(const Kernels& k, const Shape& s) {
+  // wide rows at stride 1 stream plane by plane (full vectors, no transposes); the rest (narrow
+  // planes, strides) in blocks of channels (measured on EfficientNet-Lite0's layers)
+  return k.block > 0 && !(s.sw == 1 && s.OW >= 3 * k.block);
+}
+
+// Depthwise s over one image's C planes (x, out: [C][plane]), on this thread.
+void depthwise_image(const Kernels& k, const Shape& s, const float* x, const float* w, const float* bias,
+                     const Epilogue& ep, float* out, float* buf) {
+  const int64_t taps = s.KH * s.KW, HW = s.H * s.W, P = s.OH * s.OW;
+  if (use_blocks(k, s)) {
+    for (int64_t c0 = 0; c0 < s.C; c0 += k.block)
+      k.depthwise_block(s, x + c0 * HW, std::min(k.block, s.C - c0), w + c0 * taps, bias ? bias + c0 : nullptr,
+                        ep, out + c0 * P, buf);
+  } else {
+    for (int64_t c = 0; c < s.C; ++c)
+      k.depthwise(s, x + c * HW, w + c * taps, bias ? bias[c] : 0.0f, ep, out + c * P, buf);
+  }
+}
+
 }  // namespace
+
+bool fuses_with_depthwise(const Shape& pw, const Shape& dw) {
+  return pw.KH == 1 && pw.KW == 1 && pw.sh == 1 && pw.sw == 1 && pw.ph == 0 && pw.pw == 0 && pw.groups == 1 &&
+         pw.OH == pw.H && pw.OW == pw.W && dw.groups == dw.C && dw.Cout == dw.C && dw.C == pw.Cout &&
+         dw.N == pw.N && dw.H == pw.OH && dw.W == pw.OW && dw.OH > 0 && dw.OW > 0;
+}
+
+void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const float* b1, const Epilogue& e1,
+                         const Shape& dw, const float* w2, const float* b2, const Epilogue& e2, float* out,
+                         int threads) {
+  const Kernels& k = pick();
+  const int64_t HW = pw.H * pw.W, P = dw.OH * dw.OW, C = dw.C, W = dw.W;
+  if (pw.N == 0 || C == 0 || P == 0) return;
+  // under 1 MiB the pointwise output stays in cache anyway (bands would only add halo rows); too
+  // few rows to share out: the two convolutions one after the other
+  if (C * HW < (int64_t(1) << 18) || dw.OH < 4 * std::max(threads <= 0 ? default_threads() : threads, 1)) {
+    float* mid = scratch<3>(pw.N * C * HW);
+    conv2d(pw, x, w1, b1, e1, mid, threads);
+    conv2d(dw, mid, w2, b2, e2, out, threads);
+    return;
+  }
+  // output rows per band: the band's pointwise rows (C x rows_in x W floats) in ~1 MiB
+  const auto rows_in = [&](int64_t r) { return (r - 1) * dw.sh + (dw.KH - 1) * dw.dh + 1; };
+  int64_t R = 1;
+  while (R < dw.OH && C * rows_in(R + 1) * W <= (int64_t(1) << 18)) ++R;
+  const int64_t nt = threads <= 0 ? default_threads() : threads;
+  R = std::min(R, std::max<int64_t>(1, (dw.OH + 2 * nt - 1) / (2 * nt)));
+  const int64_t bands = (dw.OH + R - 1) / R;
+  parallel_for(pw.N * bands, 1, threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / bands, oy0 = t % bands * R, oy1 = std::min(dw.OH, oy0 + R);
+      const int64_t lo = oy0 * dw.sh - dw.ph, hi = (oy1 - 1) * dw.sh - dw.ph + (dw.KH - 1) * dw.dh + 1;
+      const int64_t iy0 = std::max<int64_t>(0, lo), iy1 = std::min(dw.H, hi), rows = std::max<int64_t>(0, iy1 - iy0);
+      Shape bs = dw;  // the band: its input rows [iy0, iy1), output rows [oy0, oy1)
+      bs.N = 1;
+      bs.H = rows;
+      bs.OH = oy1 - oy0;
+      bs.ph = iy0 - lo;
+      float* mid = scratch<3>(C * rows * W);
+      float* panel = scratch<0>(k.panel_floats(pw.C));
+      const float* xb = x + n * pw.C * HW + iy0 * W;
+      for (int64_t n0 = 0; n0 < rows * W; n0 += k.strip)
+        k.gemm_tile(w1, pw.C, xb, HW, pw.C, 0, C, n0, std::min(rows * W, n0 + k.strip), b1, e1, mid, rows * W, panel);
+      float* band = scratch<4>(C * bs.OH * dw.OW);
+      depthwise_image(k, bs, mid, w2, b2, e2, band,
+                      scratch<1>(use_blocks(k, bs) ? k.depthwise_block_floats(bs) : k.depthwise_floats(bs)));
+      for (int64_t c = 0; c < C; ++c)
+        std::memcpy(out + (n * C + c) * P + oy0 * dw.OW, band + c * bs.OH * dw.OW,
+                    static_cast<size_t>(bs.OH * dw.OW) * sizeof(float));
+    }
+  });
+}
 
 const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const int64_t* strides,
                        const int64_t* pads, const int64_t* dilations, int64_t groups, Shape* s) {
@@ -137,9 +209,7 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
   const int64_t P = s.OH * s.OW, HW = s.H * s.W;
   if (s.N == 0 || s.Cout == 0 || P == 0) return;
   const bool depthwise = s.groups == s.C && s.Cout == s.C;
-  // wide rows at stride 1 stream plane by plane (full vectors, no transposes); the rest (narrow
-  // planes, strides) in blocks of channels (measured on EfficientNet-Lite0's layers, Zen 4)
-  if (depthwise && k.block > 0 && !(s.sw == 1 && s.OW >= 3 * k.block)) {
+  if (depthwise && use_blocks(k, s)) {
     const int64_t taps = s.KH * s.KW, floats = k.depthwise_block_floats(s), blocks = (s.C + k.block - 1) / k.block;
     const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, P * taps * k.block));
     parallel_for(s.N * blocks, grain, threads, [&](int64_t t0, int64_t t1) {

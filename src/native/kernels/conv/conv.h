@@ -39,6 +39,18 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
 void conv2d(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
             float* out, int threads);
 
+// Whether pointwise_depthwise takes the pair: pw a 1x1 stride-1 unpadded convolution, dw a
+// depthwise one over its output.
+bool fuses_with_depthwise(const Shape& pw, const Shape& dw);
+
+// dw(clip(pw(x))) without the pointwise output in memory: bands of the depthwise's output rows
+// over the threads, each computing the pointwise rows it reads (halo rows twice) into a buffer
+// that stays in cache (an inverted-residual block's expanded tensor, 2-5 MB on EfficientNet-Lite0,
+// is otherwise written and read back from beyond the caches). out: dw's output.
+void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const float* b1, const Epilogue& e1,
+                         const Shape& dw, const float* w2, const float* b2, const Epilogue& e2, float* out,
+                         int threads);
+
 // One instruction set's kernels (conv_impl.h, instantiated per file).
 struct Kernels {
   int64_t strip;  // columns of C per gemm_tile call at most

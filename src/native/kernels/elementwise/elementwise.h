@@ -41,9 +41,10 @@ void unary(UnaryOp op, const float* x, float* out, int64_t n);
 // out[o * inner + i] = sum over r < R of x[(o * R + r) * inner + i], accumulated in double in
 // order of r and rounded once (ir/ops/reduce.py reduce_sum over a run of consecutive axes of a
 // C-contiguous x: NumPy's float64 sums, to the float32 rounding); l2: the square root of the sum
-// of squares instead (reduce_norm, ord 2). threads 0: default.
+// of squares instead (reduce_norm, ord 2); mean: the sum divided by R in double (reduce_mean).
+// threads 0: default.
 void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads,
-                bool l2 = false);
+                bool l2 = false, bool mean = false);
 
 // out[i] = min(max(x[i], lo), hi) as np.maximum / np.minimum give them (NaN kept; the bound
 // where they compare equal: -0 and 0), each bound only where has_lo / has_hi (ir/ops clip).

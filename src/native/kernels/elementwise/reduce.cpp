@@ -13,10 +13,12 @@ constexpr int64_t kParallelWork = int64_t(1) << 16;  // elements below which one
 constexpr int64_t kInnerChunk = 512;                 // doubles of one run of accumulators
 
 inline double term(float v, bool l2) { return l2 ? double(v) * double(v) : double(v); }
-inline float result(double s, bool l2) { return static_cast<float>(l2 ? std::sqrt(s) : s); }
+// l2: the square root; else divided by div (a mean's count, in double like np.mean's float64:
+// 0 / 0 is NaN; 1 for a sum, exact)
+inline float result(double s, bool l2, double div) { return static_cast<float>(l2 ? std::sqrt(s) : s / div); }
 
 // outputs [o, i0) .. [o, i1) of one outer index: rows of x added into a run of double accumulators
-void sum_run(const float* x, int64_t R, int64_t inner, int64_t i0, int64_t i1, float* out, bool l2) {
+void sum_run(const float* x, int64_t R, int64_t inner, int64_t i0, int64_t i1, float* out, bool l2, double div) {
   double acc[kInnerChunk];
   for (int64_t c0 = i0; c0 < i1; c0 += kInnerChunk) {
     const int64_t n = std::min(kInnerChunk, i1 - c0);
@@ -25,13 +27,15 @@ void sum_run(const float* x, int64_t R, int64_t inner, int64_t i0, int64_t i1, f
       const float* row = x + r * inner + c0;
       for (int64_t i = 0; i < n; ++i) acc[i] += term(row[i], l2);
     }
-    for (int64_t i = 0; i < n; ++i) out[c0 + i] = result(acc[i], l2);
+    for (int64_t i = 0; i < n; ++i) out[c0 + i] = result(acc[i], l2, div);
   }
 }
 
 }  // namespace
 
-void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads, bool l2) {
+void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* out, int threads, bool l2,
+                bool mean) {
+  const double div = mean ? static_cast<double>(R) : 1.0;
   if (outer <= 0 || inner <= 0) return;
   if (threads <= 0) threads = default_threads();
   if (inner == 1) {  // the last axes: one sum per outer index
@@ -40,7 +44,7 @@ void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* 
         double acc = 0.0;
         const float* row = x + o * R;
         for (int64_t r = 0; r < R; ++r) acc += term(row[r], l2);
-        out[o] = result(acc, l2);
+        out[o] = result(acc, l2, div);
       }
     };
     if (threads <= 1 || outer * R < kParallelWork) return body(0, outer);
@@ -52,7 +56,7 @@ void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* 
   auto body = [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t o = t / runs, i0 = t % runs * kInnerChunk;
-      sum_run(x + o * R * inner, R, inner, i0, std::min(inner, i0 + kInnerChunk), out + o * inner, l2);
+      sum_run(x + o * R * inner, R, inner, i0, std::min(inner, i0 + kInnerChunk), out + o * inner, l2, div);
     }
   };
   if (threads <= 1 || outer * R * inner < kParallelWork) return body(0, outer * runs);
