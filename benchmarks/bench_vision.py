@@ -39,10 +39,9 @@ def _peak_rss_mib() -> float:
 
 
 def images(batch: int) -> np.ndarray:
-    """`batch` preprocessed real photos (cycled, every other cycle mirrored)."""
-    from pocketml.zoo import efficientnet_lite0
-
-    photos = [s[0].numpy() for s in efficientnet_lite0.samples()]
+    """`batch` preprocessed real photos (cycled, every other cycle mirrored), from the cache
+    `prepare` wrote (so a worker imports neither torch nor the zoo)."""
+    photos = list(np.load(CACHE / "photos.npz").values())
     out = [photos[i % len(photos)] if (i // len(photos)) % 2 == 0 else photos[i % len(photos)][..., ::-1]
            for i in range(batch)]
     return np.ascontiguousarray(np.concatenate(out, 0), dtype=np.float32)
@@ -53,6 +52,10 @@ def prepare() -> None:
     import warnings
 
     CACHE.mkdir(parents=True, exist_ok=True)
+    if not (CACHE / "photos.npz").exists():
+        from pocketml.zoo import efficientnet_lite0
+
+        np.savez(CACHE / "photos.npz", *[s[0].numpy() for s in efficientnet_lite0.samples()])
     if all((CACHE / f).exists() for f in (*PACKAGES.values(), "efficientnet.onnx")):
         return
     import torch

@@ -357,19 +357,25 @@ void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out,
 }
 
 void decode_rows(const WeightView& w, float* out, int threads) {
-  // the instruction set's strip decoder into a tile, its columns put back in order where the
-  // kernels keep them permuted (each 16-column chunk: even columns, then odd)
+  // the instruction set's strip decoder: straight into out where its columns are in order and
+  // rows need no padding, else into a tile, the columns put back in order where the kernels keep
+  // them permuted (each 16-column chunk: even columns, then odd)
   const RowKernels& kern = *select(w).rows;
   const int64_t N = w.N, K = w.K, ldt = round_up(K, kTileAlign), body = K - K % 16;
+  const bool direct = !kern.permuted && ldt == K;
   threads = threads_for(threads, N * K);
   const int64_t strips = (N + kStripRows - 1) / kStripRows;
   parallel_for(strips, std::max<int64_t>(1, strips / (kChunksPerThread * std::max(threads, 1))), threads,
                [&](int64_t s0, int64_t s1) {
                  thread_local std::vector<float> tile;
-                 if (static_cast<int64_t>(tile.size()) < kStripRows * ldt)
+                 if (!direct && static_cast<int64_t>(tile.size()) < kStripRows * ldt)
                    tile.resize(static_cast<size_t>(kStripRows * ldt));
                  for (int64_t s = s0; s < s1; ++s) {
                    const int64_t n0 = s * kStripRows, n1 = std::min(N, n0 + kStripRows);
+                   if (direct) {
+                     kern.decode(w, n0, n1, out + n0 * K, K);
+                     continue;
+                   }
                    kern.decode(w, n0, n1, tile.data(), ldt);
                    for (int64_t n = n0; n < n1; ++n) {
                      const float* t = tile.data() + (n - n0) * ldt;

@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -237,10 +238,99 @@ void sparse_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int
 
 const RowKernels kSparse = {false, sparse_gemv, sparse_decode};
 
+// ---------------------------------------------------------------------------------------------
+// Tables of up to 64 float entries (palettization of 1-3, 5 and 6 bits; 4 bits has its AVX2
+// kernels) decoded to fp32 for the exact path's tiles and convolutions: 16 codes at a time
+// unpacked from 2 * B bytes of the stream, widened to lanes and looked up in registers
+// (vpermps: 16 entries; vpermt2ps: 32; two and a blend on bit 5: 64). The row scale is folded
+// into the table (one rounding, as the definition's table value * row_scale).
+
+template <int kBits>
+void lut_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
+  constexpr int kEntries = 1 << kBits;
+  constexpr uint64_t kMask = (uint64_t(1) << kBits) - 1;
+  const int64_t K = w.K;
+  const uint8_t* end = w.data + (w.N * K * kBits + 7) / 8;  // the stream's last byte + 1
+  alignas(64) float table[64] = {};
+  alignas(16) uint8_t codes[16];
+  const auto code_at = [&](int64_t e) {  // element e of the LSB-first stream
+    const int64_t bit = e * kBits;
+    uint32_t v = w.data[bit >> 3];
+    if ((bit & 7) + kBits > 8) v |= static_cast<uint32_t>(w.data[(bit >> 3) + 1]) << 8;
+    return (v >> (bit & 7)) & kMask;
+  };
+  for (int64_t n = n0; n < n1; ++n) {
+    float* o = tile + (n - n0) * ldt;
+    const int64_t gbase = (n / w.group_rows) * w.groups_k, e0 = n * K;
+    for (int64_t gk = 0; gk < w.groups_k; ++gk) {
+      const int64_t k0 = gk * w.group_cols, k1 = std::min(K, k0 + w.group_cols), g = gbase + gk;
+      if (w.lut_type == ScalarType::F32) {
+        std::memcpy(table, static_cast<const float*>(w.lut) + g * kEntries, sizeof(float) * kEntries);
+      } else {  // F16
+        const uint16_t* h = static_cast<const uint16_t*>(w.lut) + g * kEntries;
+        for (int i = 0; i < kEntries; i += 16) {
+          const __mmask16 m = mask_of(kEntries - i);
+          _mm512_mask_storeu_ps(table + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i)));
+        }
+      }
+      if (w.row_scale) {
+        const float r = w.row_scale[n];
+        for (int i = 0; i < kEntries; ++i) table[i] *= r;
+      }
+      const __m512 t0 = _mm512_load_ps(table), t1 = _mm512_load_ps(table + 16);
+      const __m512 t2 = _mm512_load_ps(table + 32), t3 = _mm512_load_ps(table + 48);
+      int64_t k = k0;
+      for (; k < k1 && (e0 + k) % 8; ++k) o[k] = table[code_at(e0 + k)];  // to a byte boundary
+      for (; k + 16 <= k1; k += 16) {
+        const uint8_t* p = w.data + (e0 + k) / 8 * kBits;
+        uint64_t a = 0, b = 0;  // 8 codes in the first kBits bytes of each
+        if (p + kBits + 8 <= end) {  // whole 8-byte loads (partial copies stall store forwarding)
+          std::memcpy(&a, p, 8);
+          std::memcpy(&b, p + kBits, 8);
+        } else {
+          std::memcpy(&a, p, kBits);
+          std::memcpy(&b, p + kBits, kBits);
+        }
+        for (int i = 0; i < 8; ++i) {
+          codes[i] = static_cast<uint8_t>((a >> (i * kBits)) & kMask);
+          codes[8 + i] = static_cast<uint8_t>((b >> (i * kBits)) & kMask);
+        }
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(codes)));
+        __m512 v;
+        if constexpr (kEntries <= 16) {
+          v = _mm512_permutexvar_ps(idx, t0);
+        } else if constexpr (kEntries == 32) {
+          v = _mm512_permutex2var_ps(t0, idx, t1);
+        } else {
+          v = _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)),
+                                   _mm512_permutex2var_ps(t0, idx, t1), _mm512_permutex2var_ps(t2, idx, t3));
+        }
+        _mm512_storeu_ps(o + k, v);
+      }
+      for (; k < k1; ++k) o[k] = table[code_at(e0 + k)];
+    }
+    std::fill(o + K, o + ldt, 0.0f);
+  }
+}
+
+RowKernels kLut[7] = {};  // by bits; gemv: the portable one
+
 }  // namespace
 
 const RowKernels* avx512_kernels(const WeightView& w) {
-  return w.kind == WeightKind::Sparse ? &kSparse : nullptr;
+  if (w.kind == WeightKind::Sparse) return &kSparse;
+  if (w.kind == WeightKind::Lut && w.nbits <= 6 && w.nbits != 4 &&
+      (w.lut_type == ScalarType::F32 || w.lut_type == ScalarType::F16)) {
+    static const bool ready = [] {
+      void (*decoders[7])(const WeightView&, int64_t, int64_t, float*, int64_t) = {
+          nullptr, lut_decode<1>, lut_decode<2>, lut_decode<3>, nullptr, lut_decode<5>, lut_decode<6>};
+      for (int b = 1; b <= 6; ++b) kLut[b] = {false, generic_kernels.gemv, decoders[b]};
+      return true;
+    }();
+    (void)ready;
+    return &kLut[w.nbits];
+  }
+  return nullptr;
 }
 
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
