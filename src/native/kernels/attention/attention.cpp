@@ -93,6 +93,9 @@ void scale_generic(float* x, int64_t n, float a) {
 }
 
 const Primitives& select() {
+#if defined(POCKETML_HAVE_AVX512_KERNELS) && defined(POCKETML_HAVE_AVX2_KERNELS)
+  if (use_avx512vnni()) return avx512_primitives();
+#endif
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
   if (use_avx2()) return avx2_primitives;
 #endif

@@ -72,6 +72,9 @@ struct Primitives {
 extern const Primitives generic_primitives;
 // x86_avx2.cpp (only where POCKETML_HAVE_AVX2_KERNELS is defined)
 extern const Primitives avx2_primitives;
+// x86_avx512.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): AVX2's with 512-bit dots_t
+// and wsum (prefills)
+const Primitives& avx512_primitives();
 
 // Shapes and strides are trusted: the bindings validate them. threads 0: default.
 void sdpa(const SdpaArgs& a, int threads);
