@@ -427,3 +427,82 @@ def test_rotary_tables_run_with_no_fallback():
         np.testing.assert_array_equal(got["pos"], np.arange(context - seq, context))
         for k in ("cos", "sin"):
             np.testing.assert_array_max_ulp(got[k], want[k], maxulp=1)
+
+
+# -- take, gather, index, cumsum ----------------------------------------------------------------
+
+def _idx(shape, n, negative=False, dtype=np.int64):
+    return RNG.integers(-n if negative else 0, n, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16", "int8"])
+@pytest.mark.parametrize("xshape,axis,ishape", [((448, 384), 0, (1, 7)), ((3, 5, 7), 1, (4,)), ((3, 5, 7), -1, (2, 2)),
+                                                 ((6,), 0, ()), ((4, 3), 1, (0,))])
+def test_take_equals_the_reference(dtype, xshape, axis, ishape):
+    x = values(dtype, xshape)
+    n = xshape[axis]
+    for negative, idt in ((True, np.int64), (False, np.int32)):
+        idx = _idx(ishape, n, negative, idt)
+        for arr in (x, x[::-1]):  # and a view with a negative stride
+            got, calls = one_step("take", {"axis": axis, "negative": negative}, [arr, idx])
+            assert calls == 0
+            assert_same(got, reference("take", [arr, idx], axis=axis, negative_indices=negative))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool"])
+@pytest.mark.parametrize("xshape,axis,ishape", [((1, 512), 1, (1, 9)), ((3, 5, 7), 0, (2, 5, 7)), ((3, 5, 7), 2, (3, 2, 9)),
+                                                 ((4, 6), -1, (4, 0))])
+def test_gather_equals_the_reference(dtype, xshape, axis, ishape):
+    x = values(dtype, xshape)
+    idx = _idx(ishape, xshape[axis])
+    got, calls = one_step("gather", {"axis": axis}, [x, idx])
+    assert calls == 0
+    assert_same(got, reference("gather", [x, idx], axis=axis))
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int64", "float32"])
+@pytest.mark.parametrize("xshape,axes,ishapes", [
+    ((2, 9), [0, 1], [(2, 1, 1, 1), (1, 1, 1, 9)]),        # MiniLM's mask: bool x[b, s]
+    ((1, 7), [0, 1], [(1, 1, 1, 1), (1, 1, 7, 1)]),        # Whisper's decoder positions
+    ((3, 4, 5), [1], [(2, 3)]),                             # one axis, trailing dims kept
+    ((3, 4, 5, 2), [1, 2], [(6,), (1,)]),                   # middle axes, broadcast
+    ((4, 5), [0, 1], [(0,), (0,)]),                          # empty
+])
+def test_index_equals_the_reference(dtype, xshape, axes, ishapes):
+    x = values(dtype, xshape)
+    idxs = [_idx(s, xshape[a], negative=True) for s, a in zip(ishapes, axes)]
+    got, calls = one_step("index", {"axes": axes}, [x, *idxs])
+    assert calls == 0
+    assert_same(got, reference("index", [x, *idxs], axes=axes))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float32"])
+@pytest.mark.parametrize("shape,axis", [((1, 9), 1), ((3, 5, 7), 0), ((3, 5, 7), -2), ((4,), 0), ((2, 0), 1)])
+def test_cumsum_equals_the_reference(dtype, shape, axis):
+    x = values(dtype, shape)
+    got, calls = one_step("cumsum", {"axis": axis}, [x])
+    assert calls == 0
+    assert_same(got, reference("cumsum", [x], axis=axis))  # int64 wraps; float32: the float64 sums rounded
+
+
+def test_indexing_out_of_range_raises_the_references_error():
+    from pocketml.errors import IndexRangeError
+
+    x = values("float32", (4, 3))
+    for kind, params, args, attrs in [
+            ("take", {"axis": 0, "negative": False}, [x, np.array([0, -1])], {"axis": 0, "negative_indices": False}),
+            ("take", {"axis": 1, "negative": True}, [x, np.array([3])], {"axis": 1, "negative_indices": True}),
+            ("gather", {"axis": 0}, [x, np.array([[4, 0, 0]])], {"axis": 0}),
+            ("index", {"axes": [0]}, [x, np.array([-5])], {"axes": [0]})]:
+        with pytest.raises(IndexRangeError):
+            one_step(kind, params, args, op=kind, **attrs)
+    # what the kernels do not take runs the reference: a bool mask, separated axes, float16 cumsum
+    got, calls = one_step("index", {"axes": [0]}, [x, np.array([True, False, True, True])], op="index", axes=[0])
+    assert calls == 1 and got.shape == (3, 3)
+    y = values("float32", (2, 3, 4))
+    got, calls = one_step("index", {"axes": [0, 2]}, [y, np.array([1]), np.array([3])], op="index", axes=[0, 2])
+    assert calls == 1
+    h = values("float16", (3, 4))
+    got, calls = one_step("cumsum", {"axis": 1}, [h], op="cumsum", axis=1)
+    assert calls == 1
+    assert_same(got, reference("cumsum", [h], axis=1))

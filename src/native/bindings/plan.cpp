@@ -346,6 +346,16 @@ struct Program {
         st.has_hi = !p["max"].is_none();
         if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));  // as astype(float32)
         if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
+      } else if (kind == "take" || kind == "gather" || kind == "cumsum") {
+        st.kind = kind == "take" ? plan::Kind::Take : kind == "gather" ? plan::Kind::Gather : plan::Kind::Cumsum;
+        need(kind == "cumsum" ? 1 : 2);
+        st.axis = nb::cast<int>(p["axis"]);
+        st.negative = kind == "take" && nb::cast<bool>(p["negative"]);
+      } else if (kind == "index") {
+        st.kind = plan::Kind::Index;
+        st.index_axes = nb::cast<std::vector<int>>(p["axes"]);
+        if (st.index_axes.empty() || st.index_axes.size() > plan::kMaxRank) value_error("index: 1 to 8 axes");
+        need(1 + st.index_axes.size());
       } else if (kind == "conv") {
         st.kind = plan::Kind::Conv;
         nb::list convs = nb::cast<nb::list>(p["convs"]);

@@ -10,6 +10,7 @@
 #include "kernels/linear/linear.h"
 #include "kernels/norm/norm.h"
 #include "kernels/rotary/rotary.h"
+#include "plan/indexing.h"
 #include "plan/views.h"
 
 namespace pocketml {
@@ -635,6 +636,10 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Logical: return logical_step(s, a, outs, pool_);
     case Kind::Where: return where_step(a, outs, pool_);
     case Kind::Conv: return conv_step(s, a, outs, pool_, threads);
+    case Kind::Take: return take_step(s.axis, s.negative, a, outs, pool_);
+    case Kind::Gather: return gather_step(s.axis, a, outs, pool_);
+    case Kind::Index: return index_step(s.index_axes, a, outs, pool_);
+    case Kind::Cumsum: return cumsum_step(s.axis, a, outs, pool_);
   }
   return false;
 }

@@ -61,6 +61,10 @@ enum class Kind {
   Logical,      // (x, y) bool -> bool
   Where,        // (cond bool, x, y of one dtype) -> cond ? x : y
   Conv,         // (x, weight, bias?[, weight2, bias2?]) float32 1-D / 2-D convolution(s): `convs`
+  Take,         // (x, indices) -> np.take along axis (plan/indexing.h)
+  Gather,       // (x, indices) -> torch.gather along axis
+  Index,        // (x, indices...) -> x[..., i0, i1, ...] on consecutive index_axes
+  Cumsum,       // (x) int64 / float32 -> running sum along axis
 };
 
 // One convolution of a Conv step: its attributes, the clip after it, and its weight where packed
@@ -93,7 +97,9 @@ struct Step {
   elementwise::BinaryOp op = elementwise::BinaryOp::Add;
   elementwise::UnaryOp unary = elementwise::UnaryOp::Neg;
   DType dtype = DType::Other;   // Arange, Cast: the output's
-  int axis = 0;                 // Concat
+  int axis = 0;                 // Concat, Take, Gather, Cumsum
+  bool negative = false;        // Take: negative indices count from the end
+  std::vector<int> index_axes;  // Index
   std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum

@@ -26,7 +26,7 @@ _UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallbac
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
-                 "compare",
+                 "compare", "take", "gather", "index", "cumsum",
                  "logical", "where", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
@@ -180,6 +180,14 @@ class NativeLoop:
                 return ("reduce_norm2" if step.op_type == "reduce_norm" else step.op_type,
                         {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
             return "fallback", {}
+        if step.op_type in ("take", "gather", "cumsum") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
+            params = {"axis": int(attrs["axis"])}
+            if step.op_type == "take":
+                params["negative"] = bool(attrs["negative_indices"])
+            return step.op_type, params
+        if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
+                and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
+            return "index", {"axes": [int(a) for a in attrs["axes"]]}
         if step.op_type in _COMPARE:
             return "compare", {"op": step.op_type}
         if step.op_type in _LOGICAL:

@@ -1,0 +1,172 @@
+#include "plan/indexing.h"
+
+#include <cstring>
+
+#include "plan/views.h"
+
+namespace pocketml {
+namespace plan {
+namespace {
+
+bool is_index(const Tensor& t) { return t.present() && (t.dtype == DType::I64 || t.dtype == DType::I32); }
+
+// idx's values as int64 in [0, n) (negative ones wrapped where `negative`) into out, in C order;
+// false if any is outside the range
+bool read_indices(const Tensor& idx, int64_t n, bool negative, std::vector<int64_t>& out) {
+  const int64_t count = idx.numel();
+  out.resize(static_cast<size_t>(count));
+  int64_t pos[kMaxRank] = {};
+  for (int64_t c = 0; c < count; ++c) {
+    const char* p = static_cast<const char*>(idx.data);
+    for (int i = 0; i < idx.rank; ++i) p += pos[i] * idx.strides[i];
+    int64_t v = idx.dtype == DType::I64 ? *reinterpret_cast<const int64_t*>(p) : *reinterpret_cast<const int32_t*>(p);
+    if (negative && v < 0) v += n;
+    if (v < 0 || v >= n) return false;
+    out[static_cast<size_t>(c)] = v;
+    for (int i = idx.rank; i-- > 0;) {  // the next position in C order
+      if (++pos[i] < idx.shape[i]) break;
+      pos[i] = 0;
+    }
+  }
+  return true;
+}
+
+int norm_axis(int axis, int rank) { return axis < 0 ? axis + rank : axis; }
+
+}  // namespace
+
+bool take_step(int axis, bool negative, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 2 || !a[0].present() || a[0].itemsize <= 0 || !is_index(a[1])) return false;
+  const Tensor x = contiguous(a[0], pool);
+  const int ax = norm_axis(axis, x.rank);
+  if (ax < 0 || ax >= x.rank || x.rank - 1 + a[1].rank > kMaxRank) return false;
+  std::vector<int64_t> idx;
+  if (!read_indices(a[1], x.shape[ax], negative, idx)) return false;
+  int64_t shape[kMaxRank], outer = 1, inner = x.itemsize;
+  int rank = 0;
+  for (int i = 0; i < ax; ++i) outer *= (shape[rank++] = x.shape[i]);
+  for (int i = 0; i < a[1].rank; ++i) shape[rank++] = a[1].shape[i];
+  for (int i = ax + 1; i < x.rank; ++i) inner *= (shape[rank++] = x.shape[i]);
+  Tensor out = pool.allocate(x.dtype, x.itemsize, rank, shape);
+  const char* src = static_cast<const char*>(x.data);
+  char* dst = static_cast<char*>(out.data);
+  const int64_t n = x.shape[ax], m = static_cast<int64_t>(idx.size());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < m; ++j)
+      std::memcpy(dst + (o * m + j) * inner, src + (o * n + idx[static_cast<size_t>(j)]) * inner,
+                  static_cast<size_t>(inner));
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool gather_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 2 || !a[0].present() || a[0].itemsize <= 0 || !is_index(a[1]) || a[1].rank != a[0].rank)
+    return false;
+  const Tensor& x = a[0];
+  const int ax = norm_axis(axis, x.rank);
+  if (ax < 0 || ax >= x.rank) return false;
+  for (int i = 0; i < x.rank; ++i)
+    if (i != ax && a[1].shape[i] > x.shape[i]) return false;
+  std::vector<int64_t> idx;
+  if (!read_indices(a[1], x.shape[ax], false, idx)) return false;
+  Tensor out = pool.allocate(x.dtype, x.itemsize, a[1].rank, a[1].shape);
+  char* dst = static_cast<char*>(out.data);
+  int64_t pos[kMaxRank] = {};
+  for (size_t c = 0; c < idx.size(); ++c) {
+    const char* p = static_cast<const char*>(x.data);
+    for (int i = 0; i < x.rank; ++i) p += (i == ax ? idx[c] : pos[i]) * x.strides[i];
+    std::memcpy(dst + static_cast<int64_t>(c) * x.itemsize, p, static_cast<size_t>(x.itemsize));
+    for (int i = x.rank; i-- > 0;) {
+      if (++pos[i] < a[1].shape[i]) break;
+      pos[i] = 0;
+    }
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  const int k = static_cast<int>(axes.size());
+  if (k < 1 || a.size() != static_cast<size_t>(k) + 1 || !a[0].present() || a[0].itemsize <= 0) return false;
+  const Tensor x = contiguous(a[0], pool);
+  const int first = norm_axis(axes[0], x.rank);
+  if (first < 0 || first + k > x.rank) return false;
+  for (int t = 0; t < k; ++t)
+    if (norm_axis(axes[t], x.rank) != first + t || !is_index(a[1 + t])) return false;  // consecutive integer indices
+  // the index tensors broadcast together
+  int64_t bshape[kMaxRank];
+  int brank = 0;
+  for (int t = 0; t < k; ++t) brank = a[1 + t].rank > brank ? a[1 + t].rank : brank;
+  for (int i = 0; i < brank; ++i) {
+    bshape[i] = 1;
+    for (int t = 0; t < k; ++t) {
+      const Tensor& d = a[1 + t];
+      const int j = i - (brank - d.rank);
+      const int64_t v = j >= 0 ? d.shape[j] : 1;
+      if (v != 1 && bshape[i] != 1 && v != bshape[i]) return false;  // the reference raises NumPy's error
+      if (v != 1) bshape[i] = v;
+    }
+  }
+  if (x.rank - k + brank > kMaxRank) return false;
+  std::vector<std::vector<int64_t>> idx(static_cast<size_t>(k));
+  for (int t = 0; t < k; ++t) {
+    Tensor d = a[1 + t];
+    if (!broadcast_to(d, brank, bshape) || !read_indices(d, x.shape[first + t], true, idx[static_cast<size_t>(t)]))
+      return false;
+  }
+  int64_t shape[kMaxRank], outer = 1, inner = x.itemsize, B = 1;
+  int rank = 0;
+  for (int i = 0; i < first; ++i) outer *= (shape[rank++] = x.shape[i]);
+  for (int i = 0; i < brank; ++i) B *= (shape[rank++] = bshape[i]);
+  for (int i = first + k; i < x.rank; ++i) inner *= (shape[rank++] = x.shape[i]);
+  int64_t block = inner;  // bytes between consecutive values of each indexed axis, last first
+  std::vector<int64_t> stride(static_cast<size_t>(k));
+  for (int t = k; t-- > 0;) {
+    stride[static_cast<size_t>(t)] = block;
+    block *= x.shape[first + t];
+  }
+  Tensor out = pool.allocate(x.dtype, x.itemsize, rank, shape);
+  const char* src = static_cast<const char*>(x.data);
+  char* dst = static_cast<char*>(out.data);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t off = o * block;
+      for (int t = 0; t < k; ++t) off += idx[static_cast<size_t>(t)][static_cast<size_t>(b)] * stride[static_cast<size_t>(t)];
+      std::memcpy(dst + (o * B + b) * inner, src + off, static_cast<size_t>(inner));
+    }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 1 || !a[0].present() || (a[0].dtype != DType::I64 && a[0].dtype != DType::F32) || a[0].rank < 1)
+    return false;
+  const Tensor x = contiguous(a[0], pool);
+  const int ax = norm_axis(axis, x.rank);
+  if (ax < 0 || ax >= x.rank) return false;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < ax; ++i) outer *= x.shape[i];
+  for (int i = ax + 1; i < x.rank; ++i) inner *= x.shape[i];
+  const int64_t n = x.shape[ax];
+  Tensor out = pool.allocate(x.dtype, x.itemsize, x.rank, x.shape);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      const int64_t base = o * n * inner + i;
+      if (x.dtype == DType::I64) {
+        const int64_t* s = x.as<const int64_t>();
+        int64_t* d = out.as<int64_t>();
+        uint64_t acc = 0;  // wraps around as NumPy's int64 does
+        for (int64_t j = 0; j < n; ++j) d[base + j * inner] = static_cast<int64_t>(acc += static_cast<uint64_t>(s[base + j * inner]));
+      } else {
+        const float* s = x.as<const float>();
+        float* d = out.as<float>();
+        double acc = 0.0;
+        for (int64_t j = 0; j < n; ++j) d[base + j * inner] = static_cast<float>(acc += s[base + j * inner]);
+      }
+    }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+}  // namespace plan
+}  // namespace pocketml

@@ -1,0 +1,27 @@
+// The plan's indexing steps (take, gather, index with integer tensors) and running sums: data
+// movement over any dtype, read through byte strides, bit for bit the NumPy references of
+// ir/ops/indexing.py and reduce.py (cumsum: int64 wrapping, float32 accumulated in double and
+// rounded once per output). Each returns false where its kernel does not take the arguments (an
+// index out of range included): the step's reference then runs and raises its error.
+#pragma once
+
+#include <vector>
+
+#include "plan/buffers.h"
+#include "plan/tensor.h"
+
+namespace pocketml {
+namespace plan {
+
+// np.take(x, idx, axis) (negative: -n..-1 count from the end, else they are out of range)
+bool take_step(int axis, bool negative, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+// torch.gather(x, axis, idx): idx of x's rank, out of idx's shape
+bool gather_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+// x[..., i0, i1, ...] with integer index tensors on consecutive axes (broadcast together; the
+// result's dims in their place), negative indices counting from the end
+bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+// np.cumsum(x, axis) of an int64 or float32 x
+bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+
+}  // namespace plan
+}  // namespace pocketml
