@@ -162,3 +162,30 @@ def test_inverted_residual_pairs_expand_and_depthwise(tmp_path, threads):
         np.testing.assert_array_equal(nat.predict({"x": x.numpy()})[nat.output_names[0]], got)
     finally:
         ex.loop = loop
+
+
+def test_a_small_cnn_runs_without_fallbacks(tmp_path):
+    """conv + ReLU, max pooling (ceil mode, padded), average pooling, a 1-D max pool: all native
+    steps, equal to torch."""
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3)
+
+        def forward(self, x):
+            y = F.max_pool2d(F.relu(self.c1(x)), 3, 2, 1, ceil_mode=True)
+            y = F.avg_pool2d(F.relu(self.c2(y)), 2, count_include_pad=False)
+            return F.max_pool1d(y.flatten(2), 2)
+
+    x = torch.randn(2, 3, 23, 19)
+    m = M().eval()
+    with torch.no_grad():
+        want = m(x).numpy()
+    path = tmp_path / "cnn.pocket"
+    pm.convert(m, (x,)).save(path)
+    nat = pm.load(path)
+    kernels = {s.op_type: s.kernel for s in nat.plan_summary().steps}
+    assert kernels["max_pool"] == "native:max_pool" and kernels["avg_pool"] == "native:avg_pool", kernels
+    got = nat.predict({"x": x.numpy()})[nat.output_names[0]]
+    assert nat._executor.loop.program.fallback_calls == 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -506,3 +506,44 @@ def test_indexing_out_of_range_raises_the_references_error():
     got, calls = one_step("cumsum", {"axis": 1}, [h], op="cumsum", axis=1)
     assert calls == 1
     assert_same(got, reference("cumsum", [h], axis=1))
+
+
+# -- pooling ------------------------------------------------------------------------------------
+
+POOLS = [  # (x shape, kernel, strides, pads, dilations, ceil_mode)
+    ((2, 3, 9, 11), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1], False),
+    ((1, 4, 8, 7), [2, 2], None, [0, 0, 0, 0], [1, 1], True),         # strides default to the kernel
+    ((1, 2, 10, 13), [3, 2], [2, 3], [1, 0, 0, 1], [2, 1], True),     # dilated (max), ceil_mode
+    ((3, 5, 17), [4], [3], [2, 1], [1], True),                        # 1-D
+    ((2, 1, 5, 5), [5, 5], [1, 1], [2, 2, 2, 2], [1, 1], False),
+]
+
+
+@pytest.mark.parametrize("case", POOLS, ids=str)
+def test_max_pool_equals_the_reference_bit_for_bit(case):
+    shape, kernel, strides, pads, dil, ceil = case
+    x = values("float32", shape)
+    x.reshape(-1)[::17] = np.nan  # NaN wins where it is in a window
+    x.reshape(-1)[5::23] = -0.0
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, dilations=dil, ceil_mode=ceil)
+    from pocketml.runtime.native_loop import _pool_spec
+    kind, params = _pool_spec("max_pool", get_op("max_pool").with_defaults(attrs))
+    assert kind == "pool"
+    got, calls = one_step(kind, params, [x])
+    assert calls == 0
+    assert_same(got, reference("max_pool", [x], **attrs))
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("divisor", [None, 3])
+@pytest.mark.parametrize("case", POOLS, ids=str)
+def test_avg_pool_equals_the_reference_bit_for_bit(case, include_pad, divisor):
+    shape, kernel, strides, pads, _, ceil = case
+    x = values("float32", shape)
+    attrs = dict(kernel=kernel, strides=strides, pads=pads, ceil_mode=ceil, count_include_pad=include_pad,
+                 divisor_override=divisor)
+    from pocketml.runtime.native_loop import _pool_spec
+    kind, params = _pool_spec("avg_pool", get_op("avg_pool").with_defaults(attrs))
+    got, calls = one_step(kind, params, [x])
+    assert calls == 0
+    assert_same(got, reference("avg_pool", [x], **attrs))

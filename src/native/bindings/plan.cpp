@@ -351,6 +351,26 @@ struct Program {
         need(kind == "cumsum" ? 1 : 2);
         st.axis = nb::cast<int>(p["axis"]);
         st.negative = kind == "take" && nb::cast<bool>(p["negative"]);
+      } else if (kind == "pool") {
+        st.kind = plan::Kind::Pool;
+        need(1);
+        plan::PoolSpec& ps = st.pool;
+        ps.max = nb::cast<bool>(p["max"]);
+        const auto kernel = nb::cast<std::vector<int64_t>>(p["kernel"]), strides = nb::cast<std::vector<int64_t>>(p["strides"]),
+                   dil = nb::cast<std::vector<int64_t>>(p["dilations"]), pads = nb::cast<std::vector<int64_t>>(p["pads"]);
+        ps.n = static_cast<int>(kernel.size());
+        if ((ps.n != 1 && ps.n != 2) || strides.size() != kernel.size() || dil.size() != kernel.size() ||
+            pads.size() != 2 * kernel.size())
+          value_error("pool: 1 or 2 dims, with strides, dilations and [begin, end] pads for each");
+        for (int i = 0; i < ps.n; ++i) {
+          if (kernel[i] < 1 || strides[i] < 1 || dil[i] < 1 || pads[2 * i] < 0 || pads[2 * i + 1] < 0)
+            value_error("pool: kernel, strides, dilations >= 1 and pads >= 0");
+          ps.kernel[i] = kernel[i], ps.strides[i] = strides[i], ps.dilations[i] = dil[i];
+          ps.pads[2 * i] = pads[2 * i], ps.pads[2 * i + 1] = pads[2 * i + 1];
+        }
+        ps.ceil_mode = nb::cast<bool>(p["ceil_mode"]);
+        ps.count_include_pad = nb::cast<bool>(p["count_include_pad"]);
+        ps.divisor = nb::cast<int64_t>(p["divisor"]);
       } else if (kind == "index") {
         st.kind = plan::Kind::Index;
         st.index_axes = nb::cast<std::vector<int>>(p["axes"]);

@@ -9,6 +9,7 @@
 #include "kernels/conv/conv.h"
 #include "kernels/linear/linear.h"
 #include "kernels/norm/norm.h"
+#include "kernels/pool/pool.h"
 #include "kernels/rotary/rotary.h"
 #include "plan/indexing.h"
 #include "plan/views.h"
@@ -556,6 +557,38 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
   return true;
 }
 
+bool pool_step(const PoolSpec& ps, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.empty() || !is_f32(a[0]) || a[0].rank < ps.n) return false;
+  const Tensor x = contiguous(a[0], pool);
+  const int r = x.rank, two = ps.n == 2;
+  pool::Shape sh;
+  sh.planes = 1;
+  for (int i = 0; i < r - ps.n; ++i) sh.planes *= x.shape[i];
+  sh.H = two ? x.shape[r - 2] : 1;
+  sh.W = x.shape[r - 1];
+  sh.KH = two ? ps.kernel[0] : 1, sh.KW = ps.kernel[ps.n - 1];
+  sh.sh = two ? ps.strides[0] : 1, sh.sw = ps.strides[ps.n - 1];
+  sh.dh = two ? ps.dilations[0] : 1, sh.dw = ps.dilations[ps.n - 1];
+  sh.ph = two ? ps.pads[0] : 0, sh.pe_h = two ? ps.pads[1] : 0;
+  sh.pw = ps.pads[2 * ps.n - 2], sh.pe_w = ps.pads[2 * ps.n - 1];
+  const int64_t span_h = ps.max ? sh.dh : 1, span_w = ps.max ? sh.dw : 1;
+  sh.OH = two ? pool::out_len(sh.H, sh.KH, sh.sh, sh.ph, sh.pe_h, span_h, ps.ceil_mode) : 1;
+  sh.OW = pool::out_len(sh.W, sh.KW, sh.sw, sh.pw, sh.pe_w, span_w, ps.ceil_mode);
+  if (!ps.max) sh.dh = sh.dw = 1;
+  if (sh.OH < 0 || sh.OW < 0) return false;  // the reference says what is wrong
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < r; ++i) shape[i] = x.shape[i];
+  if (two) shape[r - 2] = sh.OH;
+  shape[r - 1] = sh.OW;
+  Tensor out = pool.allocate(DType::F32, 4, r, shape);
+  if (ps.max)
+    pool::max_pool(sh, x.as<const float>(), out.as<float>(), threads);
+  else
+    pool::avg_pool(sh, x.as<const float>(), out.as<float>(), ps.count_include_pad, ps.divisor, threads);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 bool overlaps(const Tensor& a, const Tensor& b) { return a.owner && a.owner == b.owner; }
 
 bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
@@ -640,6 +673,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Gather: return gather_step(s.axis, a, outs, pool_);
     case Kind::Index: return index_step(s.index_axes, a, outs, pool_);
     case Kind::Cumsum: return cumsum_step(s.axis, a, outs, pool_);
+    case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
   }
   return false;
 }

@@ -65,6 +65,16 @@ enum class Kind {
   Gather,       // (x, indices) -> torch.gather along axis
   Index,        // (x, indices...) -> x[..., i0, i1, ...] on consecutive index_axes
   Cumsum,       // (x) int64 / float32 -> running sum along axis
+  Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
+};
+
+// A pooling step's attributes (ir/ops/pool.py), n = 1 or 2 pooled dims.
+struct PoolSpec {
+  bool max = true;
+  int n = 0;
+  int64_t kernel[2] = {1, 1}, strides[2] = {1, 1}, dilations[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
+  bool ceil_mode = false, count_include_pad = true;
+  int64_t divisor = 0;  // avg: divisor_override (0: none)
 };
 
 // One convolution of a Conv step: its attributes, the clip after it, and its weight where packed
@@ -100,6 +110,7 @@ struct Step {
   int axis = 0;                 // Concat, Take, Gather, Cumsum
   bool negative = false;        // Take: negative indices count from the end
   std::vector<int> index_axes;  // Index
+  PoolSpec pool;                // Pool
   std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum

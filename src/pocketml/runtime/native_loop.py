@@ -26,7 +26,7 @@ _UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallbac
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
-                 "compare", "take", "gather", "index", "cumsum",
+                 "compare", "take", "gather", "index", "cumsum", "pool",
                  "logical", "where", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
@@ -180,6 +180,8 @@ class NativeLoop:
                 return ("reduce_norm2" if step.op_type == "reduce_norm" else step.op_type,
                         {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
             return "fallback", {}
+        if step.op_type in ("max_pool", "avg_pool"):
+            return _pool_spec(step.op_type, attrs)
         if step.op_type in ("take", "gather", "cumsum") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
             params = {"axis": int(attrs["axis"])}
             if step.op_type == "take":
@@ -216,6 +218,24 @@ class NativeLoop:
                     return "fallback", {}
             return step.op_type, params
         return "fallback", {}
+
+
+def _pool_spec(op_type: str, attrs: dict) -> tuple[str, dict]:
+    """A max_pool / avg_pool over 1 or 2 dims with integer attributes ("pool"), else the fallback."""
+    kernel = attrs["kernel"]
+    n = len(kernel) if isinstance(kernel, list) else 0
+    lists = [kernel, attrs["strides"] or kernel, attrs.get("dilations") or [1] * n, attrs["pads"] or [0] * (2 * n)]
+    div = attrs.get("divisor_override")
+    if (n not in (1, 2) or not all(isinstance(v, list) and all(_is_int(d) for d in v) for v in lists)
+            or not (div is None or (_is_int(div) and div > 0))):
+        return "fallback", {}
+    kernel, strides, dilations, pads = ([int(d) for d in v] for v in lists)
+    if len(strides) != n or len(dilations) != n or len(pads) != 2 * n or any(
+            p < 0 or p > (d * (k - 1) + 1) // 2 for k, d, p in zip(kernel * 2, dilations * 2, pads[0::2] + pads[1::2])):
+        return "fallback", {}  # the reference's error
+    return "pool", {"max": op_type == "max_pool", "kernel": kernel, "strides": strides,
+                     "dilations": dilations, "pads": pads, "ceil_mode": bool(attrs["ceil_mode"]),
+                     "count_include_pad": bool(attrs.get("count_include_pad", True)), "divisor": int(div or 0)}
 
 
 def _is_int(v) -> bool:
