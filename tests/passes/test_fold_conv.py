@@ -56,11 +56,11 @@ def test_unfoldable_left_alone(tmp_path):
         def forward(self, x):
             y = self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))  # not a zero pad
             z = self.conv(F.pad(x, (1, 1, 1, 1), value=1.0))  # a non-zero constant
-            return self.bn(y), y, z  # y also read elsewhere: its batch norm stays
+            return self.bn(y), y, z  # y also read elsewhere: its batch norm stays apart (a mul, an add)
 
     model = check_module(M(), torch.randn(1, 4, 6, 6), tmp_path)
     types = op_types(model)
-    assert types.count("batch_norm") == 1 and types.count("pad") == 2
+    assert types.count("mul") == 1 and types.count("add") == 1 and types.count("pad") == 2
 
 
 def test_shared_weight_kept(tmp_path):
@@ -91,3 +91,29 @@ def test_folded_equals_unfolded():
     got = Model(folded).predict({"x": x.numpy()})
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_after_an_activation_becomes_mul_and_add_bit_for_bit():
+    """CREPE's conv -> ReLU -> batch norm: the norm cannot fold into the conv; it becomes a mul
+    and an add by per-channel constants, the reference's own arithmetic."""
+    from pocketml.frontend.torch import export, to_program
+    from pocketml.passes.fold_conv import fold_conv
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 6, 3), _bn(6)
+
+        def forward(self, x):
+            return self.bn(F.relu(self.conv(x)))
+
+    x = torch.randn(2, 3, 9, 8)
+    program = to_program(export(M().eval(), (x,)))
+    base = run_passes(program, (eliminate_dead_code, fold_constants))
+    want = Model(base).predict({"x": x.numpy()})
+    lowered = run_passes(program, (eliminate_dead_code, fold_constants, fold_conv, eliminate_dead_code))
+    types = [op.type for op in lowered.main.ops if op.type != "const"]
+    assert "batch_norm" not in types and types.count("mul") == 1 and types.count("add") == 1, types
+    got = Model(lowered).predict({"x": x.numpy()})
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])

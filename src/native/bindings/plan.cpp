@@ -156,6 +156,10 @@ elementwise::UnaryOp unary_named(const std::string& n) {
   if (n == "exp") return UnaryOp::Exp;
   if (n == "sin") return UnaryOp::Sin;
   if (n == "cos") return UnaryOp::Cos;
+  if (n == "tanh") return UnaryOp::Tanh;
+  if (n == "log") return UnaryOp::Log;
+  if (n == "sigmoid") return UnaryOp::Sigmoid;
+  if (n == "relu") return UnaryOp::Relu;
   value_error("unknown unary op '" + n + "'");
 }
 

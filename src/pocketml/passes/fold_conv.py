@@ -1,5 +1,8 @@
 """Convolution folding: an inference batch norm after a convolution becomes the convolution's
-weight and bias, and a zero `pad` before it becomes its padding.
+weight and bias, and a zero `pad` before it becomes its padding; any other inference batch norm
+of a float32 tensor (after an activation, as CREPE's) becomes a `mul` and an `add` by per-channel
+constants, the reference's own float32 arithmetic (bit for bit), which every backend runs as
+plain elementwise ops.
 
 Both are what a trained CNN spells out op by op (conv → batch_norm → activation, with TF-style
 "same" padding as an explicit pad) and what the native runtime would otherwise run as separate
@@ -20,6 +23,7 @@ def fold_conv(program: Program) -> Program:
     for fn in program.functions.values():
         _fold_pads(fn)
         _fold_batch_norms(program, fn)
+        _lower_batch_norms(program, fn)
     return program
 
 
@@ -89,6 +93,47 @@ def _fold_batch_norms(program: Program, fn: Function) -> None:
         dead.add(id(bn))
     if replaced:
         fn.ops = [new for op in fn.ops if id(op) not in dead for new in replaced.get(id(op), [op])]
+
+
+def _lower_batch_norms(program: Program, fn: Function) -> None:
+    producers, taken = fn.producers(), set(fn.values())
+    values = fn.values()
+    replaced: dict[int, list[Op]] = {}
+    for bn in fn.ops:
+        if bn.type != "batch_norm" or bn.inputs[0] not in values:
+            continue
+        x = values[bn.inputs[0]].type
+        names = (list(bn.inputs[1:]) + [None] * 4)[:4]
+        mean, var, gamma, beta = (_const(program, producers, name) for name in names)
+        if (x.dtype != DType.float32 or x.rank < 2 or mean is None or var is None
+                or any(name is not None and a is None for name, a in zip(names, (mean, var, gamma, beta)))):
+            continue
+        c = x.shape[1]
+        if not isinstance(c, int) or any(a is not None and a.size != c for a in (mean, var, gamma, beta)):
+            continue
+        # ir/ops/norm.py batch_norm with running statistics, its arithmetic unchanged
+        alpha = 1.0 / np.sqrt(var.astype(np.float64).reshape(c) + float(bn.attrs.get("eps", 1e-5)))
+        if gamma is not None:
+            alpha = alpha * gamma.reshape(c)
+        shift = -mean.astype(np.float64).reshape(c) * alpha
+        if beta is not None:
+            shift = shift + beta.reshape(c)
+        shape = (c,) + (1,) * (x.rank - 2)
+        consts = [_const_op(program, taken, f"{bn.output.name}_scale", alpha.astype(np.float32).reshape(shape), bn.loc),
+                  _const_op(program, taken, f"{bn.output.name}_shift", shift.astype(np.float32).reshape(shape), bn.loc)]
+        scaled = Value(_fresh(taken, f"{bn.output.name}_scaled"), x)
+        replaced[id(bn)] = [*consts, Op("mul", [bn.inputs[0], consts[0].output.name], [scaled], {}, bn.loc),
+                            Op("add", [scaled.name, consts[1].output.name], list(bn.outputs), {}, bn.loc)]
+    if replaced:
+        fn.ops = [new for op in fn.ops for new in replaced.get(id(op), [op])]
+
+
+def _fresh(taken: set, base: str) -> str:
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
 
 
 def _const(program: Program, producers: dict, name: str | None) -> np.ndarray | None:

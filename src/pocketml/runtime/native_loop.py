@@ -22,7 +22,7 @@ from . import conv_fusion, native
 from .plan import Plan, Step
 
 _BINARY = ("add", "sub", "mul", "div")
-_UNARY = ("neg", "exp", "sin", "cos")  # float32 (other dtypes go to the fallback at run time)
+_UNARY = ("neg", "exp", "sin", "cos", "tanh", "log", "sigmoid", "relu")  # float32 (others: the fallback)
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",

@@ -32,7 +32,7 @@ bool cast(Type from, const void* x, Type to, void* out, int64_t n);
 // converts int64: ir/ops/creation.py arange with integer bounds.
 void arange(int64_t start, int64_t step, int64_t n, Type to, void* out);
 
-enum class UnaryOp { Neg, Exp, Sin, Cos };
+enum class UnaryOp { Neg, Exp, Sin, Cos, Tanh, Log, Sigmoid, Relu };
 
 // out[i] = op(x[i]) over n contiguous float32 elements, computed in double and rounded once like
 // the references (Neg exactly: the sign flipped, NaN included).
