@@ -145,7 +145,7 @@ def test_mlp_fused_matches_reference(native, mlp, spec, kernel):
     assert linears[0].kernel == kernel
     assert linears[0].shape == [2, 3, 128]
     assert not CHAIN_OPS & {s.op_type for s in plan.steps}  # the dense weights are never computed
-    assert plan.native == 3 and plan.total == len(plan.steps)
+    assert plan.native == plan.total == len(plan.steps)  # the layers and their ReLUs
     assert plan.counts[kernel] >= 1 and sum(plan.counts.values()) == plan.total
     assert ref.plan_summary().native == 0
 
@@ -158,7 +158,7 @@ def test_modes_without_a_native_kernel_stay_on_the_reference(native, mlp, spec):
     np.testing.assert_array_equal(run(nat, x), run(ref, x))
     plan = nat.plan_summary()
     # the chain and the linear on the references (a float16 table's cast runs natively)
-    assert {s.kernel for s in plan.steps if s.op_type != "cast"} == {"numpy"}
+    assert {s.kernel for s in plan.steps if s.op_type not in ("cast", "relu")} == {"numpy"}
     assert "lut_to_dense" in {s.op_type for s in plan.steps}
 
 
@@ -268,10 +268,10 @@ def test_load_picks_the_backend(native, mlp, tmp_path):
     assert ref.backend == "reference" and ref.plan_summary().native == 0
     assert {s.kernel for s in ref.plan_summary().steps} == {"numpy"}
     nat = pm.load(path, backend="native", threads=2, exact=True)
-    assert nat.plan_summary().native == 3
+    assert nat.plan_summary().native == 3 + 2  # the layers and their ReLUs
     x = {"x": np.random.default_rng(5).standard_normal((2, 3, 64)).astype(np.float32)}
     assert_close(run(nat, x), run(ref, x))  # packed data read from the (read-only) mapped file
-    assert all(s.compute.threads == 2 for s in nat._executor.steps if s.kernel != "numpy")
+    assert all(s.compute.threads == 2 for s in nat._executor.steps if s.op_type == "linear")
     with pytest.raises(pm.ConfigError, match="backend must be one of"):
         pm.load(path, backend="gpu")
     with pytest.raises(pm.ConfigError, match="threads"):
@@ -286,20 +286,20 @@ def test_a_variant_keeps_backend_threads_and_the_file_watch(native, mlp, tmp_pat
         v = m.variant(compute_precision="float16")
         assert (v.backend, v.threads, v.compute_precision, v._watch) == (backend, 1, "float16", m._watch)
         assert v.plan_summary().native == 0  # fp16 emulation runs the references
-        assert m.variant().plan_summary().native == (3 if backend == "native" else 0)
+        assert m.variant().plan_summary().native == (3 + 2 if backend == "native" else 0)
 
 
 def test_threads_default_from_the_environment(native, mlp, monkeypatch):
     monkeypatch.setenv("POCKETML_THREADS", "3")
     c = compressed(mlp, pm.Palettize(4))
     m = pm.Model(c.program, backend="native")
-    assert {s.compute.threads for s in m._executor.steps if s.kernel != "numpy"} == {3}
+    assert {s.compute.threads for s in m._executor.steps if s.op_type == "linear"} == {3}
     monkeypatch.setenv("POCKETML_THREADS", "many")
     with pytest.raises(pm.ConfigError, match="POCKETML_THREADS"):
         pm.Model(c.program, backend="native")
     monkeypatch.delenv("POCKETML_THREADS")
     m = pm.Model(c.program, backend="native")
-    assert {s.compute.threads for s in m._executor.steps if s.kernel != "numpy"} == {0}  # all cores
+    assert {s.compute.threads for s in m._executor.steps if s.op_type == "linear"} == {0}  # all cores
 
 
 def test_without_the_extension_native_is_an_error_and_the_default_is_reference(mlp, monkeypatch):
@@ -329,8 +329,8 @@ def test_inspect_plan_prints_the_kernels(native, mlp, tmp_path):
     with contextlib.redirect_stdout(out):
         assert main(["inspect", "--plan", str(path)]) == 0
     text = out.getvalue()
-    assert "native:lut4 g[8,1]" in text and "native 3 of" in text
-    assert "linear" in text and "numpy" in text
+    assert "native:lut4 g[8,1]" in text and "native 5 of" in text
+    assert "linear" in text and "native:relu" in text
 
 
 @pytest.mark.parametrize("mmap", [True, False])
@@ -339,7 +339,7 @@ def test_loaded_packages_run_fused_from_the_mapped_weights(native, lm, tmp_path,
     compressed(lm, pm.Palettize(4, granularity="per_grouped_channel", group_size=16,
                                 per_channel_scale=True)).save(path)
     nat, ref = pm.load(path, mmap=mmap, exact=True), pm.load(path, backend="reference", mmap=mmap)
-    assert nat.plan_summary().native == 3
+    assert nat.plan_summary().native == 3 + 1  # the embedding, the layers and their tanh
     ids = {"ids": np.array([[3, 1, 4, 1, 5, 9, 2]], np.int64)}
     assert_close(run(nat, ids), run(ref, ids))
 
