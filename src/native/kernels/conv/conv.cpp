@@ -40,7 +40,7 @@ float clipped(float v, const Epilogue& ep) {
 
 // C [M, N] = A [M, K] . B [K, N] + bias, clipped: the column strips and blocks of rows of C over
 // the threads (at least ~4 tasks a thread where the shape allows).
-void gemm(const Kernels& k, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M,
+void gemm(const Kernels& k, const float* A, int64_t lda, const float* const* B, int64_t M,
           int64_t N, int64_t K, const float* bias, const Epilogue& ep, float* C, int64_t ldc,
           int threads) {
   if (M <= 0 || N <= 0) return;
@@ -62,8 +62,7 @@ void gemm(const Kernels& k, const float* A, int64_t lda, const float* B, int64_t
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t s = t / mblocks, b = t % mblocks;
       const int64_t n0 = s * k.strip, m0 = b * mb;
-      k.gemm_tile(A, lda, B, ldb, K, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + k.strip), bias,
-                  ep, C, ldc, p);
+      k.gemm_tile(A, lda, B, K, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + k.strip), bias, ep, C, ldc, p);
     }
   });
 }
@@ -163,8 +162,12 @@ void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const
       float* mid = scratch<3>(C * rows * W);
       float* panel = scratch<0>(k.panel_floats(pw.C));
       const float* xb = x + n * pw.C * HW + iy0 * W;
+      thread_local std::vector<const float*> brows;
+      brows.resize(static_cast<size_t>(pw.C));
+      for (int64_t c = 0; c < pw.C; ++c) brows[static_cast<size_t>(c)] = xb + c * HW;
       for (int64_t n0 = 0; n0 < rows * W; n0 += k.strip)
-        k.gemm_tile(w1, pw.C, xb, HW, pw.C, 0, C, n0, std::min(rows * W, n0 + k.strip), b1, e1, mid, rows * W, panel);
+        k.gemm_tile(w1, pw.C, brows.data(), pw.C, 0, C, n0, std::min(rows * W, n0 + k.strip), b1, e1, mid,
+                    rows * W, panel);
       float* band = scratch<4>(C * bs.OH * dw.OW);
       depthwise_image(k, bs, mid, w2, b2, e2, band,
                       scratch<1>(use_blocks(k, bs) ? k.depthwise_block_floats(bs) : k.depthwise_floats(bs)));
@@ -245,16 +248,31 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
   const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, K = cg * s.KH * s.KW;
   const bool pointwise = s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 &&
                          s.OH == s.H && s.OW == s.W;
-  float* cols = pointwise ? nullptr : scratch<2>(K * P);  // the calling thread's
+  // a 1-D convolution at stride 1 reads each tap as its input row shifted: B's row (c, kx) is the
+  // zero-padded row c from kx * dw on, nothing unfolded (CREPE's 64-tap layers, Whisper's first)
+  const bool shifted = !pointwise && s.H == 1 && s.KH == 1 && s.sw == 1;
+  const int64_t Wp = (s.OW - 1) + (s.KW - 1) * s.dw + 1;  // the padded row a shifted conv reads
+  float* cols = pointwise ? nullptr : scratch<2>(shifted ? cg * Wp : K * P);  // the calling thread's
+  std::vector<const float*> brows(static_cast<size_t>(K));
   for (int64_t n = 0; n < s.N; ++n) {
     for (int64_t g = 0; g < s.groups; ++g) {
       const float* xg = x + (n * s.C + g * cg) * HW;
-      const float* B = xg;
-      if (!pointwise) {
+      if (pointwise) {
+        for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = xg + r * HW;
+      } else if (shifted) {
+        for (int64_t c = 0; c < cg; ++c) {
+          float* row = cols + c * Wp;
+          const int64_t lo = std::min(s.pw, Wp), hi = std::min(Wp, s.pw + s.W);
+          std::fill(row, row + lo, 0.0f);
+          if (hi > lo) std::memcpy(row + lo, xg + c * s.W, static_cast<size_t>(hi - lo) * sizeof(float));
+          std::fill(row + std::max(lo, hi), row + Wp, 0.0f);
+          for (int64_t kx = 0; kx < s.KW; ++kx) brows[static_cast<size_t>(c * s.KW + kx)] = row + kx * s.dw;
+        }
+      } else {
         im2col(s, xg, cg, cols, threads);
-        B = cols;
+        for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = cols + r * P;
       }
-      gemm(k, w + g * og * K, K, B, P, og, P, K, bias ? bias + g * og : nullptr, ep,
+      gemm(k, w + g * og * K, K, brows.data(), og, P, K, bias ? bias + g * og : nullptr, ep,
            out + (n * s.Cout + g * og) * P, P, threads);
     }
   }

@@ -67,11 +67,12 @@ void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const
 struct Kernels {
   int64_t strip;  // columns of C per gemm_tile call at most
   int64_t mr;     // rows of its register tile
-  // C[m0:m1, n0:n1] = A[m0:m1, :K] . B[:K, n0:n1] (+ bias[m]), clipped; n1 - n0 <= strip; panel:
-  // scratch of panel_floats(K) floats, 64-byte aligned.
-  void (*gemm_tile)(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K, int64_t m0,
-                    int64_t m1, int64_t n0, int64_t n1, const float* bias, const Epilogue& ep,
-                    float* C, int64_t ldc, float* panel);
+  // C[m0:m1, n0:n1] = A[m0:m1, :K] . B[:K, n0:n1] (+ bias[m]), clipped; B's row k at B[k] (rows
+  // of a map, of an unfolded input, or a padded input row shifted by a tap); n1 - n0 <= strip;
+  // panel: scratch of panel_floats(K) floats, 64-byte aligned.
+  void (*gemm_tile)(const float* A, int64_t lda, const float* const* B, int64_t K, int64_t m0, int64_t m1,
+                    int64_t n0, int64_t n1, const float* bias, const Epilogue& ep, float* C, int64_t ldc,
+                    float* panel);
   // One channel plane: out [OH, OW] from x [H, W] and w [KH, KW]; scratch: depthwise_floats(s).
   void (*depthwise)(const Shape& s, const float* x, const float* w, float bias, const Epilogue& ep,
                     float* out, float* scratch);

@@ -31,10 +31,10 @@ struct Impl {
   // lanes of vector j (of a run starting at column 0) inside the first `cols` columns
   static int64_t lanes(int64_t cols, int64_t j) { return std::clamp<int64_t>(cols - j * W, 0, W); }
 
-  // panel[k * NR + j] = B[k * ldb + j] for j < cols, zeros up to NR
-  static void pack(const float* B, int64_t ldb, int64_t cols, int64_t kc, float* panel) {
+  // panel[k * NR + j] = rows[k][off + j] for j < cols, zeros up to NR
+  static void pack(const float* const* rows, int64_t off, int64_t cols, int64_t kc, float* panel) {
     for (int64_t k = 0; k < kc; ++k) {
-      const float* b = B + k * ldb;
+      const float* b = rows[k] + off;
       float* p = panel + k * NR;
       for (int64_t j = 0; j < NV; ++j) {
         const int64_t n = lanes(cols, j);
@@ -43,17 +43,19 @@ struct Impl {
     }
   }
 
-  // C[r, :cols] (+)= A[r, :kc] . panel for r < ROWS, over the first NVU vectors of the strip;
-  // `first`: starts from bias (or zero) rather than C; `last`: applies the epilogue.
+  // C[r, :cols] (+)= A[r, :kc] . B for r < ROWS, over the first NVU vectors of the strip, B the
+  // packed panel or (rows non-null) rows[k] + off where they lie; `first`: starts from bias (or
+  // zero) rather than C; `last`: applies the epilogue.
   template <int ROWS, int NVU>
-  static void micro(const float* A, int64_t lda, const float* panel, int64_t ldp, int64_t kc, float* C,
+  static void micro(const float* A, int64_t lda, const float* panel, const float* const* rows, int64_t off,
+                    int64_t kc, float* C,
                     int64_t ldc, int64_t cols, const float* bias, bool first, bool last,
                     const Epilogue& ep) {
     R acc[ROWS][NVU];
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < NVU; ++j) acc[r][j] = V::zero();
     for (int64_t k = 0; k < kc; ++k) {
-      const float* p = panel + k * ldp;
+      const float* p = rows ? rows[k] + off : panel + k * NR;
       R b[NVU];
       for (int j = 0; j < NVU; ++j) b[j] = V::loadu(p + j * W);
       for (int r = 0; r < ROWS; ++r) {
@@ -76,31 +78,33 @@ struct Impl {
   }
 
   template <int ROWS>
-  static void micro_cols(int64_t nvu, const float* A, int64_t lda, const float* panel, int64_t ldp, int64_t kc,
+  static void micro_cols(int64_t nvu, const float* A, int64_t lda, const float* panel, const float* const* rows,
+                         int64_t off, int64_t kc,
                          float* C, int64_t ldc, int64_t cols, const float* bias, bool first,
                          bool last, const Epilogue& ep) {
     static_assert(NV <= 4, "micro_cols handles up to 4 vectors a strip");
     switch (nvu) {
-      case 1: micro<ROWS, 1>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
-      case 2: micro<ROWS, (NV >= 2 ? 2 : 1)>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
-      case 3: micro<ROWS, (NV >= 3 ? 3 : 1)>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
-      default: micro<ROWS, NV>(A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 1: micro<ROWS, 1>(A, lda, panel, rows, off, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 2: micro<ROWS, (NV >= 2 ? 2 : 1)>(A, lda, panel, rows, off, kc, C, ldc, cols, bias, first, last, ep); break;
+      case 3: micro<ROWS, (NV >= 3 ? 3 : 1)>(A, lda, panel, rows, off, kc, C, ldc, cols, bias, first, last, ep); break;
+      default: micro<ROWS, NV>(A, lda, panel, rows, off, kc, C, ldc, cols, bias, first, last, ep); break;
     }
   }
 
   template <int ROWS>
-  static void rows_step(int64_t rows, int64_t nvu, const float* A, int64_t lda, const float* panel,
-                        int64_t ldp, int64_t kc, float* C, int64_t ldc, int64_t cols, const float* bias,
-                        bool first, bool last, const Epilogue& ep) {
+  static void rows_step(int64_t nrows, int64_t nvu, const float* A, int64_t lda, const float* panel,
+                        const float* const* rows, int64_t off, int64_t kc, float* C, int64_t ldc, int64_t cols,
+                        const float* bias, bool first, bool last, const Epilogue& ep) {
     if constexpr (ROWS > 0) {
-      if (rows == ROWS) return micro_cols<ROWS>(nvu, A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep);
-      rows_step<ROWS - 1>(rows, nvu, A, lda, panel, ldp, kc, C, ldc, cols, bias, first, last, ep);
+      if (nrows == ROWS)
+        return micro_cols<ROWS>(nvu, A, lda, panel, rows, off, kc, C, ldc, cols, bias, first, last, ep);
+      rows_step<ROWS - 1>(nrows, nvu, A, lda, panel, rows, off, kc, C, ldc, cols, bias, first, last, ep);
     }
   }
 
-  static void gemm_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t K,
-                        int64_t m0, int64_t m1, int64_t n0, int64_t n1, const float* bias,
-                        const Epilogue& ep, float* C, int64_t ldc, float* panel) {
+  static void gemm_tile(const float* A, int64_t lda, const float* const* B, int64_t K, int64_t m0,
+                        int64_t m1, int64_t n0, int64_t n1, const float* bias, const Epilogue& ep, float* C,
+                        int64_t ldc, float* panel) {
     const int64_t cols = n1 - n0;
     const int64_t nvu = (cols + W - 1) / W;
     // a few register tiles of rows read a full-width strip of B where it lies: packing it would
@@ -108,11 +112,10 @@ struct Impl {
     const bool direct = cols == NR && m1 - m0 <= 2 * MR;
     for (int64_t kb = 0; kb < K; kb += KC) {
       const int64_t kc = std::min(KC, K - kb);
-      const float* p = B + kb * ldb + n0;
-      if (!direct) pack(p, ldb, cols, kc, panel);
+      if (!direct) pack(B + kb, n0, cols, kc, panel);
       for (int64_t m = m0; m < m1; m += MR) {
-        const int64_t rows = std::min(MR, m1 - m);
-        rows_step<MR>(rows, nvu, A + m * lda + kb, lda, direct ? p : panel, direct ? ldb : NR, kc,
+        const int64_t nrows = std::min(MR, m1 - m);
+        rows_step<MR>(nrows, nvu, A + m * lda + kb, lda, panel, direct ? B + kb : nullptr, n0, kc,
                       C + m * ldc + n0, ldc, cols, bias ? bias + m : nullptr, kb == 0, kb + kc >= K, ep);
       }
     }
