@@ -1,10 +1,10 @@
-"""Reference-runtime speed and memory vs PyTorch eager and ONNX Runtime, same inputs, same machine.
+"""pocketml (native backend, the default) vs PyTorch eager and ONNX Runtime on zoo models, same inputs.
 
-    python benchmarks/bench_runtime.py [NAME ...] [--repeat N] [--out DIR]
+    python benchmarks/bench_runtime.py [NAME ...] [--repeat N] [--rounds N] [--out DIR]
 
 Each engine runs in its own process (so peak RSS is its own): load the model, run the first real
-sample once to warm up, then N timed runs. pocketml's runtime here is the NumPy reference
-(native kernels come later); the point of this table is to know where it stands.
+sample once to warm up, then N timed runs; engines alternate over `--rounds` rounds and the
+medians over rounds are printed, with each engine's ratio to PyTorch and to ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", default=zoo.names())
     p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("out/bench"))
     p.add_argument("--worker", nargs=2, metavar=("ENGINE", "NAME"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -99,23 +100,29 @@ def main(argv=None) -> int:
     for name in args.names:
         print(f"[{name}] preparing", file=sys.stderr, flush=True)
         engines = prepare(name, args.out)
-        res = {}
-        for engine in engines:
-            print(f"[{name}] {engine}", file=sys.stderr, flush=True)
-            r = subprocess.run([sys.executable, __file__, "--worker", engine, name, "--out", str(args.out),
-                                "--repeat", str(args.repeat)], capture_output=True, text=True)
-            if r.returncode:
-                print(r.stderr[-2000:], file=sys.stderr)
-                continue
-            res[engine] = json.loads(r.stdout.strip().splitlines()[-1])
+        runs: dict = {}
+        for i in range(args.rounds):
+            for engine in engines:
+                print(f"[{name}] round {i + 1}/{args.rounds}: {engine}", file=sys.stderr, flush=True)
+                r = subprocess.run([sys.executable, __file__, "--worker", engine, name, "--out", str(args.out),
+                                    "--repeat", str(args.repeat)], capture_output=True, text=True)
+                if r.returncode:
+                    print(r.stderr[-2000:], file=sys.stderr)
+                    continue
+                runs.setdefault(engine, []).append(json.loads(r.stdout.strip().splitlines()[-1]))
+        res = {e: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for e, rs in runs.items()}
         size = (args.out / f"{name}.pocket").stat().st_size / 2**20
         rows.append((name, size, res))
-    print(f"\n{'model':26} {'engine':12} {'load s':>7} {'median ms':>10} {'vs torch':>9} {'peak RSS MiB':>13}")
+    print(f"\n{'model':26} {'engine':12} {'load s':>7} {'median ms':>10} {'vs torch':>9} {'vs ORT':>7} "
+          f"{'peak RSS MiB':>13}")
     for name, size, res in rows:
         base = res.get("torch", {}).get("median_ms")
+        ort = res.get("onnxruntime", {}).get("median_ms")
         for engine, r in res.items():
             ratio = f"{r['median_ms'] / base:.2f}x" if base else "-"
-            print(f"{name:26} {engine:12} {r['load_s']:7.2f} {r['median_ms']:10.1f} {ratio:>9} {r['peak_rss_mib']:13.0f}")
+            vs_ort = f"{r['median_ms'] / ort:.2f}x" if ort else "-"
+            print(f"{name:26} {engine:12} {r['load_s']:7.2f} {r['median_ms']:10.1f} {ratio:>9} {vs_ort:>7} "
+                  f"{r['peak_rss_mib']:13.0f}")
         print(f"{name:26} package size {size:.1f} MiB")
     return 0
 
