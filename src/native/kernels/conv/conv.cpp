@@ -67,20 +67,21 @@ void gemm(const Kernels& k, const float* A, int64_t lda, const float* const* B, 
   });
 }
 
-// cols [cg KH KW, OH OW] of one image and group: row (c, ky, kx) holds input channel c at the
-// tap's position for each output pixel (zero in the padding).
-void im2col(const Shape& s, const float* x, int64_t cg, float* cols, int threads) {
-  const int64_t rows = cg * s.KH * s.KW, P = s.OH * s.OW;
+// cols [cg KH KW, (oy1 - oy0) OW] of one image and group for output rows [oy0, oy1): row
+// (c, ky, kx) holds input channel c at the tap's position for each output pixel (zero in the
+// padding).
+void im2col(const Shape& s, const float* x, int64_t cg, int64_t oy0, int64_t oy1, float* cols, int threads) {
+  const int64_t rows = cg * s.KH * s.KW, P = (oy1 - oy0) * s.OW;
   parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(P, 1)), threads, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t c = r / (s.KH * s.KW), ky = r / s.KW % s.KH, kx = r % s.KW;
       const float* plane = x + c * s.H * s.W;
-      float* dst = cols + r * P;
+      float* dst = cols + r * P - oy0 * s.OW;
       // output columns whose input column ox * sw + kx * dw - pw lies inside [0, W)
       const int64_t off = kx * s.dw - s.pw;
       const int64_t lo = off >= 0 ? 0 : (-off + s.sw - 1) / s.sw;
       const int64_t hi = s.W - off <= 0 ? 0 : std::min(s.OW, (s.W - off - 1) / s.sw + 1);
-      for (int64_t oy = 0; oy < s.OH; ++oy) {
+      for (int64_t oy = oy0; oy < oy1; ++oy) {
         float* d = dst + oy * s.OW;
         const int64_t iy = oy * s.sh + ky * s.dh - s.ph;
         if (iy < 0 || iy >= s.H || hi <= lo) {
@@ -252,7 +253,9 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
   // zero-padded row c from kx * dw on, nothing unfolded (CREPE's 64-tap layers, Whisper's first)
   const bool shifted = !pointwise && s.H == 1 && s.KH == 1 && s.sw == 1;
   const int64_t Wp = (s.OW - 1) + (s.KW - 1) * s.dw + 1;  // the padded row a shifted conv reads
-  float* cols = pointwise ? nullptr : scratch<2>(shifted ? cg * Wp : K * P);  // the calling thread's
+  // an unfolded input at most ~16 MiB: bands of output rows where it would be more
+  const int64_t band = std::max<int64_t>(1, std::min(s.OH, (int64_t(1) << 22) / std::max<int64_t>(1, K * s.OW)));
+  float* cols = pointwise ? nullptr : scratch<2>(shifted ? cg * Wp : K * band * s.OW);  // the calling thread's
   std::vector<const float*> brows(static_cast<size_t>(K));
   for (int64_t n = 0; n < s.N; ++n) {
     for (int64_t g = 0; g < s.groups; ++g) {
@@ -269,8 +272,14 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
           for (int64_t kx = 0; kx < s.KW; ++kx) brows[static_cast<size_t>(c * s.KW + kx)] = row + kx * s.dw;
         }
       } else {
-        im2col(s, xg, cg, cols, threads);
-        for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = cols + r * P;
+        for (int64_t oy0 = 0; oy0 < s.OH; oy0 += band) {
+          const int64_t oy1 = std::min(s.OH, oy0 + band), Pb = (oy1 - oy0) * s.OW;
+          im2col(s, xg, cg, oy0, oy1, cols, threads);
+          for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = cols + r * Pb;
+          gemm(k, w + g * og * K, K, brows.data(), og, Pb, K, bias ? bias + g * og : nullptr, ep,
+               out + (n * s.Cout + g * og) * P + oy0 * s.OW, P, threads);
+        }
+        continue;
       }
       gemm(k, w + g * og * K, K, brows.data(), og, P, K, bias ? bias + g * og : nullptr, ep,
            out + (n * s.Cout + g * og) * P, P, threads);
