@@ -547,3 +547,31 @@ def test_avg_pool_equals_the_reference_bit_for_bit(case, include_pad, divisor):
     got, calls = one_step(kind, params, [x])
     assert calls == 0
     assert_same(got, reference("avg_pool", [x], **attrs))
+
+
+# -- pad ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16"])
+@pytest.mark.parametrize("mode,pads", [("constant", [0, 0, 1, 2, 3, 0]), ("constant", [1, -1, 0, 0, -2, 2]),
+                                       ("reflect", [0, 0, 2, 1, 3, 4]), ("replicate", [1, 0, 0, 3, 5, 1]),
+                                       ("circular", [0, 0, 3, 1, 5, 2])])
+def test_pad_equals_the_reference_bit_for_bit(dtype, mode, pads):
+    x = values(dtype, (2, 4, 5))
+    for value in (0.0, -1.5, "inf"):
+        attrs = {"pads": pads, "mode": mode, "value": value}
+        fallback = mode == "constant" and value != 0.0 and dtype != "float32"
+        if fallback and value == "inf" and dtype == "int64":
+            with pytest.raises(ValueError):  # the reference's error, from the fallback
+                one_step("pad", {"mode": mode, "pads": pads, "value": float(value)}, [x], op="pad", **attrs)
+            continue
+        got, calls = one_step("pad", {"mode": mode, "pads": pads, "value": float(value)}, [x], op="pad", **attrs)
+        assert calls == (1 if fallback else 0)
+        assert_same(got, reference("pad", [x], **attrs))
+
+
+def test_pad_the_kernel_does_not_take_goes_to_the_reference():
+    x = values("float32", (3, 4))
+    attrs = {"pads": [0, 0, 4, 0], "mode": "reflect", "value": 0.0}  # reflecting more than once
+    got, calls = one_step("pad", attrs, [x], op="pad", **attrs)
+    assert calls == 1
+    assert_same(got, reference("pad", [x], **attrs))

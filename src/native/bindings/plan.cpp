@@ -355,6 +355,14 @@ struct Program {
         need(kind == "cumsum" ? 1 : 2);
         st.axis = nb::cast<int>(p["axis"]);
         st.negative = kind == "take" && nb::cast<bool>(p["negative"]);
+      } else if (kind == "pad") {
+        st.kind = plan::Kind::Pad;
+        need(1);
+        const std::string mode = nb::cast<std::string>(p["mode"]);
+        st.pad_mode = mode == "constant" ? 0 : mode == "reflect" ? 1 : mode == "replicate" ? 2
+                    : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
+        st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
+        st.pad_value = nb::cast<double>(p["value"]);
       } else if (kind == "pool") {
         st.kind = plan::Kind::Pool;
         need(1);

@@ -138,6 +138,77 @@ bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vecto
   return true;
 }
 
+bool pad_step(int mode, const std::vector<int64_t>& pads, double value, std::vector<Tensor>& a,
+              std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 1 || !a[0].present() || a[0].itemsize <= 0 || a[0].rank < 1 ||
+      pads.size() != static_cast<size_t>(2 * a[0].rank))
+    return false;
+  if (mode == 0 && value != 0.0 && a[0].dtype != DType::F32) return false;  // the reference converts it
+  const Tensor x = contiguous(a[0], pool);
+  const int r = x.rank;
+  int64_t shape[kMaxRank];
+  std::vector<std::vector<int64_t>> src(static_cast<size_t>(r));  // per axis: output -> input index, -1: fill
+  for (int i = 0; i < r; ++i) {
+    const int64_t n = x.shape[i], lo = pads[2 * i], hi = pads[2 * i + 1], m = n + lo + hi;
+    if (m < 0) return false;
+    if (mode != 0 && (lo < 0 || hi < 0 || (mode == 1 && (lo >= n || hi >= n) && (lo || hi)) ||
+                      (mode == 3 && (lo > n || hi > n)) || (mode == 2 && n == 0 && (lo || hi))))
+      return false;  // the reference says what is wrong
+    shape[i] = m;
+    std::vector<int64_t>& map = src[static_cast<size_t>(i)];
+    map.resize(static_cast<size_t>(m));
+    for (int64_t o = 0; o < m; ++o) {
+      int64_t j = o - lo;
+      if (j < 0 || j >= n) {
+        if (mode == 0) j = -1;
+        else if (mode == 1) j = j < 0 ? -j : 2 * (n - 1) - j;
+        else if (mode == 2) j = j < 0 ? 0 : n - 1;
+        else j = ((j % n) + n) % n;
+      }
+      map[static_cast<size_t>(o)] = j;
+    }
+  }
+  Tensor out = pool.allocate(x.dtype, x.itemsize, r, shape);
+  const int64_t item = x.itemsize, last = shape[r - 1];
+  unsigned char fill[8] = {};
+  if (x.dtype == DType::F32) {
+    const float f = static_cast<float>(value);
+    std::memcpy(fill, &f, 4);
+  }
+  int64_t in_stride[kMaxRank];  // bytes, C order
+  int64_t st = item;
+  for (int i = r; i-- > 0;) {
+    in_stride[i] = st;
+    st *= x.shape[i];
+  }
+  const char* base = static_cast<const char*>(x.data);
+  char* dst = static_cast<char*>(out.data);
+  int64_t rows = 1;
+  for (int i = 0; i < r - 1; ++i) rows *= shape[i];
+  int64_t pos[kMaxRank] = {};
+  const std::vector<int64_t>& lmap = src[static_cast<size_t>(r - 1)];
+  for (int64_t row = 0; row < rows && last > 0; ++row) {
+    int64_t off = 0;
+    bool filled = false;
+    for (int i = 0; i < r - 1; ++i) {
+      const int64_t j = src[static_cast<size_t>(i)][static_cast<size_t>(pos[i])];
+      if (j < 0) filled = true;
+      else off += j * in_stride[i];
+    }
+    for (int64_t o = 0; o < last; ++o, dst += item) {
+      const int64_t j = lmap[static_cast<size_t>(o)];
+      if (filled || j < 0) std::memcpy(dst, fill, static_cast<size_t>(item));
+      else std::memcpy(dst, base + off + j * item, static_cast<size_t>(item));
+    }
+    for (int i = r - 1; i-- > 0;) {
+      if (++pos[i] < shape[i]) break;
+      pos[i] = 0;
+    }
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
 bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
   if (a.size() != 1 || !a[0].present() || (a[0].dtype != DType::I64 && a[0].dtype != DType::F32) || a[0].rank < 1)
     return false;

@@ -20,6 +20,10 @@ bool gather_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, Bu
 // x[..., i0, i1, ...] with integer index tensors on consecutive axes (broadcast together; the
 // result's dims in their place), negative indices counting from the end
 bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+// pad (ir/ops/shape.py): mode 0 constant (value: float32 x only, else 0), 1 reflect, 2 replicate,
+// 3 circular; pads [begin, end] per axis, negative ones cropping (constant)
+bool pad_step(int mode, const std::vector<int64_t>& pads, double value, std::vector<Tensor>& a,
+              std::vector<Tensor>& outs, BufferPool& pool);
 // np.cumsum(x, axis) of an int64 or float32 x
 bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 

@@ -675,6 +675,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Index: return index_step(s.index_axes, a, outs, pool_);
     case Kind::Cumsum: return cumsum_step(s.axis, a, outs, pool_);
     case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
+    case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);
   }
   return false;
 }

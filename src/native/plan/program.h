@@ -66,6 +66,7 @@ enum class Kind {
   Index,        // (x, indices...) -> x[..., i0, i1, ...] on consecutive index_axes
   Cumsum,       // (x) int64 / float32 -> running sum along axis
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
+  Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
 };
 
 // A pooling step's attributes (ir/ops/pool.py), n = 1 or 2 pooled dims.
@@ -111,6 +112,9 @@ struct Step {
   bool negative = false;        // Take: negative indices count from the end
   std::vector<int> index_axes;  // Index
   PoolSpec pool;                // Pool
+  int pad_mode = 0;             // Pad: 0 constant, 1 reflect, 2 replicate, 3 circular
+  std::vector<int64_t> pad_widths;
+  double pad_value = 0.0;
   std::vector<int> reduce_axes;  // ReduceSum (empty: every axis)
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum

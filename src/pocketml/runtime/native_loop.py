@@ -26,7 +26,7 @@ _UNARY = ("neg", "exp", "sin", "cos", "tanh", "log", "sigmoid", "relu")  # float
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
-                 "compare", "take", "gather", "index", "cumsum", "pool",
+                 "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
@@ -180,6 +180,13 @@ class NativeLoop:
                 return ("reduce_norm2" if step.op_type == "reduce_norm" else step.op_type,
                         {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
             return "fallback", {}
+        if step.op_type == "pad" and isinstance(attrs["pads"], list) and all(_is_int(p) for p in attrs["pads"]):
+            value = attrs["value"]
+            try:
+                value = float(value)  # "inf" / "-inf" / "nan" as the reference reads them
+            except (TypeError, ValueError):
+                return "fallback", {}
+            return "pad", {"mode": attrs["mode"], "pads": [int(p) for p in attrs["pads"]], "value": value}
         if step.op_type in ("max_pool", "avg_pool"):
             return _pool_spec(step.op_type, attrs)
         if step.op_type in ("take", "gather", "cumsum") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
