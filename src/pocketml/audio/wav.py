@@ -137,7 +137,6 @@ def _decode(raw: memoryview, fmt: dict, path: Path) -> np.ndarray:
 _PASS_EDGE = 0.90
 _ATTENUATION_DB = 90.0
 _BETA = 0.1102 * (_ATTENUATION_DB - 8.7)
-_BLOCK_VALUES = 1 << 22  # taps gathered at a time (32 MB), to bound memory on long recordings
 
 
 def resample(x, from_rate: int, to_rate: int = 16_000) -> np.ndarray:
@@ -161,14 +160,17 @@ def resample(x, from_rate: int, to_rate: int = 16_000) -> np.ndarray:
     table, half = _polyphase(up, down)
     x = x.astype(np.float64)
     n_out = -(-x.size * up // down)
-    padded = np.pad(x, (half, half + 1))
+    padded = np.ascontiguousarray(np.pad(x, (half, half + 1)))
     out = np.empty(n_out, np.float32)
-    block = max(1, _BLOCK_VALUES // table.shape[1])
-    for start in range(0, n_out, block):
-        n = np.arange(start, min(start + block, n_out))
-        base, phase = np.divmod(n * down, up)  # output n sits at input time base + phase / up
-        taps = padded[base[:, None] + np.arange(table.shape[1])]
-        out[start : start + n.size] = np.einsum("ij,ij->i", taps, table[phase])
+    taps, step = table.shape[1], padded.strides[0]
+    # Output n sits at input time base + phase / up with base, phase = divmod(n * down, up); the
+    # outputs n0, n0 + up, n0 + 2 up, ... share a phase and their windows start `down` samples
+    # apart: one strided view and one matrix-vector product per phase (up of them), nothing copied.
+    for n0 in range(min(up, n_out)):
+        base, phase = divmod(n0 * down, up)
+        count = len(range(n0, n_out, up))
+        windows = np.lib.stride_tricks.as_strided(padded[base:], (count, taps), (down * step, step), writeable=False)
+        out[n0::up] = windows @ table[phase]
     return out
 
 
