@@ -189,6 +189,13 @@ class NativeLoop:
             return "pad", {"mode": attrs["mode"], "pads": [int(p) for p in attrs["pads"]], "value": value}
         if step.op_type in ("max_pool", "avg_pool"):
             return _pool_spec(step.op_type, attrs)
+        if step.op_type == "adaptive_avg_pool":  # to one value per map (global pooling): a mean
+            size = attrs["output_size"]
+            if (isinstance(size, list) and 0 < len(size) <= 8 and all(o is None or o == 1 for o in size)
+                    and any(o == 1 for o in size)):
+                n = len(size)
+                return "reduce_mean", {"axes": [i - n for i, o in enumerate(size) if o == 1], "keepdims": True}
+            return "fallback", {}
         if step.op_type in ("take", "gather", "cumsum") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
             params = {"axis": int(attrs["axis"])}
             if step.op_type == "take":
