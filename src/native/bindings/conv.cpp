@@ -25,6 +25,19 @@ void check_f32(const A& a, const char* what) {
   if (!c_contiguous(a)) value_error(std::string(what) + " must be C-contiguous (use numpy.ascontiguousarray)");
 }
 
+conv::Epilogue epilogue(std::optional<float> lo, std::optional<float> hi) {
+  if ((lo && std::isnan(*lo)) || (hi && std::isnan(*hi))) value_error("lo and hi must not be NaN");
+  return conv::clip_to(lo.has_value(), lo.value_or(0.0f), hi.has_value(), hi.value_or(0.0f));
+}
+
+const float* bias_of(const std::optional<Array>& b, int64_t n) {
+  if (!b) return nullptr;
+  check_f32(*b, "bias");
+  if (b->ndim() != 1 || static_cast<int64_t>(b->shape(0)) != n)
+    value_error("bias must have shape [" + std::to_string(n) + "]");
+  return static_cast<const float*>(b->data());
+}
+
 void conv(const Array& x, const Array& weight, const std::optional<Array>& bias, OutArray& out,
           const std::vector<int64_t>& strides, const std::vector<int64_t>& pads,
           const std::vector<int64_t>& dilations, int64_t groups, std::optional<float> lo,
@@ -39,7 +52,7 @@ void conv(const Array& x, const Array& weight, const std::optional<Array>& bias,
       pads.size() != static_cast<size_t>(2 * spatial))
     value_error("strides and dilations need one entry per spatial dim, pads two");
   if (threads < 0) value_error("threads must be >= 0");
-  if ((lo && std::isnan(*lo)) || (hi && std::isnan(*hi))) value_error("lo and hi must not be NaN");
+  const conv::Epilogue ep = epilogue(lo, hi);
   int64_t xs[4], ws[4];
   for (int i = 0; i < rank; ++i) {
     xs[i] = static_cast<int64_t>(x.shape(i));
@@ -53,43 +66,12 @@ void conv(const Array& x, const Array& weight, const std::optional<Array>& bias,
   if (static_cast<int>(out.ndim()) != rank) value_error("out has the wrong rank");
   for (int i = 0; i < rank; ++i)
     if (static_cast<int64_t>(out.shape(i)) != want[i]) value_error("out has the wrong shape " + shape_of(out));
-  const float* b = nullptr;
-  if (bias) {
-    check_f32(*bias, "bias");
-    if (bias->ndim() != 1 || static_cast<int64_t>(bias->shape(0)) != s.Cout)
-      value_error("bias must have shape [" + std::to_string(s.Cout) + "]");
-    b = static_cast<const float*>(bias->data());
-  }
-  conv::Epilogue ep;
-  if (lo || hi) {
-    ep.clip = true;
-    ep.lo = lo ? *lo : -INFINITY;
-    ep.hi = hi ? *hi : INFINITY;
-  }
+  const float* b = bias_of(bias, s.Cout);
   const float* xp = static_cast<const float*>(x.data());
   const float* wp = static_cast<const float*>(weight.data());
   float* op = static_cast<float*>(out.data());
   nb::gil_scoped_release release;
   conv::conv2d(s, xp, wp, b, ep, op, threads);
-}
-
-conv::Epilogue epilogue(std::optional<float> lo, std::optional<float> hi) {
-  if ((lo && std::isnan(*lo)) || (hi && std::isnan(*hi))) value_error("lo and hi must not be NaN");
-  conv::Epilogue ep;
-  if (lo || hi) {
-    ep.clip = true;
-    ep.lo = lo ? *lo : -INFINITY;
-    ep.hi = hi ? *hi : INFINITY;
-  }
-  return ep;
-}
-
-const float* bias_of(const std::optional<Array>& b, int64_t n) {
-  if (!b) return nullptr;
-  check_f32(*b, "bias");
-  if (b->ndim() != 1 || static_cast<int64_t>(b->shape(0)) != n)
-    value_error("bias must have shape [" + std::to_string(n) + "]");
-  return static_cast<const float*>(b->data());
 }
 
 void pointwise_depthwise(const Array& x, const Array& w1, const std::optional<Array>& b1, const Array& w2,

@@ -508,12 +508,7 @@ bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor
                        c.dilations.data(), c.groups, sh))
     return false;  // the reference says what is wrong
   if (!param(b, sh->Cout, 1, bp)) return false;
-  *ep = conv::Epilogue();
-  if (c.has_lo || c.has_hi) {
-    ep->clip = true;
-    ep->lo = c.has_lo ? c.lo : -INFINITY;
-    ep->hi = c.has_hi ? c.hi : INFINITY;
-  }
+  *ep = conv::clip_to(c.has_lo, c.lo, c.has_hi, c.hi);
   if (packed) {
     float* dense = conv_scratch(slot, c.weight->N * c.weight->K);
     linear::decode_rows(*c.weight, dense, threads);

@@ -105,8 +105,6 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
     """Hands each float32 conv with a constant weight (float32, or compressed: `_pack_rows`) and
     bias to `FusedConv`; a `clip` with constant bounds or a `relu` that alone reads it moves the
     kernel to that op. The compressed weight's chain ops go into `fused`."""
-    from .native import _native
-
     producers = {v.name: op for op in ops for v in op.outputs}
     readers: dict[str, list[Op]] = {}
     for op in ops:
@@ -137,15 +135,14 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
         users = readers.get(y.name, [])
         user = users[0] if len(users) == 1 and y.name not in outputs else None
         bounds = _clip_bounds(user) if user is not None and user.outputs[0].type == y.type else None
+        conv = FusedConv(op, threads, *(bounds or (None, None)), packed=packed, wshape=wshape, keep=keep)
         if bounds is None:
-            kernels[id(op)] = Kernel(FusedConv(op, threads, packed=packed, wshape=wshape, keep=keep), name, inputs)
+            kernels[id(op)] = Kernel(conv, name, inputs)
         else:
-            kernels[id(user)] = Kernel(FusedConv(op, threads, *bounds, packed=packed, wshape=wshape,
-                                                                 keep=keep),
-                                       name.replace("native:conv", "native:conv+clip", 1), inputs)
+            kernels[id(user)] = Kernel(conv, name.replace("native:conv", "native:conv+clip", 1), inputs)
             fused.add(id(op))
         fused.update(id(c) for c in chain)
-    _pair_convs(ops, kernels, fused, readers, outputs)
+    _pair_convs(ops, kernels, fused, producers, readers, outputs)
 
 
 class FusedConvPair:
@@ -163,16 +160,16 @@ class FusedConvPair:
         return self.second([y, w2, b2], attrs)
 
 
-def _pair_convs(ops: list[Op], kernels: dict, fused: set, readers: dict, outputs: set) -> None:
+def _pair_convs(ops: list[Op], kernels: dict, fused: set, producers: dict, readers: dict,
+                outputs: set) -> None:
     """Each depthwise FusedConv whose input only it reads, made by a pointwise FusedConv, becomes
     one FusedConvPair step (where the depthwise's was)."""
-    by_output = {v.name: op for op in ops for v in op.outputs}
     for op in ops:
         k2 = kernels.get(id(op))
         if k2 is None or type(k2.compute) is not FusedConv or not k2.compute.depthwise:
             continue
         x = k2.inputs[0]
-        producer = by_output.get(x)
+        producer = producers.get(x)
         k1 = kernels.get(id(producer)) if producer is not None else None
         if (k1 is None or type(k1.compute) is not FusedConv or not k1.compute.pointwise or x in outputs
                 or len(readers.get(x, [])) != 1 or k1.compute.wshape[0] != k2.compute.wshape[0]):

@@ -9,6 +9,7 @@
 // Bias and a clip (ReLU, ReLU6) are applied as each output tile is stored.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace pocketml {
@@ -39,6 +40,15 @@ struct Epilogue {
   bool clip = false;
   float lo = 0.0f, hi = 0.0f;
 };
+
+// The clip to [lo, hi] where has_lo / has_hi (an open side unbounded), or none.
+inline Epilogue clip_to(bool has_lo, float lo, bool has_hi, float hi) {
+  Epilogue ep;
+  ep.clip = has_lo || has_hi;
+  ep.lo = has_lo ? lo : -INFINITY;
+  ep.hi = has_hi ? hi : INFINITY;
+  return ep;
+}
 
 // The shape of a convolution over `spatial` (1 or 2) dims from x's and w's shapes (rank spatial
 // + 2), strides and dilations (spatial each) and pads ([begin, end] per dim); null, or what is

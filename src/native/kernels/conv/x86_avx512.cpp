@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "kernels/conv/conv_impl.h"
+#include "kernels/x86_avx512_transpose.h"
 
 namespace pocketml {
 namespace conv {
@@ -14,7 +15,7 @@ struct Avx512 {
   using R = __m512;
   static constexpr int64_t kWidth = 16, kRows = 8, kVecs = 3;
   static constexpr bool kTranspose = true;
-  static __mmask16 mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }  // n < 16
+  static __mmask16 mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }  // n <= 16
   static R zero() { return _mm512_setzero_ps(); }
   static R set1(float v) { return _mm512_set1_ps(v); }
   static R load(const float* p) { return _mm512_load_ps(p); }
@@ -27,31 +28,7 @@ struct Avx512 {
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
-  // in place: r[i] lane j -> r[j] lane i
-  static void transpose(R r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; ++i) {
-      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {  // r[4i + c], lane l: rows 4i..4i+3 of column 4l + c
-      r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-      r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
-      r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-      r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
-    }
-    for (int c = 0; c < 4; ++c) {
-      const __m512 a = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
-      const __m512 b = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
-      const __m512 d = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-      const __m512 e = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-      t[c] = _mm512_shuffle_f32x4(a, d, 0x88);
-      t[4 + c] = _mm512_shuffle_f32x4(b, e, 0x88);
-      t[8 + c] = _mm512_shuffle_f32x4(a, d, 0xdd);
-      t[12 + c] = _mm512_shuffle_f32x4(b, e, 0xdd);
-    }
-    for (int i = 0; i < 16; ++i) r[i] = t[i];
-  }
+  static void transpose(R r[16]) { transpose16(r); }  // in place: r[i] lane j -> r[j] lane i
 };
 
 }  // namespace
