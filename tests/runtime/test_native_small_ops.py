@@ -196,22 +196,45 @@ def test_concat_the_kernel_does_not_take_goes_to_the_reference():
         one_step("concat", {"axis": 2}, [a, a], op="concat", axis=2)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16"])
+def test_copy_applies_its_views_into_a_fresh_buffer(dtype):
+    x = values(dtype, (3, 4, 5))
+    views = [(0, "transpose", [2, 0, 1], None, None, None), (0, "slice", [0], [1], [5], [2])]
+    got, calls = one_step("copy", {}, [x], views=views)
+    assert calls == 0
+    assert_same(got, x.transpose(2, 0, 1)[1:5:2])
+    assert not np.shares_memory(got, x)
+
+
 # -- unary float32 -----------------------------------------------------------------------------
 
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, 88.7, 89.0, -104.0, 1e30, -3e38, np.pi / 2,
                      2.0**24, 1e6 + 0.5], np.float32)
 
 
-@pytest.mark.parametrize("op", ["cos", "sin", "exp", "neg", "tanh", "log", "sigmoid", "relu"])
+EXACT_UNARY = ["neg", "relu", "abs", "sign", "floor", "ceil", "round", "trunc", "sqrt", "rsqrt", "reciprocal"]
+UNARY_ATTRS = {"leaky_relu": {"alpha": 0.2}, "elu": {"alpha": 1.6732632423543772, "scale": 1.0507009873554805,
+                                                     "input_scale": 1.0},
+               "softplus": {"beta": 2.0, "threshold": 15.0}, "gelu": {"approximate": "tanh"}}
+
+
+@pytest.mark.parametrize("op", ["cos", "sin", "exp", "tanh", "log", "sigmoid", "exp2", "expm1", "log2", "log10", "log1p",
+                                "tan", "atan", "erf", "hardsigmoid", "hardswish", "mish", "log_sigmoid", "leaky_relu",
+                                "elu", "softplus", "gelu"] + EXACT_UNARY)
 def test_unary_is_the_reference_within_an_ulp(op):
     x = (RNG.standard_normal((5, 9, 13)) * RNG.choice([0.1, 3, 100, 2048], (5, 9, 13))).astype(np.float32)
+    x[0, 0, :4] = [0.5, 1.5, -2.5, 2.5]  # rounding ties
+    attrs = UNARY_ATTRS.get(op, {})
+    params = {"op": "gelu_tanh"} if op == "gelu" else {"op": op, "params": list(attrs.values())}
     for arr, want_x in [(x, x), (x.transpose(2, 0, 1)[::-3], x.transpose(2, 0, 1)[::-3]), (SPECIALS, SPECIALS),
                         (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32))]:
-        got, calls = one_step("unary", {"op": op}, [arr])
+        got, calls = one_step("unary", params, [arr])
         assert calls == 0
-        want = reference(op, [want_x])
-        if op in ("neg", "relu"):
+        want = reference(op, [want_x], **attrs)
+        if op in EXACT_UNARY:
             assert_same(got, want)
+        elif op == "gelu":  # 1 + tanh(u) cancels for u << 0: libm's and NumPy's last double bit show
+            np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-14)
         else:
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_max_ulp(got, want, maxulp=1)
@@ -375,7 +398,9 @@ def test_malformed_specs_are_refused():
     with pytest.raises(ValueError, match="dtype"):
         build("cast", {"dtype": "float64"})
     with pytest.raises(ValueError, match="unary op"):
-        build("unary", {"op": "tan"})
+        build("unary", {"op": "cot"})
+    with pytest.raises(ValueError, match="too many unary params"):
+        build("unary", {"op": "elu", "params": [1.0, 1.0, 1.0, 1.0]})
     with pytest.raises(ValueError, match="one dimension each"):
         build("arange", {"start": [0, 1], "end": [5], "step": [1], "dtype": "int64"}, 0)
     with pytest.raises(ValueError, match="no entry"):

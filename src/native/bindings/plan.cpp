@@ -160,6 +160,31 @@ elementwise::UnaryOp unary_named(const std::string& n) {
   if (n == "log") return UnaryOp::Log;
   if (n == "sigmoid") return UnaryOp::Sigmoid;
   if (n == "relu") return UnaryOp::Relu;
+  if (n == "abs") return UnaryOp::Abs;
+  if (n == "sign") return UnaryOp::Sign;
+  if (n == "floor") return UnaryOp::Floor;
+  if (n == "ceil") return UnaryOp::Ceil;
+  if (n == "round") return UnaryOp::Round;
+  if (n == "trunc") return UnaryOp::Trunc;
+  if (n == "sqrt") return UnaryOp::Sqrt;
+  if (n == "rsqrt") return UnaryOp::Rsqrt;
+  if (n == "reciprocal") return UnaryOp::Reciprocal;
+  if (n == "exp2") return UnaryOp::Exp2;
+  if (n == "expm1") return UnaryOp::Expm1;
+  if (n == "log2") return UnaryOp::Log2;
+  if (n == "log10") return UnaryOp::Log10;
+  if (n == "log1p") return UnaryOp::Log1p;
+  if (n == "tan") return UnaryOp::Tan;
+  if (n == "atan") return UnaryOp::Atan;
+  if (n == "erf") return UnaryOp::Erf;
+  if (n == "hardsigmoid") return UnaryOp::HardSigmoid;
+  if (n == "hardswish") return UnaryOp::HardSwish;
+  if (n == "mish") return UnaryOp::Mish;
+  if (n == "log_sigmoid") return UnaryOp::LogSigmoid;
+  if (n == "gelu_tanh") return UnaryOp::GeluTanh;
+  if (n == "leaky_relu") return UnaryOp::LeakyRelu;
+  if (n == "elu") return UnaryOp::Elu;
+  if (n == "softplus") return UnaryOp::Softplus;
   value_error("unknown unary op '" + n + "'");
 }
 
@@ -212,6 +237,9 @@ struct Program {
       };
       if (kind == "fallback") {
         st.kind = plan::Kind::Fallback;
+      } else if (kind == "copy") {
+        st.kind = plan::Kind::Copy;
+        need(1);
       } else if (kind == "linear" || kind == "embedding") {
         st.kind = kind == "linear" ? plan::Kind::Linear : plan::Kind::Embedding;
         need(kind == "linear" ? 1 : 2);
@@ -309,6 +337,11 @@ struct Program {
         st.kind = plan::Kind::Unary;
         need(1);
         st.unary = unary_named(nb::cast<std::string>(p["op"]));
+        if (p.contains("params")) {
+          auto params = nb::cast<std::vector<double>>(p["params"]);
+          if (params.size() > elementwise::kUnaryParams) value_error("too many unary params");
+          std::copy(params.begin(), params.end(), st.unary_params);
+        }
       } else if (kind == "reduce_sum" || kind == "reduce_norm2" || kind == "reduce_mean") {
         st.kind = plan::Kind::ReduceSum;
         st.l2 = kind == "reduce_norm2";

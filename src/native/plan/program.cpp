@@ -435,7 +435,7 @@ bool unary_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   if (a.empty() || !is_f32(a[0])) return false;
   Tensor x = contiguous(a[0], pool);
   Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
-  elementwise::unary(s.unary, x.as<const float>(), out.as<float>(), x.numel());
+  elementwise::unary(s.unary, x.as<const float>(), out.as<float>(), x.numel(), s.unary_params);
   pool.release(x);
   outs.push_back(std::move(out));
   return true;
@@ -671,6 +671,13 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Cumsum: return cumsum_step(s.axis, a, outs, pool_);
     case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
     case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);
+    case Kind::Copy: {
+      if (a.empty() || !a[0].present()) return false;
+      Tensor c = pool_.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);
+      copy(a[0], c);
+      outs.push_back(std::move(c));
+      return true;
+    }
   }
   return false;
 }

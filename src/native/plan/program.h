@@ -67,6 +67,7 @@ enum class Kind {
   Cumsum,       // (x) int64 / float32 -> running sum along axis
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
+  Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
 };
 
 // A pooling step's attributes (ir/ops/pool.py), n = 1 or 2 pooled dims.
@@ -107,6 +108,7 @@ struct Step {
   bool residual = false;    // Linear: plus its input 3 (linear::Epilogue)
   elementwise::BinaryOp op = elementwise::BinaryOp::Add;
   elementwise::UnaryOp unary = elementwise::UnaryOp::Neg;
+  double unary_params[elementwise::kUnaryParams] = {};  // Unary: the op's attributes
   DType dtype = DType::Other;   // Arange, Cast: the output's
   int axis = 0;                 // Concat, Take, Gather, Cumsum
   bool negative = false;        // Take: negative indices count from the end

@@ -22,12 +22,17 @@ from . import conv_fusion, native
 from .plan import Plan, Step
 
 _BINARY = ("add", "sub", "mul", "div")
-_UNARY = ("neg", "exp", "sin", "cos", "tanh", "log", "sigmoid", "relu")  # float32 (others: the fallback)
+# float32 (other dtypes: the fallback); the attributes each op's kernel takes, in its order
+_UNARY = {**{op: () for op in (
+    "neg", "exp", "sin", "cos", "tanh", "log", "sigmoid", "relu", "abs", "sign", "floor", "ceil", "round",
+    "trunc", "sqrt", "rsqrt", "reciprocal", "exp2", "expm1", "log2", "log10", "log1p", "tan", "atan", "erf",
+    "hardsigmoid", "hardswish", "mish", "log_sigmoid")},
+    "leaky_relu": ("alpha",), "elu": ("alpha", "scale", "input_scale"), "softplus": ("beta", "threshold")}
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
-                 "logical", "where", *STATE_OPS)  # named native:<op>
+                 "logical", "where", "copy", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -43,6 +48,8 @@ class NativeLoop:
         self.steps = plan.steps
         self.state_names = [s.name for s in plan.function.states]
         self._symbols = set(plan.symbols)
+        self._output_slots = set(plan.output_slots)  # a view step left for an output copies (views of
+        # a state that is written later stay the reference's, which aliases the state as torch does)
         self._sym_index: dict[str, int] = {}
         self._sym_fns: list = []
         self._sym_steps: list[int] = []  # the first step reading each table entry
@@ -136,7 +143,10 @@ class NativeLoop:
 
     def _spec(self, step: Step) -> tuple:
         kind, params = self._kind(step)
-        return (kind, step.inputs, step.outputs, step.release, self._views(step), params)
+        views = self._views(step)
+        if kind == "copy":  # a view op left as a step (its output is the function's): the view, copied
+            views.append(params.pop("view"))
+        return (kind, step.inputs, step.outputs, step.release, views, params)
 
     def _kind(self, step: Step) -> tuple[str, dict]:
         c, attrs = step.compute, step.attrs
@@ -150,6 +160,12 @@ class NativeLoop:
             return "conv", {"convs": [c.spec()]}
         if isinstance(c, conv_fusion.FusedConvPair):
             return "conv", {"convs": [c.first.spec(), c.second.spec()]}
+        if step.op_type in _VIEW_ATTRS and step.kernel == "numpy" and set(step.outputs) <= self._output_slots:
+            try:
+                dims = [self._dims(attrs[n]) for n in _VIEW_ATTRS[step.op_type]]
+            except Unsupported:
+                return "fallback", {}
+            return "copy", {"view": (0, step.op_type, *dims, *[None] * (4 - len(dims)))}
         if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
@@ -161,7 +177,7 @@ class NativeLoop:
             return c.kind, {"eps": float(attrs["eps"])}
         if isinstance(c, native.FusedActivation):
             if not c.gated and attrs.get("approximate", "none") != "none":
-                return "fallback", {}
+                return ("unary", {"op": "gelu_tanh"}) if attrs["approximate"] == "tanh" else ("fallback", {})
             return "activation", {"act": c.name, "gated": c.gated, "exact": c.exact}
         if isinstance(c, native.FusedRotary):
             return "rotary", {}
@@ -170,7 +186,10 @@ class NativeLoop:
         if step.op_type in _BINARY and (step.op_type != "div" or attrs.get("rounding_mode") == "none"):
             return "binary", {"op": step.op_type}
         if step.op_type in _UNARY:
-            return "unary", {"op": step.op_type}
+            params = [attrs[k] for k in _UNARY[step.op_type]]
+            if not all(_is_number(v) for v in params):
+                return "fallback", {}
+            return "unary", {"op": step.op_type, "params": [float(v) for v in params]}
         if step.op_type in ("reduce_sum", "reduce_mean") or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
                                                               and float(attrs["ord"]) == 2.0):
             axes = attrs["axes"]

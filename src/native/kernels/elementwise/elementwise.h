@@ -32,11 +32,21 @@ bool cast(Type from, const void* x, Type to, void* out, int64_t n);
 // converts int64: ir/ops/creation.py arange with integer bounds.
 void arange(int64_t start, int64_t step, int64_t n, Type to, void* out);
 
-enum class UnaryOp { Neg, Exp, Sin, Cos, Tanh, Log, Sigmoid, Relu };
+enum class UnaryOp {
+  Neg, Exp, Sin, Cos, Tanh, Log, Sigmoid, Relu,
+  Abs, Sign, Floor, Ceil, Round, Trunc, Sqrt, Rsqrt, Reciprocal, Exp2, Expm1, Log2, Log10, Log1p,
+  Tan, Atan, Erf,
+  HardSigmoid, HardSwish, Mish, LogSigmoid, GeluTanh,
+  LeakyRelu,  // params: alpha
+  Elu,        // params: alpha, scale, input_scale (selu, celu)
+  Softplus,   // params: beta, threshold
+};
+constexpr int kUnaryParams = 3;
 
 // out[i] = op(x[i]) over n contiguous float32 elements, computed in double and rounded once like
-// the references (Neg exactly: the sign flipped, NaN included).
-void unary(UnaryOp op, const float* x, float* out, int64_t n);
+// the references (ir/ops/elementwise.py, activation.py; Neg, Abs, Sign and the roundings exactly,
+// NaN included). params: the op's attributes in the order above, or null where it has none.
+void unary(UnaryOp op, const float* x, float* out, int64_t n, const double* params = nullptr);
 
 // out[o * inner + i] = sum over r < R of x[(o * R + r) * inner + i], accumulated in double in
 // order of r and rounded once (ir/ops/reduce.py reduce_sum over a run of consecutive axes of a
