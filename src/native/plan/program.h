@@ -15,6 +15,7 @@
 #include "formats/weights.h"
 #include "kernels/activation/activation.h"
 #include "kernels/elementwise/elementwise.h"
+#include "kernels/recurrent/recurrent.h"
 #include "plan/buffers.h"
 #include "plan/tensor.h"
 
@@ -68,6 +69,8 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  Recurrent,    // a cell (x, h?, c?, w_ih, w_hh, b_ih?, b_hh?) -> h', c'? or a sequence (x, h0?,
+                // c0?, weights...) -> out, h_n, c_n? (ir/ops/recurrent.py): `rnn`
 };
 
 // A pooling step's attributes (ir/ops/pool.py), n = 1 or 2 pooled dims.
@@ -77,6 +80,15 @@ struct PoolSpec {
   int64_t kernel[2] = {1, 1}, strides[2] = {1, 1}, dilations[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
   bool ceil_mode = false, count_include_pad = true;
   int64_t divisor = 0;  // avg: divisor_override (0: none)
+};
+
+// A recurrent step's attributes (ir/ops/recurrent.py).
+struct RnnSpec {
+  recurrent::Cell cell = recurrent::Cell::Lstm;
+  bool sequence = false;  // lstm / gru / rnn (else a *_cell)
+  int layers = 1;
+  bool bidirectional = false, batch_first = false, biases = true;
+  int64_t proj = 0;  // LSTM proj_size (0: none)
 };
 
 // One convolution of a Conv step: its attributes, the clip after it, and its weight where packed
@@ -114,6 +126,7 @@ struct Step {
   bool negative = false;        // Take: negative indices count from the end
   std::vector<int> index_axes;  // Index
   PoolSpec pool;                // Pool
+  RnnSpec rnn;                  // Recurrent
   int pad_mode = 0;             // Pad: 0 constant, 1 reflect, 2 replicate, 3 circular
   std::vector<int64_t> pad_widths;
   double pad_value = 0.0;

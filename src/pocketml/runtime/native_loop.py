@@ -29,10 +29,11 @@ _UNARY = {**{op: () for op in (
     "hardsigmoid", "hardswish", "mish", "log_sigmoid")},
     "leaky_relu": ("alpha",), "elu": ("alpha", "scale", "input_scale"), "softplus": ("beta", "threshold")}
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")  # float32, int64, bool
+_RECURRENT = ("lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell")
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
-                 "logical", "where", "copy", *STATE_OPS)  # named native:<op>
+                 "logical", "where", "copy", "recurrent", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -223,6 +224,8 @@ class NativeLoop:
         if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
             return "index", {"axes": [int(a) for a in attrs["axes"]]}
+        if step.op_type in _RECURRENT:
+            return _recurrent_spec(step.op_type, attrs)
         if step.op_type in _COMPARE:
             return "compare", {"op": step.op_type}
         if step.op_type in _LOGICAL:
@@ -251,6 +254,24 @@ class NativeLoop:
                     return "fallback", {}
             return step.op_type, params
         return "fallback", {}
+
+
+def _recurrent_spec(op_type: str, attrs: dict) -> tuple[str, dict]:
+    """An LSTM / GRU / RNN cell or sequence ("recurrent"), else the fallback."""
+    cell = op_type.removesuffix("_cell")
+    if cell == "rnn":
+        if attrs.get("nonlinearity") not in ("tanh", "relu"):
+            return "fallback", {}  # the reference's error
+        cell = f"rnn_{attrs['nonlinearity']}"
+    if op_type.endswith("_cell"):
+        return "recurrent", {"cell": cell, "sequence": False, "layers": 1, "bidirectional": False,
+                             "batch_first": False, "biases": True, "proj": 0}
+    layers, proj = attrs["num_layers"], attrs.get("proj_size") or 0
+    if not (_is_int(layers) and 1 <= layers <= 64 and _is_int(proj) and 0 <= proj < 2**31):
+        return "fallback", {}
+    return "recurrent", {"cell": cell, "sequence": True, "layers": int(layers),
+                         "bidirectional": bool(attrs["bidirectional"]), "batch_first": bool(attrs["batch_first"]),
+                         "biases": bool(attrs["has_biases"]), "proj": int(proj)}
 
 
 def _pool_spec(op_type: str, attrs: dict) -> tuple[str, dict]:
