@@ -9,6 +9,8 @@
 
 #include "core/cpu.h"
 #include "core/pool.h"
+#include "formats/weights.h"
+#include "kernels/linear/linear.h"
 
 namespace pocketml {
 namespace conv {
@@ -215,6 +217,47 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
   return nullptr;
 }
 
+// A convolution with few output pixels an image (a 1-D model's strided tail, Silero VAD's 4, 2
+// and 1): the linear kernels over the patches, one a row (all images' at once), where a GEMM tile
+// of output pixels would stay mostly empty.
+constexpr int64_t kFewPixels = 8;
+
+void few_pixels(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
+                float* out, int threads) {
+  const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, K = cg * s.KH * s.KW, P = s.OH * s.OW;
+  const int64_t M = s.N * P;
+  std::vector<float> patches(static_cast<size_t>(M * K)), res(static_cast<size_t>(M * og));
+  for (int64_t g = 0; g < s.groups; ++g) {
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t oy = 0; oy < s.OH; ++oy)
+        for (int64_t ox = 0; ox < s.OW; ++ox) {
+          float* row = patches.data() + ((n * s.OH + oy) * s.OW + ox) * K;
+          for (int64_t c = 0; c < cg; ++c) {
+            const float* plane = x + (n * s.C + g * cg + c) * s.H * s.W;
+            for (int64_t ky = 0; ky < s.KH; ++ky) {
+              const int64_t iy = oy * s.sh + ky * s.dh - s.ph;
+              for (int64_t kx = 0; kx < s.KW; ++kx) {
+                const int64_t ix = ox * s.sw + kx * s.dw - s.pw;
+                *row++ = iy >= 0 && iy < s.H && ix >= 0 && ix < s.W ? plane[iy * s.W + ix] : 0.0f;
+              }
+            }
+          }
+        }
+    WeightView wv;
+    wv.kind = WeightKind::F32;
+    wv.N = og;
+    wv.K = K;
+    wv.nbits = 32;
+    wv.data = reinterpret_cast<const uint8_t*>(w + g * og * K);
+    linear::gemm(wv, patches.data(), M, bias ? bias + g * og : nullptr, res.data(), threads);
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t c = 0; c < og; ++c) {
+        float* o = out + (n * s.Cout + g * og + c) * P;
+        for (int64_t p = 0; p < P; ++p) o[p] = clipped(res[(n * P + p) * og + c], ep);
+      }
+  }
+}
+
 void conv2d(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
             float* out, int threads) {
   const Kernels& k = pick();
@@ -246,6 +289,7 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
     });
     return;
   }
+  if (P <= kFewPixels && s.Cout / s.groups >= 8) return few_pixels(s, x, w, bias, ep, out, threads);
   const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, K = cg * s.KH * s.KW;
   const bool pointwise = s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 &&
                          s.OH == s.H && s.OW == s.W;

@@ -26,8 +26,7 @@ struct Layer {
 // Runs T steps (reverse: from T-1 down to 0). gx: the input projections, row (t, b) of G*H floats
 // at gx + (t * gx_t + b * gx_b) * G*H, overwritten. h [B, Hout] and, for an LSTM, c [B, H] hold the
 // state in and out. out: null, or where h_t goes, row (t, b) at out + t * out_t + b * out_b floats.
-// Gates in float32 like the reference (its sigmoid 0.5 * (tanh(x / 2) + 1)), the transcendental
-// functions in double.
+// Gates in float32 like the reference (the C library's tanhf and expf).
 void run(const Layer& layer, float* gx, int64_t T, int64_t gx_t, int64_t gx_b, float* h, float* c,
          float* out, int64_t out_t, int64_t out_b, bool reverse, int threads);
 
