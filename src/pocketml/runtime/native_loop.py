@@ -33,7 +33,7 @@ _RECURRENT = ("lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell")
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
-                 "logical", "where", "copy", "recurrent", *STATE_OPS)  # named native:<op>
+                 "logical", "where", "copy", "recurrent", "prelu", "softmax", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -224,6 +224,10 @@ class NativeLoop:
         if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
             return "index", {"axes": [int(a) for a in attrs["axes"]]}
+        if step.op_type == "prelu":
+            return "prelu", {}
+        if step.op_type in ("softmax", "log_softmax") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
+            return "softmax", {"axis": int(attrs["axis"]), "log": step.op_type == "log_softmax"}
         if step.op_type in _RECURRENT:
             return _recurrent_spec(step.op_type, attrs)
         if step.op_type in _COMPARE:

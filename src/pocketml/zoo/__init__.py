@@ -64,6 +64,7 @@ _MODULES = {
     "crepe-tiny": "crepe",
     "efficientnet-lite0": "efficientnet_lite0",
     "minilm": "minilm",
+    "mtcnn": "mtcnn",
     "silero-vad": "silero_vad",
     "smollm2": "smollm2",
     "smollm2-nocache": "smollm2",
