@@ -522,20 +522,14 @@ bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor
 
 // prelu (ir/ops/activation.py): x if x > 0 else weight * x, weight (C,) along axis 1 or (1,); the
 // reference's double product rounded once is the float product, so this is bit for bit
-bool prelu_step(Args& a, Args& outs, BufferPool& pool) {
+bool prelu_step(Args& a, Args& outs, BufferPool& pool, int threads) {
   if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1]) || a[1].rank != 1) return false;
   const int64_t C = a[1].shape[0];
   if (C != 1 && (a[0].rank < 2 || a[0].shape[1] != C)) return false;
   Tensor x = contiguous(a[0], pool), w = contiguous(a[1], pool);
   Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
-  const int64_t n = x.numel(), inner = C == 1 || n == 0 ? (n == 0 ? 1 : n) : n / (x.shape[0] * C);
-  const float* xp = x.as<const float>();
-  const float* wp = w.as<const float>();
-  float* op = out.as<float>();
-  for (int64_t i0 = 0; i0 < n; i0 += inner) {
-    const float alpha = wp[C == 1 ? 0 : i0 / inner % C];
-    for (int64_t i = i0; i < i0 + inner; ++i) op[i] = xp[i] > 0.0f ? xp[i] : alpha * xp[i];
-  }
+  const int64_t n = x.numel(), planes = x.rank >= 2 ? x.shape[0] * x.shape[1] : 1;
+  if (n > 0) elementwise::prelu(x.as<const float>(), w.as<const float>(), C, planes, n / planes, out.as<float>(), threads);
   pool.release(x);
   pool.release(w);
   outs.push_back(std::move(out));
@@ -879,7 +873,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
     case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);
     case Kind::Recurrent: return recurrent_step(s.rnn, a, outs, pool_, threads);
-    case Kind::Prelu: return prelu_step(a, outs, pool_);
+    case Kind::Prelu: return prelu_step(a, outs, pool_, threads);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;

@@ -58,6 +58,10 @@ void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* 
 
 // out[i] = min(max(x[i], lo), hi) as np.maximum / np.minimum give them (NaN kept; the bound
 // where they compare equal: -0 and 0), each bound only where has_lo / has_hi (ir/ops clip).
+// out[i] = x[i] > 0 ? x[i] : alpha[(i / inner) % C] * x[i] over planes * inner values (prelu:
+// the reference's double product rounded once is this float product, bit for bit)
+void prelu(const float* x, const float* alpha, int64_t C, int64_t planes, int64_t inner, float* out, int threads);
+
 void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi);
 
 // logic.cpp. Operands are read through byte strides over `shape` (0 on broadcast axes); out is

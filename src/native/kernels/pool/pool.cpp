@@ -38,45 +38,53 @@ int64_t out_len(int64_t L, int64_t k, int64_t s, int64_t pb, int64_t pe, int64_t
   return out;
 }
 
+namespace {
+
+// Both poolings fold their taps into a row of outputs, tap by tap (ky, then kx: the references'
+// order), each tap over the output columns whose input column lies inside the map: the inner
+// loop is contiguous in the output and strided in the input, which the compiler vectorises; a
+// tap in the padding is skipped (max: -inf never wins; average: adds 0).
+template <class Fold>
+void fold_rows(const Shape& s, const float* xp, float* op, float init, Fold&& fold) {
+  for (int64_t oy = 0; oy < s.OH; ++oy) {
+    float* __restrict o = op + oy * s.OW;
+    std::fill(o, o + s.OW, init);
+    for (int64_t ky = 0; ky < s.KH; ++ky) {
+      const int64_t iy = oy * s.sh + ky * s.dh - s.ph;
+      if (iy < 0 || iy >= s.H) continue;
+      const float* __restrict row = xp + iy * s.W;
+      for (int64_t kx = 0; kx < s.KW; ++kx) {
+        const int64_t off = kx * s.dw - s.pw;  // ix = ox * sw + off
+        const int64_t lo = off >= 0 ? 0 : (-off + s.sw - 1) / s.sw;
+        const int64_t hi = std::min(s.OW, s.W - off > 0 ? (s.W - off + s.sw - 1) / s.sw : 0);
+        const float* __restrict r = row + off;
+        for (int64_t ox = lo; ox < hi; ++ox) o[ox] = fold(o[ox], r[ox * s.sw]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void max_pool(const Shape& s, const float* x, float* out, int threads) {
   over_planes(s, threads, [&](int64_t p) {
-    const float* xp = x + p * s.H * s.W;
-    float* op = out + p * s.OH * s.OW;
-    for (int64_t oy = 0; oy < s.OH; ++oy)
-      for (int64_t ox = 0; ox < s.OW; ++ox) {
-        float m = -INFINITY;
-        for (int64_t ky = 0; ky < s.KH; ++ky) {
-          const int64_t iy = oy * s.sh + ky * s.dh - s.ph;
-          for (int64_t kx = 0; kx < s.KW; ++kx) {
-            const int64_t ix = ox * s.sw + kx * s.dw - s.pw;
-            m = np_max(m, iy >= 0 && iy < s.H && ix >= 0 && ix < s.W ? xp[iy * s.W + ix] : -INFINITY);
-          }
-        }
-        op[oy * s.OW + ox] = m;
-      }
+    fold_rows(s, x + p * s.H * s.W, out + p * s.OH * s.OW, -INFINITY, np_max);
   });
 }
 
 void avg_pool(const Shape& s, const float* x, float* out, bool count_include_pad, int64_t divisor, int threads) {
   over_planes(s, threads, [&](int64_t p) {
-    const float* xp = x + p * s.H * s.W;
     float* op = out + p * s.OH * s.OW;
+    // dilation is 1 for average pooling (the reference has none)
+    fold_rows(s, x + p * s.H * s.W, op, 0.0f, [](float a, float b) { return a + b; });
     for (int64_t oy = 0; oy < s.OH; ++oy) {
       const int64_t cy = count(oy, s.H, s.KH, s.sh, s.ph, s.pe_h, count_include_pad);
       for (int64_t ox = 0; ox < s.OW; ++ox) {
-        float acc = 0.0f;
-        for (int64_t ky = 0; ky < s.KH; ++ky) {
-          const int64_t iy = oy * s.sh + ky - s.ph;
-          for (int64_t kx = 0; kx < s.KW; ++kx) {
-            const int64_t ix = ox * s.sw + kx - s.pw;
-            acc += iy >= 0 && iy < s.H && ix >= 0 && ix < s.W ? xp[iy * s.W + ix] : 0.0f;
-          }
-        }
         // the reference: float64 counts multiplied per dim, rounded to float32, then acc / div
         const double div = divisor > 0 ? static_cast<double>(divisor)
                                        : static_cast<double>(cy) *
                                              static_cast<double>(count(ox, s.W, s.KW, s.sw, s.pw, s.pe_w, count_include_pad));
-        op[oy * s.OW + ox] = acc / static_cast<float>(div);
+        op[oy * s.OW + ox] /= static_cast<float>(div);
       }
     }
   });
