@@ -93,6 +93,27 @@ def test_binary_equals_numpy_bit_for_bit(op, sa, sb):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("op", ["maximum", "minimum", "pow", "fmod", "remainder"])
+def test_more_binary_ops_equal_the_reference(op):
+    from pocketml.ir.registry import get as get_op
+
+    a = (RNG.standard_normal((5, 7)) * 4).astype(np.float32)
+    b = (RNG.standard_normal((7,)) * 3).astype(np.float32)
+    a[0, :6] = [0.0, -0.0, np.nan, 1.0, np.inf, -2.0]
+    b[:6] = [-0.0, 0.0, 1.0, np.nan, 2.0, -np.inf]
+    if op == "pow":
+        a = np.abs(a) + 0.5  # no NaN from negative bases to the fractional powers
+    p = program([("binary", [0, 1], [2], [], [], {"op": op})], 3, [0, 1], [2])
+    got = p.run([a, b], [], [], lambda i, args: pytest.fail("fallback"))[0]
+    with np.errstate(all="ignore"):
+        want = get_op(op).compute([a, b], {})[0]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if op == "pow":
+        np.testing.assert_array_max_ulp(got, want, maxulp=1)
+    else:  # bit for bit, signed zeros and NaN included
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_binary_reads_strided_views():
     a = RNG.standard_normal((6, 8)).astype(np.float32)
     b = RNG.standard_normal((8, 6)).astype(np.float32)

@@ -643,3 +643,76 @@ def test_softmax_is_the_reference_within_two_ulp(log, shape, axis):
 def test_softmax_of_an_empty_row_raises_the_references_error():
     with pytest.raises(ValueError):
         one_step("softmax", {"axis": 1, "log": False}, [np.zeros((3, 0), np.float32)], op="softmax", axis=1)
+
+
+@pytest.mark.parametrize("op", ["reduce_max", "reduce_min", "argmax", "argmin"])
+@pytest.mark.parametrize("shape,axes,keepdims", [((4, 9), [1], False), ((3, 5, 7), [0], True), ((3, 5, 7), [1, 2], False),
+                                                 ((2, 3, 4), None, False), ((2, 3, 4), None, True), ((6,), [0], True),
+                                                 ((0, 4), [1], False), ((), None, False)])
+def test_extremes_equal_the_reference(op, shape, axes, keepdims):
+    arg = op.startswith("arg")
+    if arg and axes is not None and len(axes) > 1:
+        pytest.skip("argmax takes one axis")
+    x = values("float32", shape)
+    if x.size > 12:
+        x.reshape(-1)[[3, 7]] = np.nan  # NaN wins, the first one's position
+        x.reshape(-1)[[5, 9]] = x.reshape(-1)[[4, 8]]  # ties: the first position
+    attrs = ({"axis": None if axes is None else axes[0], "keepdims": keepdims} if arg
+             else {"axes": axes, "keepdims": keepdims})
+    got, calls = one_step(op, {"axes": axes, "keepdims": keepdims}, [x], op=op, **attrs)
+    want = reference(op, [x], **attrs)
+    assert calls == 0
+    assert_same(got, want)
+
+
+def test_extremes_of_empty_rows_raise_the_references_error():
+    with pytest.raises(ValueError):
+        one_step("reduce_max", {"axes": [1], "keepdims": False}, [np.zeros((3, 0), np.float32)], op="reduce_max",
+                 axes=[1], keepdims=False)
+    with pytest.raises(ValueError):
+        one_step("argmax", {"axes": None, "keepdims": False}, [np.zeros((0,), np.float32)], op="argmax",
+                 axis=None, keepdims=False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool", "float16"])
+@pytest.mark.parametrize("shape,axis,sizes", [((7, 4), 0, [2, 0, 5]), ((3, 9), -1, [4, 5]), ((2, 3, 6), 1, [3])])
+def test_split_equals_the_reference(dtype, shape, axis, sizes):
+    x = values(dtype, shape)
+    n = 1 + len(sizes)
+    p = native._native.Program(n, [0], list(range(1, n)), [],
+                               [("split", [0], list(range(1, n)), [], [], {"axis": axis, "sizes": sizes})], 0, 0, 1)
+    got = p.run([x], [], [], lambda i, args: pytest.fail("fallback"))
+    for g, w in zip(got, reference_all("split", [x], axis=axis, sizes=sizes)):
+        assert_same(g, w)
+
+
+def reference_all(name, arrays, **attrs):
+    opdef = get_op(name)
+    return opdef.compute(list(arrays), opdef.with_defaults(attrs))
+
+
+@pytest.mark.parametrize("op,attrs", [("flip", {"axes": [0]}), ("flip", {"axes": [-1, 0]}), ("identity", {}),
+                                      ("isnan", {}), ("logical_not", {}), ("argmax", {"axis": 1})])
+def test_data_movement_and_predicates_run_natively_in_a_model(op, attrs):
+    x = values("float32", (3, 4))
+    x[0, 1] = np.nan
+    out = get_op(op).infer([TensorType(DType.float32, (3, 4))], get_op(op).with_defaults(attrs))[0]
+    fn = Function("main", [Value("x", TensorType(DType.float32, (3, 4)))],
+                  [Op(op, ["x"], [Value("y", out)], attrs)], ["y"])
+    nat, ref = pm.Model(Program({"main": fn}, {}), backend="native"), pm.Model(Program({"main": fn}, {}),
+                                                                               backend="reference")
+    assert [s.kernel for s in nat.plan_summary().steps] == [f"native:{op}"]
+    assert_same(nat.predict({"x": x})["y"], ref.predict({"x": x})["y"])
+
+
+@pytest.mark.parametrize("op,dtype", [("isnan", "float32"), ("isinf", "float32"), ("logical_not", "float32"),
+                                      ("logical_not", "int64"), ("logical_not", "bool")])
+def test_predicates_equal_the_reference(op, dtype):
+    x = values(dtype, (4, 6))
+    if dtype == "float32":
+        x.reshape(-1)[:SPECIALS.size] = SPECIALS
+    elif dtype == "int64":
+        x[0, :3] = 0
+    got, calls = one_step("predicate", {"op": op}, [x])
+    assert calls == 0
+    assert_same(got, reference(op, [x]))

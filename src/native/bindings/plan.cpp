@@ -303,7 +303,9 @@ struct Program {
         const std::string op = nb::cast<std::string>(p["op"]);
         using elementwise::BinaryOp;
         st.op = op == "add" ? BinaryOp::Add : op == "sub" ? BinaryOp::Sub : op == "mul" ? BinaryOp::Mul
-              : op == "div" ? BinaryOp::Div : (value_error("unknown binary op '" + op + "'"), BinaryOp::Add);
+              : op == "div" ? BinaryOp::Div : op == "maximum" ? BinaryOp::Max : op == "minimum" ? BinaryOp::Min
+              : op == "pow" ? BinaryOp::Pow : op == "fmod" ? BinaryOp::Fmod : op == "remainder" ? BinaryOp::Remainder
+              : (value_error("unknown binary op '" + op + "'"), BinaryOp::Add);
       } else if (kind == "read_state" || kind == "write_state" || kind == "update_state_slice") {
         st.kind = kind == "read_state"    ? plan::Kind::ReadState
                   : kind == "write_state" ? plan::Kind::WriteState
@@ -342,10 +344,14 @@ struct Program {
           if (params.size() > elementwise::kUnaryParams) value_error("too many unary params");
           std::copy(params.begin(), params.end(), st.unary_params);
         }
-      } else if (kind == "reduce_sum" || kind == "reduce_norm2" || kind == "reduce_mean") {
+      } else if (kind == "reduce_sum" || kind == "reduce_norm2" || kind == "reduce_mean" || kind == "reduce_max" ||
+                 kind == "reduce_min" || kind == "argmax" || kind == "argmin") {
         st.kind = plan::Kind::ReduceSum;
         st.l2 = kind == "reduce_norm2";
         st.mean = kind == "reduce_mean";
+        using plan::Reduce;
+        st.reduce = kind == "reduce_max" ? Reduce::Max : kind == "reduce_min" ? Reduce::Min
+                  : kind == "argmax" ? Reduce::ArgMax : kind == "argmin" ? Reduce::ArgMin : Reduce::Sum;
         need(1);
         if (!p["axes"].is_none()) {
           st.reduce_axes = nb::cast<std::vector<int>>(p["axes"]);
@@ -396,6 +402,21 @@ struct Program {
                     : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.pad_value = nb::cast<double>(p["value"]);
+      } else if (kind == "split") {
+        st.kind = plan::Kind::Split;
+        need(1);
+        st.axis = nb::cast<int>(p["axis"]);
+        st.split_sizes = nb::cast<std::vector<int64_t>>(p["sizes"]);
+        for (int64_t n : st.split_sizes)
+          if (n < 0) value_error("split: negative size");
+        if (st.split_sizes.empty()) value_error("split: no sizes");
+      } else if (kind == "predicate") {
+        st.kind = plan::Kind::Predicate;
+        need(1);
+        const std::string op = nb::cast<std::string>(p["op"]);
+        using plan::Predicate;
+        st.predicate = op == "isnan" ? Predicate::IsNan : op == "isinf" ? Predicate::IsInf : op == "logical_not"
+                     ? Predicate::Not : (value_error("unknown predicate '" + op + "'"), Predicate::IsNan);
       } else if (kind == "prelu") {
         st.kind = plan::Kind::Prelu;
         need(2);
@@ -480,6 +501,7 @@ struct Program {
       }
       const size_t nout = st.kind == plan::Kind::WriteState    ? 0
                           : st.kind == plan::Kind::LinearGroup ? st.weights.size()
+                          : st.kind == plan::Kind::Split ? st.split_sizes.size()
                           : st.kind == plan::Kind::Recurrent
                               ? static_cast<size_t>((st.rnn.sequence ? 1 : 0) + (st.rnn.cell == recurrent::Cell::Lstm ? 2 : 1))
                               : 1;

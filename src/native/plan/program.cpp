@@ -263,7 +263,8 @@ bool broadcast2(Tensor& x, Tensor& y, int64_t* shape, int* out_rank) {
 
 // int64 add/sub/mul (the references wrap around as NumPy does)
 bool binary_i64_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
-  if (s.op == elementwise::BinaryOp::Div) return false;
+  using elementwise::BinaryOp;
+  if (s.op != BinaryOp::Add && s.op != BinaryOp::Sub && s.op != BinaryOp::Mul) return false;
   Tensor x = a[0], y = a[1];
   int64_t shape[kMaxRank];
   int rank = 0;
@@ -471,8 +472,27 @@ bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int t
     if (i < lo || i >= hi) shape[out_rank++] = x.shape[i];
     else if (s.keepdims) shape[out_rank++] = 1;
   }
-  Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
-  elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads, s.l2, s.mean);
+  if (s.reduce == Reduce::Sum) {
+    Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
+    elementwise::reduce_sum(x.as<const float>(), outer, R, inner, out.as<float>(), threads, s.l2, s.mean);
+    outs.push_back(std::move(out));
+    return true;
+  }
+  if (R == 0 && outer * inner > 0) return false;  // NumPy's error for an empty max / argmax
+  const bool max = s.reduce == Reduce::Max || s.reduce == Reduce::ArgMax;
+  if (s.reduce == Reduce::Max || s.reduce == Reduce::Min) {
+    Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
+    if (outer * inner > 0) elementwise::reduce_extreme(x.as<const float>(), outer, R, inner, max, out.as<float>(), nullptr);
+    outs.push_back(std::move(out));
+    return true;
+  }
+  if (s.reduce_axes.empty()) {  // argmax over the flattened input: () or (1,) * rank
+    out_rank = s.keepdims ? rank : 0;
+    for (int i = 0; i < out_rank; ++i) shape[i] = 1;
+  }
+  Tensor out = pool.allocate(DType::I64, 8, out_rank, shape);
+  if (rank == 0) *out.as<int64_t>() = 0;
+  else if (outer * inner > 0) elementwise::reduce_extreme(x.as<const float>(), outer, R, inner, max, nullptr, out.as<int64_t>());
   outs.push_back(std::move(out));
   return true;
 }
@@ -580,6 +600,54 @@ bool softmax_step(int axis, bool log, Args& a, Args& outs, BufferPool& pool) {
       for (int64_t r = 0; r < R; ++r)
         dst[r * inner] = log ? static_cast<float>(e[static_cast<size_t>(r)] - ls) : static_cast<float>(e[static_cast<size_t>(r)] / sum);
     }
+  pool.release(x);
+  outs.push_back(std::move(out));
+  return true;
+}
+
+// np.split along one axis: each piece copied out of the input (a view of it, read through strides)
+bool split_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !a[0].present() || a[0].dtype == DType::Other || a[0].rank == 0) return false;
+  const Tensor& x = a[0];
+  if (s.axis < -x.rank || s.axis >= x.rank) return false;  // the reference's error
+  const int ax = s.axis < 0 ? s.axis + x.rank : s.axis;
+  int64_t total = 0;
+  for (int64_t n : s.split_sizes) total += n;
+  if (total != x.shape[ax]) return false;
+  int64_t off = 0;
+  for (int64_t n : s.split_sizes) {
+    Tensor piece = x;
+    piece.shape[ax] = n;
+    if (n > 0) piece.data = static_cast<char*>(x.data) + off * x.strides[ax];
+    Tensor c = pool.allocate(x.dtype, x.itemsize, x.rank, piece.shape);
+    copy(piece, c);
+    outs.push_back(std::move(c));
+    off += n;
+  }
+  return true;
+}
+
+// isnan / isinf of float32, logical_not of float32, int64 or bool: -> bool
+bool predicate_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !a[0].present()) return false;
+  const DType t = a[0].dtype;
+  if (!(t == DType::F32 || (s.predicate == Predicate::Not && (t == DType::I64 || t == DType::Bool)))) return false;
+  Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(DType::Bool, 1, x.rank, x.shape);
+  const int64_t n = x.numel();
+  uint8_t* o = out.as<uint8_t>();
+  if (t == DType::F32) {
+    const float* v = x.as<const float>();
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = s.predicate == Predicate::IsNan ? v[i] != v[i]
+           : s.predicate == Predicate::IsInf ? std::isinf(v[i]) : v[i] == 0.0f;
+  } else if (t == DType::I64) {
+    const int64_t* v = x.as<const int64_t>();
+    for (int64_t i = 0; i < n; ++i) o[i] = v[i] == 0;
+  } else {
+    const uint8_t* v = x.as<const uint8_t>();
+    for (int64_t i = 0; i < n; ++i) o[i] = v[i] == 0;
+  }
   pool.release(x);
   outs.push_back(std::move(out));
   return true;
@@ -874,6 +942,8 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);
     case Kind::Recurrent: return recurrent_step(s.rnn, a, outs, pool_, threads);
     case Kind::Prelu: return prelu_step(a, outs, pool_, threads);
+    case Kind::Split: return split_step(s, a, outs, pool_);
+    case Kind::Predicate: return predicate_step(s, a, outs, pool_);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;

@@ -56,7 +56,8 @@ enum class Kind {
   Cast,         // (x) -> x as dtype
   Concat,       // (x, ...) joined along axis
   Unary,        // (x) float32 -> unary(x)
-  ReduceSum,    // (x) float32 -> its sum (l2: 2-norm) over `reduce_axes` (consecutive axes)
+  ReduceSum,    // (x) float32 -> its sum (l2: 2-norm), max, min, argmax or argmin over
+                // `reduce_axes` (consecutive axes)
   Clip,         // (x) float32 -> clip(x, lo, hi)
   Compare,      // (x, y) of one dtype -> bool
   Logical,      // (x, y) bool -> bool
@@ -69,11 +70,18 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  Split,        // (x) -> pieces of split_sizes along axis, each copied
+  Predicate,    // (x) -> bool: isnan, isinf (float32), logical_not (float32, int64, bool)
   Prelu,        // (x, weight) float32 -> x > 0 ? x : weight[channel] * x
   Softmax,      // (x) float32 -> softmax (log: log_softmax) along axis
   Recurrent,    // a cell (x, h?, c?, w_ih, w_hh, b_ih?, b_hh?) -> h', c'? or a sequence (x, h0?,
                 // c0?, weights...) -> out, h_n, c_n? (ir/ops/recurrent.py): `rnn`
 };
+
+enum class Predicate { IsNan, IsInf, Not };
+
+// What a ReduceSum step computes over its axes.
+enum class Reduce { Sum, Max, Min, ArgMax, ArgMin };
 
 // A pooling step's attributes (ir/ops/pool.py), n = 1 or 2 pooled dims.
 struct PoolSpec {
@@ -126,6 +134,8 @@ struct Step {
   DType dtype = DType::Other;   // Arange, Cast: the output's
   int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
   bool log = false;             // Softmax: log_softmax
+  std::vector<int64_t> split_sizes;  // Split
+  Predicate predicate = Predicate::IsNan;
   bool negative = false;        // Take: negative indices count from the end
   std::vector<int> index_axes;  // Index
   PoolSpec pool;                // Pool
@@ -137,6 +147,7 @@ struct Step {
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum
   bool mean = false;             // ReduceSum: divided by the count (reduce_mean)
+  Reduce reduce = Reduce::Sum;   // ReduceSum: sum (l2, mean), max, min, or the position of one
   bool has_lo = false, has_hi = false;  // Clip
   float lo = 0.0f, hi = 0.0f;           // Clip
   // Conv: one convolution, or two: a pointwise one and a depthwise one over its output

@@ -21,7 +21,7 @@ from ..ir.symbolic import compile_value, is_symbolic
 from . import conv_fusion, native
 from .plan import Plan, Step
 
-_BINARY = ("add", "sub", "mul", "div")
+_BINARY = ("add", "sub", "mul", "div", "maximum", "minimum", "pow", "fmod", "remainder")
 # float32 (other dtypes: the fallback); the attributes each op's kernel takes, in its order
 _UNARY = {**{op: () for op in (
     "neg", "exp", "sin", "cos", "tanh", "log", "sigmoid", "relu", "abs", "sign", "floor", "ceil", "round",
@@ -32,8 +32,10 @@ _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equa
 _RECURRENT = ("lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell")
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
+                 "reduce_max", "reduce_min", "argmax", "argmin",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
-                 "logical", "where", "copy", "recurrent", "prelu", "softmax", *STATE_OPS)  # named native:<op>
+                 "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
+                 *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -145,7 +147,7 @@ class NativeLoop:
     def _spec(self, step: Step) -> tuple:
         kind, params = self._kind(step)
         views = self._views(step)
-        if kind == "copy":  # a view op left as a step (its output is the function's): the view, copied
+        if "view" in params:  # a view op left as a step (its output is the function's), a flip: copied
             views.append(params.pop("view"))
         return (kind, step.inputs, step.outputs, step.release, views, params)
 
@@ -191,7 +193,12 @@ class NativeLoop:
             if not all(_is_number(v) for v in params):
                 return "fallback", {}
             return "unary", {"op": step.op_type, "params": [float(v) for v in params]}
-        if step.op_type in ("reduce_sum", "reduce_mean") or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
+        if step.op_type in ("argmax", "argmin"):
+            axis = attrs["axis"]
+            if axis is None or (_is_int(axis) and -8 <= axis < 8):
+                return step.op_type, {"axes": None if axis is None else [int(axis)], "keepdims": bool(attrs["keepdims"])}
+            return "fallback", {}
+        if step.op_type in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min") or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
                                                               and float(attrs["ord"]) == 2.0):
             axes = attrs["axes"]
             if isinstance(axes, int):
@@ -224,6 +231,18 @@ class NativeLoop:
         if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
             return "index", {"axes": [int(a) for a in attrs["axes"]]}
+        if step.op_type in ("isnan", "isinf", "logical_not"):
+            return "predicate", {"op": step.op_type}
+        if step.op_type == "identity":
+            return "copy", {}
+        if step.op_type == "flip" and isinstance(attrs["axes"], list) and all(
+                _is_int(a) and -8 <= a < 8 for a in attrs["axes"]):
+            n = len(attrs["axes"])
+            return "copy", {"view": (0, "slice", [int(a) for a in attrs["axes"]], [-1] * n, [-2**62] * n, [-1] * n)}
+        if (step.op_type == "split" and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8
+                and isinstance(attrs["sizes"], list) and attrs["sizes"] and all(
+                    _is_int(n) and 0 <= n < 2**62 for n in attrs["sizes"])):
+            return "split", {"axis": int(attrs["axis"]), "sizes": [int(n) for n in attrs["sizes"]]}
         if step.op_type == "prelu":
             return "prelu", {}
         if step.op_type in ("softmax", "log_softmax") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:

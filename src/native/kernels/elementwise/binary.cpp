@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdint>
 
 #include "core/pool.h"
@@ -12,10 +13,21 @@ constexpr int64_t kMinParallel = int64_t(1) << 17;  // elements before a second 
 
 template <BinaryOp kOp>
 inline float apply(float x, float y) {
-  if (kOp == BinaryOp::Add) return x + y;
-  if (kOp == BinaryOp::Sub) return x - y;
-  if (kOp == BinaryOp::Mul) return x * y;
-  return x / y;
+  switch (kOp) {
+    case BinaryOp::Add: return x + y;
+    case BinaryOp::Sub: return x - y;
+    case BinaryOp::Mul: return x * y;
+    case BinaryOp::Div: return x / y;
+    case BinaryOp::Max: return x != x ? x : y != y ? y : x > y ? x : y;
+    case BinaryOp::Min: return x != x ? x : y != y ? y : x < y ? x : y;
+    case BinaryOp::Pow: return static_cast<float>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+    case BinaryOp::Fmod: return std::fmod(x, y);
+    case BinaryOp::Remainder: {
+      const float m = std::fmod(x, y);
+      return m != 0.0f && ((y < 0.0f) != (m < 0.0f)) ? m + y : m;
+    }
+  }
+  return 0.0f;
 }
 
 // one row of n outputs; the common stride pairs get loops the compiler vectorises
@@ -84,6 +96,11 @@ void binary(BinaryOp op, const float* a, const int64_t* sa, const float* b, cons
     case BinaryOp::Sub: return run<BinaryOp::Sub>(a, sa, b, sb, out, shape, rank, threads);
     case BinaryOp::Mul: return run<BinaryOp::Mul>(a, sa, b, sb, out, shape, rank, threads);
     case BinaryOp::Div: return run<BinaryOp::Div>(a, sa, b, sb, out, shape, rank, threads);
+    case BinaryOp::Max: return run<BinaryOp::Max>(a, sa, b, sb, out, shape, rank, threads);
+    case BinaryOp::Min: return run<BinaryOp::Min>(a, sa, b, sb, out, shape, rank, threads);
+    case BinaryOp::Pow: return run<BinaryOp::Pow>(a, sa, b, sb, out, shape, rank, threads);
+    case BinaryOp::Fmod: return run<BinaryOp::Fmod>(a, sa, b, sb, out, shape, rank, threads);
+    case BinaryOp::Remainder: return run<BinaryOp::Remainder>(a, sa, b, sb, out, shape, rank, threads);
   }
 }
 

@@ -13,7 +13,10 @@
 namespace pocketml {
 namespace elementwise {
 
-enum class BinaryOp { Add, Sub, Mul, Div };
+// Add..Div: IEEE float32 (bit for bit NumPy's); Max, Min: np.maximum / np.minimum (NaN from either,
+// the second operand on ties: +0 / -0); Pow: in double, rounded once; Fmod: C's fmodf; Remainder:
+// fmod then y added where the signs differ (the reference's float32 arithmetic)
+enum class BinaryOp { Add, Sub, Mul, Div, Max, Min, Pow, Fmod, Remainder };
 
 // out[i] = a[i] op b[i] over `shape` (rank axes), out C-contiguous; a and b read through element
 // strides sa, sb (0 on broadcast axes). threads 0: default.
@@ -61,6 +64,12 @@ void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* 
 // out[i] = x[i] > 0 ? x[i] : alpha[(i / inner) % C] * x[i] over planes * inner values (prelu:
 // the reference's double product rounded once is this float product, bit for bit)
 void prelu(const float* x, const float* alpha, int64_t C, int64_t planes, int64_t inner, float* out, int threads);
+
+// out[o * inner + i] = the max (min) over r < R of x[(o * R + r) * inner + i], NaN where any is
+// NaN (np.max / np.min); R > 0. index: null, or where the position r of the first maximum
+// (minimum) goes instead, a NaN counting as both (np.argmax / np.argmin).
+void reduce_extreme(const float* x, int64_t outer, int64_t R, int64_t inner, bool max, float* out,
+                    int64_t* index);
 
 void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi);
 

@@ -63,5 +63,28 @@ void reduce_sum(const float* x, int64_t outer, int64_t R, int64_t inner, float* 
   parallel_for(outer * runs, 1, threads, [&](int64_t t0, int64_t t1) { body(t0, t1); });
 }
 
+void reduce_extreme(const float* x, int64_t outer, int64_t R, int64_t inner, bool max, float* out,
+                    int64_t* index) {
+  std::vector<float> best(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* xo = x + o * R * inner;
+    float* b = out != nullptr ? out + o * inner : best.data();
+    int64_t* at = index != nullptr ? index + o * inner : nullptr;
+    for (int64_t i = 0; i < inner; ++i) b[i] = xo[i];
+    if (at != nullptr) std::fill(at, at + inner, int64_t(0));
+    for (int64_t r = 1; r < R; ++r) {
+      const float* row = xo + r * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        const float v = b[i], y = row[i];
+        if (v != v) continue;  // a NaN stays (and its first position)
+        if (y != y || (max ? y > v : y < v)) {
+          b[i] = y;
+          if (at != nullptr) at[i] = r;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace elementwise
 }  // namespace pocketml
