@@ -716,3 +716,37 @@ def test_predicates_equal_the_reference(op, dtype):
     got, calls = one_step("predicate", {"op": op}, [x])
     assert calls == 0
     assert_same(got, reference(op, [x]))
+
+
+RESIZES = [  # (x shape, mode, sizes, scales, align_corners)
+    ((1, 3, 5, 7), "nearest", [10, 14], None, False),          # x2: torch's special case
+    ((1, 3, 5, 7), "nearest", [7, 3], None, False),
+    ((2, 2, 6, 9), "nearest", None, [1.5, 0.5], False),
+    ((1, 2, 5, 7), "nearest_exact", [9, 4], None, False),
+    ((1, 3, 5, 7), "linear", [11, 13], None, False),
+    ((1, 3, 5, 7), "linear", [11, 13], None, True),
+    ((1, 3, 8, 8), "linear", None, [2.0, 2.0], False),
+    ((1, 3, 9, 6), "linear", [4, 3], None, False),               # downsampling
+    ((2, 4, 17), "linear", [40], None, True),                    # 1-D
+    ((1, 1, 3, 4, 5), "linear", [6, 8, 10], None, False),        # trilinear
+    ((1, 2, 1, 4), "linear", [3, 9], None, True),                # one input row
+]
+
+
+@pytest.mark.parametrize("shape,mode,sizes,scales,ac", RESIZES)
+def test_resize_equals_the_reference_bit_for_bit(shape, mode, sizes, scales, ac):
+    x = values("float32", shape)
+    attrs = {"mode": mode, "sizes": sizes, "scales": scales, "align_corners": ac}
+    got, calls = one_step("resize", dict(attrs), [x])
+    assert calls == 0
+    assert_same(got, reference("resize", [x], **attrs))
+
+
+def test_resize_cubic_stays_on_the_reference():
+    x = values("float32", (1, 1, 4, 4))
+    fn = Function("main", [Value("x", TensorType(DType.float32, (1, 1, 4, 4)))],
+                  [Op("resize", ["x"], [Value("y", TensorType(DType.float32, (1, 1, 8, 8)))],
+                      {"mode": "cubic", "sizes": [8, 8]})], ["y"])
+    m = pm.Model(Program({"main": fn}, {}), backend="native")
+    assert [s.kernel for s in m.plan_summary().steps] == ["numpy"]
+    assert_same(m.predict({"x": x})["y"], reference("resize", [x], mode="cubic", sizes=[8, 8]))

@@ -402,6 +402,20 @@ struct Program {
                     : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.pad_value = nb::cast<double>(p["value"]);
+      } else if (kind == "resize") {
+        st.kind = plan::Kind::Resize;
+        need(1);
+        const std::string mode = nb::cast<std::string>(p["mode"]);
+        using resize::Mode;
+        st.resize_mode = mode == "nearest" ? Mode::Nearest : mode == "nearest_exact" ? Mode::NearestExact
+                       : mode == "linear" ? Mode::Linear : (value_error("unknown resize mode '" + mode + "'"), Mode::Nearest);
+        if (!p["sizes"].is_none()) st.resize_sizes = dims(p["sizes"], nsyms);
+        if (!p["scales"].is_none()) st.resize_scales = nb::cast<std::vector<double>>(p["scales"]);
+        if (st.resize_sizes.empty() == st.resize_scales.empty() && !st.resize_sizes.empty() &&
+            st.resize_sizes.size() != st.resize_scales.size())
+          value_error("resize: sizes and scales differ in length");
+        if (st.resize_sizes.empty() && st.resize_scales.empty()) value_error("resize: no sizes or scales");
+        st.align_corners = nb::cast<bool>(p["align_corners"]);
       } else if (kind == "split") {
         st.kind = plan::Kind::Split;
         need(1);

@@ -11,6 +11,7 @@
 #include "kernels/norm/norm.h"
 #include "kernels/pool/pool.h"
 #include "kernels/recurrent/recurrent.h"
+#include "kernels/resize/resize.h"
 #include "kernels/rotary/rotary.h"
 #include "plan/indexing.h"
 #include "plan/views.h"
@@ -605,6 +606,38 @@ bool softmax_step(int axis, bool log, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// resize (nearest, nearest exact, linear) of the trailing dims, innermost first like the
+// reference, one axis at a time through kernels/resize
+bool resize_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
+  const int n = static_cast<int>(s.resize_scales.empty() ? s.resize_sizes.size() : s.resize_scales.size());
+  if (a.empty() || !is_f32(a[0]) || n == 0 || n > a[0].rank) return false;
+  Tensor cur = contiguous(a[0], pool);
+  for (int i = n - 1; i >= 0; --i) {
+    const int ax = cur.rank - n + i;
+    const int64_t L = cur.shape[ax];
+    const double scale = s.resize_scales.empty() ? 0.0 : s.resize_scales[i];
+    const int64_t O = !s.resize_sizes.empty() ? resolve(s.resize_sizes[i], syms)
+                                              : static_cast<int64_t>(std::floor(static_cast<double>(L) * scale));
+    if (O < 1 || L < 1) {
+      pool.release(cur);
+      return false;  // the reference's error
+    }
+    int64_t outer = 1, inner = 1, shape[kMaxRank];
+    for (int k = 0; k < cur.rank; ++k) {
+      shape[k] = k == ax ? O : cur.shape[k];
+      if (k < ax) outer *= cur.shape[k];
+      if (k > ax) inner *= cur.shape[k];
+    }
+    Tensor next = pool.allocate(DType::F32, 4, cur.rank, shape);
+    if (outer * inner > 0)
+      resize::axis(s.resize_mode, cur.as<const float>(), outer, L, inner, O, scale, s.align_corners, next.as<float>());
+    pool.release(cur);
+    cur = std::move(next);
+  }
+  outs.push_back(std::move(cur));
+  return true;
+}
+
 // np.split along one axis: each piece copied out of the input (a view of it, read through strides)
 bool split_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   if (a.empty() || !a[0].present() || a[0].dtype == DType::Other || a[0].rank == 0) return false;
@@ -943,6 +976,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Recurrent: return recurrent_step(s.rnn, a, outs, pool_, threads);
     case Kind::Prelu: return prelu_step(a, outs, pool_, threads);
     case Kind::Split: return split_step(s, a, outs, pool_);
+    case Kind::Resize: return resize_step(s, a, outs, pool_, syms);
     case Kind::Predicate: return predicate_step(s, a, outs, pool_);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
     case Kind::Copy: {

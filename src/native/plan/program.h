@@ -16,6 +16,7 @@
 #include "kernels/activation/activation.h"
 #include "kernels/elementwise/elementwise.h"
 #include "kernels/recurrent/recurrent.h"
+#include "kernels/resize/resize.h"
 #include "plan/buffers.h"
 #include "plan/tensor.h"
 
@@ -70,6 +71,7 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  Resize,       // (x) float32 -> resampled trailing dims (resize_*: nearest, nearest exact, linear)
   Split,        // (x) -> pieces of split_sizes along axis, each copied
   Predicate,    // (x) -> bool: isnan, isinf (float32), logical_not (float32, int64, bool)
   Prelu,        // (x, weight) float32 -> x > 0 ? x : weight[channel] * x
@@ -135,6 +137,10 @@ struct Step {
   int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
   bool log = false;             // Softmax: log_softmax
   std::vector<int64_t> split_sizes;  // Split
+  resize::Mode resize_mode = resize::Mode::Nearest;  // Resize: its sizes or its scales
+  Dims resize_sizes;
+  std::vector<double> resize_scales;
+  bool align_corners = false;
   Predicate predicate = Predicate::IsNan;
   bool negative = false;        // Take: negative indices count from the end
   std::vector<int> index_axes;  // Index

@@ -35,7 +35,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "reduce_max", "reduce_min", "argmax", "argmin",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
-                 *STATE_OPS)  # named native:<op>
+                 "resize", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -169,7 +169,7 @@ class NativeLoop:
             except Unsupported:
                 return "fallback", {}
             return "copy", {"view": (0, step.op_type, *dims, *[None] * (4 - len(dims)))}
-        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange"):
+        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange", "resize"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
             scale = attrs["scale"]
@@ -231,6 +231,19 @@ class NativeLoop:
         if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
             return "index", {"axes": [int(a) for a in attrs["axes"]]}
+        if step.op_type == "resize" and attrs["mode"] in ("nearest", "nearest_exact", "linear"):
+            sizes, scales = attrs["sizes"], attrs["scales"]
+            if scales is not None and not (isinstance(scales, list) and all(_is_number(v) for v in scales)):
+                return "fallback", {}
+            try:
+                sizes = self._dims(sizes)
+            except Unsupported:
+                return "fallback", {}
+            if not (sizes or scales) or len(sizes or scales) > 8:
+                return "fallback", {}
+            return "resize", {"mode": attrs["mode"], "sizes": sizes,
+                              "scales": None if scales is None else [float(v) for v in scales],
+                              "align_corners": bool(attrs["align_corners"])}
         if step.op_type in ("isnan", "isinf", "logical_not"):
             return "predicate", {"op": step.op_type}
         if step.op_type == "identity":
