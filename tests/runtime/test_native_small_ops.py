@@ -750,3 +750,29 @@ def test_resize_cubic_stays_on_the_reference():
     m = pm.Model(Program({"main": fn}, {}), backend="native")
     assert [s.kernel for s in m.plan_summary().steps] == ["numpy"]
     assert_same(m.predict({"x": x})["y"], reference("resize", [x], mode="cubic", sizes=[8, 8]))
+
+
+CONV_TRANSPOSES = [  # (x shape, weight shape, strides, pads, dilations, output_padding, groups, bias)
+    ((1, 4, 5, 6), (4, 3, 3, 3), [2, 2], [1, 1, 1, 1], [1, 1], [1, 1], 1, True),   # a decoder's x2 upsampling
+    ((2, 6, 4, 4), (6, 2, 2, 2), [2, 2], [0, 0, 0, 0], [1, 1], [0, 0], 3, False),  # grouped, patch-wise
+    ((1, 3, 7, 5), (3, 5, 3, 2), [1, 2], [0, 1, 1, 0], [2, 1], [0, 1], 1, True),   # dilated, asymmetric
+    ((1, 17, 9), (17, 8, 4), [2], [1, 1], [1], [0], 1, True),                       # 1-D
+    ((3, 5, 11), (5, 2, 1), [3], [0, 0], [1], [2], 1, False),                       # 1-D, 1 tap
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", CONV_TRANSPOSES)
+def test_conv_transpose_matches_the_reference(case, threads):
+    xs, ws, strides, pads, dilations, opad, groups, with_bias = case
+    x, w = values("float32", xs) / 100, RNG.standard_normal(ws).astype(np.float32)
+    bias = RNG.standard_normal(ws[1] * groups).astype(np.float32) if with_bias else None
+    attrs = {"strides": strides, "pads": pads, "dilations": dilations, "output_padding": opad, "groups": groups}
+    arrays = [x, w] + ([bias] if with_bias else [])
+    n = len(arrays)
+    p = native._native.Program(n + 1, list(range(n)), [n], [],
+                               [("conv_transpose", list(range(n)), [n], [], [], dict(attrs))], 0, 0, threads)
+    got = p.run(arrays, [], [], lambda i, args: pytest.fail("fallback"))[0]
+    want = reference("conv_transpose", [x, w, bias], **attrs)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))

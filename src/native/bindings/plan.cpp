@@ -402,6 +402,20 @@ struct Program {
                     : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.pad_value = nb::cast<double>(p["value"]);
+      } else if (kind == "conv_transpose") {
+        st.kind = plan::Kind::ConvTranspose;
+        need(2);
+        plan::ConvSpec cs;
+        cs.strides = nb::cast<std::vector<int64_t>>(p["strides"]);
+        cs.dilations = nb::cast<std::vector<int64_t>>(p["dilations"]);
+        cs.pads = nb::cast<std::vector<int64_t>>(p["pads"]);
+        cs.groups = nb::cast<int64_t>(p["groups"]);
+        st.pad_widths = nb::cast<std::vector<int64_t>>(p["output_padding"]);
+        for (int64_t v : cs.pads)
+          if (v < 0) value_error("conv_transpose: negative pad");
+        for (int64_t v : st.pad_widths)
+          if (v < 0) value_error("conv_transpose: negative output_padding");
+        st.convs.push_back(std::move(cs));
       } else if (kind == "resize") {
         st.kind = plan::Kind::Resize;
         need(1);

@@ -606,6 +606,47 @@ bool softmax_step(int axis, bool log, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// conv_transpose over 1 or 2 spatial dims, float32, weight and bias as tensors (kernels/conv)
+bool conv_transpose_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1])) return false;
+  const Tensor& x0 = a[0];
+  const Tensor& w0 = a[1];
+  const int spatial = x0.rank - 2;
+  if ((spatial != 1 && spatial != 2) || w0.rank != x0.rank) return false;
+  const ConvSpec& c = s.convs.at(0);
+  if (static_cast<int>(c.strides.size()) != spatial || static_cast<int>(c.dilations.size()) != spatial ||
+      static_cast<int>(c.pads.size()) != 2 * spatial || static_cast<int>(s.pad_widths.size()) != spatial ||
+      c.groups < 1 || x0.shape[1] != w0.shape[0] || x0.shape[1] % c.groups != 0)
+    return false;
+  const bool has_bias = a.size() > 2 && a[2].present();
+  const int64_t Cout = w0.shape[1] * c.groups;
+  if (has_bias && (!is_f32(a[2]) || a[2].rank != 1 || a[2].shape[0] != Cout)) return false;
+  conv::Shape sh{};
+  sh.N = x0.shape[0], sh.C = x0.shape[1], sh.Cout = Cout, sh.groups = c.groups;
+  sh.H = spatial == 2 ? x0.shape[2] : 1, sh.W = x0.shape[x0.rank - 1];
+  sh.KH = spatial == 2 ? w0.shape[2] : 1, sh.KW = w0.shape[w0.rank - 1];
+  sh.sh = spatial == 2 ? c.strides[0] : 1, sh.sw = c.strides[spatial - 1];
+  sh.dh = spatial == 2 ? c.dilations[0] : 1, sh.dw = c.dilations[spatial - 1];
+  sh.ph = spatial == 2 ? c.pads[0] : 0, sh.pw = c.pads[2 * (spatial - 1)];
+  const auto len = [](int64_t L, int64_t k, int64_t st, int64_t pb, int64_t pe, int64_t d, int64_t op) {
+    return (L - 1) * st + d * (k - 1) + 1 + op - pb - pe;
+  };
+  sh.OH = spatial == 2 ? len(sh.H, sh.KH, sh.sh, c.pads[0], c.pads[1], sh.dh, s.pad_widths[0]) : 1;
+  sh.OW = len(sh.W, sh.KW, sh.sw, c.pads[2 * (spatial - 1)], c.pads[2 * spatial - 1], sh.dw, s.pad_widths[spatial - 1]);
+  if (sh.OH < 1 || sh.OW < 1 || sh.H < 1 || sh.W < 1 || sh.sh < 1 || sh.sw < 1 || sh.dh < 1 || sh.dw < 1)
+    return false;  // the reference's error
+  Tensor x = contiguous(a[0], pool), w = contiguous(a[1], pool);
+  int64_t shape[4] = {sh.N, sh.Cout, spatial == 2 ? sh.OH : sh.OW, sh.OW};
+  Tensor out = pool.allocate(DType::F32, 4, x0.rank, shape);
+  if (sh.N * sh.Cout > 0)
+    conv::conv_transpose2d(sh, x.as<const float>(), w.as<const float>(), has_bias ? a[2].as<const float>() : nullptr,
+                           out.as<float>(), threads);
+  pool.release(x);
+  pool.release(w);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // resize (nearest, nearest exact, linear) of the trailing dims, innermost first like the
 // reference, one axis at a time through kernels/resize
 bool resize_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
@@ -977,6 +1018,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Prelu: return prelu_step(a, outs, pool_, threads);
     case Kind::Split: return split_step(s, a, outs, pool_);
     case Kind::Resize: return resize_step(s, a, outs, pool_, syms);
+    case Kind::ConvTranspose: return conv_transpose_step(s, a, outs, pool_, threads);
     case Kind::Predicate: return predicate_step(s, a, outs, pool_);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
     case Kind::Copy: {

@@ -71,6 +71,8 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  ConvTranspose,  // (x, weight, bias?) float32, 1-D / 2-D: convs[0]'s attributes, output_padding
+                  // in pad_widths
   Resize,       // (x) float32 -> resampled trailing dims (resize_*: nearest, nearest exact, linear)
   Split,        // (x) -> pieces of split_sizes along axis, each copied
   Predicate,    // (x) -> bool: isnan, isinf (float32), logical_not (float32, int64, bool)

@@ -35,7 +35,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "reduce_max", "reduce_min", "argmax", "argmin",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
-                 "resize", *STATE_OPS)  # named native:<op>
+                 "resize", "conv_transpose", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -231,6 +231,18 @@ class NativeLoop:
         if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
             return "index", {"axes": [int(a) for a in attrs["axes"]]}
+        if step.op_type == "conv_transpose":
+            lists = {k: attrs.get(k) for k in ("strides", "dilations", "pads", "output_padding")}
+            rank = len(attrs["strides"]) if isinstance(attrs.get("strides"), list) else None
+            if rank is None:
+                return "fallback", {}
+            defaults = {"strides": [1] * rank, "dilations": [1] * rank, "pads": [0] * (2 * rank),
+                        "output_padding": [0] * rank}
+            lists = {k: v if v is not None else defaults[k] for k, v in lists.items()}
+            if not (_is_int(attrs["groups"]) and all(isinstance(v, list) and all(_is_int(d) and 0 <= d < 2**31 for d in v)
+                                                     for v in lists.values())):
+                return "fallback", {}
+            return "conv_transpose", {**{k: [int(d) for d in v] for k, v in lists.items()}, "groups": int(attrs["groups"])}
         if step.op_type == "resize" and attrs["mode"] in ("nearest", "nearest_exact", "linear"):
             sizes, scales = attrs["sizes"], attrs["scales"]
             if scales is not None and not (isinstance(scales, list) and all(_is_number(v) for v in scales)):

@@ -331,5 +331,51 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
   }
 }
 
+void conv_transpose2d(const Shape& s, const float* x, const float* w, const float* bias, float* out, int threads) {
+  const Kernels& k = pick();
+  const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, taps = s.KH * s.KW, M = og * taps;
+  const int64_t HW = s.H * s.W, P = s.OH * s.OW;
+  std::vector<float> wt(static_cast<size_t>(M * cg));  // one group's weight as [og KH KW, cg]
+  std::vector<float> cols(static_cast<size_t>(M * HW));
+  std::vector<const float*> brows(static_cast<size_t>(cg));
+  const Epilogue none;
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const float* wg = w + g * cg * M;
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t m = 0; m < M; ++m) wt[static_cast<size_t>(m * cg + c)] = wg[c * M + m];
+      for (int64_t c = 0; c < cg; ++c) brows[static_cast<size_t>(c)] = x + (n * s.C + g * cg + c) * HW;
+      if (cg > 0) {
+        gemm(k, wt.data(), cg, brows.data(), M, HW, cg, nullptr, none, cols.data(), HW, threads);
+      } else {
+        std::fill(cols.begin(), cols.end(), 0.0f);
+      }
+      // col2im: output plane by plane over the threads (each plane written by one)
+      const float* cp = cols.data();
+      parallel_for(og, std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, taps * HW)), threads,
+                   [&](int64_t c0, int64_t c1) {
+                     for (int64_t co = c0; co < c1; ++co) {
+                       float* __restrict o = out + (n * s.Cout + g * og + co) * P;
+                       std::fill(o, o + P, bias != nullptr ? bias[g * og + co] : 0.0f);
+                       for (int64_t ky = 0; ky < s.KH; ++ky)
+                         for (int64_t kx = 0; kx < s.KW; ++kx) {
+                           const float* __restrict col = cp + ((co * s.KH + ky) * s.KW + kx) * HW;
+                           const int64_t offx = kx * s.dw - s.pw, sw = s.sw, W = s.W, OW = s.OW;
+                           // input columns ix with ox = ix * sw + offx inside [0, OW)
+                           const int64_t lo = offx >= 0 ? 0 : (-offx + sw - 1) / sw;
+                           const int64_t hi = std::min(W, OW - offx > 0 ? (OW - offx + sw - 1) / sw : 0);
+                           for (int64_t iy = 0; iy < s.H; ++iy) {
+                             const int64_t oy = iy * s.sh + ky * s.dh - s.ph;
+                             if (oy < 0 || oy >= s.OH) continue;
+                             float* __restrict orow = o + oy * OW + offx;
+                             const float* __restrict crow = col + iy * W;
+                             for (int64_t ix = lo; ix < hi; ++ix) orow[ix * sw] += crow[ix];
+                           }
+                         }
+                     }
+                   });
+    }
+}
+
 }  // namespace conv
 }  // namespace pocketml

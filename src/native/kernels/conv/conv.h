@@ -61,6 +61,12 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
 void conv2d(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
             float* out, int threads);
 
+// Transposed convolution (torch's conv_transpose1d/2d): s describes it with x [N, C, H, W], w
+// [C, Cout / groups, KH, KW], out [N, Cout, OH, OW] (OH, OW from the caller), ph / pw the begin
+// pads; each input pixel's contributions are one GEMM column (the weight transposed per call),
+// scattered into the output (col2im), bias first.
+void conv_transpose2d(const Shape& s, const float* x, const float* w, const float* bias, float* out, int threads);
+
 // Whether pointwise_depthwise takes the pair: pw a 1x1 stride-1 unpadded convolution, dw a
 // depthwise one over its output.
 bool fuses_with_depthwise(const Shape& pw, const Shape& dw);
