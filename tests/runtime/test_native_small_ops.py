@@ -776,3 +776,72 @@ def test_conv_transpose_matches_the_reference(case, threads):
     want = reference("conv_transpose", [x, w, bias], **attrs)
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+MATMULS = [((3, 4), (4, 5)), ((2, 3, 7, 9), (2, 3, 9, 17)), ((2, 1, 5, 6), (3, 6, 4)), ((6,), (6, 3)), ((4, 6), (6,)),
+           ((7,), (7,)), ((2, 50, 64), (64, 50)), ((1, 33), (33, 70)), ((0, 3), (3, 4)), ((3, 0), (0, 4))]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("xs,ys", MATMULS)
+def test_matmul_of_activations_matches_the_reference(xs, ys, threads):
+    x, y = RNG.standard_normal(xs).astype(np.float32), RNG.standard_normal(ys).astype(np.float32)
+    p = native._native.Program(3, [0, 1], [2], [], [("matmul", [0, 1], [2], [], [], {})], 0, 0, threads)
+    got = p.run([x, y], [], [], lambda i, args: pytest.fail("fallback"))[0]
+    want = reference("matmul", [x, y])
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("xs,n,bias", [((3, 4), 5, True), ((2, 7, 33), 17, False), ((9,), 3, True), ((0, 4), 3, True)])
+def test_linear_with_a_computed_weight_matches_the_reference(xs, n, bias):
+    x = RNG.standard_normal(xs).astype(np.float32)
+    w = RNG.standard_normal((n, xs[-1])).astype(np.float32)
+    b = RNG.standard_normal(n).astype(np.float32)
+    arrays = [x, w, b] if bias else [x, w]
+    k = len(arrays)
+    p = native._native.Program(k + 1, list(range(k)), [k], [], [("linear_dense", list(range(k)), [k], [], [], {})],
+                               0, 0, 1)
+    got = p.run(arrays, [], [], lambda i, args: pytest.fail("fallback"))[0]
+    want = reference("linear", arrays)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_of_mismatched_operands_raises_the_references_error():
+    x, y = np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError):
+        one_step("matmul", {}, [x, y], op="matmul")
+
+
+@pytest.mark.parametrize("shape,groups,affine", [((2, 6, 5, 7), 3, True), ((1, 8, 33), 8, False), ((3, 4, 2, 2), 1, True),
+                                                 ((2, 5), 5, True)])
+def test_group_norm_matches_the_reference(shape, groups, affine):
+    x = (RNG.standard_normal(shape) * 3 + 1).astype(np.float32)
+    c = shape[1]
+    params = [RNG.standard_normal(c).astype(np.float32) for _ in range(2)] if affine else []
+    got, calls = one_step("group_norm", {"eps": 1e-5, "groups": groups}, [x, *params])
+    assert calls == 0
+    want = reference("group_norm", [x, *(params or [None, None])], groups=groups, eps=1e-5)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("stats", [True, False])
+@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (4, 3), (1, 16, 9)])
+def test_batch_norm_matches_the_reference(shape, stats):
+    x = (RNG.standard_normal(shape) * 3 + 1).astype(np.float32)
+    c = shape[1]
+    mean, w, b = (RNG.standard_normal(c).astype(np.float32) for _ in range(3))
+    var = RNG.uniform(0.1, 2, c).astype(np.float32)
+    arrays = [x, mean, var, w, b] if stats else [x, None, None, w, b]
+    present = [a for a in arrays if a is not None]
+    slots = [i for i, a in enumerate(arrays) if a is not None]
+    n = len(arrays)
+    p = native._native.Program(n + 1, slots, [n], [], [("batch_norm", list(range(n)), [n], [], [], {"eps": 1e-3})],
+                               0, 0, 1)
+    got = p.run(present, [], [], lambda i, args: pytest.fail("fallback"))[0]
+    want = reference("batch_norm", arrays, eps=1e-3)
+    if stats:  # an affine map per channel: bit for bit
+        assert_same(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)

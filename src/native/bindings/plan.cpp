@@ -402,6 +402,16 @@ struct Program {
                     : mode == "circular" ? 3 : (value_error("unknown pad mode '" + mode + "'"), 0);
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["pads"]);
         st.pad_value = nb::cast<double>(p["value"]);
+      } else if (kind == "group_norm" || kind == "batch_norm") {
+        st.kind = plan::Kind::ChannelNorm;
+        need(1);
+        st.eps = nb::cast<double>(p["eps"]);
+        st.norm_groups = kind == "group_norm" ? nb::cast<int64_t>(p["groups"]) : 0;
+        if (kind == "group_norm" && st.norm_groups < 1) value_error("group_norm: groups must be >= 1");
+      } else if (kind == "matmul" || kind == "linear_dense") {
+        st.kind = plan::Kind::Matmul;
+        need(2);
+        st.linear_weight = kind == "linear_dense";
       } else if (kind == "conv_transpose") {
         st.kind = plan::Kind::ConvTranspose;
         need(2);

@@ -606,6 +606,180 @@ bool softmax_step(int axis, bool log, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// group_norm (x (N, C, ...), statistics per image and group of C / groups channels in double,
+// (x - mean) and the scaling in float32 as the reference) and batch_norm (with running statistics:
+// a per-channel x * alpha + beta, alpha and beta in double rounded once, bit for bit the
+// reference; without them: statistics per channel over N and the spatial dims)
+bool channel_norm_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !is_f32(a[0]) || a[0].rank < 2) return false;
+  const int64_t N = a[0].shape[0], C = a[0].shape[1];
+  const bool batch = s.norm_groups == 0;
+  const size_t first = 1, count = a.size() - 1;  // group_norm: weight?, bias?; batch_norm: mean?, var?, weight?, bias?
+  if (count > (batch ? 4u : 2u)) return false;  // trailing absent parameters may be left out
+  for (size_t i = first; i < a.size(); ++i)
+    if (a[i].present() && (!is_f32(a[i]) || a[i].rank != 1 || a[i].shape[0] != C)) return false;
+  if (!batch && (s.norm_groups < 1 || C % s.norm_groups != 0)) return false;
+  Tensor x = contiguous(a[0], pool);
+  Tensor params[4];
+  for (size_t i = 0; i < count; ++i)
+    if (a[first + i].present()) params[i] = contiguous(a[first + i], pool);
+  const float* w = params[batch ? 2 : 0].present() ? params[batch ? 2 : 0].as<const float>() : nullptr;
+  const float* b = params[batch ? 3 : 1].present() ? params[batch ? 3 : 1].as<const float>() : nullptr;
+  const int64_t inner = C > 0 && N > 0 ? x.numel() / (N * C) : 0;
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  const float* xp = x.as<const float>();
+  float* op = out.as<float>();
+  const double eps = s.eps;
+  const auto normalize = [&](int64_t c, const float* src, float* dst, float mean, float rstd) {
+    for (int64_t i = 0; i < inner; ++i) {
+      float y = (src[i] - mean) * rstd;
+      if (w != nullptr) y = y * w[c];
+      if (b != nullptr) y = y + b[c];
+      dst[i] = y;
+    }
+  };
+  bool ok = true;
+  if (batch && params[0].present() != params[1].present()) ok = false;  // the reference's error
+  else if (batch && params[0].present()) {
+    const float* mean = params[0].as<const float>();
+    const float* var = params[1].as<const float>();
+    for (int64_t c = 0; c < C; ++c) {
+      double alpha = 1.0 / std::sqrt(static_cast<double>(var[c]) + eps);
+      if (w != nullptr) alpha = alpha * static_cast<double>(w[c]);
+      double beta = -static_cast<double>(mean[c]) * alpha;
+      if (b != nullptr) beta = beta + static_cast<double>(b[c]);
+      const float af = static_cast<float>(alpha), bf = static_cast<float>(beta);
+      for (int64_t n = 0; n < N; ++n) {
+        const float* src = xp + (n * C + c) * inner;
+        float* dst = op + (n * C + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) dst[i] = src[i] * af + bf;
+      }
+    }
+  } else {
+    // the statistics' sets: per (image, group) for group_norm, per channel over images for batch_norm
+    const int64_t sets = batch ? C : N * s.norm_groups, per = batch ? 1 : C / s.norm_groups;
+    for (int64_t t = 0; t < sets; ++t) {
+      double sum = 0.0, count_d = 0.0;
+      const auto each = [&](auto&& fn) {  // (channel, plane) of the set
+        if (batch) {
+          for (int64_t n = 0; n < N; ++n) fn(t, (n * C + t) * inner);
+        } else {
+          const int64_t n = t / s.norm_groups, g = t % s.norm_groups;
+          for (int64_t c = g * per; c < (g + 1) * per; ++c) fn(c, (n * C + c) * inner);
+        }
+      };
+      each([&](int64_t, int64_t off) {
+        for (int64_t i = 0; i < inner; ++i) sum += xp[off + i];
+        count_d += static_cast<double>(inner);
+      });
+      const float mean = static_cast<float>(sum / count_d);
+      double sq = 0.0;
+      each([&](int64_t, int64_t off) {
+        for (int64_t i = 0; i < inner; ++i) {
+          const double d = static_cast<double>(xp[off + i] - mean);
+          sq += d * d;
+        }
+      });
+      const float rstd = static_cast<float>(1.0 / std::sqrt(sq / count_d + eps));
+      each([&](int64_t c, int64_t off) { normalize(c, xp + off, op + off, mean, rstd); });
+    }
+  }
+  pool.release(x);
+  for (Tensor& p : params)
+    if (p.present()) pool.release(p);
+  if (!ok) {
+    pool.release(out);
+    return false;
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+// matmul (NumPy's semantics: 1-D operands as vectors, leading dims broadcast) of float32
+// activations on the convolutions' GEMM, one matrix product per batch entry; linear (x @ w^T +
+// bias) with a weight that is not a packed constant on the linear kernels
+bool matmul_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1]) || a[0].rank == 0 || a[1].rank == 0) return false;
+  if (s.linear_weight) {
+    const Tensor& w0 = a[1];
+    const int64_t K = a[0].shape[a[0].rank - 1];
+    if (w0.rank != 2 || w0.shape[1] != K || K == 0) return false;  // K = 0: the reference's reshape error
+    const int64_t N = w0.shape[0];
+    const bool has_bias = a.size() > 2 && a[2].present();
+    if (has_bias && (!is_f32(a[2]) || a[2].rank != 1 || a[2].shape[0] != N)) return false;
+    Tensor x = contiguous(a[0], pool), w = contiguous(a[1], pool);
+    Tensor b = has_bias ? contiguous(a[2], pool) : Tensor();
+    int64_t shape[kMaxRank];
+    for (int i = 0; i + 1 < x.rank; ++i) shape[i] = x.shape[i];
+    shape[x.rank - 1] = N;
+    Tensor out = pool.allocate(DType::F32, 4, x.rank, shape);
+    const int64_t M = x.numel() / K;
+    if (M > 0 && N > 0) {
+      WeightView wv;
+      wv.kind = WeightKind::F32;
+      wv.N = N, wv.K = K, wv.nbits = 32;
+      wv.data = static_cast<const uint8_t*>(w.data);
+      linear::gemm(wv, x.as<const float>(), M, has_bias ? b.as<const float>() : nullptr, out.as<float>(), threads);
+    }
+    pool.release(x);
+    pool.release(w);
+    if (has_bias) pool.release(b);
+    outs.push_back(std::move(out));
+    return true;
+  }
+  const Tensor &x0 = a[0], &y0 = a[1];
+  // as matrices: a 1-D x is (1, K), a 1-D y is (K, 1)
+  const int64_t M = x0.rank > 1 ? x0.shape[x0.rank - 2] : 1, K = x0.shape[x0.rank - 1];
+  const int64_t K2 = y0.rank > 1 ? y0.shape[y0.rank - 2] : y0.shape[0], N = y0.rank > 1 ? y0.shape[y0.rank - 1] : 1;
+  if (K != K2) return false;  // the reference's error
+  const int bx = std::max(x0.rank - 2, 0), by = std::max(y0.rank - 2, 0), nb = std::max(bx, by);
+  int64_t batch[kMaxRank], sxb[kMaxRank], syb[kMaxRank];  // batch shape, element strides of each matrix
+  int64_t total = 1;
+  for (int i = 0; i < nb; ++i) {
+    const int ix = i - (nb - bx), iy = i - (nb - by);
+    const int64_t dx = ix >= 0 ? x0.shape[ix] : 1, dy = iy >= 0 ? y0.shape[iy] : 1;
+    if (dx != dy && dx != 1 && dy != 1) return false;
+    batch[i] = dx == 1 ? dy : dx;
+    total *= batch[i];
+  }
+  int64_t x_stride = M * K, y_stride = K * N;
+  for (int i = nb - 1; i >= 0; --i) {
+    const int ix = i - (nb - bx), iy = i - (nb - by);
+    const int64_t dx = ix >= 0 ? x0.shape[ix] : 1, dy = iy >= 0 ? y0.shape[iy] : 1;
+    sxb[i] = dx == 1 ? 0 : x_stride;
+    syb[i] = dy == 1 ? 0 : y_stride;
+    x_stride *= dx;
+    y_stride *= dy;
+  }
+  int64_t shape[kMaxRank];
+  int rank = 0;
+  for (int i = 0; i < nb; ++i) shape[rank++] = batch[i];
+  if (x0.rank > 1) shape[rank++] = M;
+  if (y0.rank > 1) shape[rank++] = N;
+  Tensor x = contiguous(a[0], pool), y = contiguous(a[1], pool);
+  Tensor out = pool.allocate(DType::F32, 4, rank, shape);
+  float* o = out.as<float>();
+  if (M * N > 0) {
+    std::vector<const float*> rows(static_cast<size_t>(K));
+    for (int64_t t = 0; t < total; ++t) {
+      int64_t rest = t, ox = 0, oy = 0;
+      for (int i = nb - 1; i >= 0; --i) {
+        const int64_t k = rest % batch[i];
+        rest /= batch[i];
+        ox += k * sxb[i];
+        oy += k * syb[i];
+      }
+      const float* yb = y.as<const float>() + oy;
+      for (int64_t k = 0; k < K; ++k) rows[static_cast<size_t>(k)] = yb + k * N;
+      conv::matmul(x.as<const float>() + ox, K, rows.data(), M, N, K, o + t * M * N, N, threads);
+    }
+  }
+  pool.release(x);
+  pool.release(y);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // conv_transpose over 1 or 2 spatial dims, float32, weight and bias as tensors (kernels/conv)
 bool conv_transpose_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
   if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1])) return false;
@@ -1019,6 +1193,8 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Split: return split_step(s, a, outs, pool_);
     case Kind::Resize: return resize_step(s, a, outs, pool_, syms);
     case Kind::ConvTranspose: return conv_transpose_step(s, a, outs, pool_, threads);
+    case Kind::Matmul: return matmul_step(s, a, outs, pool_, threads);
+    case Kind::ChannelNorm: return channel_norm_step(s, a, outs, pool_);
     case Kind::Predicate: return predicate_step(s, a, outs, pool_);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
     case Kind::Copy: {

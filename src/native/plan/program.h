@@ -71,6 +71,8 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  ChannelNorm,  // group_norm (x, weight?, bias?) or batch_norm (x, mean?, var?, weight?, bias?)
+  Matmul,       // (x, y) float32 -> x @ y; linear_weight: (x, w, bias?) -> x @ w^T + bias
   ConvTranspose,  // (x, weight, bias?) float32, 1-D / 2-D: convs[0]'s attributes, output_padding
                   // in pad_widths
   Resize,       // (x) float32 -> resampled trailing dims (resize_*: nearest, nearest exact, linear)
@@ -138,6 +140,8 @@ struct Step {
   DType dtype = DType::Other;   // Arange, Cast: the output's
   int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
   bool log = false;             // Softmax: log_softmax
+  bool linear_weight = false;   // Matmul: a linear's (N, K) weight
+  int64_t norm_groups = 0;      // ChannelNorm: group_norm's groups, 0 for batch_norm
   std::vector<int64_t> split_sizes;  // Split
   resize::Mode resize_mode = resize::Mode::Nearest;  // Resize: its sizes or its scales
   Dims resize_sizes;

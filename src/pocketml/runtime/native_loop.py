@@ -35,7 +35,8 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "reduce_max", "reduce_min", "argmax", "argmin",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
-                 "resize", "conv_transpose", *STATE_OPS)  # named native:<op>
+                 "resize", "conv_transpose", "matmul", "linear_dense",
+                 "group_norm", "batch_norm", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -231,6 +232,14 @@ class NativeLoop:
         if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
             return "index", {"axes": [int(a) for a in attrs["axes"]]}
+        if step.op_type in ("group_norm", "batch_norm") and _is_number(attrs["eps"]) and (
+                step.op_type == "batch_norm" or (_is_int(attrs["groups"]) and attrs["groups"] >= 1)):
+            params = {"eps": float(attrs["eps"])}
+            if step.op_type == "group_norm":
+                params["groups"] = int(attrs["groups"])
+            return step.op_type, params
+        if step.op_type in ("matmul", "linear"):  # of activations: the packed-weight ones are fused above
+            return ("matmul" if step.op_type == "matmul" else "linear_dense"), {}
         if step.op_type == "conv_transpose":
             lists = {k: attrs.get(k) for k in ("strides", "dilations", "pads", "output_padding")}
             rank = len(attrs["strides"]) if isinstance(attrs.get("strides"), list) else None

@@ -331,6 +331,11 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
   }
 }
 
+void matmul(const float* A, int64_t lda, const float* const* B, int64_t M, int64_t N, int64_t K, float* C,
+            int64_t ldc, int threads) {
+  gemm(pick(), A, lda, B, M, N, K, nullptr, Epilogue(), C, ldc, threads);
+}
+
 void conv_transpose2d(const Shape& s, const float* x, const float* w, const float* bias, float* out, int threads) {
   const Kernels& k = pick();
   const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, taps = s.KH * s.KW, M = og * taps;

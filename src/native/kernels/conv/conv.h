@@ -67,6 +67,11 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
 // scattered into the output (col2im), bias first.
 void conv_transpose2d(const Shape& s, const float* x, const float* w, const float* bias, float* out, int threads);
 
+// C [M, N] (rows ldc apart) = A [M, K] (rows lda apart) . B [K, N], B's row k at B[k]: the
+// convolutions' GEMM for a matmul of two activations (plan/program.cpp).
+void matmul(const float* A, int64_t lda, const float* const* B, int64_t M, int64_t N, int64_t K, float* C,
+            int64_t ldc, int threads);
+
 // Whether pointwise_depthwise takes the pair: pw a 1x1 stride-1 unpadded convolution, dw a
 // depthwise one over its output.
 bool fuses_with_depthwise(const Shape& pw, const Shape& dw);
