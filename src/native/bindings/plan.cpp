@@ -389,11 +389,21 @@ struct Program {
         st.has_hi = !p["max"].is_none();
         if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));  // as astype(float32)
         if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
-      } else if (kind == "take" || kind == "gather" || kind == "cumsum") {
+      } else if (kind == "take" || kind == "gather" || kind == "cumsum" || kind == "cumprod") {
         st.kind = kind == "take" ? plan::Kind::Take : kind == "gather" ? plan::Kind::Gather : plan::Kind::Cumsum;
-        need(kind == "cumsum" ? 1 : 2);
+        need(kind == "take" || kind == "gather" ? 2 : 1);
         st.axis = nb::cast<int>(p["axis"]);
         st.negative = kind == "take" && nb::cast<bool>(p["negative"]);
+        st.product = kind == "cumprod";
+      } else if (kind == "tile") {
+        st.kind = plan::Kind::Tile;
+        need(1);
+        st.pad_widths = nb::cast<std::vector<int64_t>>(p["reps"]);
+      } else if (kind == "tril" || kind == "triu") {
+        st.kind = plan::Kind::Tri;
+        need(1);
+        st.upper = kind == "triu";
+        st.tri_k = nb::cast<int64_t>(p["diagonal"]);
       } else if (kind == "pad") {
         st.kind = plan::Kind::Pad;
         need(1);

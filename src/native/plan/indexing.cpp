@@ -209,7 +209,7 @@ bool pad_step(int mode, const std::vector<int64_t>& pads, double value, std::vec
   return true;
 }
 
-bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+bool cumsum_step(int axis, bool product, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
   if (a.size() != 1 || !a[0].present() || (a[0].dtype != DType::I64 && a[0].dtype != DType::F32) || a[0].rank < 1)
     return false;
   const Tensor x = contiguous(a[0], pool);
@@ -226,14 +226,73 @@ bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, Bu
       if (x.dtype == DType::I64) {
         const int64_t* s = x.as<const int64_t>();
         int64_t* d = out.as<int64_t>();
-        uint64_t acc = 0;  // wraps around as NumPy's int64 does
-        for (int64_t j = 0; j < n; ++j) d[base + j * inner] = static_cast<int64_t>(acc += static_cast<uint64_t>(s[base + j * inner]));
+        uint64_t acc = product ? 1 : 0;  // wraps around as NumPy's int64 does
+        for (int64_t j = 0; j < n; ++j) {
+          const uint64_t v = static_cast<uint64_t>(s[base + j * inner]);
+          acc = product ? acc * v : acc + v;
+          d[base + j * inner] = static_cast<int64_t>(acc);
+        }
       } else {
         const float* s = x.as<const float>();
         float* d = out.as<float>();
-        double acc = 0.0;
-        for (int64_t j = 0; j < n; ++j) d[base + j * inner] = static_cast<float>(acc += s[base + j * inner]);
+        double acc = product ? 1.0 : 0.0;
+        for (int64_t j = 0; j < n; ++j) {
+          acc = product ? acc * s[base + j * inner] : acc + s[base + j * inner];
+          d[base + j * inner] = static_cast<float>(acc);
+        }
       }
+    }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool tile_step(const std::vector<int64_t>& reps, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 1 || !a[0].present() || a[0].dtype == DType::Other) return false;
+  const int rank = a[0].rank;
+  if (static_cast<int>(reps.size()) != rank || rank == 0) return false;  // the reference's error
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < rank; ++i) {
+    if (reps[i] < 0) return false;
+    shape[i] = a[0].shape[i] * reps[i];
+  }
+  const Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(x.dtype, x.itemsize, rank, shape);
+  const int64_t total = out.numel();
+  if (total > 0) {
+    const size_t row = static_cast<size_t>(x.shape[rank - 1]) * x.itemsize;  // one input row
+    const int64_t rows = total / shape[rank - 1];
+    const char* src = static_cast<const char*>(x.data);
+    char* dst = static_cast<char*>(out.data);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t rest = r, in_row = 0, stride = 1;
+      for (int i = rank - 2; i >= 0; --i) {  // the output row's coordinates, wrapped into x's
+        in_row += (rest % shape[i]) % x.shape[i] * stride;
+        rest /= shape[i];
+        stride *= x.shape[i];
+      }
+      for (int64_t k = 0; k < reps[rank - 1]; ++k, dst += row) std::memcpy(dst, src + in_row * row, row);
+    }
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool tri_step(int64_t k, bool upper, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 1 || !a[0].present() || a[0].dtype == DType::Other || a[0].rank < 2) return false;
+  const Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(x.dtype, x.itemsize, x.rank, x.shape);
+  const int64_t R = x.shape[x.rank - 2], C = x.shape[x.rank - 1], mats = R * C > 0 ? x.numel() / (R * C) : 0;
+  const size_t item = static_cast<size_t>(x.itemsize);
+  const char* src = static_cast<const char*>(x.data);
+  char* dst = static_cast<char*>(out.data);
+  for (int64_t m = 0; m < mats; ++m)
+    for (int64_t i = 0; i < R; ++i) {
+      const size_t off = static_cast<size_t>((m * R + i) * C) * item;
+      // kept: j - i >= k (triu) or j - i <= k (tril)
+      const int64_t lo = upper ? std::min(std::max<int64_t>(i + k, 0), C) : 0;
+      const int64_t hi = upper ? C : std::min(std::max<int64_t>(i + k + 1, 0), C);
+      std::memset(dst + off, 0, static_cast<size_t>(C) * item);
+      if (hi > lo) std::memcpy(dst + off + lo * item, src + off + lo * item, static_cast<size_t>(hi - lo) * item);
     }
   outs.push_back(std::move(out));
   return true;

@@ -24,8 +24,14 @@ bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vecto
 // 3 circular; pads [begin, end] per axis, negative ones cropping (constant)
 bool pad_step(int mode, const std::vector<int64_t>& pads, double value, std::vector<Tensor>& a,
               std::vector<Tensor>& outs, BufferPool& pool);
-// np.cumsum(x, axis) of an int64 or float32 x
-bool cumsum_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+// np.cumsum (product: np.cumprod) (x, axis) of an int64 or float32 x
+bool cumsum_step(int axis, bool product, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+
+// np.tile(x, reps) (one count per axis), any dtype
+bool tile_step(const std::vector<int64_t>& reps, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+
+// np.tril / np.triu (upper) on the last two axes, diagonal k, any dtype
+bool tri_step(int64_t k, bool upper, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 
 }  // namespace plan
 }  // namespace pocketml

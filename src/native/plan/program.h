@@ -67,7 +67,9 @@ enum class Kind {
   Take,         // (x, indices) -> np.take along axis (plan/indexing.h)
   Gather,       // (x, indices) -> torch.gather along axis
   Index,        // (x, indices...) -> x[..., i0, i1, ...] on consecutive index_axes
-  Cumsum,       // (x) int64 / float32 -> running sum along axis
+  Cumsum,       // (x) int64 / float32 -> running sum (product: running product) along axis
+  Tile,         // (x) -> np.tile(x, reps) (reps in pad_widths)
+  Tri,          // (x) -> np.tril / np.triu (upper) with diagonal tri_k
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
@@ -140,6 +142,9 @@ struct Step {
   DType dtype = DType::Other;   // Arange, Cast: the output's
   int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
   bool log = false;             // Softmax: log_softmax
+  bool product = false;         // Cumsum: cumprod
+  bool upper = false;           // Tri: triu
+  int64_t tri_k = 0;            // Tri: the diagonal
   bool linear_weight = false;   // Matmul: a linear's (N, K) weight
   int64_t norm_groups = 0;      // ChannelNorm: group_norm's groups, 0 for batch_norm
   std::vector<int64_t> split_sizes;  // Split

@@ -36,7 +36,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
                  "resize", "conv_transpose", "matmul", "linear_dense",
-                 "group_norm", "batch_norm", *STATE_OPS)  # named native:<op>
+                 "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -224,7 +224,12 @@ class NativeLoop:
                 n = len(size)
                 return "reduce_mean", {"axes": [i - n for i, o in enumerate(size) if o == 1], "keepdims": True}
             return "fallback", {}
-        if step.op_type in ("take", "gather", "cumsum") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
+        if step.op_type == "tile" and isinstance(attrs["reps"], list) and all(
+                _is_int(r) and 0 <= r < 2**31 for r in attrs["reps"]):
+            return "tile", {"reps": [int(r) for r in attrs["reps"]]}
+        if step.op_type in ("tril", "triu") and _is_int(attrs["diagonal"]) and abs(attrs["diagonal"]) < 2**62:
+            return step.op_type, {"diagonal": int(attrs["diagonal"])}
+        if step.op_type in ("take", "gather", "cumsum", "cumprod") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
             params = {"axis": int(attrs["axis"])}
             if step.op_type == "take":
                 params["negative"] = bool(attrs["negative_indices"])
