@@ -867,3 +867,34 @@ def test_tril_triu_equal_the_reference(op, shape, k):
     got, calls = one_step(op, {"diagonal": k}, [x])
     assert calls == 0
     assert_same(got, reference(op, [x], diagonal=k))
+
+
+@pytest.mark.parametrize("op", ["reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all"])
+@pytest.mark.parametrize("shape,axes,keepdims", [((4, 9), [1], False), ((3, 5, 7), [0], True), ((3, 5, 7), [1, 2], False),
+                                                 ((2, 3, 4), None, False), ((6,), [0], True)])
+def test_other_reductions_match_the_reference(op, shape, axes, keepdims):
+    x = (1 + RNG.standard_normal(shape) / 4).astype(np.float32)
+    attrs = {"axes": axes, "keepdims": keepdims}
+    params = dict(attrs)
+    if op == "reduce_var":
+        attrs["correction"] = params["correction"] = 1.0
+    inputs = [x]
+    if op in ("reduce_any", "reduce_all"):
+        x[x < 0.9] = 0
+        inputs = [x, x.astype(np.int64), x.astype(bool)]
+    for arr in inputs:
+        got, calls = one_step(op, params, [arr])
+        assert calls == 0
+        want = reference(op, [arr], **attrs)
+        if op in ("reduce_any", "reduce_all"):
+            assert_same(got, want)
+        else:
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_array_max_ulp(got, want, maxulp=1)
+
+
+def test_logsumexp_of_infinite_and_nan_rows_is_the_references():
+    x = np.array([[-np.inf, -np.inf], [np.inf, 1.0], [np.nan, 0.0], [3.0, 4.0]], np.float32)
+    got, calls = one_step("reduce_logsumexp", {"axes": [1], "keepdims": False}, [x])
+    assert calls == 0
+    np.testing.assert_array_equal(got, reference("reduce_logsumexp", [x], axes=[1], keepdims=False))

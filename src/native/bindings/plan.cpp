@@ -345,13 +345,18 @@ struct Program {
           std::copy(params.begin(), params.end(), st.unary_params);
         }
       } else if (kind == "reduce_sum" || kind == "reduce_norm2" || kind == "reduce_mean" || kind == "reduce_max" ||
-                 kind == "reduce_min" || kind == "argmax" || kind == "argmin") {
+                 kind == "reduce_min" || kind == "argmax" || kind == "argmin" || kind == "reduce_prod" ||
+                 kind == "reduce_var" || kind == "reduce_logsumexp" || kind == "reduce_any" || kind == "reduce_all") {
         st.kind = plan::Kind::ReduceSum;
         st.l2 = kind == "reduce_norm2";
         st.mean = kind == "reduce_mean";
         using plan::Reduce;
         st.reduce = kind == "reduce_max" ? Reduce::Max : kind == "reduce_min" ? Reduce::Min
-                  : kind == "argmax" ? Reduce::ArgMax : kind == "argmin" ? Reduce::ArgMin : Reduce::Sum;
+                  : kind == "argmax" ? Reduce::ArgMax : kind == "argmin" ? Reduce::ArgMin
+                  : kind == "reduce_prod" ? Reduce::Prod : kind == "reduce_var" ? Reduce::Var
+                  : kind == "reduce_logsumexp" ? Reduce::LogSumExp : kind == "reduce_any" ? Reduce::Any
+                  : kind == "reduce_all" ? Reduce::All : Reduce::Sum;
+        if (kind == "reduce_var") st.correction = nb::cast<double>(p["correction"]);
         need(1);
         if (!p["axes"].is_none()) {
           st.reduce_axes = nb::cast<std::vector<int>>(p["axes"]);

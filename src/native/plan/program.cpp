@@ -448,7 +448,10 @@ bool unary_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
 // rounded to float32 (l2: the 2-norm, reduce_norm with ord 2); other axis sets run on the
 // reference.
 bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
-  if (a.empty() || !is_f32(a[0])) return false;
+  const bool truth = s.reduce == Reduce::Any || s.reduce == Reduce::All;
+  if (a.empty() || !a[0].present()) return false;
+  if (truth ? (a[0].dtype != DType::F32 && a[0].dtype != DType::I64 && a[0].dtype != DType::Bool) : !is_f32(a[0]))
+    return false;
   const int rank = a[0].rank;
   int lo = 0, hi = rank;  // the axes [lo, hi)
   if (!s.reduce_axes.empty()) {
@@ -479,7 +482,31 @@ bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int t
     outs.push_back(std::move(out));
     return true;
   }
-  if (R == 0 && outer * inner > 0) return false;  // NumPy's error for an empty max / argmax
+  if (R == 0 && outer * inner > 0) return false;  // NumPy's error for an empty max / argmax (the others: its warning)
+  if (truth) {
+    const int64_t n = x.numel();
+    std::vector<uint8_t> t(static_cast<size_t>(n));
+    if (x.dtype == DType::F32)
+      for (int64_t i = 0; i < n; ++i) t[i] = x.as<const float>()[i] != 0.0f;  // NaN: true
+    else if (x.dtype == DType::I64)
+      for (int64_t i = 0; i < n; ++i) t[i] = x.as<const int64_t>()[i] != 0;
+    else
+      for (int64_t i = 0; i < n; ++i) t[i] = x.as<const uint8_t>()[i] != 0;
+    Tensor out = pool.allocate(DType::Bool, 1, out_rank, shape);
+    elementwise::reduce_truth(s.reduce == Reduce::All, t.data(), outer, R, inner, out.as<uint8_t>());
+    outs.push_back(std::move(out));
+    return true;
+  }
+  if (s.reduce == Reduce::Prod || s.reduce == Reduce::Var || s.reduce == Reduce::LogSumExp) {
+    using elementwise::Reduction;
+    Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);
+    if (outer * inner > 0)
+      elementwise::reduce_float(s.reduce == Reduce::Prod ? Reduction::Prod : s.reduce == Reduce::Var ? Reduction::Var
+                                                                                                     : Reduction::LogSumExp,
+                                x.as<const float>(), outer, R, inner, out.as<float>(), s.correction);
+    outs.push_back(std::move(out));
+    return true;
+  }
   const bool max = s.reduce == Reduce::Max || s.reduce == Reduce::ArgMax;
   if (s.reduce == Reduce::Max || s.reduce == Reduce::Min) {
     Tensor out = pool.allocate(DType::F32, 4, out_rank, shape);

@@ -89,7 +89,7 @@ enum class Kind {
 enum class Predicate { IsNan, IsInf, Not };
 
 // What a ReduceSum step computes over its axes.
-enum class Reduce { Sum, Max, Min, ArgMax, ArgMin };
+enum class Reduce { Sum, Max, Min, ArgMax, ArgMin, Prod, Var, LogSumExp, Any, All };
 
 // A pooling step's attributes (ir/ops/pool.py), n = 1 or 2 pooled dims.
 struct PoolSpec {
@@ -164,7 +164,8 @@ struct Step {
   bool keepdims = false;         // ReduceSum
   bool l2 = false;               // ReduceSum
   bool mean = false;             // ReduceSum: divided by the count (reduce_mean)
-  Reduce reduce = Reduce::Sum;   // ReduceSum: sum (l2, mean), max, min, or the position of one
+  Reduce reduce = Reduce::Sum;   // ReduceSum: sum (l2, mean), max, min, the position of one, ...
+  double correction = 1.0;       // ReduceSum: reduce_var's
   bool has_lo = false, has_hi = false;  // Clip
   float lo = 0.0f, hi = 0.0f;           // Clip
   // Conv: one convolution, or two: a pointwise one and a depthwise one over its output

@@ -36,7 +36,8 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
                  "resize", "conv_transpose", "matmul", "linear_dense",
-                 "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu", *STATE_OPS)  # named native:<op>
+                 "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
+                 "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -199,14 +200,19 @@ class NativeLoop:
             if axis is None or (_is_int(axis) and -8 <= axis < 8):
                 return step.op_type, {"axes": None if axis is None else [int(axis)], "keepdims": bool(attrs["keepdims"])}
             return "fallback", {}
-        if step.op_type in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min") or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
+        if step.op_type in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_var",
+                            "reduce_logsumexp", "reduce_any", "reduce_all") or (step.op_type == "reduce_norm" and _is_number(attrs["ord"])
                                                               and float(attrs["ord"]) == 2.0):
             axes = attrs["axes"]
             if isinstance(axes, int):
                 axes = [axes]
             if axes is None or (isinstance(axes, list) and axes and all(_is_int(a) and -8 <= a < 8 for a in axes)):
-                return ("reduce_norm2" if step.op_type == "reduce_norm" else step.op_type,
-                        {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])})
+                params = {"axes": None if axes is None else [int(a) for a in axes], "keepdims": bool(attrs["keepdims"])}
+                if step.op_type == "reduce_var":
+                    if not _is_number(attrs["correction"]):
+                        return "fallback", {}
+                    params["correction"] = float(attrs["correction"])
+                return ("reduce_norm2" if step.op_type == "reduce_norm" else step.op_type, params)
             return "fallback", {}
         if step.op_type == "pad" and isinstance(attrs["pads"], list) and all(_is_int(p) for p in attrs["pads"]):
             value = attrs["value"]

@@ -71,6 +71,16 @@ void prelu(const float* x, const float* alpha, int64_t C, int64_t planes, int64_
 void reduce_extreme(const float* x, int64_t outer, int64_t R, int64_t inner, bool max, float* out,
                     int64_t* index);
 
+// The other float32 reductions over r < R of x[(o * R + r) * inner + i], in double and rounded
+// once like the references: the product, the variance (sum of squared deviations from the mean over
+// max(0, R - correction)), log-sum-exp (shifted by the finite max); R > 0.
+enum class Reduction { Prod, Var, LogSumExp };
+void reduce_float(Reduction kind, const float* x, int64_t outer, int64_t R, int64_t inner, float* out,
+                  double correction);
+
+// np.any / np.all over the same layout of x's truth values (nonzero, NaN true), one byte each.
+void reduce_truth(bool all, const uint8_t* truth, int64_t outer, int64_t R, int64_t inner, uint8_t* out);
+
 void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi);
 
 // logic.cpp. Operands are read through byte strides over `shape` (0 on broadcast axes); out is

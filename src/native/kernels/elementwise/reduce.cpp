@@ -86,5 +86,54 @@ void reduce_extreme(const float* x, int64_t outer, int64_t R, int64_t inner, boo
   }
 }
 
+void reduce_float(Reduction kind, const float* x, int64_t outer, int64_t R, int64_t inner, float* out,
+                  double correction) {
+  std::vector<double> acc(static_cast<size_t>(inner)), mid(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* xo = x + o * R * inner;
+    if (kind == Reduction::Prod) {
+      std::fill(acc.begin(), acc.end(), 1.0);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t i = 0; i < inner; ++i) acc[i] *= xo[r * inner + i];
+    } else if (kind == Reduction::Var) {
+      std::fill(mid.begin(), mid.end(), 0.0);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t i = 0; i < inner; ++i) mid[i] += xo[r * inner + i];
+      for (int64_t i = 0; i < inner; ++i) mid[i] /= static_cast<double>(R);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t i = 0; i < inner; ++i) {
+          const double d = xo[r * inner + i] - mid[i];
+          acc[i] += d * d;
+        }
+      const double den = std::max(0.0, static_cast<double>(R) - correction);
+      for (int64_t i = 0; i < inner; ++i) acc[i] /= den;
+    } else {
+      std::fill(mid.begin(), mid.end(), -INFINITY);  // a NaN makes the sum NaN whatever the shift
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t i = 0; i < inner; ++i) mid[i] = std::max(mid[i], static_cast<double>(xo[r * inner + i]));
+      for (int64_t i = 0; i < inner; ++i)
+        if (std::isinf(mid[i])) mid[i] = 0.0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t i = 0; i < inner; ++i) acc[i] += std::exp(static_cast<double>(xo[r * inner + i]) - mid[i]);
+      for (int64_t i = 0; i < inner; ++i) acc[i] = std::log(acc[i]) + mid[i];
+    }
+    for (int64_t i = 0; i < inner; ++i) out[o * inner + i] = static_cast<float>(acc[i]);
+  }
+}
+
+void reduce_truth(bool all, const uint8_t* truth, int64_t outer, int64_t R, int64_t inner, uint8_t* out) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      uint8_t v = all ? 1 : 0;
+      for (int64_t r = 0; r < R; ++r) {
+        const uint8_t t = truth[(o * R + r) * inner + i];
+        v = all ? (v & t) : (v | t);
+      }
+      out[o * inner + i] = v;
+    }
+}
+
 }  // namespace elementwise
 }  // namespace pocketml
