@@ -898,3 +898,20 @@ def test_logsumexp_of_infinite_and_nan_rows_is_the_references():
     got, calls = one_step("reduce_logsumexp", {"axes": [1], "keepdims": False}, [x])
     assert calls == 0
     np.testing.assert_array_equal(got, reference("reduce_logsumexp", [x], axes=[1], keepdims=False))
+
+
+@pytest.mark.parametrize("op", ["adaptive_avg_pool", "adaptive_max_pool"])
+@pytest.mark.parametrize("shape,size", [((1, 3, 7, 9), [3, 4]), ((2, 2, 10), [4]), ((1, 2, 5, 6), [None, 2]),
+                                        ((1, 1, 4, 4), [8, 3]), ((2, 3, 6, 6), [6, 6])])
+def test_adaptive_pools_match_the_reference(op, shape, size):
+    x = values("float32", shape)
+    if op == "adaptive_max_pool":
+        x.reshape(-1)[2] = np.nan
+    got, calls = one_step(op, {"output_size": [-1 if o is None else o for o in size]}, [x])
+    assert calls == 0
+    want = reference(op, [x], output_size=size)
+    if op == "adaptive_max_pool":
+        assert_same(got, want)
+    else:
+        assert got.shape == want.shape
+        np.testing.assert_array_max_ulp(got, want, maxulp=1)

@@ -400,6 +400,11 @@ struct Program {
         st.axis = nb::cast<int>(p["axis"]);
         st.negative = kind == "take" && nb::cast<bool>(p["negative"]);
         st.product = kind == "cumprod";
+      } else if (kind == "adaptive_avg_pool" || kind == "adaptive_max_pool") {
+        st.kind = plan::Kind::AdaptivePool;
+        need(1);
+        st.max = kind == "adaptive_max_pool";
+        st.pad_widths = nb::cast<std::vector<int64_t>>(p["output_size"]);
       } else if (kind == "tile") {
         st.kind = plan::Kind::Tile;
         need(1);

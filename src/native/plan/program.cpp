@@ -807,6 +807,52 @@ bool matmul_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threa
   return true;
 }
 
+// adaptive average / max pooling of the trailing len(output_size) dims, torch's windows
+// [floor(i L / O), ceil((i + 1) L / O)): axis by axis in double like the reference (average: each
+// value times 1 / (window length), summed), rounded to float32 at the end
+bool adaptive_pool_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  const int n = static_cast<int>(s.pad_widths.size());
+  if (a.empty() || !is_f32(a[0]) || n < 1 || n > a[0].rank) return false;
+  Tensor x = contiguous(a[0], pool);
+  const int rank = x.rank;
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < rank; ++i) shape[i] = x.shape[i];
+  std::vector<double> cur(static_cast<size_t>(x.numel()));
+  for (int64_t i = 0; i < x.numel(); ++i) cur[static_cast<size_t>(i)] = x.as<const float>()[i];
+  pool.release(x);
+  for (int i = 0; i < n; ++i) {
+    const int ax = rank - n + i;
+    const int64_t L = shape[ax], O = s.pad_widths[i] < 0 ? L : s.pad_widths[i];
+    if (O == L) continue;
+    if (O < 1 || L < 1) return false;  // the reference's error
+    int64_t outer = 1, inner = 1;
+    for (int k = 0; k < ax; ++k) outer *= shape[k];
+    for (int k = ax + 1; k < rank; ++k) inner *= shape[k];
+    std::vector<double> next(static_cast<size_t>(outer * O * inner));
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t j = 0; j < O; ++j) {
+        const int64_t b = j * L / O, e = ((j + 1) * L + O - 1) / O;
+        const double w = 1.0 / static_cast<double>(e - b);
+        double* dst = next.data() + (o * O + j) * inner;
+        for (int64_t q = 0; q < inner; ++q) {
+          double v = s.max ? -INFINITY : 0.0;
+          for (int64_t k = b; k < e; ++k) {
+            const double y = cur[static_cast<size_t>((o * L + k) * inner + q)];
+            if (s.max) v = (v != v || y != y) ? (v != v ? v : y) : (y > v ? y : v);
+            else v += y * w;
+          }
+          dst[q] = v;
+        }
+      }
+    cur.swap(next);
+    shape[ax] = O;
+  }
+  Tensor out = pool.allocate(DType::F32, 4, rank, shape);
+  for (size_t i = 0; i < cur.size(); ++i) out.as<float>()[i] = static_cast<float>(cur[i]);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // conv_transpose over 1 or 2 spatial dims, float32, weight and bias as tensors (kernels/conv)
 bool conv_transpose_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
   if (a.size() < 2 || !is_f32(a[0]) || !is_f32(a[1])) return false;
@@ -1223,6 +1269,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Resize: return resize_step(s, a, outs, pool_, syms);
     case Kind::ConvTranspose: return conv_transpose_step(s, a, outs, pool_, threads);
     case Kind::Matmul: return matmul_step(s, a, outs, pool_, threads);
+    case Kind::AdaptivePool: return adaptive_pool_step(s, a, outs, pool_);
     case Kind::ChannelNorm: return channel_norm_step(s, a, outs, pool_);
     case Kind::Predicate: return predicate_step(s, a, outs, pool_);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);

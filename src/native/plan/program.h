@@ -74,6 +74,7 @@ enum class Kind {
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
   ChannelNorm,  // group_norm (x, weight?, bias?) or batch_norm (x, mean?, var?, weight?, bias?)
+  AdaptivePool,  // (x) float32 -> adaptive average (max) pooling to pad_widths (-1: kept)
   Matmul,       // (x, y) float32 -> x @ y; linear_weight: (x, w, bias?) -> x @ w^T + bias
   ConvTranspose,  // (x, weight, bias?) float32, 1-D / 2-D: convs[0]'s attributes, output_padding
                   // in pad_widths
@@ -143,6 +144,7 @@ struct Step {
   int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
   bool log = false;             // Softmax: log_softmax
   bool product = false;         // Cumsum: cumprod
+  bool max = false;             // AdaptivePool
   bool upper = false;           // Tri: triu
   int64_t tri_k = 0;            // Tri: the diagonal
   bool linear_weight = false;   // Matmul: a linear's (N, K) weight

@@ -37,7 +37,8 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
                  "resize", "conv_transpose", "matmul", "linear_dense",
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
-                 "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all", *STATE_OPS)  # named native:<op>
+                 "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
+                 "adaptive_avg_pool", "adaptive_max_pool", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -229,6 +230,11 @@ class NativeLoop:
                     and any(o == 1 for o in size)):
                 n = len(size)
                 return "reduce_mean", {"axes": [i - n for i, o in enumerate(size) if o == 1], "keepdims": True}
+        if step.op_type in ("adaptive_avg_pool", "adaptive_max_pool"):
+            size = attrs["output_size"]
+            if isinstance(size, list) and 0 < len(size) <= 8 and all(o is None or (_is_int(o) and 0 < o < 2**40)
+                                                                    for o in size):
+                return step.op_type, {"output_size": [-1 if o is None else int(o) for o in size]}
             return "fallback", {}
         if step.op_type == "tile" and isinstance(attrs["reps"], list) and all(
                 _is_int(r) and 0 <= r < 2**31 for r in attrs["reps"]):
