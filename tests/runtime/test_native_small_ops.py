@@ -915,3 +915,23 @@ def test_adaptive_pools_match_the_reference(op, shape, size):
     else:
         assert got.shape == want.shape
         np.testing.assert_array_max_ulp(got, want, maxulp=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+@pytest.mark.parametrize("op,attrs", [("sort", {"axis": -1, "descending": False}), ("sort", {"axis": 0, "descending": True}),
+                                      ("topk", {"k": 3, "axis": -1, "largest": True}),
+                                      ("topk", {"k": 2, "axis": 1, "largest": False}),
+                                      ("topk", {"k": 0, "axis": -1, "largest": True})])
+def test_sort_and_topk_equal_the_reference(dtype, op, attrs):
+    x = values(dtype, (4, 6, 5))
+    x[0, 0, :3] = x[0, 0, 3]  # ties keep their order
+    if dtype == "float32":
+        x[1, 1, :2] = np.nan  # the largest
+        x[2, :2, 0] = [0.0, -0.0]
+    params = {"axis": attrs["axis"], "descending": attrs.get("descending", attrs.get("largest"))}
+    if op == "topk":
+        params["k"] = attrs["k"]
+    p = native._native.Program(3, [0], [1, 2], [], [(op, [0], [1, 2], [], [], params)], 0, 0, 1)
+    got = p.run([x], [], [], lambda i, args: pytest.fail("fallback"))
+    for g, w in zip(got, reference_all(op, [x], **attrs)):
+        assert_same(g, w)

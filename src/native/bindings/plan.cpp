@@ -405,6 +405,13 @@ struct Program {
         need(1);
         st.max = kind == "adaptive_max_pool";
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["output_size"]);
+      } else if (kind == "sort" || kind == "topk") {
+        st.kind = plan::Kind::Sort;
+        need(1);
+        st.axis = nb::cast<int>(p["axis"]);
+        st.upper = nb::cast<bool>(p["descending"]);
+        st.tri_k = kind == "topk" ? nb::cast<int64_t>(p["k"]) : -1;
+        if (kind == "topk" && st.tri_k < 0) value_error("topk: negative k");
       } else if (kind == "tile") {
         st.kind = plan::Kind::Tile;
         need(1);
@@ -560,6 +567,7 @@ struct Program {
       const size_t nout = st.kind == plan::Kind::WriteState    ? 0
                           : st.kind == plan::Kind::LinearGroup ? st.weights.size()
                           : st.kind == plan::Kind::Split ? st.split_sizes.size()
+                          : st.kind == plan::Kind::Sort ? 2
                           : st.kind == plan::Kind::Recurrent
                               ? static_cast<size_t>((st.rnn.sequence ? 1 : 0) + (st.rnn.cell == recurrent::Cell::Lstm ? 2 : 1))
                               : 1;

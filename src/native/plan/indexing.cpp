@@ -1,6 +1,8 @@
 #include "plan/indexing.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "plan/views.h"
 
@@ -243,6 +245,63 @@ bool cumsum_step(int axis, bool product, std::vector<Tensor>& a, std::vector<Ten
       }
     }
   outs.push_back(std::move(out));
+  return true;
+}
+
+namespace {
+
+template <class T>
+void sort_rows(const T* x, int64_t outer, int64_t n, int64_t inner, bool descending, int64_t k, T* values,
+               int64_t* positions) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  const auto nan = [](T v) { return v != v; };
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      const T* row = x + o * n * inner + i;
+      for (int64_t j = 0; j < n; ++j) order[static_cast<size_t>(j)] = j;
+      const auto at = [&](int64_t j) { return row[j * inner]; };
+      if (descending)
+        std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) {
+          return (at(p) > at(q)) || (nan(at(p)) && !nan(at(q)));
+        });
+      else
+        std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) {
+          return (at(p) < at(q)) || (!nan(at(p)) && nan(at(q)));
+        });
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t dst = (o * k + j) * inner + i;
+        values[dst] = at(order[static_cast<size_t>(j)]);
+        positions[dst] = order[static_cast<size_t>(j)];
+      }
+    }
+}
+
+}  // namespace
+
+bool sort_step(int axis, bool descending, int64_t k, std::vector<Tensor>& a, std::vector<Tensor>& outs,
+               BufferPool& pool) {
+  if (a.size() != 1 || !a[0].present() || (a[0].dtype != DType::F32 && a[0].dtype != DType::I64) || a[0].rank < 1)
+    return false;
+  const Tensor x = contiguous(a[0], pool);
+  const int ax = norm_axis(axis, x.rank);
+  if (ax < 0 || ax >= x.rank) return false;
+  const int64_t n = x.shape[ax];
+  if (k < 0) k = n;
+  if (k > n) return false;  // the reference's error
+  int64_t outer = 1, inner = 1, shape[kMaxRank];
+  for (int i = 0; i < x.rank; ++i) {
+    if (i < ax) outer *= x.shape[i];
+    if (i > ax) inner *= x.shape[i];
+    shape[i] = i == ax ? k : x.shape[i];
+  }
+  Tensor values = pool.allocate(x.dtype, x.itemsize, x.rank, shape);
+  Tensor positions = pool.allocate(DType::I64, 8, x.rank, shape);
+  if (x.dtype == DType::F32)
+    sort_rows(x.as<const float>(), outer, n, inner, descending, k, values.as<float>(), positions.as<int64_t>());
+  else
+    sort_rows(x.as<const int64_t>(), outer, n, inner, descending, k, values.as<int64_t>(), positions.as<int64_t>());
+  outs.push_back(std::move(values));
+  outs.push_back(std::move(positions));
   return true;
 }
 

@@ -30,6 +30,12 @@ bool cumsum_step(int axis, bool product, std::vector<Tensor>& a, std::vector<Ten
 // np.tile(x, reps) (one count per axis), any dtype
 bool tile_step(const std::vector<int64_t>& reps, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 
+// sort / topk (ir/ops/indexing.py) of a float32 or int64 x along axis: the values and their int64
+// positions, stable (descending: equal values in their original order), NaN the largest; k < 0:
+// the whole axis (sort), else the first k (topk)
+bool sort_step(int axis, bool descending, int64_t k, std::vector<Tensor>& a, std::vector<Tensor>& outs,
+               BufferPool& pool);
+
 // np.tril / np.triu (upper) on the last two axes, diagonal k, any dtype
 bool tri_step(int64_t k, bool upper, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 

@@ -69,6 +69,8 @@ enum class Kind {
   Index,        // (x, indices...) -> x[..., i0, i1, ...] on consecutive index_axes
   Cumsum,       // (x) int64 / float32 -> running sum (product: running product) along axis
   Tile,         // (x) -> np.tile(x, reps) (reps in pad_widths)
+  Sort,         // (x) -> values, int64 positions along axis: sort (tri_k < 0) or topk (tri_k = k),
+                // descending where `upper`
   Tri,          // (x) -> np.tril / np.triu (upper) with diagonal tri_k
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)

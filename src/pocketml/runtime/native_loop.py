@@ -38,7 +38,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "resize", "conv_transpose", "matmul", "linear_dense",
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
-                 "adaptive_avg_pool", "adaptive_max_pool", *STATE_OPS)  # named native:<op>
+                 "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -236,6 +236,11 @@ class NativeLoop:
                                                                     for o in size):
                 return step.op_type, {"output_size": [-1 if o is None else int(o) for o in size]}
             return "fallback", {}
+        if step.op_type in ("sort", "topk") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
+            if step.op_type == "sort":
+                return "sort", {"axis": int(attrs["axis"]), "descending": bool(attrs["descending"])}
+            if _is_int(attrs["k"]) and 0 <= attrs["k"] < 2**62:
+                return "topk", {"axis": int(attrs["axis"]), "descending": bool(attrs["largest"]), "k": int(attrs["k"])}
         if step.op_type == "tile" and isinstance(attrs["reps"], list) and all(
                 _is_int(r) and 0 <= r < 2**31 for r in attrs["reps"]):
             return "tile", {"reps": [int(r) for r in attrs["reps"]]}
