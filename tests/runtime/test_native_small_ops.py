@@ -935,3 +935,15 @@ def test_sort_and_topk_equal_the_reference(dtype, op, attrs):
     got = p.run([x], [], [], lambda i, args: pytest.fail("fallback"))
     for g, w in zip(got, reference_all(op, [x], **attrs)):
         assert_same(g, w)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "bool"])
+@pytest.mark.parametrize("axes,begin,end,step,ushape", [([1], [1], [3], None, (4, 2, 5)), ([0, 2], [0, -3], [4, 2**62], [2, 1], (2, 6, 3)),
+                                                        ([2], [4], [0], [-2], (1, 1, 2)), ([1], [2], [2], None, (4, 0, 5))])
+def test_slice_update_equals_the_reference(dtype, axes, begin, end, step, ushape):
+    x, u = values(dtype, (4, 6, 5)), values(dtype, ushape)
+    attrs = {"axes": axes, "begin": begin, "end": end, "step": step}
+    got, calls = one_step("slice_update", dict(attrs), [x, u])
+    assert calls == 0
+    assert_same(got, reference("slice_update", [x, u], **attrs))
+    assert not np.shares_memory(got, x)

@@ -319,6 +319,16 @@ struct Program {
           st.end = dims(p["end"], nsyms);
           st.step = p.contains("step") ? dims(p["step"], nsyms) : plan::Dims();
         }
+      } else if (kind == "slice_update") {
+        st.kind = plan::Kind::SliceUpdate;
+        need(2);
+        st.axes = dims(p["axes"], nsyms);
+        st.begin = dims(p["begin"], nsyms);
+        st.end = dims(p["end"], nsyms);
+        st.step = p.contains("step") ? dims(p["step"], nsyms) : plan::Dims();
+        if (st.begin.size() != st.axes.size() || st.end.size() != st.axes.size() ||
+            (!st.step.empty() && st.step.size() != st.axes.size()))
+          value_error("slice_update: axes, begin, end and step differ in length");
       } else if (kind == "arange") {
         st.kind = plan::Kind::Arange;
         st.begin = dims(p["start"], nsyms);

@@ -1198,6 +1198,32 @@ bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
   return true;
 }
 
+// slice_update: a copy of x with x[begin:end:step] (on axes) replaced by update, broadcast; the
+// update of x's dtype (another: the reference's cast)
+bool slice_update_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
+  if (a.size() != 2 || !a[0].present() || !a[1].present() || a[0].dtype != a[1].dtype || a[0].dtype == DType::Other)
+    return false;
+  int64_t axes[kMaxRank], begin[kMaxRank], end[kMaxRank], step[kMaxRank];
+  const int n = resolve_all(s.axes, syms, axes);
+  if (resolve_all(s.begin, syms, begin) != n || resolve_all(s.end, syms, end) != n) return false;
+  if (s.step.empty())
+    for (int i = 0; i < n; ++i) step[i] = 1;
+  else if (resolve_all(s.step, syms, step) != n)
+    return false;
+  Tensor out = pool.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);
+  copy(a[0], out);
+  Tensor region = out;
+  slice(region, axes, begin, end, step, n);
+  Tensor u = a[1];
+  if (!broadcast_to(u, region.rank, region.shape)) {
+    pool.release(out);
+    return false;
+  }
+  copy(u, region);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 }  // namespace
 
 void Program::apply_view(const View& v, Tensor& t, const std::vector<int64_t>& syms) {
@@ -1245,6 +1271,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
       return true;
     }
     case Kind::UpdateState: return update_state_step(s, a, outs, states.at(s.state), syms);
+    case Kind::SliceUpdate: return slice_update_step(s, a, outs, pool_, syms);
     case Kind::Arange: return arange_step(s, outs, pool_, syms);
     case Kind::Cast: return cast_step(s, a, outs, pool_);
     case Kind::Concat: return concat_step(s, a, outs, pool_);

@@ -53,6 +53,7 @@ enum class Kind {
   ReadState,    // () -> the state
   WriteState,   // (value) -> nothing
   UpdateState,  // (update) -> the state, its slice axes/begin/end/step written
+  SliceUpdate,  // (x, update) -> a copy of x, its slice axes/begin/end/step written
   Arange,       // () -> [begin, begin + step, ...) up to end, as dtype
   Cast,         // (x) -> x as dtype
   Concat,       // (x, ...) joined along axis
@@ -178,7 +179,7 @@ struct Step {
   elementwise::CompareOp cmp = elementwise::CompareOp::Eq;  // Compare
   elementwise::LogicalOp logic = elementwise::LogicalOp::And;  // Logical
   int state = -1;               // state ops
-  Dims axes, begin, end, step;  // UpdateState; Arange: begin, end, step (one each)
+  Dims axes, begin, end, step;  // UpdateState, SliceUpdate; Arange: begin, end, step (one each)
 };
 
 // Runs a step's reference: outs gets one Tensor per step output.

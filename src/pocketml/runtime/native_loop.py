@@ -38,7 +38,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "resize", "conv_transpose", "matmul", "linear_dense",
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
-                 "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", *STATE_OPS)  # named native:<op>
+                 "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -172,7 +172,7 @@ class NativeLoop:
             except Unsupported:
                 return "fallback", {}
             return "copy", {"view": (0, step.op_type, *dims, *[None] * (4 - len(dims)))}
-        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange", "resize"):
+        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange", "resize", "slice_update"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
             scale = attrs["scale"]
@@ -236,6 +236,12 @@ class NativeLoop:
                                                                     for o in size):
                 return step.op_type, {"output_size": [-1 if o is None else int(o) for o in size]}
             return "fallback", {}
+        if step.op_type == "slice_update":
+            try:
+                return "slice_update", {"axes": self._dims(attrs["axes"]), "begin": self._dims(attrs["begin"]),
+                                        "end": self._dims(attrs["end"]), "step": self._dims(attrs["step"])}
+            except Unsupported:
+                return "fallback", {}
         if step.op_type in ("sort", "topk") and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:
             if step.op_type == "sort":
                 return "sort", {"axis": int(attrs["axis"]), "descending": bool(attrs["descending"])}
