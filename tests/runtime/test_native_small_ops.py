@@ -947,3 +947,26 @@ def test_slice_update_equals_the_reference(dtype, axes, begin, end, step, ushape
     assert calls == 0
     assert_same(got, reference("slice_update", [x, u], **attrs))
     assert not np.shares_memory(got, x)
+
+
+@pytest.mark.parametrize("reduce", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+@pytest.mark.parametrize("axis,ishape,ushape", [(1, (3, 4, 5), (3, 4, 5)), (0, (2, 6, 5), (1, 6, 1)), (-1, (3, 6, 2), (3, 6, 2))])
+def test_scatter_equals_the_reference(reduce, dtype, axis, ishape, ushape):
+    x = values(dtype, (3, 6, 5))
+    n = x.shape[axis]
+    idx = RNG.integers(0, n, ishape)
+    if reduce == "none":  # one write per target: which of repeated writes wins is not defined
+        idx = np.broadcast_to(np.argsort(RNG.random((*ishape[:axis % 3], n, *ishape[axis % 3 + 1:])), axis=axis % 3),
+                              (*ishape[:axis % 3], n, *ishape[axis % 3 + 1:]))
+        idx = np.take(idx, np.arange(ishape[axis % 3]), axis=axis % 3).copy()
+    u = values(dtype, ushape)
+    got, calls = one_step("scatter", {"axis": axis, "reduce": reduce}, [x, idx, u])
+    assert calls == 0
+    assert_same(got, reference("scatter", [x, idx, u], axis=axis, reduce=reduce))
+
+
+def test_scatter_out_of_range_raises_the_references_error():
+    x, idx, u = np.zeros((2, 3), np.float32), np.array([[0, 3, 1]]), np.ones((1, 3), np.float32)
+    with pytest.raises(pm.errors.IndexRangeError, match="outside"):
+        one_step("scatter", {"axis": 1, "reduce": "none"}, [x, idx, u], op="scatter", axis=1)

@@ -415,6 +415,13 @@ struct Program {
         need(1);
         st.max = kind == "adaptive_max_pool";
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["output_size"]);
+      } else if (kind == "scatter") {
+        st.kind = plan::Kind::Scatter;
+        need(3);
+        st.axis = nb::cast<int>(p["axis"]);
+        const std::string r = nb::cast<std::string>(p["reduce"]);
+        st.tri_k = r == "none" ? 0 : r == "add" ? 1 : r == "mul" ? 2 : r == "max" ? 3 : r == "min" ? 4
+                 : (value_error("unknown scatter reduce '" + r + "'"), 0);
       } else if (kind == "sort" || kind == "topk") {
         st.kind = plan::Kind::Sort;
         need(1);

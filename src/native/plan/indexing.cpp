@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "plan/views.h"
@@ -78,6 +79,78 @@ bool gather_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, Bu
     const char* p = static_cast<const char*>(x.data);
     for (int i = 0; i < x.rank; ++i) p += (i == ax ? idx[c] : pos[i]) * x.strides[i];
     std::memcpy(dst + static_cast<int64_t>(c) * x.itemsize, p, static_cast<size_t>(x.itemsize));
+    for (int i = x.rank; i-- > 0;) {
+      if (++pos[i] < a[1].shape[i]) break;
+      pos[i] = 0;
+    }
+  }
+  outs.push_back(std::move(out));
+  return true;
+}
+
+namespace {
+
+template <class T>
+T combine(int reduce, T a, T b) {
+  if constexpr (std::is_same_v<T, int64_t>) {
+    const uint64_t ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);  // NumPy's wrap-around
+    switch (reduce) {
+      case 1: return static_cast<int64_t>(ua + ub);
+      case 2: return static_cast<int64_t>(ua * ub);
+      case 3: return a > b ? a : b;
+      default: return a < b ? a : b;
+    }
+  } else {
+    switch (reduce) {
+      case 1: return a + b;
+      case 2: return a * b;
+      case 3: return a != a ? a : b != b ? b : a > b ? a : b;  // np.maximum
+      default: return a != a ? a : b != b ? b : a < b ? a : b;
+    }
+  }
+}
+
+}  // namespace
+
+bool scatter_step(int axis, int reduce, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  if (a.size() != 3 || !a[0].present() || a[0].itemsize <= 0 || !is_index(a[1]) || a[1].rank != a[0].rank ||
+      !a[2].present() || a[2].dtype != a[0].dtype || a[0].dtype == DType::Other)
+    return false;
+  const Tensor& x = a[0];
+  if (reduce != 0 && x.dtype != DType::F32 && x.dtype != DType::I64) return false;
+  const int ax = norm_axis(axis, x.rank);
+  if (ax < 0 || ax >= x.rank) return false;
+  for (int i = 0; i < x.rank; ++i)
+    if (i != ax && a[1].shape[i] > x.shape[i]) return false;
+  std::vector<int64_t> idx;
+  if (!read_indices(a[1], x.shape[ax], false, idx)) return false;  // out of range: the reference's error
+  Tensor u = a[2];
+  if (!broadcast_to(u, a[1].rank, a[1].shape)) return false;
+  Tensor out = pool.allocate(x.dtype, x.itemsize, x.rank, x.shape);
+  copy(x, out);
+  int64_t pos[kMaxRank] = {};
+  for (size_t c = 0; c < idx.size(); ++c) {
+    char* dst = static_cast<char*>(out.data);
+    const char* src = static_cast<const char*>(u.data);
+    for (int i = 0; i < x.rank; ++i) {
+      dst += (i == ax ? idx[c] : pos[i]) * out.strides[i];
+      src += pos[i] * u.strides[i];
+    }
+    if (reduce == 0) {
+      std::memcpy(dst, src, static_cast<size_t>(x.itemsize));
+    } else if (x.dtype == DType::F32) {
+      float v, w;
+      std::memcpy(&v, dst, 4);
+      std::memcpy(&w, src, 4);
+      v = combine(reduce, v, w);
+      std::memcpy(dst, &v, 4);
+    } else {
+      int64_t v, w;
+      std::memcpy(&v, dst, 8);
+      std::memcpy(&w, src, 8);
+      v = combine(reduce, v, w);
+      std::memcpy(dst, &v, 8);
+    }
     for (int i = x.rank; i-- > 0;) {
       if (++pos[i] < a[1].shape[i]) break;
       pos[i] = 0;

@@ -36,6 +36,11 @@ bool tile_step(const std::vector<int64_t>& reps, std::vector<Tensor>& a, std::ve
 bool sort_step(int axis, bool descending, int64_t k, std::vector<Tensor>& a, std::vector<Tensor>& outs,
                BufferPool& pool);
 
+// torch.scatter (ir/ops/indexing.py): a copy of x with out[.., idx[p], ..] = updates[p] along axis,
+// or combined with the value there (reduce 1 add, 2 mul, 3 max, 4 min: float32 and int64),
+// updates broadcast to the indices' shape
+bool scatter_step(int axis, int reduce, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
+
 // np.tril / np.triu (upper) on the last two axes, diagonal k, any dtype
 bool tri_step(int64_t k, bool upper, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 

@@ -38,7 +38,8 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "resize", "conv_transpose", "matmul", "linear_dense",
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
-                 "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", *STATE_OPS)  # named native:<op>
+                 "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", "scatter",
+                 *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -236,6 +237,9 @@ class NativeLoop:
                                                                     for o in size):
                 return step.op_type, {"output_size": [-1 if o is None else int(o) for o in size]}
             return "fallback", {}
+        if (step.op_type == "scatter" and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8
+                and attrs["reduce"] in ("none", "add", "mul", "max", "min")):
+            return "scatter", {"axis": int(attrs["axis"]), "reduce": attrs["reduce"]}
         if step.op_type == "slice_update":
             try:
                 return "slice_update", {"axes": self._dims(attrs["axes"]), "begin": self._dims(attrs["begin"]),
