@@ -970,3 +970,19 @@ def test_scatter_out_of_range_raises_the_references_error():
     x, idx, u = np.zeros((2, 3), np.float32), np.array([[0, 3, 1]]), np.ones((1, 3), np.float32)
     with pytest.raises(pm.errors.IndexRangeError, match="outside"):
         one_step("scatter", {"axis": 1, "reduce": "none"}, [x, idx, u], op="scatter", axis=1)
+
+
+@pytest.mark.parametrize("op,attrs,dtype", [("full", {"shape": [2, 3], "value": 1.5, "dtype": "float32"}, None),
+                                            ("full", {"shape": [4], "value": "-inf", "dtype": "float16"}, None),
+                                            ("full", {"shape": [2, 0], "value": 7, "dtype": "int64"}, None),
+                                            ("full_like", {"value": True, "dtype": "bool"}, "float32"),
+                                            ("full_like", {"value": -3, "dtype": None}, "int64")])
+def test_full_runs_natively_and_equals_the_reference(op, attrs, dtype):
+    ins = [] if op == "full" else [Value("x", TensorType(DType(dtype), (3, 5)))]
+    types = [v.type for v in ins]
+    out = get_op(op).infer(types, get_op(op).with_defaults(attrs))[0]
+    fn = Function("main", ins, [Op(op, [v.name for v in ins], [Value("y", out)], attrs)], ["y"])
+    nat, ref = (pm.Model(Program({"main": fn}, {}), backend=b) for b in ("native", "reference"))
+    assert [s.kernel for s in nat.plan_summary().steps] == [f"native:{op}"]
+    feed = {} if op == "full" else {"x": values(dtype, (3, 5))}
+    assert_same(nat.predict(feed)["y"], ref.predict(feed)["y"])

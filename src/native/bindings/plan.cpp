@@ -415,6 +415,15 @@ struct Program {
         need(1);
         st.max = kind == "adaptive_max_pool";
         st.pad_widths = nb::cast<std::vector<int64_t>>(p["output_size"]);
+      } else if (kind == "full" || kind == "full_like") {
+        st.kind = plan::Kind::Fill;
+        st.fill_like = kind == "full_like";
+        need(st.fill_like ? 1 : 0);
+        st.dtype = dtype_named(nb::cast<std::string>(p["dtype"]));
+        const nb::bytes fill = nb::cast<nb::bytes>(p["bytes"]);
+        st.fill.assign(fill.c_str(), fill.size());
+        if (static_cast<int>(st.fill.size()) != plan::itemsize_of(st.dtype)) value_error("full: the value's size is not its dtype's");
+        if (!st.fill_like) st.axes = dims(p["shape"], nsyms);
       } else if (kind == "scatter") {
         st.kind = plan::Kind::Scatter;
         need(3);

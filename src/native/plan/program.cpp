@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "kernels/attention/attention.h"
@@ -1198,6 +1199,27 @@ bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
   return true;
 }
 
+// full / full_like: a tensor of the given (or x's) shape, every element the given bytes
+bool fill_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
+  int64_t shape[kMaxRank];
+  int rank = 0;
+  if (s.fill_like) {
+    if (a.empty() || !a[0].present()) return false;
+    rank = a[0].rank;
+    for (int i = 0; i < rank; ++i) shape[i] = a[0].shape[i];
+  } else {
+    rank = resolve_all(s.axes, syms, shape);
+    for (int i = 0; i < rank; ++i)
+      if (shape[i] < 0) return false;  // the reference's error
+  }
+  const int item = static_cast<int>(s.fill.size());
+  Tensor out = pool.allocate(s.dtype, item, rank, shape);
+  char* p = static_cast<char*>(out.data);
+  for (int64_t i = 0, n = out.numel(); i < n; ++i) std::memcpy(p + i * item, s.fill.data(), s.fill.size());
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // slice_update: a copy of x with x[begin:end:step] (on axes) replaced by update, broadcast; the
 // update of x's dtype (another: the reference's cast)
 bool slice_update_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
@@ -1272,6 +1294,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     }
     case Kind::UpdateState: return update_state_step(s, a, outs, states.at(s.state), syms);
     case Kind::SliceUpdate: return slice_update_step(s, a, outs, pool_, syms);
+    case Kind::Fill: return fill_step(s, a, outs, pool_, syms);
     case Kind::Arange: return arange_step(s, outs, pool_, syms);
     case Kind::Cast: return cast_step(s, a, outs, pool_);
     case Kind::Concat: return concat_step(s, a, outs, pool_);

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "formats/weights.h"
@@ -54,6 +55,7 @@ enum class Kind {
   WriteState,   // (value) -> nothing
   UpdateState,  // (update) -> the state, its slice axes/begin/end/step written
   SliceUpdate,  // (x, update) -> a copy of x, its slice axes/begin/end/step written
+  Fill,         // () -> full(shape in axes), or (x) -> full_like(x): every element `fill`
   Arange,       // () -> [begin, begin + step, ...) up to end, as dtype
   Cast,         // (x) -> x as dtype
   Concat,       // (x, ...) joined along axis
@@ -149,6 +151,8 @@ struct Step {
   int axis = 0;                 // Concat, Take, Gather, Cumsum, Softmax
   bool log = false;             // Softmax: log_softmax
   bool product = false;         // Cumsum: cumprod
+  std::string fill;             // Fill: one element's bytes, of dtype
+  bool fill_like = false;       // Fill: x's shape
   bool max = false;             // AdaptivePool
   bool upper = false;           // Tri: triu
   int64_t tri_k = 0;            // Tri: the diagonal

@@ -39,7 +39,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
                  "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", "scatter",
-                 *STATE_OPS)  # named native:<op>
+                 "full", "full_like", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -54,6 +54,7 @@ class NativeLoop:
     def __init__(self, plan: Plan, threads: int):
         self.steps = plan.steps
         self.state_names = [s.name for s in plan.function.states]
+        self._ops = plan.ops  # each step's op (its output types)
         self._symbols = set(plan.symbols)
         self._output_slots = set(plan.output_slots)  # a view step left for an output copies (views of
         # a state that is written later stay the reference's, which aliases the state as torch does)
@@ -173,7 +174,7 @@ class NativeLoop:
             except Unsupported:
                 return "fallback", {}
             return "copy", {"view": (0, step.op_type, *dims, *[None] * (4 - len(dims)))}
-        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange", "resize", "slice_update"):
+        if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange", "resize", "slice_update", "full"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
             scale = attrs["scale"]
@@ -240,6 +241,18 @@ class NativeLoop:
         if (step.op_type == "scatter" and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8
                 and attrs["reduce"] in ("none", "add", "mul", "max", "min")):
             return "scatter", {"axis": int(attrs["axis"]), "reduce": attrs["reduce"]}
+        if step.op_type in ("full", "full_like"):
+            from ..ir.ops.shape import scalar_value
+
+            out = self._ops[self._speccing].outputs[0].type
+            if out.dtype.value not in ("float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool"):
+                return "fallback", {}
+            try:
+                fill = scalar_value(attrs["value"], out.dtype.np)
+                shape = self._dims(attrs["shape"]) if step.op_type == "full" else None
+            except (Unsupported, ValueError, TypeError, OverflowError):
+                return "fallback", {}  # the reference's error, if any
+            return step.op_type, {"dtype": out.dtype.value, "bytes": fill.tobytes(), "shape": shape}
         if step.op_type == "slice_update":
             try:
                 return "slice_update", {"axes": self._dims(attrs["axes"]), "begin": self._dims(attrs["begin"]),
