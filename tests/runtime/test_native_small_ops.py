@@ -986,3 +986,22 @@ def test_full_runs_natively_and_equals_the_reference(op, attrs, dtype):
     assert [s.kernel for s in nat.plan_summary().steps] == [f"native:{op}"]
     feed = {} if op == "full" else {"x": values(dtype, (3, 5))}
     assert_same(nat.predict(feed)["y"], ref.predict(feed)["y"])
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+@pytest.mark.parametrize("axes,ishapes,vshape", [([0], [(4,)], (4, 6, 5)), ([1, 2], [(3, 1), (1, 4)], (3, 4)),
+                                                 ([-1], [(2, 3)], (1,)), ([1], [(7,)], (4, 7, 5))])
+def test_index_put_equals_the_reference(accumulate, dtype, axes, ishapes, vshape):
+    x = values(dtype, (4, 6, 5))
+    if dtype == "float32":
+        x = x / 1e4
+    idx = [RNG.integers(-x.shape[a], x.shape[a], s) for a, s in zip(axes, ishapes)]
+    if not accumulate:  # distinct targets: which of repeated writes wins is NumPy's business
+        idx = [np.broadcast_to(np.arange(np.prod(s)).reshape(s) % x.shape[a], s).copy() for a, s in zip(axes, ishapes)]
+    v = values(dtype, vshape) / (1e4 if dtype == "float32" else 1)
+    v = v.astype(dtype)
+    attrs = {"axes": axes, "accumulate": accumulate}
+    got, calls = one_step("index_put", dict(attrs), [x, v, *idx])
+    assert calls == 0
+    assert_same(got, reference("index_put", [x, v, *idx], **attrs))

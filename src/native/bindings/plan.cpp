@@ -552,11 +552,12 @@ struct Program {
         ps.ceil_mode = nb::cast<bool>(p["ceil_mode"]);
         ps.count_include_pad = nb::cast<bool>(p["count_include_pad"]);
         ps.divisor = nb::cast<int64_t>(p["divisor"]);
-      } else if (kind == "index") {
-        st.kind = plan::Kind::Index;
+      } else if (kind == "index" || kind == "index_put") {
+        st.kind = kind == "index" ? plan::Kind::Index : plan::Kind::IndexPut;
         st.index_axes = nb::cast<std::vector<int>>(p["axes"]);
         if (st.index_axes.empty() || st.index_axes.size() > plan::kMaxRank) value_error("index: 1 to 8 axes");
-        need(1 + st.index_axes.size());
+        need((kind == "index" ? 1 : 2) + st.index_axes.size());
+        st.upper = kind == "index_put" && nb::cast<bool>(p["accumulate"]);
       } else if (kind == "conv") {
         st.kind = plan::Kind::Conv;
         nb::list convs = nb::cast<nb::list>(p["convs"]);

@@ -160,22 +160,31 @@ bool scatter_step(int axis, int reduce, std::vector<Tensor>& a, std::vector<Tens
   return true;
 }
 
-bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+namespace {
+
+// Where integer index tensors on consecutive axes read or write x (contiguous): per (outer, b)
+// entry, the byte offset into x of an `inner`-byte block; `shape` the indexed result's.
+struct IndexGeometry {
+  int64_t outer = 1, B = 1, inner = 0, block = 0;
+  std::vector<int64_t> offsets;  // outer-major, B entries each: x offsets in bytes without the outer part
+  int64_t shape[kMaxRank];
+  int rank = 0;
+};
+
+bool index_geometry(const std::vector<int>& axes, const Tensor& x, const Tensor* indices, IndexGeometry* g) {
   const int k = static_cast<int>(axes.size());
-  if (k < 1 || a.size() != static_cast<size_t>(k) + 1 || !a[0].present() || a[0].itemsize <= 0) return false;
-  const Tensor x = contiguous(a[0], pool);
   const int first = norm_axis(axes[0], x.rank);
   if (first < 0 || first + k > x.rank) return false;
   for (int t = 0; t < k; ++t)
-    if (norm_axis(axes[t], x.rank) != first + t || !is_index(a[1 + t])) return false;  // consecutive integer indices
+    if (norm_axis(axes[t], x.rank) != first + t || !is_index(indices[t])) return false;  // consecutive integer indices
   // the index tensors broadcast together
   int64_t bshape[kMaxRank];
   int brank = 0;
-  for (int t = 0; t < k; ++t) brank = a[1 + t].rank > brank ? a[1 + t].rank : brank;
+  for (int t = 0; t < k; ++t) brank = indices[t].rank > brank ? indices[t].rank : brank;
   for (int i = 0; i < brank; ++i) {
     bshape[i] = 1;
     for (int t = 0; t < k; ++t) {
-      const Tensor& d = a[1 + t];
+      const Tensor& d = indices[t];
       const int j = i - (brank - d.rank);
       const int64_t v = j >= 0 ? d.shape[j] : 1;
       if (v != 1 && bshape[i] != 1 && v != bshape[i]) return false;  // the reference raises NumPy's error
@@ -185,30 +194,89 @@ bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vecto
   if (x.rank - k + brank > kMaxRank) return false;
   std::vector<std::vector<int64_t>> idx(static_cast<size_t>(k));
   for (int t = 0; t < k; ++t) {
-    Tensor d = a[1 + t];
+    Tensor d = indices[t];
     if (!broadcast_to(d, brank, bshape) || !read_indices(d, x.shape[first + t], true, idx[static_cast<size_t>(t)]))
       return false;
   }
-  int64_t shape[kMaxRank], outer = 1, inner = x.itemsize, B = 1;
-  int rank = 0;
-  for (int i = 0; i < first; ++i) outer *= (shape[rank++] = x.shape[i]);
-  for (int i = 0; i < brank; ++i) B *= (shape[rank++] = bshape[i]);
-  for (int i = first + k; i < x.rank; ++i) inner *= (shape[rank++] = x.shape[i]);
-  int64_t block = inner;  // bytes between consecutive values of each indexed axis, last first
+  g->inner = x.itemsize;
+  for (int i = 0; i < first; ++i) g->outer *= (g->shape[g->rank++] = x.shape[i]);
+  for (int i = 0; i < brank; ++i) g->B *= (g->shape[g->rank++] = bshape[i]);
+  for (int i = first + k; i < x.rank; ++i) g->inner *= (g->shape[g->rank++] = x.shape[i]);
+  int64_t block = g->inner;  // bytes between consecutive values of each indexed axis, last first
   std::vector<int64_t> stride(static_cast<size_t>(k));
   for (int t = k; t-- > 0;) {
     stride[static_cast<size_t>(t)] = block;
     block *= x.shape[first + t];
   }
-  Tensor out = pool.allocate(x.dtype, x.itemsize, rank, shape);
+  g->block = block;
+  g->offsets.assign(static_cast<size_t>(g->B), 0);
+  for (int64_t b = 0; b < g->B; ++b)
+    for (int t = 0; t < k; ++t)
+      g->offsets[static_cast<size_t>(b)] += idx[static_cast<size_t>(t)][static_cast<size_t>(b)] * stride[static_cast<size_t>(t)];
+  return true;
+}
+
+}  // namespace
+
+bool index_step(const std::vector<int>& axes, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool) {
+  const int k = static_cast<int>(axes.size());
+  if (k < 1 || a.size() != static_cast<size_t>(k) + 1 || !a[0].present() || a[0].itemsize <= 0) return false;
+  const Tensor x = contiguous(a[0], pool);
+  IndexGeometry g;
+  if (!index_geometry(axes, x, a.data() + 1, &g)) return false;
+  Tensor out = pool.allocate(x.dtype, x.itemsize, g.rank, g.shape);
   const char* src = static_cast<const char*>(x.data);
   char* dst = static_cast<char*>(out.data);
-  for (int64_t o = 0; o < outer; ++o)
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t off = o * block;
-      for (int t = 0; t < k; ++t) off += idx[static_cast<size_t>(t)][static_cast<size_t>(b)] * stride[static_cast<size_t>(t)];
-      std::memcpy(dst + (o * B + b) * inner, src + off, static_cast<size_t>(inner));
+  for (int64_t o = 0; o < g.outer; ++o)
+    for (int64_t b = 0; b < g.B; ++b)
+      std::memcpy(dst + (o * g.B + b) * g.inner, src + o * g.block + g.offsets[static_cast<size_t>(b)],
+                  static_cast<size_t>(g.inner));
+  outs.push_back(std::move(out));
+  return true;
+}
+
+bool index_put_step(const std::vector<int>& axes, bool accumulate, std::vector<Tensor>& a, std::vector<Tensor>& outs,
+                    BufferPool& pool) {
+  const int k = static_cast<int>(axes.size());
+  if (k < 1 || a.size() != static_cast<size_t>(k) + 2 || !a[0].present() || !a[1].present() ||
+      a[0].dtype == DType::Other || a[1].dtype != a[0].dtype ||
+      (accumulate && a[0].dtype != DType::F32 && a[0].dtype != DType::I64))
+    return false;
+  const Tensor& x = a[0];
+  IndexGeometry g;
+  if (!index_geometry(axes, x, a.data() + 2, &g)) return false;
+  Tensor v = a[1];
+  if (!broadcast_to(v, g.rank, g.shape)) return false;  // NumPy's error
+  v = contiguous(v, pool);
+  Tensor out = pool.allocate(x.dtype, x.itemsize, x.rank, x.shape);
+  copy(x, out);
+  char* dst = static_cast<char*>(out.data);
+  const char* src = static_cast<const char*>(v.data);
+  for (int64_t o = 0; o < g.outer; ++o)
+    for (int64_t b = 0; b < g.B; ++b) {  // in C order, as NumPy: the last of repeated writes stays
+      char* d = dst + o * g.block + g.offsets[static_cast<size_t>(b)];
+      const char* s = src + (o * g.B + b) * g.inner;
+      if (!accumulate) {
+        std::memcpy(d, s, static_cast<size_t>(g.inner));
+      } else if (x.dtype == DType::F32) {
+        for (int64_t i = 0; i < g.inner / 4; ++i) {
+          float p, q;
+          std::memcpy(&p, d + 4 * i, 4);
+          std::memcpy(&q, s + 4 * i, 4);
+          p += q;
+          std::memcpy(d + 4 * i, &p, 4);
+        }
+      } else {
+        for (int64_t i = 0; i < g.inner / 8; ++i) {
+          uint64_t p, q;
+          std::memcpy(&p, d + 8 * i, 8);
+          std::memcpy(&q, s + 8 * i, 8);
+          p += q;  // int64 wraps as NumPy's
+          std::memcpy(d + 8 * i, &p, 8);
+        }
+      }
     }
+  pool.release(v);
   outs.push_back(std::move(out));
   return true;
 }

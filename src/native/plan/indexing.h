@@ -41,6 +41,11 @@ bool sort_step(int axis, bool descending, int64_t k, std::vector<Tensor>& a, std
 // updates broadcast to the indices' shape
 bool scatter_step(int axis, int reduce, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 
+// index_put (x, values, integer indices on consecutive axes): a copy of x with x[..., i0, i1, ...]
+// = values (broadcast), or += values, repeats summed in order, where `accumulate` (float32, int64)
+bool index_put_step(const std::vector<int>& axes, bool accumulate, std::vector<Tensor>& a, std::vector<Tensor>& outs,
+                    BufferPool& pool);
+
 // np.tril / np.triu (upper) on the last two axes, diagonal k, any dtype
 bool tri_step(int64_t k, bool upper, std::vector<Tensor>& a, std::vector<Tensor>& outs, BufferPool& pool);
 

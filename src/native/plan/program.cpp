@@ -1312,6 +1312,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Tile: return tile_step(s.pad_widths, a, outs, pool_);
     case Kind::Sort: return sort_step(s.axis, s.upper, s.tri_k, a, outs, pool_);
     case Kind::Scatter: return scatter_step(s.axis, static_cast<int>(s.tri_k), a, outs, pool_);
+    case Kind::IndexPut: return index_put_step(s.index_axes, s.upper, a, outs, pool_);
     case Kind::Tri: return tri_step(s.tri_k, s.upper, a, outs, pool_);
     case Kind::Pool: return pool_step(s.pool, a, outs, pool_, threads);
     case Kind::Pad: return pad_step(s.pad_mode, s.pad_widths, s.pad_value, a, outs, pool_);

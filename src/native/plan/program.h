@@ -72,6 +72,7 @@ enum class Kind {
   Index,        // (x, indices...) -> x[..., i0, i1, ...] on consecutive index_axes
   Cumsum,       // (x) int64 / float32 -> running sum (product: running product) along axis
   Tile,         // (x) -> np.tile(x, reps) (reps in pad_widths)
+  IndexPut,     // (x, values, indices...) -> x[..., i0, i1, ...] = values (+= where `upper`) on index_axes
   Scatter,      // (x, indices, updates) -> torch.scatter along axis (reduce in tri_k: 0 none, 1 add,
                 // 2 mul, 3 max, 4 min)
   Sort,         // (x) -> values, int64 positions along axis: sort (tri_k < 0) or topk (tri_k = k),

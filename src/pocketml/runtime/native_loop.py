@@ -39,7 +39,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
                  "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", "scatter",
-                 "full", "full_like", *STATE_OPS)  # named native:<op>
+                 "full", "full_like", "index_put", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -274,9 +274,12 @@ class NativeLoop:
             if step.op_type == "take":
                 params["negative"] = bool(attrs["negative_indices"])
             return step.op_type, params
-        if (step.op_type == "index" and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
+        if (step.op_type in ("index", "index_put") and isinstance(attrs["axes"], list) and 0 < len(attrs["axes"]) <= 8
                 and all(_is_int(a) and -8 <= a < 8 for a in attrs["axes"])):
-            return "index", {"axes": [int(a) for a in attrs["axes"]]}
+            params = {"axes": [int(a) for a in attrs["axes"]]}
+            if step.op_type == "index_put":
+                params["accumulate"] = bool(attrs["accumulate"])
+            return step.op_type, params
         if step.op_type in ("group_norm", "batch_norm") and _is_number(attrs["eps"]) and (
                 step.op_type == "batch_norm" or (_is_int(attrs["groups"]) and attrs["groups"] >= 1)):
             params = {"eps": float(attrs["eps"])}
