@@ -1006,3 +1006,31 @@ def test_index_put_equals_the_reference(accumulate, dtype, axes, ishapes, vshape
     got, calls = one_step("index_put", dict(attrs), [x, v, *idx])
     assert calls == 0
     assert_same(got, reference("index_put", [x, v, *idx], **attrs))
+
+
+EINSUMS = [("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)]), ("bhqk,bhkd->bhqd", [(2, 3, 5, 7), (2, 3, 7, 8)]),
+           ("ij,jk->ik", [(4, 6), (6, 5)]), ("ij,kj->ki", [(4, 6), (5, 6)]), ("bi,bj->bij", [(3, 4), (3, 5)]),
+           ("...ij,...jk->...ik", [(2, 3, 4, 5), (2, 3, 5, 6)]), ("i,i->", [(7,), (7,)]), ("ab,cd->abcd", [(2, 3), (4, 5)])]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUMS)
+def test_einsum_of_two_operands_runs_natively(equation, shapes):
+    ins = [Value(n, TensorType(DType.float32, s)) for n, s in zip("xy", shapes)]
+    out = get_op("einsum").infer([v.type for v in ins], {"equation": equation})[0]
+    fn = Function("main", ins, [Op("einsum", ["x", "y"], [Value("z", out)], {"equation": equation})], ["z"])
+    nat, ref = (pm.Model(Program({"main": fn}, {}), backend=b) for b in ("native", "reference"))
+    assert [s.kernel for s in nat.plan_summary().steps] == ["native:einsum"]
+    feed = {n: RNG.standard_normal(s).astype(np.float32) for n, s in zip("xy", shapes)}
+    got, want = nat.predict(feed)["z"], ref.predict(feed)["z"]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("equation,shapes", [("ii,ij->j", [(3, 3), (3, 4)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+                                             ("ij,kl->i", [(2, 3), (4, 5)])])
+def test_einsum_the_product_does_not_cover_stays_on_the_reference(equation, shapes):
+    ins = [Value(n, TensorType(DType.float32, s)) for n, s in zip("xyw", shapes)]
+    out = get_op("einsum").infer([v.type for v in ins], {"equation": equation})[0]
+    fn = Function("main", ins, [Op("einsum", [v.name for v in ins], [Value("z", out)], {"equation": equation})], ["z"])
+    nat = pm.Model(Program({"main": fn}, {}), backend="native")
+    assert [s.kernel for s in nat.plan_summary().steps] == ["numpy"]

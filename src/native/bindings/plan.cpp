@@ -461,6 +461,10 @@ struct Program {
         st.eps = nb::cast<double>(p["eps"]);
         st.norm_groups = kind == "group_norm" ? nb::cast<int64_t>(p["groups"]) : 0;
         if (kind == "group_norm" && st.norm_groups < 1) value_error("group_norm: groups must be >= 1");
+      } else if (kind == "einsum") {
+        st.kind = plan::Kind::Einsum;
+        need(2);
+        st.pad_widths = nb::cast<std::vector<int64_t>>(p["layout"]);
       } else if (kind == "matmul" || kind == "linear_dense") {
         st.kind = plan::Kind::Matmul;
         need(2);

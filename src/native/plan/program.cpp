@@ -634,6 +634,60 @@ bool softmax_step(int axis, bool log, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// einsum of two operands as one batched matrix product: A's axes permuted to (batch, left,
+// contracted), B's to (batch, contracted, right), the product's (batch, left, right) axes permuted
+// to the output's order (plan: native_loop._einsum_spec); sizes that differ between the operands
+// (einsum's broadcasting) go to the reference
+bool einsum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
+  const std::vector<int64_t>& e = s.pad_widths;  // nb, nl, nk, nr, permA..., permB..., out perm...
+  if (a.size() != 2 || !is_f32(a[0]) || !is_f32(a[1]) || e.size() < 4) return false;
+  const int nb = static_cast<int>(e[0]), nl = static_cast<int>(e[1]), nk = static_cast<int>(e[2]),
+            nr = static_cast<int>(e[3]);
+  const int ra = nb + nl + nk, rb = nb + nk + nr, ro = nb + nl + nr;
+  if (a[0].rank != ra || a[1].rank != rb || static_cast<int>(e.size()) != 4 + ra + rb + ro) return false;
+  Tensor A = a[0], B = a[1];
+  transpose(A, e.data() + 4, ra);
+  transpose(B, e.data() + 4 + ra, rb);
+  int64_t Bt = 1, M = 1, K = 1, N = 1, shape[kMaxRank];
+  for (int i = 0; i < nb; ++i) {
+    if (A.shape[i] != B.shape[i]) return false;
+    Bt *= (shape[i] = A.shape[i]);
+  }
+  for (int i = 0; i < nl; ++i) M *= (shape[nb + i] = A.shape[nb + i]);
+  for (int i = 0; i < nk; ++i) {
+    if (A.shape[nb + nl + i] != B.shape[nb + i]) return false;
+    K *= A.shape[nb + nl + i];
+  }
+  for (int i = 0; i < nr; ++i) N *= (shape[nb + nl + i] = B.shape[nb + nk + i]);
+  if (ro > kMaxRank) return false;
+  Tensor Ac = contiguous(A, pool), Bc = contiguous(B, pool);
+  Tensor prod = pool.allocate(DType::F32, 4, ro, shape);
+  if (M * N > 0) {
+    std::vector<const float*> rows(static_cast<size_t>(K));
+    for (int64_t b = 0; b < Bt; ++b) {
+      const float* bb = Bc.as<const float>() + b * K * N;
+      for (int64_t k = 0; k < K; ++k) rows[static_cast<size_t>(k)] = bb + k * N;
+      conv::matmul(Ac.as<const float>() + b * M * K, K, rows.data(), M, N, K, prod.as<float>() + b * M * N, N, threads);
+    }
+  }
+  pool.release(Ac);
+  pool.release(Bc);
+  const int64_t* perm = e.data() + 4 + ra + rb;
+  bool identity = true;
+  for (int i = 0; i < ro; ++i) identity &= perm[i] == i;
+  if (identity) {
+    outs.push_back(std::move(prod));
+    return true;
+  }
+  Tensor view = prod;
+  transpose(view, perm, ro);
+  Tensor out = pool.allocate(DType::F32, 4, ro, view.shape);
+  copy(view, out);
+  pool.release(prod);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // group_norm (x (N, C, ...), statistics per image and group of C / groups channels in double,
 // (x - mean) and the scaling in float32 as the reference) and batch_norm (with running statistics:
 // a per-channel x * alpha + beta, alpha and beta in double rounded once, bit for bit the
@@ -1322,6 +1376,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Resize: return resize_step(s, a, outs, pool_, syms);
     case Kind::ConvTranspose: return conv_transpose_step(s, a, outs, pool_, threads);
     case Kind::Matmul: return matmul_step(s, a, outs, pool_, threads);
+    case Kind::Einsum: return einsum_step(s, a, outs, pool_, threads);
     case Kind::AdaptivePool: return adaptive_pool_step(s, a, outs, pool_);
     case Kind::ChannelNorm: return channel_norm_step(s, a, outs, pool_);
     case Kind::Predicate: return predicate_step(s, a, outs, pool_);

@@ -83,6 +83,7 @@ enum class Kind {
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
   ChannelNorm,  // group_norm (x, weight?, bias?) or batch_norm (x, mean?, var?, weight?, bias?)
   AdaptivePool,  // (x) float32 -> adaptive average (max) pooling to pad_widths (-1: kept)
+  Einsum,       // (a, b) float32 -> einsum as a batched matrix product (its layout in pad_widths)
   Matmul,       // (x, y) float32 -> x @ y; linear_weight: (x, w, bias?) -> x @ w^T + bias
   ConvTranspose,  // (x, weight, bias?) float32, 1-D / 2-D: convs[0]'s attributes, output_padding
                   // in pad_widths

@@ -39,7 +39,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
                  "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", "scatter",
-                 "full", "full_like", "index_put", *STATE_OPS)  # named native:<op>
+                 "full", "full_like", "index_put", "einsum", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -55,6 +55,10 @@ class NativeLoop:
         self.steps = plan.steps
         self.state_names = [s.name for s in plan.function.states]
         self._ops = plan.ops  # each step's op (its output types)
+        # each value's rank (einsum's equation needs its operands')
+        self._ranks = {v.name: v.type.rank for v in plan.function.inputs}
+        self._ranks.update({v.name: v.type.rank for op in plan.ops for v in op.outputs})
+        self._ranks.update({n: plan.constants[s].ndim for n, s in plan.slots.items() if s in plan.constants})
         self._symbols = set(plan.symbols)
         self._output_slots = set(plan.output_slots)  # a view step left for an output copies (views of
         # a state that is written later stay the reference's, which aliases the state as torch does)
@@ -286,6 +290,10 @@ class NativeLoop:
             if step.op_type == "group_norm":
                 params["groups"] = int(attrs["groups"])
             return step.op_type, params
+        if step.op_type == "einsum":
+            op = self._ops[self._speccing]
+            layout = _einsum_layout(attrs["equation"], [self._ranks.get(n, -1) for n in op.inputs])
+            return ("einsum", {"layout": layout}) if layout else ("fallback", {})
         if step.op_type in ("matmul", "linear"):  # of activations: the packed-weight ones are fused above
             return ("matmul" if step.op_type == "matmul" else "linear_dense"), {}
         if step.op_type == "conv_transpose":
@@ -359,6 +367,33 @@ class NativeLoop:
                     return "fallback", {}
             return step.op_type, params
         return "fallback", {}
+
+
+def _einsum_layout(equation: str, ranks: list[int]) -> list[int] | None:
+    """[nb, nl, nk, nr, A's axis permutation, B's, the output's] of a two-operand einsum that is one
+    batched matrix product (no label repeated in an operand, none summed out of one operand
+    alone), or None."""
+    from ..ir.ops.linalg import parse_einsum
+
+    if len(ranks) != 2 or min(ranks) < 0:
+        return None
+    try:
+        (la, lb), lo = parse_einsum(equation, ranks)
+    except ValueError:
+        return None
+    if len(set(la)) != len(la) or len(set(lb)) != len(lb) or any(c not in lb and c not in lo for c in la) or any(
+            c not in la and c not in lo for c in lb):
+        return None
+    batch = [c for c in lo if c in la and c in lb]
+    left = [c for c in lo if c in la and c not in lb]
+    right = [c for c in lo if c in lb and c not in la]
+    contracted = [c for c in la if c in lb and c not in lo]
+    perm_a = [la.index(c) for c in batch + left + contracted]
+    perm_b = [lb.index(c) for c in batch + contracted + right]
+    order = batch + left + right
+    if len(order) > 8:
+        return None
+    return [len(batch), len(left), len(contracted), len(right), *perm_a, *perm_b, *[order.index(c) for c in lo]]
 
 
 def _recurrent_spec(op_type: str, attrs: dict) -> tuple[str, dict]:
