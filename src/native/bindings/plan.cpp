@@ -489,7 +489,8 @@ struct Program {
         const std::string mode = nb::cast<std::string>(p["mode"]);
         using resize::Mode;
         st.resize_mode = mode == "nearest" ? Mode::Nearest : mode == "nearest_exact" ? Mode::NearestExact
-                       : mode == "linear" ? Mode::Linear : (value_error("unknown resize mode '" + mode + "'"), Mode::Nearest);
+                       : mode == "linear" ? Mode::Linear : mode == "cubic" ? Mode::Cubic
+                       : (value_error("unknown resize mode '" + mode + "'"), Mode::Nearest);
         if (!p["sizes"].is_none()) st.resize_sizes = dims(p["sizes"], nsyms);
         if (!p["scales"].is_none()) st.resize_scales = nb::cast<std::vector<double>>(p["scales"]);
         if (st.resize_sizes.empty() == st.resize_scales.empty() && !st.resize_sizes.empty() &&

@@ -308,7 +308,7 @@ class NativeLoop:
                                                      for v in lists.values())):
                 return "fallback", {}
             return "conv_transpose", {**{k: [int(d) for d in v] for k, v in lists.items()}, "groups": int(attrs["groups"])}
-        if step.op_type == "resize" and attrs["mode"] in ("nearest", "nearest_exact", "linear"):
+        if step.op_type == "resize" and attrs["mode"] in ("nearest", "nearest_exact", "linear", "cubic"):
             sizes, scales = attrs["sizes"], attrs["scales"]
             if scales is not None and not (isinstance(scales, list) and all(_is_number(v) for v in scales)):
                 return "fallback", {}

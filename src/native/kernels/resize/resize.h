@@ -1,5 +1,5 @@
 // Resampling of one axis (ir/ops/resize.py, torch's upsample_* CPU kernels): nearest, nearest
-// exact and linear, with torch's float32 index arithmetic, so results equal the reference bit for
+// exact, linear and cubic, with torch's float32 index arithmetic, so results equal the reference bit for
 // bit (compiled without contraction: a fused multiply-add would change the last bit).
 #pragma once
 
@@ -8,7 +8,7 @@
 namespace pocketml {
 namespace resize {
 
-enum class Mode { Nearest, NearestExact, Linear };
+enum class Mode { Nearest, NearestExact, Linear, Cubic };  // cubic: torch's bicubic, A = -0.75
 
 // x [outer, L, inner] -> out [outer, O, inner] along the middle axis. scale: the torch scale
 // factor of this axis, or <= 0 where none was given (then L / O defines the mapping).
