@@ -1028,3 +1028,18 @@ def test_einsum_the_product_does_not_cover_stays_on_the_reference(equation, shap
     fn = Function("main", ins, [Op("einsum", [v.name for v in ins], [Value("z", out)], {"equation": equation})], ["z"])
     nat = pm.Model(Program({"main": fn}, {}), backend="native")
     assert [s.kernel for s in nat.plan_summary().steps] == ["numpy"]
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("axis,mshape,vshape", [(0, (4,), (1,)), (1, (6, 5), (4, 1)), (0, (4, 6), (5,)), (2, (5,), (4, 6, 1))])
+def test_index_put_with_a_mask_equals_the_reference(accumulate, axis, mshape, vshape):
+    x = values("float32", (4, 6, 5)) / 1e4
+    mask = RNG.random(mshape) < 0.5
+    count = int(mask.sum())
+    if len(vshape) == 2 and vshape[0] == 4:  # values for every selected position
+        vshape = (4, count)
+    v = (values("float32", vshape) / 1e4).astype(np.float32)
+    attrs = {"axes": [axis], "accumulate": accumulate}
+    got, calls = one_step("index_put", dict(attrs), [x, v, mask])
+    assert calls == 0
+    assert_same(got, reference("index_put", [x, v, mask], **attrs))

@@ -244,7 +244,36 @@ bool index_put_step(const std::vector<int>& axes, bool accumulate, std::vector<T
     return false;
   const Tensor& x = a[0];
   IndexGeometry g;
-  if (!index_geometry(axes, x, a.data() + 2, &g)) return false;
+  std::vector<int> use_axes = axes;
+  std::vector<Tensor> positions;  // a boolean mask's true positions, one int64 vector per axis it covers
+  if (k == 1 && a[2].present() && a[2].dtype == DType::Bool) {
+    Tensor mask = contiguous(a[2], pool);
+    const int first = norm_axis(axes[0], x.rank), m = mask.rank;
+    if (first < 0 || m < 1 || first + m > x.rank) return false;
+    for (int i = 0; i < m; ++i)
+      if (mask.shape[i] != x.shape[first + i]) return false;  // the reference's error
+    int64_t count = 0;
+    const uint8_t* mp = mask.as<const uint8_t>();
+    for (int64_t i = 0, n = mask.numel(); i < n; ++i) count += mp[i] != 0;
+    use_axes.clear();
+    for (int i = 0; i < m; ++i) {
+      use_axes.push_back(first + i);
+      positions.push_back(pool.allocate(DType::I64, 8, 1, &count));
+    }
+    int64_t pos[kMaxRank] = {}, c = 0;
+    for (int64_t i = 0, n = mask.numel(); i < n; ++i) {
+      if (mp[i] != 0) {
+        for (int d = 0; d < m; ++d) positions[static_cast<size_t>(d)].as<int64_t>()[c] = pos[d];
+        ++c;
+      }
+      for (int d = m; d-- > 0;) {
+        if (++pos[d] < mask.shape[d]) break;
+        pos[d] = 0;
+      }
+    }
+    pool.release(mask);
+  }
+  if (!index_geometry(use_axes, x, positions.empty() ? a.data() + 2 : positions.data(), &g)) return false;
   Tensor v = a[1];
   if (!broadcast_to(v, g.rank, g.shape)) return false;  // NumPy's error
   v = contiguous(v, pool);
@@ -277,6 +306,7 @@ bool index_put_step(const std::vector<int>& axes, bool accumulate, std::vector<T
       }
     }
   pool.release(v);
+  for (Tensor& t : positions) pool.release(t);
   outs.push_back(std::move(out));
   return true;
 }
