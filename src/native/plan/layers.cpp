@@ -18,14 +18,6 @@ namespace pocketml {
 namespace plan {
 namespace {
 
-inline int64_t resolve(const Dim& d, const std::vector<int64_t>& syms) {
-  if (d.sym < 0) return d.value;
-  if (d.sym >= static_cast<int>(syms.size())) throw std::out_of_range("dimension table too short");
-  return syms[d.sym];
-}
-
-bool is_f32(const Tensor& t) { return t.present() && t.dtype == DType::F32; }
-
 // a float32 [N, K] tensor as a dense weight (the linear kernels' view of it), if it is one
 bool dense_weight(const Tensor& t, int64_t N, int64_t K, WeightView* w) {
   if (!is_f32(t) || t.rank != 2 || t.shape[0] != N || t.shape[1] != K || !t.contiguous()) return false;

@@ -20,20 +20,12 @@ namespace pocketml {
 namespace plan {
 namespace {
 
-inline int64_t resolve(const Dim& d, const std::vector<int64_t>& syms) {
-  if (d.sym < 0) return d.value;
-  if (d.sym >= static_cast<int>(syms.size())) throw std::out_of_range("dimension table too short");
-  return syms[d.sym];
-}
-
 // dims resolved into out (at most kMaxRank); returns their count
 int resolve_all(const Dims& ds, const std::vector<int64_t>& syms, int64_t* out) {
   if (ds.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("too many dimensions");
   for (size_t i = 0; i < ds.size(); ++i) out[i] = resolve(ds[i], syms);
   return static_cast<int>(ds.size());
 }
-
-bool is_f32(const Tensor& t) { return t.present() && t.dtype == DType::F32; }
 
 // element strides of a float tensor (byte strides divided by 4; 0 on size-1 axes)
 void float_strides(const Tensor& t, int64_t* s) {
@@ -682,11 +674,9 @@ bool pool_step(const PoolSpec& ps, Args& a, Args& outs, BufferPool& pool, int th
 
 bool overlaps(const Tensor& a, const Tensor& b) { return a.owner && a.owner == b.owner; }
 
-bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
-                       const std::vector<int64_t>& syms) {
-  if (a.empty() || !a[0].present() || a[0].dtype != state.dtype || a[0].dtype == DType::Other ||
-      overlaps(a[0], state))
-    return false;
+// t narrowed to the step's slice (axes, begin, end, step resolved for this call: UpdateState,
+// SliceUpdate); false where they do not resolve to one length each
+bool slice_of(const Step& s, const std::vector<int64_t>& syms, Tensor& t) {
   int64_t axes[kMaxRank], begin[kMaxRank], end[kMaxRank], step[kMaxRank];
   const int n = resolve_all(s.axes, syms, axes);
   if (resolve_all(s.begin, syms, begin) != n || resolve_all(s.end, syms, end) != n) return false;
@@ -694,8 +684,17 @@ bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
     for (int i = 0; i < n; ++i) step[i] = 1;
   else if (resolve_all(s.step, syms, step) != n)
     return false;
+  slice(t, axes, begin, end, step, n);
+  return true;
+}
+
+bool update_state_step(const Step& s, Args& a, Args& outs, const Tensor& state,
+                       const std::vector<int64_t>& syms) {
+  if (a.empty() || !a[0].present() || a[0].dtype != state.dtype || a[0].dtype == DType::Other ||
+      overlaps(a[0], state))
+    return false;
   Tensor region = state;
-  slice(region, axes, begin, end, step, n);
+  if (!slice_of(s, syms, region)) return false;
   Tensor u = a[0];
   if (!broadcast_to(u, region.rank, region.shape)) return false;
   copy(u, region);
@@ -729,17 +728,13 @@ bool fill_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::
 bool slice_update_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms) {
   if (a.size() != 2 || !a[0].present() || !a[1].present() || a[0].dtype != a[1].dtype || a[0].dtype == DType::Other)
     return false;
-  int64_t axes[kMaxRank], begin[kMaxRank], end[kMaxRank], step[kMaxRank];
-  const int n = resolve_all(s.axes, syms, axes);
-  if (resolve_all(s.begin, syms, begin) != n || resolve_all(s.end, syms, end) != n) return false;
-  if (s.step.empty())
-    for (int i = 0; i < n; ++i) step[i] = 1;
-  else if (resolve_all(s.step, syms, step) != n)
-    return false;
   Tensor out = pool.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);
   copy(a[0], out);
   Tensor region = out;
-  slice(region, axes, begin, end, step, n);
+  if (!slice_of(s, syms, region)) {
+    pool.release(out);
+    return false;
+  }
   Tensor u = a[1];
   if (!broadcast_to(u, region.rank, region.shape)) {
     pool.release(out);

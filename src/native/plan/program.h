@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,15 @@ struct Dim {
   int sym = -1;
 };
 using Dims = std::vector<Dim>;
+
+// d's value for this call: its constant, or entry `sym` of the call's table
+inline int64_t resolve(const Dim& d, const std::vector<int64_t>& syms) {
+  if (d.sym < 0) return d.value;
+  if (d.sym >= static_cast<int>(syms.size())) throw std::out_of_range("dimension table too short");
+  return syms[d.sym];
+}
+
+inline bool is_f32(const Tensor& t) { return t.present() && t.dtype == DType::F32; }
 
 enum class ViewKind { Reshape, Transpose, Squeeze, ExpandDims, Expand, Slice };
 
