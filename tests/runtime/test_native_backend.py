@@ -634,3 +634,27 @@ def test_linear_epilogues_fuse_the_activation_or_residual_after_a_layer(spec):
             got = run(model, {"x": x})
             np.testing.assert_array_equal(got, model._executor.run([x], observe=lambda *a: None)[0])
             assert_close(got, run(ref, {"x": x}), rtol=1e-5 if model is nat and spec is None else 3e-2)
+
+
+class MatmulWeight(torch.nn.Module):
+    """x @ W with W (in, out): a weight no fused kernel takes, so its compressed chain stays a step."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.w = torch.nn.Parameter(torch.randn(64, 96, generator=g) / 8)
+
+    def forward(self, x):
+        return torch.relu(x @ self.w)
+
+
+@pytest.mark.parametrize("spec", [s for s, _ in FUSED], ids=[_id(s) for s, _ in FUSED])
+def test_a_weight_no_kernel_fuses_is_decoded_natively(native, spec):
+    model = pm.convert(MatmulWeight().eval(), (torch.randn(3, 64),))
+    nat, ref = both(compressed(model, spec))
+    x = {nat.input_names[0]: np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)}
+    assert_close(run(nat, x), run(ref, x))
+    decoders = [s for s in nat.plan_summary().steps if s.op_type in CHAIN_OPS - {"cast", "mul"}]
+    if not isinstance(spec, list):  # one decompression op (float16: a cast): decoded by the packed kernels
+        assert all(s.kernel == f"native:{s.op_type}" for s in decoders), decoders
+        assert decoders or spec == pm.Quantize("float16")

@@ -240,6 +240,14 @@ struct Program {
       } else if (kind == "copy") {
         st.kind = plan::Kind::Copy;
         need(1);
+      } else if (kind == "decode") {
+        st.kind = plan::Kind::Decode;
+        nb::object w = p["weight"];
+        st.weight = packed_weight(w);
+        if (!st.weight) type_error("weight must be a PackedLinear");
+        keep.push_back(w);
+        st.dtype = dtype_named(nb::cast<std::string>(p["dtype"]));
+        if (st.dtype != plan::DType::F32 && st.dtype != plan::DType::F16) value_error("decode: float32 or float16 out");
       } else if (kind == "linear" || kind == "embedding") {
         st.kind = kind == "linear" ? plan::Kind::Linear : plan::Kind::Embedding;
         need(kind == "linear" ? 1 : 2);

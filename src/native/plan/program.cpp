@@ -826,6 +826,20 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::ChannelNorm: return channel_norm_step(s, a, outs, pool_);
     case Kind::Predicate: return predicate_step(s, a, outs, pool_);
     case Kind::Softmax: return softmax_step(s.axis, s.log, a, outs, pool_);
+    case Kind::Decode: {
+      const WeightView& w = *s.weight;
+      const int64_t shape[2] = {w.N, w.K};
+      Tensor out = pool_.allocate(s.dtype, itemsize_of(s.dtype), 2, shape);
+      if (s.dtype == DType::F32) {
+        linear::decode_rows(w, out.as<float>(), threads);
+      } else {  // a float16 table's values, exact in float16 again
+        std::vector<float> dense(static_cast<size_t>(w.N * w.K));
+        linear::decode_rows(w, dense.data(), threads);
+        elementwise::cast(elementwise::Type::F32, dense.data(), elementwise::Type::F16, out.data, w.N * w.K);
+      }
+      outs.push_back(std::move(out));
+      return true;
+    }
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;
       Tensor c = pool_.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);

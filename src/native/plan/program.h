@@ -91,6 +91,8 @@ enum class Kind {
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
   Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
+  Decode,       // (...) -> a packed weight decoded whole, [N, K] in dtype (a compressed weight that
+                // feeds no fused kernel: a matmul's, say)
   ChannelNorm,  // group_norm (x, weight?, bias?) or batch_norm (x, mean?, var?, weight?, bias?)
   AdaptivePool,  // (x) float32 -> adaptive average (max) pooling to pad_widths (-1: kept)
   Einsum,       // (a, b) float32 -> einsum as a batched matrix product (its layout in pad_widths)

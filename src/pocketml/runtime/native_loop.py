@@ -39,7 +39,7 @@ _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "r
                  "group_norm", "batch_norm", "cumprod", "tile", "tril", "triu",
                  "reduce_prod", "reduce_var", "reduce_logsumexp", "reduce_any", "reduce_all",
                  "adaptive_avg_pool", "adaptive_max_pool", "sort", "topk", "slice_update", "scatter",
-                 "full", "full_like", "index_put", "einsum", *STATE_OPS)  # named native:<op>
+                 "full", "full_like", "index_put", "einsum", "decode", *STATE_OPS)  # named native:<op>
 _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes",),
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
@@ -55,6 +55,7 @@ class NativeLoop:
         self.steps = plan.steps
         self.state_names = [s.name for s in plan.function.states]
         self._ops = plan.ops  # each step's op (its output types)
+        self._plan, self._constants = plan, None  # weights by name, made when a decode step needs them
         # each value's rank (einsum's equation needs its operands')
         self._ranks = {v.name: v.type.rank for v in plan.function.inputs}
         self._ranks.update({v.name: v.type.rank for op in plan.ops for v in op.outputs})
@@ -152,6 +153,12 @@ class NativeLoop:
             dims = [self._dims(attrs[n]) for n in names]
             views.append((pos, kind, *dims, *[None] * (4 - len(dims))))
         return views
+
+    def _decode_spec(self, step: Step) -> tuple[str, dict]:
+        if self._constants is None:
+            self._constants = {n: self._plan.constants[s] for n, s in self._plan.slots.items()
+                               if s in self._plan.constants}
+        return _decode_spec_for(self._ops[self._speccing], self._constants)
 
     def _spec(self, step: Step) -> tuple:
         kind, params = self._kind(step)
@@ -321,6 +328,8 @@ class NativeLoop:
             return "resize", {"mode": attrs["mode"], "sizes": sizes,
                               "scales": None if scales is None else [float(v) for v in scales],
                               "align_corners": bool(attrs["align_corners"])}
+        if step.op_type in ("lut_to_dense", "dequantize", "sparse_to_dense"):
+            return self._decode_spec(step)
         if step.op_type in ("isnan", "isinf", "logical_not"):
             return "predicate", {"op": step.op_type}
         if step.op_type == "identity":
@@ -367,6 +376,20 @@ class NativeLoop:
                     return "fallback", {}
             return step.op_type, params
         return "fallback", {}
+
+
+def _decode_spec_for(op, constants: dict) -> tuple[str, dict]:
+    """A decompression op whose inputs are all constants and whose output no fused kernel reads
+    (a matmul's weight, say) as one native decode of its packed weight ("decode"), else the
+    fallback (vector palettization, other shapes)."""
+    out = op.outputs[0].type
+    if out.rank != 2 or out.dtype.value not in ("float32", "float16"):
+        return "fallback", {}
+    packed = native._pack(op.outputs[0].name, {op.outputs[0].name: op}, constants,
+                          cast=out.dtype.value == "float16")
+    if packed is None or tuple(packed[4]) != tuple(out.shape):
+        return "fallback", {}
+    return "decode", {"weight": packed[0], "dtype": out.dtype.value}
 
 
 def _einsum_layout(equation: str, ranks: list[int]) -> list[int] | None:
