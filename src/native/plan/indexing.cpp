@@ -15,6 +15,14 @@ bool is_index(const Tensor& t) { return t.present() && (t.dtype == DType::I64 ||
 
 // idx's values as int64 in [0, n) (negative ones wrapped where `negative`) into out, in C order;
 // false if any is outside the range
+// pos [rank] to the next position in C order of an array of `shape`
+inline void advance(int64_t* pos, const int64_t* shape, int rank) {
+  for (int i = rank; i-- > 0;) {
+    if (++pos[i] < shape[i]) return;
+    pos[i] = 0;
+  }
+}
+
 bool read_indices(const Tensor& idx, int64_t n, bool negative, std::vector<int64_t>& out) {
   const int64_t count = idx.numel();
   out.resize(static_cast<size_t>(count));
@@ -26,10 +34,7 @@ bool read_indices(const Tensor& idx, int64_t n, bool negative, std::vector<int64
     if (negative && v < 0) v += n;
     if (v < 0 || v >= n) return false;
     out[static_cast<size_t>(c)] = v;
-    for (int i = idx.rank; i-- > 0;) {  // the next position in C order
-      if (++pos[i] < idx.shape[i]) break;
-      pos[i] = 0;
-    }
+    advance(pos, idx.shape, idx.rank);
   }
   return true;
 }
@@ -79,10 +84,7 @@ bool gather_step(int axis, std::vector<Tensor>& a, std::vector<Tensor>& outs, Bu
     const char* p = static_cast<const char*>(x.data);
     for (int i = 0; i < x.rank; ++i) p += (i == ax ? idx[c] : pos[i]) * x.strides[i];
     std::memcpy(dst + static_cast<int64_t>(c) * x.itemsize, p, static_cast<size_t>(x.itemsize));
-    for (int i = x.rank; i-- > 0;) {
-      if (++pos[i] < a[1].shape[i]) break;
-      pos[i] = 0;
-    }
+    advance(pos, a[1].shape, x.rank);
   }
   outs.push_back(std::move(out));
   return true;
@@ -151,10 +153,7 @@ bool scatter_step(int axis, int reduce, std::vector<Tensor>& a, std::vector<Tens
       v = combine(reduce, v, w);
       std::memcpy(dst, &v, 8);
     }
-    for (int i = x.rank; i-- > 0;) {
-      if (++pos[i] < a[1].shape[i]) break;
-      pos[i] = 0;
-    }
+    advance(pos, a[1].shape, x.rank);
   }
   outs.push_back(std::move(out));
   return true;
@@ -266,10 +265,7 @@ bool index_put_step(const std::vector<int>& axes, bool accumulate, std::vector<T
         for (int d = 0; d < m; ++d) positions[static_cast<size_t>(d)].as<int64_t>()[c] = pos[d];
         ++c;
       }
-      for (int d = m; d-- > 0;) {
-        if (++pos[d] < mask.shape[d]) break;
-        pos[d] = 0;
-      }
+      advance(pos, mask.shape, m);
     }
     pool.release(mask);
   }
@@ -373,10 +369,7 @@ bool pad_step(int mode, const std::vector<int64_t>& pads, double value, std::vec
       if (filled || j < 0) std::memcpy(dst, fill, static_cast<size_t>(item));
       else std::memcpy(dst, base + off + j * item, static_cast<size_t>(item));
     }
-    for (int i = r - 1; i-- > 0;) {
-      if (++pos[i] < shape[i]) break;
-      pos[i] = 0;
-    }
+    advance(pos, shape, r - 1);
   }
   outs.push_back(std::move(out));
   return true;

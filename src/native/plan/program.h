@@ -39,7 +39,19 @@ inline int64_t resolve(const Dim& d, const std::vector<int64_t>& syms) {
   return syms[d.sym];
 }
 
+// dims resolved into out (at most kMaxRank); returns their count
+inline int resolve_all(const Dims& ds, const std::vector<int64_t>& syms, int64_t* out) {
+  if (ds.size() > static_cast<size_t>(kMaxRank)) throw std::invalid_argument("too many dimensions");
+  for (size_t i = 0; i < ds.size(); ++i) out[i] = resolve(ds[i], syms);
+  return static_cast<int>(ds.size());
+}
+
 inline bool is_f32(const Tensor& t) { return t.present() && t.dtype == DType::F32; }
+
+// element strides of a float tensor (byte strides divided by 4; 0 on size-1 axes)
+inline void float_strides(const Tensor& t, int64_t* s) {
+  for (int i = 0; i < t.rank; ++i) s[i] = t.shape[i] == 1 ? 0 : t.strides[i] / 4;
+}
 
 enum class ViewKind { Reshape, Transpose, Squeeze, ExpandDims, Expand, Slice };
 
