@@ -6,6 +6,20 @@ sys.path.insert(0, os.path.dirname(__file__))
 import pytest  # noqa: E402
 
 
+@pytest.fixture(params=["generic", "avx2", "avx512vnni"])
+def simd_level(request):
+    """Each instruction set's native kernels in turn (skipped where the CPU lacks it), then back
+    to the best the CPU has."""
+    from pocketml import _native
+
+    _native.set_simd_level(request.param)
+    if _native.simd_level() != request.param:
+        _native.set_simd(True)
+        pytest.skip(f"this CPU lacks {request.param}")
+    yield request.param
+    _native.set_simd(True)
+
+
 @pytest.fixture(scope="session")
 def zoo_package(tmp_path_factory):
     """name -> (entry, torch module, saved package path): each zoo model converted once per run."""

@@ -9,19 +9,6 @@ import pytest
 from pocketml import _native
 from pocketml.ir.ops.conv import conv as reference
 
-LEVELS = ["generic", "avx2", "avx512vnni"]
-
-
-@pytest.fixture(params=LEVELS)
-def level(request):
-    _native.set_simd_level(request.param)
-    if _native.simd_level() != request.param:
-        _native.set_simd(True)
-        pytest.skip(f"this CPU lacks {request.param}")
-    yield request.param
-    _native.set_simd(True)
-
-
 # (x shape, weight shape, strides, pads, dilations, groups)
 CASES = [
     ((1, 3, 17, 15), (8, 3, 3, 3), [2, 2], [0, 1, 0, 1], [1, 1], 1),          # a stem: im2col
@@ -62,7 +49,7 @@ def _attrs(st, pads, dil, g):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_matches_the_reference(level, case, threads):
+def test_matches_the_reference(simd_level, case, threads):
     xs, ws, st, pads, dil, g = case
     x, w, b = _data(xs, ws)
     for bias, lo, hi in ((b, None, None), (None, 0.0, 6.0), (b, 0.0, None), (b, None, -0.5)):
@@ -85,7 +72,7 @@ def test_threads_give_the_same_bits():
     np.testing.assert_array_equal(*outs)
 
 
-def test_nan_and_infinity_propagate(level):
+def test_nan_and_infinity_propagate(simd_level):
     x, w, b = _data((1, 4, 6, 6), (4, 1, 3, 3))
     x[0, 1, 2, 2] = np.nan
     x[0, 2, 3, 3] = np.inf
@@ -133,7 +120,7 @@ PAIRS = [
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", PAIRS, ids=str)
-def test_pointwise_depthwise_equals_the_two_convolutions(level, case, threads):
+def test_pointwise_depthwise_equals_the_two_convolutions(simd_level, case, threads):
     """The fused pair equals the reference and, bit for bit, the two native convolutions."""
     xs, cmid, k, st, pads = case
     rng = np.random.default_rng(1)

@@ -11,18 +11,7 @@ from pocketml.ir.registry import get as get_op
 from pocketml.runtime import native_loop
 
 RNG = np.random.default_rng(7)
-LEVELS = ["generic", "avx2", "avx512vnni"]
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
-
-@pytest.fixture(params=LEVELS)
-def level(request):
-    _native.set_simd_level(request.param)
-    if _native.simd_level() != request.param:
-        _native.set_simd(True)
-        pytest.skip(f"this CPU lacks {request.param}")
-    yield request.param
-    _native.set_simd(True)
 
 
 def run(op, attrs, arrays, threads):
@@ -84,7 +73,7 @@ SEQUENCES = [
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", SEQUENCES, ids=lambda c: f"{c[0]}-L{c[1]}-bi{int(c[2])}-bf{int(c[3])}-p{c[5]}")
-def test_sequences_match_the_reference(level, threads, case):
+def test_sequences_match_the_reference(simd_level, threads, case):
     kind, layers, bi, bf, biases, proj, xshape, with_state = case
     op = kind.split("_")[0]
     attrs = {"num_layers": layers, "bidirectional": bi, "batch_first": bf, "has_biases": biases}
@@ -107,7 +96,7 @@ def test_sequences_match_the_reference(level, threads, case):
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn", "rnn_relu"])
 @pytest.mark.parametrize("batch", [None, 1, 5])
 @pytest.mark.parametrize("state,biases", [(True, True), (False, False)])
-def test_cells_match_the_reference(level, threads, kind, batch, state, biases):
+def test_cells_match_the_reference(simd_level, threads, kind, batch, state, biases):
     op = kind.split("_")[0]
     attrs = {"nonlinearity": "relu"} if kind == "rnn_relu" else {}
     I, H, G = 19, 21, GATES[op]
