@@ -19,15 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_runtime import _peak_rss_mib  # this folder is on sys.path when a benchmark runs
 
 ENGINES = ("pocketml", "onnxruntime", "torch")
-
-
-def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def worker(engine: str, out_dir: Path, repeat: int) -> dict:
