@@ -148,3 +148,12 @@ def kmeans_brute_force(x, k, w=None):
                 cost += float((w[sel] * (x[sel] - c) ** 2).sum())
         best = min(best, cost)
     return best
+
+
+def every_weight(spec, min_weight_size=0):
+    """A config giving `spec` to every compressible weight, output heads included (a global
+    config below 8 bits keeps those at int8): for tests of a format's kernels."""
+    import pocketml as pm
+    from pocketml.compress.apply import WEIGHT_AXES
+
+    return pm.OptimizationConfig(op_type_configs={t: spec for t in WEIGHT_AXES}, min_weight_size=min_weight_size)

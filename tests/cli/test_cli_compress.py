@@ -46,7 +46,7 @@ def test_joint_flags_and_yaml_config(package, tmp_path, capsys):
     ([], "nothing to do"),
     (["--palettize", "5"], "nbits must be one of"),
     (["--prune-nm", "2-4"], "N:M"),
-    (["--quantize", "int4", "--block-size", "48", "--min-weight-size", "0"], "block"),
+    (["--quantize", "int4", "--block-size", "48", "--min-weight-size", "0", "--strict"], "block"),
 ])
 def test_bad_compress_flags_are_clear_errors(package, tmp_path, capsys, flags, match):
     assert main(["compress", str(package), str(tmp_path / "x.pocket"), *flags]) == 2

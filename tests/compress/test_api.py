@@ -20,7 +20,7 @@ class Small(torch.nn.Module):
         self.fc = torch.nn.Linear(128, 32)
 
     def forward(self, ids):
-        return self.fc(self.emb(ids))
+        return torch.relu(self.fc(self.emb(ids)))  # not an output head (those keep 8 bits)
 
 
 @pytest.fixture(scope="module")
@@ -60,26 +60,48 @@ def test_an_op_name_that_matches_no_weight_is_an_error_naming_close_ones(small):
         pm.compress(small, {"op_name_configs": {"decoder.bias": None}})
 
 
-def test_a_global_config_skips_weights_it_cannot_tile_with_a_warning(small):
+def test_a_global_config_falls_back_on_weights_it_cannot_tile(small):
     spec = pm.Palettize(6, granularity="per_grouped_channel", group_size=16)
     m, warned = _compress(small, spec)  # as README's --granularity per_grouped_channel --group-size 16
     rows = {r["weight"]: r for r in pm.compression_report(m)}
     assert rows["fc.weight"]["mode"] == "palettize" and rows["fc.weight"]["note"] == ""
+    assert rows["emb.weight"]["mode"] == "palettize" and not warned
+    note = "fallback: group_size 16 does not divide 30, its size on axis 0: group_size 15"
+    assert rows["emb.weight"]["note"] == note
+    assert f"emb.weight: {note}" in pm.format_report(list(rows.values()))
+    lut = [k for k in m.program.weights if k.startswith("emb.weight") and k.endswith("lut")]
+    assert [m.program.weights[k].shape[0] for k in lut] == [2]  # 30 rows in 2 groups of 15
+    # the other structured modes: int4 per block -> per channel, 2:4 -> 50 % unstructured
+    for asked, mode, what in [(pm.Quantize("int4", granularity="per_block", block_size=7), "quantize",
+                               "per_channel"),
+                              (pm.Prune(n_m=(2, 7)), "prune", "unstructured 29% pruning")]:
+        m, warned = _compress(small, asked)
+        rows = {r["weight"]: r for r in pm.compression_report(m)}
+        assert all(r["mode"] == mode for r in rows.values())
+        assert not any("uncompressed" in w for w in warned)
+        assert rows["emb.weight"]["note"].endswith(f": {what}") or rows["fc.weight"]["note"].endswith(f": {what}")
+    with pytest.raises(pm.ConfigError, match=r"emb.weight \(strict\): group_size 16 does not divide 30"):
+        pm.compress(small, pm.OptimizationConfig(spec, strict=True))
+    assert pm.OptimizationConfig.from_dict({"strict": True}).strict
+
+
+def test_a_global_config_skips_weights_nothing_near_fits_with_a_warning(small):
+    spec = pm.Palettize(6, cluster_dim=4)  # vectors of 4 rows: 30 rows do not split
+    m, warned = _compress(small, spec)
+    rows = {r["weight"]: r for r in pm.compression_report(m)}
     assert rows["emb.weight"]["mode"] == "dense" and rows["emb.weight"]["bits_per_weight"] == 32
-    assert rows["emb.weight"]["note"] == "skipped: group_size 16 does not divide 30, its size on axis 0"
-    assert "emb.weight: skipped: group_size 16" in pm.format_report(list(rows.values()))
+    assert rows["emb.weight"]["note"] == "skipped: cluster_dim 4 does not divide 30, its size on axis 0"
+    warned = [w for w in warned if "uncompressed" in w]
     assert len(warned) == 1 and "1 weight(s) stay uncompressed" in warned[0]
-    assert "emb.weight (group_size 16 does not divide 30" in warned[0] and "op_name_configs" in warned[0]
-    m, warned = _compress(small, pm.OptimizationConfig(pm.Palettize(6), op_type_configs={"embedding": spec}))
-    assert [r["mode"] for r in pm.compression_report(m)] == ["dense", "palettize"]
-    assert len(warned) == 1 and "stay uncompressed" in warned[0]
-    with pytest.raises(pm.ConfigError, match="fits none of the weights it applies to: emb.weight: group_size 16"):
+    assert "emb.weight (cluster_dim 4 does not divide 30" in warned[0] and "op_name_configs" in warned[0]
+    with pytest.raises(pm.ConfigError, match="fits none of the weights it applies to: emb.weight: cluster_dim 4"):
         pm.compress(small, pm.OptimizationConfig(op_type_configs={"embedding": spec}))  # nothing to do
     # named, the weight gets what it asked for or an error; here a fitting config of its own
     cfg = pm.OptimizationConfig(global_config=spec, op_name_configs={"emb.weight": pm.Palettize(6)})
     m, warned = _compress(small, cfg)
-    assert not warned and {r["mode"] for r in pm.compression_report(m)} == {"palettize"}
-    with pytest.raises(pm.ConfigError, match=r"op_name_configs\['emb.weight'\]: group_size 16"):
+    assert not any("uncompressed" in w for w in warned)
+    assert {r["mode"] for r in pm.compression_report(m)} == {"palettize"}
+    with pytest.raises(pm.ConfigError, match=r"op_name_configs\['emb.weight'\]: cluster_dim 4"):
         pm.compress(small, pm.OptimizationConfig(op_name_configs={"emb.weight": spec}))
 
 
@@ -96,7 +118,7 @@ def test_the_lossy_threshold_separates_6_bit_from_4_bit_on_a_gaussian_matrix():
             error(pm.Quantize("int4", granularity="per_block", block_size=16)), error(pm.Prune(0.5)),
             error(pm.Prune(n_m=(2, 4)))]
     assert max(kept) < 0.03 and LOSSY_ERROR > 2 * max(kept)
-    assert min(lost) > 0.08 and min(lost) > 1.3 * LOSSY_ERROR
+    assert min(lost) > 0.075 and min(lost) > 1.25 * LOSSY_ERROR
 
 
 def test_compress_warns_when_a_weight_is_compressed_in_the_range_that_breaks_models():

@@ -130,7 +130,33 @@ def test_config_precedence_and_size_floor_apply(dense):
                     "small.weight": "palettize", "proj": "prune"}
     rows = {r["weight"]: r["mode"] for r in pm.compression_report(
         pm.compress(dense, {"global_config": {"palettize": {"nbits": 4}}, "min_weight_size": 0}))}
+    assert rows.pop("small.weight") == rows.pop("proj") == "quantize"  # output heads: int8 (test below)
     assert set(rows.values()) == {"palettize"}
+
+
+class TiedLM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(96, 64)
+        self.mix = torch.nn.Linear(64, 64)
+
+    def forward(self, ids):
+        return torch.nn.functional.linear(torch.relu(self.mix(self.emb(ids))), self.emb.weight)  # tied head
+
+
+def test_output_heads_keep_8_bits_under_a_global_config_below_8_bits():
+    """As llama.cpp keeps output.weight at 6-8 bits: a tied embedding or a linear whose result is
+    an output gets int8 from a global 4-bit config, noted; an explicit config decides itself."""
+    tied = pm.convert(TiedLM().eval(), (torch.randint(0, 96, (1, 7)),))
+    rows = {r["weight"]: r for r in pm.compression_report(pm.compress(tied, pm.Palettize(4)))}
+    assert rows["mix.weight"]["mode"] == "palettize" and rows["mix.weight"]["note"] == ""
+    assert rows["emb.weight"]["mode"] == "quantize" and rows["emb.weight"]["note"].startswith("an output head: int8")
+    assert 8 < rows["emb.weight"]["bits_per_weight"] < 9
+    for cfg in (pm.OptimizationConfig(pm.Palettize(4), op_type_configs={"embedding": pm.Palettize(4)}),
+                pm.OptimizationConfig(op_name_configs={"emb.weight": pm.Palettize(4)})):
+        assert {r["weight"]: r["mode"] for r in pm.compression_report(pm.compress(tied, cfg))}["emb.weight"] == "palettize"
+    rows = {r["weight"]: r for r in pm.compression_report(pm.compress(tied, pm.Palettize(8)))}
+    assert rows["emb.weight"]["mode"] == "palettize"  # 8 bits: as asked
 
 
 def test_decompress_restores_dense_weights_with_their_names(dense):
@@ -141,11 +167,13 @@ def test_decompress_restores_dense_weights_with_their_names(dense):
     assert "compression" not in m.metadata
 
 
-def test_impossible_shapes_are_clear_errors_for_the_weight_named_or_when_nothing_fits(dense):
+def test_impossible_shapes_are_clear_errors_for_the_weight_named_or_when_strict(dense):
     for spec, match in ((pm.Palettize(4, granularity="per_grouped_channel", group_size=7), "group_size 7"),
                         (pm.Quantize("int4", granularity="per_block", block_size=48), "block_size 48"),
                         (pm.Prune(n_m=(3, 5)), "m = 5 of n:m 3:5")):
         with pytest.raises(pm.ConfigError, match=rf"op_name_configs\['fc.weight'\]: {match} does not divide"):
             pm.compress(dense, pm.OptimizationConfig(op_name_configs={"fc.weight": spec}))
-        with pytest.raises(pm.ConfigError, match=rf"fits none of the weights .*{match} does not divide"):
-            pm.compress(dense, spec)
+        with pytest.raises(pm.ConfigError, match=rf"\(strict\): {match} does not divide"):
+            pm.compress(dense, pm.OptimizationConfig(spec, strict=True))
+        rows = {r["weight"]: r for r in pm.compression_report(pm.compress(dense, spec))}
+        assert rows["fc.weight"]["note"].startswith(f"fallback: {match} does not divide")

@@ -14,6 +14,7 @@ import torch
 
 import fake_native
 import pocketml as pm
+from helpers import every_weight
 from pocketml.ir import DType, Function, Op, Program, TensorType, Value
 from pocketml.runtime import native as native_backend
 
@@ -70,7 +71,7 @@ def lm():
 def compressed(model, spec):
     with warnings.catch_warnings():  # 2-4 bit modes warn of their error, which is not tested here
         warnings.simplefilter("ignore", pm.CompressionWarning)
-        return pm.compress(model, pm.OptimizationConfig(global_config=spec, min_weight_size=0))
+        return pm.compress(model, every_weight(spec))
 
 
 def run(model, inputs, state=None):

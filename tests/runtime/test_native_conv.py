@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import pocketml as pm
+from helpers import every_weight
 from pocketml.model import Model
 from pocketml.runtime import native
 
@@ -106,7 +107,7 @@ def test_compressed_weights_run_natively(block_model, tmp_path, config):
             "lut6": pm.Palettize(6), "prune": pm.Prune(0.5)}[config]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        small = pm.compress(str(path), pm.OptimizationConfig(global_config=spec, min_weight_size=0))
+        small = pm.compress(str(path), every_weight(spec))
     out = tmp_path / "small.pocket"
     small.save(out)
     nat = pm.load(out, exact=True)

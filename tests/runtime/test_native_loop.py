@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pocketml as pm
+from helpers import every_weight
 from pocketml.runtime import native
 
 pytestmark = pytest.mark.skipif(not native.available() or not hasattr(native._native, "Program"),
@@ -199,7 +200,7 @@ def test_model_on_the_loop_equals_the_python_loop():
     m = pm.convert(Block().eval(), (torch.randn(3, 32),), input_names=["x"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pm.CompressionWarning)
-        c = pm.compress(m, pm.OptimizationConfig(global_config=pm.Palettize(6), min_weight_size=0))
+        c = pm.compress(m, every_weight(pm.Palettize(6)))
     model = pm.Model(c.program, c.metadata, backend="native", exact=True)
     ex = model._executor
     assert ex.loop is not None

@@ -253,7 +253,7 @@ def _compress_config(args):
     if args.quantize is not None:
         specs.append(Quantize(dtype=args.quantize, symmetric=not args.affine,
                               granularity="per_block" if args.block_size else args.quant_granularity,
-                              block_size=args.block_size or 32))
+                              block_size=args.block_size or 32, algorithm=args.algorithm))
     if args.config is not None:
         if specs:
             raise ConfigError("give either --config or compression flags, not both")
@@ -261,7 +261,7 @@ def _compress_config(args):
     if not specs:
         raise ConfigError("nothing to do: give --config FILE.yaml or a flag such as --palettize 4, "
                           "--quantize int8, --prune 0.5 or --prune-nm 2:4")
-    return OptimizationConfig(global_config=specs, min_weight_size=args.min_weight_size)
+    return OptimizationConfig(global_config=specs, min_weight_size=args.min_weight_size, strict=args.strict)
 
 
 def cmd_compress(args) -> int:
@@ -269,7 +269,7 @@ def cmd_compress(args) -> int:
     model = pm.load(args.model)
     _check_output(args.output, "model.pocket")
     before = os.path.getsize(args.model)  # before saving: OUT may be IN itself
-    compressed = pm.compress(model, _compress_config(args), progress=ui.tty)
+    compressed = pm.compress(model, _compress_config(args), progress=ui.tty, calibration=args.calibration)
     _save(compressed, args.output)
     after = os.path.getsize(args.output)
     rows = pm.compression_report(compressed)
@@ -446,11 +446,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant-granularity", default="per_channel", choices=("per_tensor", "per_channel"))
     p.add_argument("--block-size", type=_positive_int, help="quantize per block of this many inputs")
     p.add_argument("--affine", action="store_true", help="affine (with zero point) instead of symmetric")
+    p.add_argument("--algorithm", default="search", choices=("search", "minmax", "gptq"),
+                   help="search: each block's scale (and offset) chosen for least error (default); "
+                        "minmax: the block's extremes at the range's ends; gptq: needs --calibration")
+    p.add_argument("--calibration", metavar="DATA.txt|DATA.npz",
+                   help="representative inputs: text (for a package with a tokenizer) or arrays keyed by "
+                        "input name, one sample per index of a new first axis; weights are then compressed for the "
+                        "error their layer's output sees")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity")
     p.add_argument("--prune-block-size", type=_positive_int, default=1)
     p.add_argument("--prune-nm", metavar="N:M", help="N zeros in every M along the input axis (2:4)")
     p.add_argument("--min-weight-size", type=int, default=2048,
                    help="leave weights with fewer elements dense (default 2048)")
+    p.add_argument("--strict", action="store_true",
+                   help="a weight the groups/blocks/n:m pattern do not tile is an error (default: it "
+                        "falls back to the nearest mode that fits, noted in the report)")
     p.add_argument("--quiet", action="store_true", help="print only the size line")
     p.set_defaults(func=cmd_compress)
 

@@ -30,22 +30,53 @@ def _model(model) -> Model:
     return model
 
 
-def compress(model: Model | str | os.PathLike, config, progress: bool | None = None) -> Model:
+def compress(model: Model | str | os.PathLike, config, progress: bool | None = None,
+             calibration=None) -> Model:
     """A new Model whose weights are compressed per `config` (the input model is not modified).
 
     `model`: a Model or the path of a package. `config`: a `Palettize`, `Quantize` or `Prune`; a
     list of them applied in order (joint compression); an `OptimizationConfig`; its dict form; or
-    a path to its YAML file. Warns (`CompressionWarning`) when a weight's error is in the range
-    that breaks models, and when a global or op-type config skips a weight it cannot tile.
+    a path to its YAML file. `calibration`: representative inputs (input dicts, text for a package
+    with a tokenizer, or a .txt/.npz path; see `calibration.py`): the model runs on them once and
+    every weight the data reaches is compressed for the error its layer's output sees (k-means
+    weighted by the inputs' energy, searched scales weighted alike, GPTQ where asked). Warns
+    (`CompressionWarning`) when a weight's error is in the range that breaks models, and when a
+    global or op-type config skips a weight it cannot tile.
     """
     model = _model(model)
     cfg = resolve_config(config)
-    program, record = compress_program(model.program, cfg, progress)
+    gptq = cfg.uses_gptq()
+    if gptq and calibration is None:
+        raise ConfigError("GPTQ (Quantize(algorithm='gptq'), Palettize(gptq=True)) needs calibration data: "
+                          "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
+                          ".txt/.npz file)")
+    calibrated = None
+    if calibration is not None:
+        calibrated = _calibrate(model, cfg, calibration, gptq, progress)
+    program, record = compress_program(model.program, cfg, progress, calibrated)
     _warn(record)
     metadata = copy.deepcopy(model.metadata)
     previous = metadata.get("compression", {})
     metadata["compression"] = {**previous, **record}
     return Model(program, metadata, model.function.name, model.compute_precision)
+
+
+def _calibrate(model: Model, cfg, data, full: bool, progress) -> dict:
+    """Weight key -> the statistics of its inputs over `data`, for the weights `cfg` compresses."""
+    from .apply import _candidates
+    from .calibration import collect, targets
+
+    fn = model.program.functions[model.function.name]
+    cands = _candidates(fn)
+    wanted = {}
+    for key, t in targets(model.program, fn.name, cands).items():
+        w = model.program.weights[key]
+        op_type = next(c[1] for c in cands.values() if c[0].attrs["weight"] == key)
+        if cfg.resolve(key, op_type, w.size) is not None:
+            wanted[key] = t
+    if not wanted:
+        return {}
+    return collect(model, data, wanted, full, progress)
 
 
 def _warn(record: dict) -> None:
@@ -125,8 +156,18 @@ def compression_report(model: Model | str | os.PathLike) -> list[dict]:
                          "shape": list(value_type.shape), "mode": info.get("mode", "dense"),
                          "bits_per_weight": 8.0 * nbytes / numel if numel else 0.0, "bytes": nbytes,
                          "rel_error": info.get("rel_error", 0.0),
-                         "note": f"skipped: {info['skipped']}" if "skipped" in info else ""})
+                         "note": _note(info)})
     return rows
+
+
+def _note(info: dict) -> str:
+    if isinstance(info.get("skipped"), str):
+        return f"skipped: {info['skipped']}"
+    if isinstance(info.get("fallback"), str):
+        return f"fallback: {info['fallback']}"
+    if isinstance(info.get("recipe"), str):
+        return info["recipe"]
+    return ""
 
 
 def _recorded(metadata: dict) -> dict[str, dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+from dataclasses import replace
 import os
 import sys
 
@@ -19,7 +20,9 @@ from ..formats import pack_bits, pack_quantized, sparsify
 from ..ir import registry
 from ..ir.program import Function, Op, Program, Value
 from ..ir.types import DType, TensorType
+from .calibration import Calibrated
 from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
+from .gptq import palettize_gptq, quantize_gptq
 from .palettize import palettize
 from .prune import prune_magnitude, prune_nm, prune_threshold
 from .quantize import quantize
@@ -64,18 +67,26 @@ class _Chain:
 
 
 def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_quant: Quantize | None,
-               suffix: str = "") -> Value:
+               suffix: str = "", calibrated: Calibrated | None = None) -> Value:
+    importance = None if calibrated is None else calibrated.importance(w.shape)
+    weights = None
+    if importance is not None and spec.mode == "kmeans":  # sensitivity-weighted k-means
+        weights = np.broadcast_to(importance, w.shape)
     try:
-        p = palettize(w, spec.nbits, mode=spec.mode, granularity=spec.granularity,
-                      group_size=spec.group_size, axis=axis, cluster_dim=spec.cluster_dim,
-                      per_channel_scale=spec.per_channel_scale, custom=spec.custom)
+        if spec.gptq and calibrated is not None and calibrated.stats.gram is not None:
+            p = palettize_gptq(w, calibrated.stats, spec, axis, importance)
+        else:
+            p = palettize(w, spec.nbits, mode=spec.mode, granularity=spec.granularity,
+                          group_size=spec.group_size, axis=axis, cluster_dim=spec.cluster_dim,
+                          per_channel_scale=spec.per_channel_scale, custom=spec.custom, weights=weights)
     except ValueError as e:
         raise ConfigError(f"{chain.key}: cannot palettize {list(w.shape)}: {e}. Choose parameters that "
                           "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
                           "a config of its own") from None
     idx = chain.const(f"{suffix}indices", pack_bits(p.indices, spec.nbits))
     if lut_quant is not None:
-        q = quantize(p.lut, lut_quant.dtype, symmetric=lut_quant.symmetric, granularity="per_tensor")
+        q = quantize(p.lut, lut_quant.dtype, symmetric=lut_quant.symmetric, granularity="per_tensor",
+                     algorithm=lut_quant.algorithm)
         lut = _dequantize_op(chain, q, lut_quant.dtype, p.lut.shape, f"{suffix}lut_")
     else:
         lut = chain.const(f"{suffix}lut", p.lut.astype(spec.lut_dtype))
@@ -95,7 +106,8 @@ def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str) -> Value:
     return chain.op("dequantize", ins, {"dtype": dtype, "shape": list(shape)}, f"{suffix}dequantized")
 
 
-def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: int, suffix: str = "") -> Value:
+def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: int, suffix: str = "",
+              calibrated: Calibrated | None = None) -> Value:
     if spec.dtype == "float16":
         big = float(np.abs(w).max(initial=0.0))
         if not big <= float(np.finfo(np.float16).max):
@@ -103,9 +115,17 @@ def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: 
                               "leave this weight in float32 (op_name_configs: None) or quantize it to int8")
         half = chain.const(f"{suffix}fp16", w.astype(np.float16))
         return chain.op("cast", [half], {"dtype": "float32"}, f"{suffix}dequantized")
+    algorithm, importance = spec.algorithm, None
+    if calibrated is not None:
+        importance = calibrated.importance(w.shape)
     try:
-        q = quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
-                     axis=axis, block_size=spec.block_size, input_axis=in_axis)
+        if algorithm == "gptq" and calibrated is not None and calibrated.stats.gram is not None:
+            q = quantize_gptq(w, calibrated.stats, spec.dtype, spec.symmetric, spec.granularity,
+                              spec.block_size, axis, in_axis, spec.damping, spec.act_order)
+        else:  # GPTQ without the inputs' H (an embedding, a huge input): the weighted search
+            q = quantize(w, spec.dtype, symmetric=spec.symmetric, granularity=spec.granularity,
+                         axis=axis, block_size=spec.block_size, input_axis=in_axis,
+                         algorithm="search" if algorithm == "gptq" else algorithm, importance=importance)
     except ValueError as e:
         raise ConfigError(f"{chain.key}: cannot quantize {list(w.shape)}: {e}. Choose parameters that "
                           "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
@@ -121,14 +141,16 @@ def _prune_mask(w: np.ndarray, spec: Prune, in_axis: int) -> np.ndarray:
     return prune_magnitude(w, spec.sparsity, block_size=spec.block_size, axis=in_axis)
 
 
-def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axis: int) -> _Chain:
-    """The chain of ops rebuilding `w` compressed by `specs` (one spec, or a joint pair)."""
+def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axis: int,
+                    calibrated: Calibrated | None = None) -> _Chain:
+    """The chain of ops rebuilding `w` compressed by `specs` (one spec, or a joint pair), using
+    the calibration statistics of its inputs where given."""
     chain = _Chain(key)
     first, rest = specs[0], specs[1:]
     if isinstance(first, Palettize):
-        _palettize(chain, w, first, out_axis, rest[0] if rest else None)
+        _palettize(chain, w, first, out_axis, rest[0] if rest else None, calibrated=calibrated)
     elif isinstance(first, Quantize):
-        _quantize(chain, w, first, out_axis, in_axis)
+        _quantize(chain, w, first, out_axis, in_axis, calibrated=calibrated)
     else:
         try:
             mask = _prune_mask(w, first, in_axis)
@@ -168,6 +190,31 @@ def misfit(shape, specs: Specs, out_axis: int, in_axis: int) -> str | None:
     return None
 
 
+def fallback(specs: Specs, shape, out_axis: int, in_axis: int) -> tuple[Specs | None, str]:
+    """The nearest specs that tile a weight `specs` do not fit, and what changed (llama.cpp and
+    torchao also fall back per tensor): a grouped LUT -> the largest group size <= the asked one
+    that divides the channels (per tensor if that is 1); int4/int8 per block -> per channel;
+    n:m pruning -> unstructured at the same sparsity; pruning blocks -> single weights. None
+    (dense) when nothing near fits (vectors of cluster_dim channels)."""
+    first, rest = specs[0], tuple(specs[1:])
+    new = None
+    if isinstance(first, Palettize) and first.cluster_dim == 1 and first.granularity == "per_grouped_channel":
+        n = shape[out_axis]
+        g = max(d for d in range(1, first.group_size + 1) if n % d == 0)
+        new = replace(first, group_size=g) if g > 1 else replace(first, granularity="per_tensor")
+        what = f"group_size {g}" if g > 1 else "per_tensor"
+    elif isinstance(first, Quantize) and first.granularity == "per_block":
+        new, what = replace(first, granularity="per_channel"), "per_channel"
+    elif isinstance(first, Prune) and first.n_m is not None:
+        n, m = first.n_m
+        new, what = Prune(sparsity=n / m), f"unstructured {n / m:.0%} pruning"
+    elif isinstance(first, Prune) and first.threshold is None and first.block_size > 1:
+        new, what = replace(first, block_size=1), "block_size 1"
+    if new is None or misfit(shape, (new,) + rest, out_axis, in_axis):
+        return None, "dense"
+    return (new,) + rest, what
+
+
 def _check_names(config: OptimizationConfig, weights: set[str]) -> None:
     """A name in op_name_configs that matches no compressible weight is a typo, not a no-op."""
     for name in config.op_name_configs:
@@ -197,13 +244,42 @@ def _candidates(fn: Function) -> dict[str, tuple[Op, str, int, int]]:
     return out
 
 
-def compress_program(program: Program, config: OptimizationConfig, progress: bool | None = None
-                     ) -> tuple[Program, dict]:
-    """A new program with compressed weights (the input is not modified) and a per-weight record."""
+def _heads(fn: Function) -> set[str]:
+    """Keys of the function's output heads: a weight an embedding shares with a linear/matmul
+    (tied embeddings), or one a linear/matmul reads whose result is a function output."""
+    producers = fn.producers()
+    users: dict[str, set[str]] = {}
+    heads = set()
+    for op in fn.ops:
+        spec = WEIGHT_AXES.get(op.type)
+        if spec is None or spec[0] >= len(op.inputs) or op.inputs[spec[0]] is None:
+            continue
+        src = producers.get(op.inputs[spec[0]])
+        if src is None or src.type != "const":
+            continue
+        users.setdefault(src.attrs["weight"], set()).add(op.type)
+        if op.type in ("linear", "matmul") and op.outputs[0].name in fn.outputs:
+            heads.add(src.attrs["weight"])
+    return heads | {k for k, types in users.items() if "embedding" in types and types & {"linear", "matmul"}}
+
+
+def _below_8_bits(specs: Specs) -> bool:
+    return any(isinstance(s, (Palettize, Quantize)) and s.nbits < 8 for s in specs)
+
+
+HEAD_SPEC = (Quantize("int8"),)  # what an output head gets under a global config below 8 bits
+
+
+def compress_program(program: Program, config: OptimizationConfig, progress: bool | None = None,
+                     calibration: dict[str, Calibrated] | None = None) -> tuple[Program, dict]:
+    """A new program with compressed weights (the input is not modified) and a per-weight record;
+    `calibration`: weight key -> its inputs' statistics (`calibration.collect`)."""
+    calibration = calibration or {}
     new = Program(copy.deepcopy(program.functions), dict(program.weights))
     record: dict[str, dict] = {}
     chains: dict[str, _Chain | None] = {}  # by weight key: shared weights are compressed once
     work = [(fn, name, c) for fn in new.functions.values() for name, c in _candidates(fn).items()]
+    heads = set().union(*(_heads(fn) for fn in new.functions.values()))
     _check_names(config, {c[0].attrs["weight"] for _, _, c in work})
     show = sys.stderr.isatty() if progress is None else progress
     iterator = work
@@ -215,14 +291,21 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
         if key not in chains:
             w = np.asarray(program.weights[key], dtype=np.float32)
             specs = config.resolve(key, op_type, w.size)
+            head = specs is not None and specs is config.global_config and key in heads and _below_8_bits(specs)
+            if head:  # as llama.cpp keeps output.weight at 6-8 bits: the head's error reaches every logit
+                specs = HEAD_SPEC
             why = specs and misfit(w.shape, specs, out_axis, in_axis)
-            if why and key in config.op_name_configs:
-                raise ConfigError(f"op_name_configs[{key!r}]: {why}; choose parameters that fit its "
-                                  f"shape {list(w.shape)}")
-            if why:  # a global or op-type config skips what it cannot tile, like Core ML Tools
-                record[key] = {"mode": "dense", "skipped": why}
-                specs = None
-            chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis)
+            if why and (key in config.op_name_configs or config.strict):
+                where = f"op_name_configs[{key!r}]" if key in config.op_name_configs else f"{key} (strict)"
+                raise ConfigError(f"{where}: {why}; choose parameters that fit its shape {list(w.shape)}")
+            fell_back = None
+            if why:  # a global or op-type config falls back to the nearest mode that fits
+                specs, what = fallback(specs, w.shape, out_axis, in_axis)
+                fell_back = f"{why}: {what}"
+                if specs is None:
+                    record[key] = {"mode": "dense", "skipped": why}
+            chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis,
+                                                                      calibration.get(key))
             stored = program.weights[key].dtype
             if chains[key] is not None and stored != np.float32:  # e.g. a float16 model
                 chains[key].op("cast", [chains[key].ops[-1].outputs[0]], {"dtype": stored.name}, "cast")
@@ -236,6 +319,13 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                     "bytes": nbytes,
                     "rel_error": float(np.linalg.norm(dense - w) / max(np.linalg.norm(w), 1e-30)),
                 }
+                if fell_back:
+                    record[key]["fallback"] = fell_back
+                if key in calibration:
+                    record[key]["calibrated"] = True
+                if head:
+                    record[key]["recipe"] = ("an output head: int8 under a global config below 8 bits "
+                                             "(op_type_configs or op_name_configs choose otherwise)")
         chain = chains[key]
         if chain is not None:
             _splice(fn, const_op, value_name, chain)

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 
 PALETTE_BITS = (1, 2, 3, 4, 6, 8)
 QUANT_DTYPES = ("int8", "uint8", "int4", "uint4", "float16")
+QUANT_ALGORITHMS = ("search", "minmax", "gptq")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -38,6 +39,7 @@ class Palettize:
     per_channel_scale: bool = False
     lut_dtype: str = "float16"  # float16 | float32 (int8: follow with Quantize, a joint mode)
     custom: Callable | None = field(default=None, compare=False)  # w -> (lut, indices), mode="custom"
+    gptq: bool = False  # indices by GPTQ against calibration data (k-means tables, cluster_dim 1)
 
     def __post_init__(self):
         _check(_is_int(self.nbits) and self.nbits in PALETTE_BITS,
@@ -57,16 +59,29 @@ class Palettize:
                f"Palettize per_channel_scale must be true or false, got {self.per_channel_scale!r}")
         _check(self.lut_dtype in ("float16", "float32"),
                f"Palettize lut_dtype must be float16 or float32, got {self.lut_dtype!r}")
+        _check(isinstance(self.gptq, bool), f"Palettize gptq must be true or false, got {self.gptq!r}")
+        _check(not self.gptq or (self.mode == "kmeans" and self.cluster_dim == 1),
+               "Palettize gptq=True takes mode 'kmeans' with cluster_dim 1")
 
 
 @dataclass(frozen=True)
 class Quantize:
     """Linear quantization: w ≈ (q - zero_point) * scale. dtype "float16" stores the weight as
-    float16 instead (a cast, half the size of float32; the other fields do not apply)."""
+    float16 instead (a cast, half the size of float32; the other fields do not apply).
+
+    algorithm: "search" picks each block's scale (and, affine, a float offset) that minimises its
+    error, weighted by the activations' second moments when calibration data is given; "minmax"
+    maps each block's extremes to the range's ends; "gptq" (needs calibration data) rounds column
+    by column, correcting the columns left for each one's error (`damping`: added to H's
+    diagonal, relative to its mean; `act_order`: columns in decreasing activation energy, grids
+    fitted up front)."""
     dtype: str = "int8"  # int8 | uint8 | int4 | uint4 | float16
     symmetric: bool = True
     granularity: str = "per_channel"  # per_tensor | per_channel | per_block
     block_size: int = 32  # along the input axis (per_block)
+    algorithm: str = "search"  # search | minmax | gptq
+    damping: float = 0.01  # gptq
+    act_order: bool = False  # gptq
 
     def __post_init__(self):
         _check(isinstance(self.symmetric, bool), f"Quantize symmetric must be true or false, got {self.symmetric!r}")
@@ -75,6 +90,13 @@ class Quantize:
                f"Quantize granularity must be per_tensor, per_channel or per_block, got {self.granularity!r}")
         _check(_is_int(self.block_size) and self.block_size >= 1,
                f"Quantize block_size must be a positive int, got {self.block_size!r}")
+        _check(self.algorithm in QUANT_ALGORITHMS,
+               f"Quantize algorithm must be one of {QUANT_ALGORITHMS}, got {self.algorithm!r}")
+        _check(_is_number(self.damping) and 0 < self.damping <= 1,
+               f"Quantize damping must be in (0, 1], got {self.damping!r}")
+        _check(isinstance(self.act_order, bool), f"Quantize act_order must be true or false, got {self.act_order!r}")
+        _check(self.algorithm != "gptq" or (self.granularity != "per_tensor" and self.dtype != "float16"),
+               "Quantize algorithm 'gptq' takes an integer dtype per_channel or per_block")
 
     @property
     def nbits(self) -> int:
@@ -140,12 +162,15 @@ class OptimizationConfig:
 
     Names are weight names (e.g. "encoder.layer.0.attention.self.query.weight"); op types are IR
     op types (linear, conv, conv_transpose, embedding, matmul). A value of None leaves that weight
-    uncompressed. Weights smaller than `min_weight_size` elements are skipped.
+    uncompressed. Weights smaller than `min_weight_size` elements are skipped. A global or op-type
+    config whose groups, blocks or n:m pattern do not tile a weight falls back to the nearest mode
+    that does (`apply.fallback`), noted in the report; `strict=True` makes that an error.
     """
     global_config: Spec | Sequence[Spec] | None = None
     op_type_configs: Mapping[str, Spec | Sequence[Spec] | None] = field(default_factory=dict)
     op_name_configs: Mapping[str, Spec | Sequence[Spec] | None] = field(default_factory=dict)
     min_weight_size: int = 2048
+    strict: bool = False
 
     def __post_init__(self):
         from .apply import WEIGHT_AXES
@@ -161,6 +186,15 @@ class OptimizationConfig:
         self.op_name_configs = {k: as_specs(v) for k, v in self.op_name_configs.items()}
         _check(_is_int(self.min_weight_size) and self.min_weight_size >= 0,
                f"min_weight_size must be an int >= 0, got {self.min_weight_size!r}")
+        _check(isinstance(self.strict, bool), f"strict must be true or false, got {self.strict!r}")
+
+    def uses_gptq(self) -> bool:
+        return any(getattr(s, "algorithm", None) == "gptq" or getattr(s, "gptq", False) for s in self.all_specs())
+
+    def all_specs(self):
+        """Every spec the config holds, at any level."""
+        for v in (self.global_config, *self.op_type_configs.values(), *self.op_name_configs.values()):
+            yield from v or ()
 
     def resolve(self, weight_name: str, op_type: str, size: int) -> Specs | None:
         if weight_name in self.op_name_configs:
@@ -177,7 +211,7 @@ class OptimizationConfig:
         "op_type_configs": {"embedding": None}, "op_name_configs": {"lm_head.weight":
         [{"prune": {"n_m": [2, 4]}}, {"quantize": {"dtype": "int8"}}]}, "min_weight_size": 2048}."""
         _check(isinstance(d, Mapping), f"a compression config must be a mapping, got {type(d).__name__}")
-        unknown = set(d) - {"global_config", "op_type_configs", "op_name_configs", "min_weight_size"}
+        unknown = set(d) - {"global_config", "op_type_configs", "op_name_configs", "min_weight_size", "strict"}
         _check(not unknown, f"unknown config key(s) {sorted(unknown)}")
         maps = {}
         for key in ("op_type_configs", "op_name_configs"):
@@ -185,7 +219,7 @@ class OptimizationConfig:
             _check(isinstance(m, Mapping), f"{key} must be a mapping of names to specs, got {m!r}")
             maps[key] = {k: _spec_from(v, f"{key}[{k!r}]") for k, v in m.items()}
         return cls(global_config=_spec_from(d.get("global_config"), "global_config"), **maps,
-                   min_weight_size=d.get("min_weight_size", 2048))
+                   min_weight_size=d.get("min_weight_size", 2048), strict=d.get("strict", False))
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "OptimizationConfig":
@@ -207,7 +241,7 @@ class OptimizationConfig:
         return {"global_config": specs(self.global_config),
                 "op_type_configs": {k: specs(v) for k, v in self.op_type_configs.items()},
                 "op_name_configs": {k: specs(v) for k, v in self.op_name_configs.items()},
-                "min_weight_size": self.min_weight_size}
+                "min_weight_size": self.min_weight_size, "strict": self.strict}
 
 
 def _spec_dict(s) -> dict:

@@ -13,6 +13,11 @@ The stored form and its decoding, w = (data - zero_point) * scale per block, are
     element is at most scale / 2 (plus float32 rounding).
 4-bit data are held one value per int8/uint8 element; `formats.quant.pack_quantized` packs them
 as nibbles.
+
+algorithm="search" (`search.py`) keeps the ranges but picks each block's scale (symmetric) or
+scale and float offset (affine: the zero point is then float32, w = (data - zero_point) * scale
+still) that minimise the block's squared error, weighted by `importance` where given (the input
+activations' second moments from calibration); min/max is one of its candidates' starting points.
 """
 from __future__ import annotations
 
@@ -69,15 +74,21 @@ def _scale_shape(shape, granularity, axis, block_size, input_axis) -> tuple[int,
 
 
 def quantize(w, dtype="int8", symmetric=True, granularity="per_channel", axis=0, block_size=0,
-             input_axis=1) -> Quantized:
+             input_axis=1, algorithm="minmax", importance=None) -> Quantized:
     """Linear quantization (see the module docstring for ranges and zero points).
 
     granularity: "per_tensor"; "per_channel" (one scale per slice along `axis`); "per_block"
     (blocks of `block_size` along `input_axis` within each slice along `axis`).
+    algorithm: "minmax" or "search"; importance: non-negative weights broadcastable to w's
+    shape for the search's error (None: all alike).
     """
     w = real_array(w)
     qmin, qmax = quant_range(dtype, symmetric)
     sshape = _scale_shape(w.shape, granularity, axis, block_size, input_axis)
+    if algorithm == "search":
+        return _searched(w, dtype, symmetric, sshape, qmin, qmax, importance)
+    if algorithm != "minmax":
+        raise ValueError(f"algorithm must be minmax or search, got {algorithm!r}")
     full, small = blocked(w.shape, sshape)
     wb = w.astype(np.float64).reshape(full)
     red = tuple(range(1, 2 * w.ndim, 2))
@@ -101,3 +112,38 @@ def quantize(w, dtype="int8", symmetric=True, granularity="per_channel", axis=0,
     data = q.reshape(w.shape).astype(sd)
     zero_point = None if symmetric and qmin < 0 else zp_arr.astype(sd)
     return Quantized(data, scale, zero_point, dtype)
+
+
+def as_blocks(a: np.ndarray, sshape) -> tuple[np.ndarray, tuple, tuple]:
+    """a viewed as rows of blocks (one row per scale entry, in the scale's order): (rows,
+    the blocked shape, the axis order that made the rows)."""
+    full, _ = blocked(a.shape, sshape)
+    order = tuple(range(0, 2 * a.ndim, 2)) + tuple(range(1, 2 * a.ndim, 2))
+    rows = a.reshape(full).transpose(order).reshape(int(np.prod(sshape)), -1)
+    return rows, full, order
+
+
+def from_blocks(rows: np.ndarray, shape, full, order) -> np.ndarray:
+    """Inverse of `as_blocks`."""
+    return rows.reshape([full[i] for i in order]).transpose(np.argsort(order)).reshape(shape)
+
+
+def _searched(w, dtype, symmetric, sshape, qmin, qmax, importance) -> Quantized:
+    from .search import fit_affine, fit_symmetric
+
+    rows, full, order = as_blocks(w.astype(np.float32), sshape)
+    h = None
+    if importance is not None:
+        h = as_blocks(np.broadcast_to(np.asarray(importance, np.float32), w.shape), sshape)[0]
+    sd = storage_dtype(dtype)
+    if symmetric:
+        half = (qmax - qmin) // 2
+        scale, q = fit_symmetric(rows, -half, half, h)
+        zp = (qmin + qmax + 1) // 2
+        data = from_blocks(q + zp, w.shape, full, order).astype(sd)
+        zero_point = None if qmin < 0 else np.full(sshape, zp, sd)
+        return Quantized(data, scale.reshape(sshape), zero_point, dtype)
+    scale, offset, q = fit_affine(rows, qmin, qmax, h)
+    data = from_blocks(q, w.shape, full, order).astype(sd)
+    zero_point = (qmin - offset.astype(np.float64) / scale).astype(np.float32)
+    return Quantized(data, scale.reshape(sshape), zero_point.reshape(sshape), dtype)
