@@ -89,6 +89,7 @@ MODES = {
     "fp16": lambda pm: pm.Quantize("float16"),
     "int8": lambda pm: pm.Quantize("int8"),
     "int4-b32": lambda pm: pm.Quantize("int4", granularity="per_block", block_size=32),
+    "uint4-b32": lambda pm: pm.Quantize("uint4", symmetric=False, granularity="per_block", block_size=32),
     "lut4-g16": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=16),
     "lut4-g32": lambda pm: pm.Palettize(4, granularity="per_grouped_channel", group_size=32),
     "lut6": lambda pm: pm.Palettize(6),
@@ -108,8 +109,17 @@ def compressed_package(float_package: Path, mode: str) -> Path:
 
     import pocketml as pm
 
-    out = HERE / ".cache" / f"smollm2-{mode}.pocket"
+    import hashlib
+
+    # named by the config and the compressor's sources: a new default or recipe makes a new package
+    compress_dir = Path(pm.__file__).parent / "compress"
+    digest = hashlib.sha256(repr(MODES[mode](pm)).encode())
+    for f in sorted(compress_dir.glob("*.py")):
+        digest.update(f.read_bytes())
+    out = HERE / ".cache" / f"smollm2-{mode}-{digest.hexdigest()[:10]}.pocket"
     if not out.exists() or out.stat().st_mtime < float_package.stat().st_mtime:
+        for stale in out.parent.glob(f"smollm2-{mode}-{'?' * 10}.pocket"):
+            stale.unlink()
         out.parent.mkdir(exist_ok=True)
         print(f"compressing {float_package.name} -> {out.name}", file=sys.stderr)
         with warnings.catch_warnings():

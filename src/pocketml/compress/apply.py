@@ -100,9 +100,19 @@ def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_qua
     return out
 
 
-def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str) -> Value:
-    ins = [chain.const(f"{suffix}data", pack_quantized(q.data, dtype)), chain.const(f"{suffix}scale", q.scale)]
-    ins.append(None if q.zero_point is None else chain.const(f"{suffix}zero_point", q.zero_point))
+def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str, half: bool = False) -> Value:
+    """`half`: scales (and float zero points) stored as float16, the scales read through a cast
+    so the weight is still computed in float32 (as llama.cpp's Q4_0/Q4_1 store theirs)."""
+    zp = q.zero_point
+    if half:
+        s16 = q.scale.astype(np.float16)
+        if zp is not None and zp.dtype.kind == "f":  # the same offset (-zp * scale) on the rounded scale
+            zp = (zp.astype(np.float64) * q.scale / s16.astype(np.float64)).astype(np.float16)
+        scale = chain.op("cast", [chain.const(f"{suffix}scale", s16)], {"dtype": "float32"}, f"{suffix}scale_f32")
+    else:
+        scale = chain.const(f"{suffix}scale", q.scale)
+    ins = [chain.const(f"{suffix}data", pack_quantized(q.data, dtype)), scale]
+    ins.append(None if zp is None else chain.const(f"{suffix}zero_point", zp))
     return chain.op("dequantize", ins, {"dtype": dtype, "shape": list(shape)}, f"{suffix}dequantized")
 
 
@@ -130,7 +140,7 @@ def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: 
         raise ConfigError(f"{chain.key}: cannot quantize {list(w.shape)}: {e}. Choose parameters that "
                           "fit, or give this weight (op_name_configs) or its op type (op_type_configs) "
                           "a config of its own") from None
-    return _dequantize_op(chain, q, spec.dtype, w.shape, suffix)
+    return _dequantize_op(chain, q, spec.dtype, w.shape, suffix, half=spec.granularity == "per_block")
 
 
 def _prune_mask(w: np.ndarray, spec: Prune, in_axis: int) -> np.ndarray:

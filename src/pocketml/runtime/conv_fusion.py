@@ -242,6 +242,14 @@ def _pack_rows(name: str, wshape: tuple, producers: dict, constants: dict):
                 if a is None:
                     return False
                 c2[m] = a
+            elif op.type == "dequantize" and i > 0 and _cast_of_const(m, producers, constants):
+                cast = producers[m]  # float16 scales read through a cast: the kernels widen them
+                src = constants[cast.inputs[0]]
+                a = src.reshape(rows) if src.shape == tuple(wshape) else param(src, 2)
+                if a is None:
+                    return False
+                c2[cast.inputs[0]] = a
+                p2[m] = cast
             elif not visit(m):
                 return False
         t = op.outputs[0].type
@@ -257,3 +265,8 @@ def _pack_rows(name: str, wshape: tuple, producers: dict, constants: dict):
     packed, fmt, keep, chain2, nk = found
     originals = {id(op2): producers[n] for n, op2 in p2.items()}
     return packed, fmt, keep, [originals[id(c)] for c in chain2 if id(c) in originals], nk
+
+
+def _cast_of_const(name: str, producers: dict, constants: dict) -> bool:
+    op = producers.get(name)
+    return op is not None and op.type == "cast" and op.inputs[0] in constants

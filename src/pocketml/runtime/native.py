@@ -467,7 +467,7 @@ def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast:
         p = _native.PackedLinear.lut(idx, lut, nbits, n, k, row_scale)
         kname = f"native:lut{nbits} g[{lut.shape[0]},{lut.shape[1]}]" + (" scaled" if row_scale is not None else "")
         return p, kname, (idx, lut, row_scale), chain, (n, k)
-    data, scale = constants.get(op.inputs[0]), constants.get(op.inputs[1])
+    data, scale = constants.get(op.inputs[0]), _half_or_const(op.inputs[1], producers, constants, chain)
     zp_name = op.inputs[2] if len(op.inputs) > 2 else None
     zp = None if zp_name is None else constants.get(zp_name)
     if flat:  # parameters over [nnz] -> over [1, nnz]
@@ -475,13 +475,28 @@ def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast:
         data = None if data is None else data.reshape(1, -1) if op.attrs["dtype"] in ("int8", "uint8") else data
     dtype = op.attrs["dtype"]
     if (row_scale is not None or dtype not in _QUANT or data is None or scale is None
-            or scale.dtype != np.float32 or scale.ndim != 2 or n % scale.shape[0] or k % scale.shape[1]
+            or scale.dtype not in (np.float32, np.float16) or scale.ndim != 2 or n % scale.shape[0]
+            or k % scale.shape[1]
             or (zp_name is not None and (zp is None or zp.shape != scale.shape))):
         return None
     arrays = [np.ascontiguousarray(a) for a in (data, scale)] + [None if zp is None else np.ascontiguousarray(zp)]
     p = _native.PackedLinear.quantized(*arrays, dtype, n, k)
     return p, f"native:{dtype} {_granularity(n, k, scale.shape)}" + (" zp" if zp is not None else ""), \
         tuple(arrays), chain, (n, k)
+
+
+def _half_or_const(name: str, producers: dict, constants: dict, chain: list[Op]):
+    """A constant, or the float16 constant a cast to float32 reads (the kernels widen it
+    themselves; the cast joins `chain`); else None."""
+    if name in constants:
+        return constants[name]
+    op = producers.get(name)
+    if op is not None and op.type == "cast" and op.attrs.get("dtype") == "float32":
+        src = constants.get(op.inputs[0])
+        if src is not None and src.dtype == np.float16:
+            chain.append(op)
+            return src
+    return None
 
 
 def _granularity(n: int, k: int, groups: tuple) -> str:

@@ -158,7 +158,8 @@ class NativeLoop:
         if self._constants is None:
             self._constants = {n: self._plan.constants[s] for n, s in self._plan.slots.items()
                                if s in self._plan.constants}
-        return _decode_spec_for(self._ops[self._speccing], self._constants)
+            self._producers = {v.name: op for op in self._ops for v in op.outputs}
+        return _decode_spec_for(self._ops[self._speccing], self._constants, self._producers)
 
     def _spec(self, step: Step) -> tuple:
         kind, params = self._kind(step)
@@ -378,14 +379,14 @@ class NativeLoop:
         return "fallback", {}
 
 
-def _decode_spec_for(op, constants: dict) -> tuple[str, dict]:
+def _decode_spec_for(op, constants: dict, producers: dict | None = None) -> tuple[str, dict]:
     """A decompression op whose inputs are all constants and whose output no fused kernel reads
     (a matmul's weight, say) as one native decode of its packed weight ("decode"), else the
     fallback (vector palettization, other shapes)."""
     out = op.outputs[0].type
     if out.rank != 2 or out.dtype.value not in ("float32", "float16"):
         return "fallback", {}
-    packed = native._pack(op.outputs[0].name, {op.outputs[0].name: op}, constants,
+    packed = native._pack(op.outputs[0].name, {**(producers or {}), op.outputs[0].name: op}, constants,
                           cast=out.dtype.value == "float16")
     if packed is None or tuple(packed[4]) != tuple(out.shape):
         return "fallback", {}
