@@ -49,4 +49,6 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch, zoo_package):
     assert scope["m2"].input_names == ["input_ids", "attention_mask"]
     assert scope["c"].predict({"x": np.ones((1, 4), np.float32)}, state=scope["state"])["output"].tolist() == [1] * 4
     assert "Paris" in "".join(scope["chat"].generate(scope["prompt"], 8))
+    int4 = scope["int4"].metadata["compression"]
+    assert {r["mode"] for r in int4.values()} == {"quantize"} and sum(r.get("calibrated", False) for r in int4.values()) == 36
     assert (tmp_path / "minilm-6bit.pocket").stat().st_size < (tmp_path / "minilm.pocket").stat().st_size / 5

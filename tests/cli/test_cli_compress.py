@@ -52,3 +52,22 @@ def test_bad_compress_flags_are_clear_errors(package, tmp_path, capsys, flags, m
     assert main(["compress", str(package), str(tmp_path / "x.pocket"), *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and match in err and "Traceback" not in err
+
+
+def test_calibrated_compression_from_the_command_line(package, tmp_path, capsys):
+    data = tmp_path / "cal.npz"
+    np.savez(data, input=np.random.default_rng(1).standard_normal((6, 2, 64)).astype(np.float32))  # 6 samples
+    for flags in (["--quantize", "int4", "--block-size", "32", "--algorithm", "gptq"],
+                  ["--palettize", "4", "--gptq"], ["--prune-nm", "2:4", "--sparsegpt"], ["--palettize", "3"]):
+        out = tmp_path / "c.pocket"
+        assert main(["compress", str(package), str(out), *flags, "--calibration", str(data),
+                     "--min-weight-size", "0"]) == 0, flags
+        recorded = pm.load(out).metadata["compression"]
+        assert all(r.get("calibrated") for r in recorded.values()), flags
+    capsys.readouterr()
+    assert main(["compress", str(package), str(tmp_path / "x.pocket"), "--palettize", "4", "--gptq"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "need calibration data" in err
+    assert main(["compress", str(package), str(tmp_path / "x.pocket"), "--quantize", "int8",
+                 "--calibration", str(tmp_path / "none.npz")]) == 2
+    assert "cannot read calibration data" in capsys.readouterr().err

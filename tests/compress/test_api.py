@@ -136,7 +136,7 @@ def test_compress_warns_when_a_weight_is_compressed_in_the_range_that_breaks_mod
         worst = max(pm.compression_report(m), key=lambda r: r["rel_error"])
         assert len(warned) == 1, lossy
         assert warned[0].startswith(f"{worst['weight']} has a relative error of {worst['rel_error']:.3f}")
-        assert "6 or 8 bits" in warned[0] and "Calibration-based compression" in warned[0]
+        assert "6 or 8 bits" in warned[0] and "calibration=samples" in warned[0]
 
 
 @pytest.mark.parametrize("recorded", [7, "x", [1], {"fc.weight": 3}, {"fc.weight": {"mode": 1}},

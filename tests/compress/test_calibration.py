@@ -96,6 +96,10 @@ def test_calibration_lowers_the_output_error_on_held_out_inputs(net):
     assert skm < free, (skm, free)
     lut = pm.OptimizationConfig(pm.Palettize(3, gptq=True), min_weight_size=0)
     assert output_error(pm.compress(model, lut, progress=False, calibration=cal), ref, held) < skm
+    prune = lambda **kw: pm.OptimizationConfig(pm.Prune(n_m=(2, 4), **kw), min_weight_size=0)  # noqa: E731
+    free = output_error(pm.compress(model, prune(), progress=False), ref, held)
+    sgpt = output_error(pm.compress(model, prune(sparsegpt=True), progress=False, calibration=cal), ref, held)
+    assert sgpt < 0.9 * free, (sgpt, free)
     m = pm.compress(model, cfg(algorithm="gptq"), progress=False, calibration=cal)
     assert all(r["mode"] == "quantize" for r in pm.compression_report(m))
     assert all(v.get("calibrated") for v in m.metadata["compression"].values())
@@ -113,10 +117,10 @@ def test_calibration_data_forms_and_errors(net, tmp_path):
     np.savez(path, x=np.stack([d["x"][:1] for d in data]))  # samples of batch 1: the wrong shape
     with pytest.raises(pm.InputError, match=r"calibration sample: input 'x': expected shape \(2, 16, 48\)"):
         pm.compress(model, pm.Quantize("int8"), calibration=str(path))
-    with pytest.raises(pm.ConfigError, match="needs calibration data"):
-        pm.compress(model, pm.Quantize("int4", granularity="per_block", block_size=16, algorithm="gptq"))
-    with pytest.raises(pm.ConfigError, match="needs calibration data"):
-        pm.compress(model, pm.Palettize(4, gptq=True))
+    for spec in (pm.Quantize("int4", granularity="per_block", block_size=16, algorithm="gptq"),
+                 pm.Palettize(4, gptq=True), pm.Prune(n_m=(2, 4), sparsegpt=True)):
+        with pytest.raises(pm.ConfigError, match="need calibration data"):
+            pm.compress(model, spec)
     with pytest.raises(pm.ConfigError, match="gptq=True takes mode 'kmeans' with cluster_dim 1"):
         pm.Palettize(4, cluster_dim=2, gptq=True)
     with pytest.raises(pm.InputError, match="calibration sample"):
@@ -134,3 +138,14 @@ def test_calibration_data_forms_and_errors(net, tmp_path):
         pm.compress(model, pm.Quantize("int8"), calibration=[])
     one = pm.compress(model, pm.Quantize("int8"), calibration=data[0])  # one dict: one sample
     assert all(v.get("calibrated") for v in one.metadata["compression"].values())
+
+
+def test_calibrated_weights_do_not_raise_the_weight_error_warning(net):
+    import warnings
+    _, model = net
+    cfg = pm.OptimizationConfig(pm.Quantize("int4", granularity="per_block", block_size=16), min_weight_size=0)
+    for calibration, n in ((None, 1), (inputs(np.random.default_rng(3), 2), 0)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pm.compress(model, cfg, progress=False, calibration=calibration)
+        assert sum("relative error" in str(w.message) for w in caught) == n

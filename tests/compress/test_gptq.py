@@ -131,3 +131,33 @@ def test_palettization_indices_by_gptq_lower_the_output_error(per_channel_scale)
     held = correlated_inputs(np.random.default_rng(5), 512, K)
     ours, theirs = (np.linalg.norm(held @ (dense(q) - w).T) for q in (p, near))
     assert ours < 0.9 * theirs, (ours, theirs)
+
+
+@pytest.mark.parametrize("n_m, sparsity", [((2, 4), 0.5), (None, 0.5), ((1, 4), 0.25)])
+def test_sparsegpt_masks_are_valid_and_beat_magnitude_pruning(n_m, sparsity):
+    from pocketml.compress.gptq import sparsegpt
+    from pocketml.compress.prune import prune_magnitude, prune_nm
+
+    rng = np.random.default_rng(8)
+    N, K = 40, 192
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    x = correlated_inputs(rng, 1024, K)
+    st = Stats(np.sum(x * x, 0)[None], (x.T @ x)[None], 1024)
+    pruned, keep = sparsegpt(w, st, n_m, sparsity, 0)
+    assert keep.shape == w.shape and np.all(pruned[~keep] == 0)
+    if n_m is not None:
+        n, m = n_m
+        assert np.all((~keep).reshape(N, K // m, m).sum(axis=2) == n)
+        mag = prune_nm(w, n, m, axis=1)
+    else:
+        assert abs((~keep).mean() - sparsity) < 0.01
+        mag = prune_magnitude(w, sparsity)
+    assert not np.allclose(pruned[keep], w[keep])  # the kept weights absorbed the pruned ones' loss
+    held = correlated_inputs(np.random.default_rng(9), 512, K)
+    ours = np.linalg.norm(held @ (pruned - w).T)
+    theirs = np.linalg.norm(held @ (np.where(mag, w, 0) - w).T)
+    assert ours < 0.8 * theirs, (ours, theirs)
+    # a matmul's (in, out) weight: the same, transposed
+    t, tk = sparsegpt(np.ascontiguousarray(w.T), st, n_m, sparsity, 1)
+    np.testing.assert_array_equal(tk, keep.T)
+    np.testing.assert_allclose(t, pruned.T, rtol=1e-6)

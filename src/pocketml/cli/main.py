@@ -240,16 +240,16 @@ def _compress_config(args):
     from ..compress import OptimizationConfig, Palettize, Prune, Quantize
     specs = []
     if args.prune is not None:
-        specs.append(Prune(sparsity=args.prune, block_size=args.prune_block_size))
+        specs.append(Prune(sparsity=args.prune, block_size=args.prune_block_size, sparsegpt=args.sparsegpt))
     if args.prune_nm is not None:
         try:
             n, m = (int(x) for x in args.prune_nm.split(":"))
         except ValueError:
             raise ConfigError(f"--prune-nm takes N:M, e.g. 2:4; got {args.prune_nm!r}") from None
-        specs.append(Prune(n_m=(n, m)))
+        specs.append(Prune(n_m=(n, m), sparsegpt=args.sparsegpt))
     if args.palettize is not None:
         specs.append(Palettize(nbits=args.palettize, mode=args.mode, granularity=args.granularity,
-                               group_size=args.group_size, cluster_dim=args.cluster_dim))
+                               group_size=args.group_size, cluster_dim=args.cluster_dim, gptq=args.gptq))
     if args.quantize is not None:
         specs.append(Quantize(dtype=args.quantize, symmetric=not args.affine,
                               granularity="per_block" if args.block_size else args.quant_granularity,
@@ -449,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algorithm", default="search", choices=("search", "minmax", "gptq"),
                    help="search: each block's scale (and offset) chosen for least error (default); "
                         "minmax: the block's extremes at the range's ends; gptq: needs --calibration")
+    p.add_argument("--gptq", action="store_true", help="palettize: indices by GPTQ (needs --calibration)")
+    p.add_argument("--sparsegpt", action="store_true", help="prune: masks and kept weights by SparseGPT "
+                                                            "(needs --calibration)")
     p.add_argument("--calibration", metavar="DATA.txt|DATA.npz",
                    help="representative inputs: text (for a package with a tokenizer) or arrays keyed by "
                         "input name, one sample per index of a new first axis; weights are then compressed for the "

@@ -47,7 +47,8 @@ def compress(model: Model | str | os.PathLike, config, progress: bool | None = N
     cfg = resolve_config(config)
     gptq = cfg.uses_gptq()
     if gptq and calibration is None:
-        raise ConfigError("GPTQ (Quantize(algorithm='gptq'), Palettize(gptq=True)) needs calibration data: "
+        raise ConfigError("GPTQ and SparseGPT (Quantize(algorithm='gptq'), Palettize(gptq=True), "
+                          "Prune(sparsegpt=True)) need calibration data: "
                           "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
                           ".txt/.npz file)")
     calibrated = None
@@ -88,14 +89,17 @@ def _warn(record: dict) -> None:
                       f"does not fit their shape: {listed}{more}. To compress them, give them a "
                       "config of their own in op_name_configs (e.g. per_tensor)",
                       CompressionWarning, stacklevel=3)
-    errors = {k: r["rel_error"] for k, r in record.items() if "rel_error" in r}
+    # a calibrated weight trades its own error for its output's: the weight's error says little
+    errors = {k: r["rel_error"] for k, r in record.items() if "rel_error" in r and not r.get("calibrated")}
     worst = max(errors, key=errors.get, default=None)
     if worst is not None and errors[worst] > LOSSY_ERROR:
         warnings.warn(f"{worst} has a relative error of {errors[worst]:.3f} after compression; "
                       f"data-free errors above {LOSSY_ERROR} (4 bits and below, 50 % or 2:4 pruning) "
                       "are known to break models. Check the model's outputs, or use a gentler mode: "
-                      "6 or 8 bits, or smaller groups (per_grouped_channel, per_block). "
-                      "Calibration-based compression, which keeps more at 4 bits, is planned",
+                      "6 or 8 bits, or smaller groups (per_grouped_channel, per_block), or compress "
+                      "with calibration data (pm.compress(..., calibration=samples); GPTQ: "
+                      "Quantize(algorithm='gptq'), Palettize(gptq=True); Prune(sparsegpt=True)), "
+                      "which keeps more at 4 bits",
                       CompressionWarning, stacklevel=3)
 
 

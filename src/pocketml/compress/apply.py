@@ -22,7 +22,7 @@ from ..ir.program import Function, Op, Program, Value
 from ..ir.types import DType, TensorType
 from .calibration import Calibrated
 from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
-from .gptq import palettize_gptq, quantize_gptq
+from .gptq import palettize_gptq, quantize_gptq, sparsegpt
 from .palettize import palettize
 from .prune import prune_magnitude, prune_nm, prune_threshold
 from .quantize import quantize
@@ -163,7 +163,10 @@ def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axi
         _quantize(chain, w, first, out_axis, in_axis, calibrated=calibrated)
     else:
         try:
-            mask = _prune_mask(w, first, in_axis)
+            if first.sparsegpt and calibrated is not None and calibrated.stats.gram is not None and w.ndim == 2:
+                w, mask = sparsegpt(w, calibrated.stats, first.n_m, first.sparsity, out_axis)
+            else:  # SparseGPT takes linear and matmul weights; convolutions get magnitude pruning
+                mask = _prune_mask(w, first, in_axis)
         except ValueError as e:
             raise ConfigError(f"{key}: cannot prune {list(w.shape)}: {e}") from None
         sparse = sparsify(w, mask)
@@ -217,7 +220,7 @@ def fallback(specs: Specs, shape, out_axis: int, in_axis: int) -> tuple[Specs | 
         new, what = replace(first, granularity="per_channel"), "per_channel"
     elif isinstance(first, Prune) and first.n_m is not None:
         n, m = first.n_m
-        new, what = Prune(sparsity=n / m), f"unstructured {n / m:.0%} pruning"
+        new, what = replace(first, n_m=None, sparsity=n / m), f"unstructured {n / m:.0%} pruning"
     elif isinstance(first, Prune) and first.threshold is None and first.block_size > 1:
         new, what = replace(first, block_size=1), "block_size 1"
     if new is None or misfit(shape, (new,) + rest, out_axis, in_axis):

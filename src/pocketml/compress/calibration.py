@@ -189,6 +189,8 @@ def _text_inputs(model, ids) -> dict:
         raise InputError(f"text calibration needs a model with an 'input_ids' input; this one has "
                          f"{model.input_names}: give input dicts")
     inputs = {"input_ids": np.asarray([ids], np.int64)}
+    if "attention_mask" in model.input_names:  # an encoder's: every token real
+        inputs["attention_mask"] = np.ones((1, len(ids)), model.inputs["attention_mask"].dtype.np)
     if "causal_mask" in model.input_names:
         from ..generation import causal_mask
         inputs["causal_mask"] = causal_mask(0, len(ids))

@@ -110,6 +110,7 @@ class Prune:
     threshold: float | None = None  # instead: zero every |w| <= threshold
     n_m: tuple[int, int] | None = None  # instead: n zeros in every m along the input axis (2:4)
     block_size: int = 1  # > 1: prune whole blocks along the input axis
+    sparsegpt: bool = False  # masks and kept values by SparseGPT against calibration data
 
     def __post_init__(self):
         if self.n_m is not None:
@@ -125,6 +126,9 @@ class Prune:
                    f"Prune sparsity must be in [0, 1), got {self.sparsity!r}")
         _check(_is_int(self.block_size) and self.block_size >= 1,
                f"Prune block_size must be a positive int, got {self.block_size!r}")
+        _check(isinstance(self.sparsegpt, bool), f"Prune sparsegpt must be true or false, got {self.sparsegpt!r}")
+        _check(not self.sparsegpt or (self.threshold is None and self.block_size == 1),
+               "Prune sparsegpt=True takes n_m or sparsity (single weights, no threshold)")
 
 
 Spec = Union[Palettize, Quantize, Prune]
@@ -189,7 +193,8 @@ class OptimizationConfig:
         _check(isinstance(self.strict, bool), f"strict must be true or false, got {self.strict!r}")
 
     def uses_gptq(self) -> bool:
-        return any(getattr(s, "algorithm", None) == "gptq" or getattr(s, "gptq", False) for s in self.all_specs())
+        return any(getattr(s, "algorithm", None) == "gptq" or getattr(s, "gptq", False)
+                   or getattr(s, "sparsegpt", False) for s in self.all_specs())
 
     def all_specs(self):
         """Every spec the config holds, at any level."""

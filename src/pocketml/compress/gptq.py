@@ -71,6 +71,60 @@ class _Tables:
         return idx, self.tables[np.arange(len(col)), idx]
 
 
+class _Pruner:
+    """SparseGPT's masks (Frantar & Alistarh, 2023), chosen as the columns come: in each group of
+    m columns the n of each row with the least saliency w^2 / U[j, j]^2 (n:m), or in each group
+    of columns the `sparsity` share of all its weights with the least (unstructured); a pruned
+    weight's loss is then corrected in the columns left, as GPTQ corrects rounding."""
+    fixed = False
+    saliency = True
+
+    def __init__(self, N: int, K: int, n_m: tuple[int, int] | None, sparsity: float):
+        self.n_m, self.sparsity = n_m, sparsity
+        self.keep = np.ones((N, K), bool)
+        self.col = 0  # the next column round() sees (columns come in order)
+
+    def fit(self, g: int, cols: np.ndarray, u: np.ndarray) -> None:
+        sal = cols ** 2 / (u[None, :] ** 2)
+        keep = np.ones(cols.shape, bool)
+        if self.n_m is not None:
+            n = self.n_m[0]
+            drop = np.argsort(sal, axis=1, kind="stable")[:, :n]
+            np.put_along_axis(keep, drop, False, axis=1)
+        else:
+            k = int(self.sparsity * sal.size)
+            if k:
+                flat = np.argsort(sal, axis=None, kind="stable")[:k]
+                keep.reshape(-1)[flat] = False
+        self.keep[:, self.col:self.col + cols.shape[1]] = keep
+
+    def round(self, g: int, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.where(self.keep[:, self.col], col, 0.0)
+        self.col += 1
+        return q, q
+
+
+def sparsegpt(w: np.ndarray, stats, n_m: tuple[int, int] | None, sparsity: float, out_axis: int,
+              damping: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """(pruned weight, keep-mask), both of w's shape (a 2-D linear (out, in) or matmul (in, out)
+    weight): n:m along the input axis or unstructured at `sparsity`, the kept weights updated."""
+    transposed = out_axis == 1
+    rows = (w.T if transposed else w).astype(np.float64)
+    N, K = rows.shape
+    if stats.gram.shape != (1, K, K):
+        raise ValueError(f"calibration statistics {stats.gram.shape} do not fit the weight {w.shape}")
+    if n_m is not None:
+        group = n_m[1]
+    else:  # masks per group of columns (SparseGPT's blocks of 128): the largest that divides K
+        group = max(d for d in range(1, BLOCK + 1) if K % d == 0)
+    pruner = _Pruner(N, K, n_m, sparsity)
+    out = solve(rows, stats.gram[0], pruner, group, damping, False)
+    keep = pruner.keep
+    if transposed:
+        out, keep = out.T, keep.T
+    return out.astype(np.float32), keep
+
+
 def gptq(w: np.ndarray, H: np.ndarray, symmetric: bool, qmin: int, qmax: int, group: int,
          damping: float = 0.01, act_order: bool = False):
     """Quantize w (N, K) against H (K, K): (codes (N, K), scale (N, K // group), offset (N, K //
@@ -116,7 +170,9 @@ def solve(w: np.ndarray, H: np.ndarray, grid, group: int, damping: float, act_or
             j = order[i1 + i]  # the column's original index
             g = j // group
             if not static and j % group == 0:  # columns j..j+group are this block's i..i+group
-                grid.fit(g, W1[:, i:i + group], hdiag[j:j + group])
+                # a pruner ranks by OBS saliency w^2 / U[j, j]^2; grids weigh by diag H
+                h = np.diag(U1)[i:i + group] if getattr(grid, "saliency", False) else hdiag[j:j + group]
+                grid.fit(g, W1[:, i:i + group], h)
             c, q = grid.round(g, W1[:, i])
             codes[:, j] = c
             e = (W1[:, i] - q) / U1[i, i]
