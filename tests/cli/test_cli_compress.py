@@ -71,3 +71,16 @@ def test_calibrated_compression_from_the_command_line(package, tmp_path, capsys)
     assert main(["compress", str(package), str(tmp_path / "x.pocket"), "--quantize", "int8",
                  "--calibration", str(tmp_path / "none.npz")]) == 2
     assert "cannot read calibration data" in capsys.readouterr().err
+
+
+def test_target_size_writes_a_reusable_recipe(package, tmp_path, capsys):
+    size = package.stat().st_size
+    out, recipe = tmp_path / "mixed.pocket", tmp_path / "recipe.yaml"
+    assert main(["compress", str(package), str(out), "--target-size", str(size // 5), "--recipe", str(recipe)]) == 0
+    text = capsys.readouterr().out
+    assert "mixed precision:" in text and "recipe:" in text
+    assert out.stat().st_size <= size // 5 + 4096  # the weights fit; the JSON header is extra
+    again = tmp_path / "again.pocket"
+    assert main(["compress", str(package), str(again), "--config", str(recipe)]) == 0
+    assert {r["mode"] for r in pm.compression_report(pm.load(again))} == \
+        {r["mode"] for r in pm.compression_report(pm.load(out))}

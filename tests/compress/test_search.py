@@ -107,3 +107,23 @@ def test_the_config_takes_the_algorithm():
         Quantize(algorithm="best")
     with pytest.raises(ValueError, match="algorithm"):
         quantize(np.ones((2, 4)), algorithm="best")
+
+
+def test_nearly_constant_blocks_keep_finite_half_parameters():
+    """A block of nearly equal values has a tiny scale and a zero point beyond float16: the
+    stored parameters stay finite (float32 where float16 cannot hold them) and exact enough."""
+    import pocketml as pm
+    from pocketml.compress.apply import compress_weight
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    w[3, :32] = 5.0 + rng.standard_normal(32).astype(np.float32) * 1e-6
+    w[5, 32:] = 1e-9
+    for spec in (pm.Quantize("uint4", symmetric=False, granularity="per_block", block_size=32),
+                 pm.Quantize("int4", granularity="per_block", block_size=32)):
+        chain = compress_weight("w", w, (spec,), 0, 1)
+        dense = chain.evaluate()
+        assert np.all(np.isfinite(dense)) and np.linalg.norm(dense - w) < 0.15 * np.linalg.norm(w), spec
+        if not spec.symmetric:  # the near-constant block at its offset
+            assert np.abs(dense[3, :32] - 5.0).max() < 1e-2
+        assert all(np.all(np.isfinite(a.astype(np.float64))) for a in chain.weights.values())

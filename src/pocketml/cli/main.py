@@ -264,12 +264,29 @@ def _compress_config(args):
     return OptimizationConfig(global_config=specs, min_weight_size=args.min_weight_size, strict=args.strict)
 
 
+def _print_recipe(recipe: dict, path: str | None) -> None:
+    """The mixed-precision plan: its size/loss curve, and the recipe as YAML (to `path`)."""
+    import yaml
+    curve = recipe["curve"]
+    print(f"mixed precision: {len(curve) - 1} steps from {curve[0][0] / 2**20:.1f} MiB (loss {curve[0][1]:.4g}) "
+          f"to {curve[-1][0] / 2**20:.1f} MiB (loss {curve[-1][1]:.4g}); target {recipe['target_size'] / 2**20:.1f} MiB")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(recipe["config"], f, sort_keys=False)
+        print(f"recipe: {printable(path)} (reuse with --config)")
+
+
 def cmd_compress(args) -> int:
     import pocketml as pm
     model = pm.load(args.model)
     _check_output(args.output, "model.pocket")
     before = os.path.getsize(args.model)  # before saving: OUT may be IN itself
-    compressed = pm.compress(model, _compress_config(args), progress=ui.tty, calibration=args.calibration)
+    if args.target_size is not None:
+        compressed = pm.compress(model, target_size=args.target_size, progress=ui.tty,
+                                 calibration=args.calibration)
+        _print_recipe(compressed.metadata["compression_recipe"], args.recipe)
+    else:
+        compressed = pm.compress(model, _compress_config(args), progress=ui.tty, calibration=args.calibration)
     _save(compressed, args.output)
     after = os.path.getsize(args.output)
     rows = pm.compression_report(compressed)
@@ -452,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gptq", action="store_true", help="palettize: indices by GPTQ (needs --calibration)")
     p.add_argument("--sparsegpt", action="store_true", help="prune: masks and kept weights by SparseGPT "
                                                             "(needs --calibration)")
+    p.add_argument("--target-size", metavar="SIZE",
+                   help="mixed precision: each weight's mode chosen (int8 down to 3-bit LUTs) so the package "
+                        "fits SIZE (e.g. 60MB) with the least loss on --calibration")
+    p.add_argument("--recipe", metavar="CFG.yaml", help="with --target-size: write the chosen config here")
     p.add_argument("--calibration", metavar="DATA.txt|DATA.npz",
                    help="representative inputs: text (for a package with a tokenizer) or arrays keyed by "
                         "input name, one sample per index of a new first axis; weights are then compressed for the "

@@ -11,6 +11,7 @@ from ..errors import CompressionWarning, ConfigError
 from ..ir.program import Program
 from ..model import Model, load
 from .apply import COMPRESSED_OPS, WEIGHT_AXES, compress_program, resolve_config
+from .config import OptimizationConfig
 
 # Relative Frobenius error of the worst weight above which `compress` warns. Data-free errors on
 # a 512x512 Gaussian matrix: int8 per_channel 0.0075, palettize 8-bit 0.006, 6-bit 0.025
@@ -30,8 +31,8 @@ def _model(model) -> Model:
     return model
 
 
-def compress(model: Model | str | os.PathLike, config, progress: bool | None = None,
-             calibration=None) -> Model:
+def compress(model: Model | str | os.PathLike, config=None, progress: bool | None = None,
+             calibration=None, target_size=None, candidates=None) -> Model:
     """A new Model whose weights are compressed per `config` (the input model is not modified).
 
     `model`: a Model or the path of a package. `config`: a `Palettize`, `Quantize` or `Prune`; a
@@ -42,8 +43,18 @@ def compress(model: Model | str | os.PathLike, config, progress: bool | None = N
     weighted by the inputs' energy, searched scales weighted alike, GPTQ where asked). Warns
     (`CompressionWarning`) when a weight's error is in the range that breaks models, and when a
     global or op-type config skips a weight it cannot tile.
+
+    `target_size` (bytes, or "60MB") instead of `config`: mixed precision (`mixed.py`): each
+    weight gets the one of `candidates` (specs, largest first; default `mixed.DEFAULT_CANDIDATES`)
+    that fits the package in the size with the least loss, measured on the calibration data
+    where given; the chosen recipe and the size/loss curve are in the result's
+    metadata["compression_recipe"].
     """
     model = _model(model)
+    if target_size is not None:
+        return _compress_to_size(model, config, progress, calibration, target_size, candidates)
+    if config is None:
+        raise ConfigError("give a compression config, or target_size= for mixed precision")
     cfg = resolve_config(config)
     gptq = cfg.uses_gptq()
     if gptq and calibration is None:
@@ -54,12 +65,37 @@ def compress(model: Model | str | os.PathLike, config, progress: bool | None = N
     calibrated = None
     if calibration is not None:
         calibrated = _calibrate(model, cfg, calibration, gptq, progress)
+    return _compressed(model, cfg, progress, calibrated)
+
+
+def _compressed(model: Model, cfg, progress, calibrated: dict | None) -> Model:
     program, record = compress_program(model.program, cfg, progress, calibrated)
     _warn(record)
     metadata = copy.deepcopy(model.metadata)
     previous = metadata.get("compression", {})
     metadata["compression"] = {**previous, **record}
     return Model(program, metadata, model.function.name, model.compute_precision)
+
+
+def _compress_to_size(model: Model, config, progress, calibration, target_size, candidates) -> Model:
+    from .mixed import DEFAULT_CANDIDATES, parse_size, plan
+
+    if config is not None:
+        raise ConfigError("give either a config or target_size (with candidates=), not both")
+    target = parse_size(target_size)
+    candidates = list(DEFAULT_CANDIDATES if candidates is None else candidates)
+    if not candidates:
+        raise ConfigError("candidates must hold at least one spec")
+    probe = OptimizationConfig(op_type_configs={t: candidates[0] for t in WEIGHT_AXES})
+    gptq = any(OptimizationConfig(c).uses_gptq() for c in candidates)
+    if gptq and calibration is None:
+        raise ConfigError("GPTQ/SparseGPT candidates need calibration data")
+    stats = {} if calibration is None else _calibrate(model, probe, calibration, True, progress)
+    cfg, curve, size = plan(model.program, candidates, target, stats, probe.min_weight_size, progress)
+    out = _compressed(model, cfg, progress, stats)
+    out.metadata["compression_recipe"] = {"target_size": target, "weights_bytes": size,
+                                          "config": cfg.to_dict(), "curve": [list(p) for p in curve]}
+    return out
 
 
 def _calibrate(model: Model, cfg, data, full: bool, progress) -> dict:

@@ -104,10 +104,14 @@ def _dequantize_op(chain: _Chain, q, dtype: str, shape, suffix: str, half: bool 
     """`half`: scales (and float zero points) stored as float16, the scales read through a cast
     so the weight is still computed in float32 (as llama.cpp's Q4_0/Q4_1 store theirs)."""
     zp = q.zero_point
-    if half:
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         s16 = q.scale.astype(np.float16)
-        if zp is not None and zp.dtype.kind == "f":  # the same offset (-zp * scale) on the rounded scale
-            zp = (zp.astype(np.float64) * q.scale / s16.astype(np.float64)).astype(np.float16)
+        half = half and bool(np.all(np.isfinite(s16)) and np.all(s16 > 0))  # else float32 scales
+        if half and zp is not None and zp.dtype.kind == "f":  # the same offset (-zp * scale) on the rounded scale
+            zp = zp.astype(np.float64) * q.scale / s16.astype(np.float64)
+            z16 = zp.astype(np.float16)  # a block of nearly equal values has a huge zero point
+            zp = z16 if np.all(np.isfinite(z16)) else zp.astype(np.float32)
+    if half:
         scale = chain.op("cast", [chain.const(f"{suffix}scale", s16)], {"dtype": "float32"}, f"{suffix}scale_f32")
     else:
         scale = chain.const(f"{suffix}scale", q.scale)
@@ -277,7 +281,8 @@ def _heads(fn: Function) -> set[str]:
 
 
 def _below_8_bits(specs: Specs) -> bool:
-    return any(isinstance(s, (Palettize, Quantize)) and s.nbits < 8 for s in specs)
+    """Palettization or quantization below 8 bits, or pruning (the modes that break a head)."""
+    return any(isinstance(s, Prune) or isinstance(s, (Palettize, Quantize)) and s.nbits < 8 for s in specs)
 
 
 HEAD_SPEC = (Quantize("int8"),)  # what an output head gets under a global config below 8 bits
@@ -338,7 +343,7 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                     record[key]["calibrated"] = True
                 if head:
                     record[key]["recipe"] = ("an output head: int8 under a global config below 8 bits "
-                                             "(op_type_configs or op_name_configs choose otherwise)")
+                                             "or pruning (op_type_configs or op_name_configs choose otherwise)")
         chain = chains[key]
         if chain is not None:
             _splice(fn, const_op, value_name, chain)

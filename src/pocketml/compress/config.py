@@ -80,7 +80,7 @@ class Quantize:
     granularity: str = "per_channel"  # per_tensor | per_channel | per_block
     block_size: int = 32  # along the input axis (per_block)
     algorithm: str = "search"  # search | minmax | gptq
-    damping: float = 0.01  # gptq
+    damping: float = 0.1  # gptq (gptq.DAMPING)
     act_order: bool = False  # gptq
 
     def __post_init__(self):

@@ -18,6 +18,10 @@ import numpy as np
 from .search import fit_affine, fit_symmetric
 
 BLOCK = 128  # columns whose updates are applied together
+# Added to H's diagonal, relative to its mean. The papers' 0.01 assumes ~250 k calibration tokens;
+# with a few thousand (4,096 tokens of SmolLM2, 256 MiniLM sentences) 0.1 generalises better on
+# held-out data: MiniLM int4 cosine min 0.978 -> 0.981, SmolLM2 int4 perplexity +15.5 -> +11.1 %.
+DAMPING = 0.1
 
 
 def inverse_cholesky(H: np.ndarray, damping: float) -> np.ndarray:
@@ -105,7 +109,7 @@ class _Pruner:
 
 
 def sparsegpt(w: np.ndarray, stats, n_m: tuple[int, int] | None, sparsity: float, out_axis: int,
-              damping: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+              damping: float = DAMPING) -> tuple[np.ndarray, np.ndarray]:
     """(pruned weight, keep-mask), both of w's shape (a 2-D linear (out, in) or matmul (in, out)
     weight): n:m along the input axis or unstructured at `sparsity`, the kept weights updated."""
     transposed = out_axis == 1
@@ -126,7 +130,7 @@ def sparsegpt(w: np.ndarray, stats, n_m: tuple[int, int] | None, sparsity: float
 
 
 def gptq(w: np.ndarray, H: np.ndarray, symmetric: bool, qmin: int, qmax: int, group: int,
-         damping: float = 0.01, act_order: bool = False):
+         damping: float = DAMPING, act_order: bool = False):
     """Quantize w (N, K) against H (K, K): (codes (N, K), scale (N, K // group), offset (N, K //
     group)); w ≈ codes * scale (symmetric) or (codes - qmin) * scale + offset, per group of
     `group` consecutive columns (group = K: per channel). An input never seen (H[j, j] = 0)
@@ -183,7 +187,7 @@ def solve(w: np.ndarray, H: np.ndarray, grid, group: int, damping: float, act_or
 
 
 def quantize_gptq(w: np.ndarray, stats, dtype: str, symmetric: bool, granularity: str, block_size: int,
-                  out_axis: int, in_axis: int, damping: float = 0.01, act_order: bool = False):
+                  out_axis: int, in_axis: int, damping: float = DAMPING, act_order: bool = False):
     """`quantize.quantize`'s result for weight w (linear (out, in), matmul (in, out) or conv
     (out, in/groups, *kernel)) by GPTQ against `stats` (calibration.Stats with the full H per
     group)."""
@@ -226,7 +230,7 @@ def quantize_gptq(w: np.ndarray, stats, dtype: str, symmetric: bool, granularity
 
 
 def palettize_gptq(w: np.ndarray, stats, spec, out_axis: int, importance: np.ndarray | None,
-                   damping: float = 0.01):
+                   damping: float = DAMPING):
     """`palettize.palettize`'s result for w (as in `quantize_gptq`) with the tables of
     sensitivity-weighted k-means (as stored: rounded to spec.lut_dtype) and the indices from
     GPTQ against `stats`."""
