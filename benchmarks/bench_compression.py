@@ -12,17 +12,25 @@ Models (`--models`, comma-separated; default all): minilm, smollm2, efficientnet
     pal6           Palettize(6) k-means per_tensor        pal6-g16  per_grouped_channel, group_size 16
     pal4           Palettize(4) k-means per_tensor        pal4-g16  per_grouped_channel, group_size 16
     pal4-pcs       pal4 with per_channel_scale=True       pal4-g16-pcs  pal4-g16 with per_channel_scale
-    int4-b32       Quantize("int4", symmetric, per_block, block_size 32)
+    int4-b32       Quantize("int4", per_block 32) (searched scales; int4-b32-minmax: min/max)
+    uint4-b32      Quantize("uint4", symmetric=False, per_block 32) (searched scales and offsets)
     prune50        Prune(sparsity=0.5)                    prune2:4  Prune(n_m=(2, 4))
     prune50+pal4   [Prune(0.5), Palettize(4)]
+  with each model's calibration data (below):
+    pal4-g16-skm   pal4-g16, sensitivity-weighted k-means
+    pal4-g16-pcs-gptq, pal3-g16-pcs-gptq   LUT indices by GPTQ (Palettize(gptq=True))
+    int4-b32-gptq, uint4-b32-gptq          Quantize(algorithm="gptq")
+    prune2:4-sparsegpt                     Prune(n_m=(2, 4), sparsegpt=True)
+    mixed@int4-b32 pm.compress(target_size=<int4-b32's weight bytes>): mixed precision
 
-Every mode compresses every linear/conv/embedding/matmul weight of >= 2048 elements (pm.compress's
-default `min_weight_size`). Where a structured mode cannot apply to a weight (group_size 16 or
-block 32 or m = 4 not dividing its dimension: MiniLM's 30522-row embedding, EfficientNet's
-24/40/112-channel convs and depthwise convs), that weight falls back: grouped palettization ->
-per_tensor at the same nbits, per_block int4 -> per_channel int4, 2:4 -> left dense; the table
-counts such weights. Each compressed model is saved to a temporary .pocket, its file size
-measured, loaded back with pm.load and run by the pocketml (NumPy) runtime.
+Every mode is a global config over every linear/conv/embedding/matmul weight of >= 2048 elements
+(pm.compress's default `min_weight_size`). Where a structured mode cannot apply to a weight
+(group_size 16, block 32 or m = 4 not dividing its dimension: MiniLM's 30522-row embedding,
+EfficientNet's 24/40/112-channel convs and depthwise convs) the library falls back to the nearest
+mode that fits (docs/COMPRESSION.md); the table counts such weights. Output heads (SmolLM2's tied
+embedding, EfficientNet's classifier) are int8 under every mode below 8 bits (the library's
+recipe). Each compressed model is saved to a temporary .pocket, its file size measured, loaded
+back with pm.load and run. "peak RSS" is the process's so far (calibration statistics included).
 
 Protocols (fixed, so runs are comparable):
   minilm        250 real sentences (`data.sentences(250)`: 50 ABC news leads and the 200 Pang & Lee
@@ -37,6 +45,11 @@ Protocols (fixed, so runs are comparable):
                 --quick: 1 window of 64 tokens.
   efficientnet  the 7 real photos of `samples()` and their mirror images (14 inputs; --quick: the
                 7 photos); top-1 agreement with the float package, and cosine of the logits.
+  calibration   (held apart from the evaluated inputs) minilm: 256 sentences of the Wikipedia
+                text, batches of 32 (--quick 64); smollm2: 8 windows of 512 tokens from token 2048
+                (--quick 2); efficientnet: 16 other scikit-image pictures (hubble_deep_field, ihc,
+                retina, colorwheel, camera, coins, moon, page, text, brick, grass, gravel, clock,
+                cell, logo, horse) and their mirror images (--quick: the first 4).
   coremltools   k-means 4-bit palettization (per_tensor; per_grouped_channel, group_size 16) and
                 int4 per_block 32 symmetric quantization of (a) a 2048x2048 N(0, 1) float32 weight
                 (seed 0) and (b) SmolLM2's linear weights of every 5th layer (0, 5, ..., 25: the 7
@@ -57,11 +70,11 @@ Protocols (fixed, so runs are comparable):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -72,8 +85,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("minilm", "smollm2", "efficientnet-lite0", "coremltools")
-MODE_KEYS = ("float", "int8", "pal6", "pal6-g16", "pal4", "pal4-g16", "pal4-pcs", "pal4-g16-pcs",
-             "int4-b32", "prune50", "prune2:4", "prune50+pal4")
 MODE_LABELS = {
     "float": "float",
     "int8": "int8 per_channel",
@@ -83,11 +94,22 @@ MODE_LABELS = {
     "pal4-g16": "palettize 4-bit g16",
     "pal4-pcs": "palettize 4-bit per_tensor + per-channel scale",
     "pal4-g16-pcs": "palettize 4-bit g16 + per-channel scale",
-    "int4-b32": "int4 per_block 32",
+    "int4-b32-minmax": "int4 per_block 32, min/max",
+    "int4-b32": "int4 per_block 32 (searched scales)",
+    "uint4-b32": "affine uint4 per_block 32 (searched)",
     "prune50": "prune 50%",
     "prune2:4": "prune 2:4",
     "prune50+pal4": "prune 50% + palettize 4-bit",
+    # calibrated (each model's held-apart calibration data)
+    "pal4-g16-skm": "palettize 4-bit g16, sensitivity k-means (cal)",
+    "pal4-g16-pcs-gptq": "palettize 4-bit g16 + per-channel scale, GPTQ (cal)",
+    "pal3-g16-pcs-gptq": "palettize 3-bit g16 + per-channel scale, GPTQ (cal)",
+    "int4-b32-gptq": "int4 per_block 32, GPTQ (cal)",
+    "uint4-b32-gptq": "affine uint4 per_block 32, GPTQ (cal)",
+    "prune2:4-sparsegpt": "prune 2:4, SparseGPT (cal)",
+    "mixed@int4-b32": "mixed precision at int4-b32's size (cal)",
 }
+MODE_KEYS = tuple(MODE_LABELS)
 
 
 def log(*args) -> None:
@@ -117,76 +139,51 @@ def _api():
 
 
 def mode_config(api, key: str):
+    """(config, calibrated) of a mode key; a global config: the library falls back where a
+    structured mode does not fit a weight, and keeps output heads at int8 below 8 bits."""
     P, Q, R = api.Palettize, api.Quantize, api.Prune
+    g16 = dict(granularity="per_grouped_channel", group_size=16)
+    b32 = dict(granularity="per_block", block_size=32)
     return {
-        "float": None,
-        "int8": Q("int8", granularity="per_channel"),
-        "pal6": P(6, mode="kmeans", granularity="per_tensor"),
-        "pal6-g16": P(6, mode="kmeans", granularity="per_grouped_channel", group_size=16),
-        "pal4": P(4, mode="kmeans", granularity="per_tensor"),
-        "pal4-g16": P(4, mode="kmeans", granularity="per_grouped_channel", group_size=16),
-        "pal4-pcs": P(4, mode="kmeans", granularity="per_tensor", per_channel_scale=True),
-        "pal4-g16-pcs": P(4, mode="kmeans", granularity="per_grouped_channel", group_size=16,
-                          per_channel_scale=True),
-        "int4-b32": Q("int4", symmetric=True, granularity="per_block", block_size=32),
-        "prune50": R(sparsity=0.5),
-        "prune2:4": R(n_m=(2, 4)),
-        "prune50+pal4": [R(sparsity=0.5), P(4, mode="kmeans", granularity="per_tensor")],
+        "float": (None, False),
+        "int8": (Q("int8", granularity="per_channel"), False),
+        "pal6": (P(6), False),
+        "pal6-g16": (P(6, **g16), False),
+        "pal4": (P(4), False),
+        "pal4-g16": (P(4, **g16), False),
+        "pal4-pcs": (P(4, per_channel_scale=True), False),
+        "pal4-g16-pcs": (P(4, **g16, per_channel_scale=True), False),
+        "int4-b32-minmax": (Q("int4", **b32, algorithm="minmax"), False),
+        "int4-b32": (Q("int4", **b32), False),
+        "uint4-b32": (Q("uint4", symmetric=False, **b32), False),
+        "prune50": (R(sparsity=0.5), False),
+        "prune2:4": (R(n_m=(2, 4)), False),
+        "prune50+pal4": ([R(sparsity=0.5), P(4)], False),
+        "pal4-g16-skm": (P(4, **g16), True),
+        "pal4-g16-pcs-gptq": (P(4, **g16, per_channel_scale=True, gptq=True), True),
+        "pal3-g16-pcs-gptq": (P(3, **g16, per_channel_scale=True, gptq=True), True),
+        "int4-b32-gptq": (Q("int4", **b32, algorithm="gptq"), True),
+        "uint4-b32-gptq": (Q("uint4", symmetric=False, **b32, algorithm="gptq"), True),
+        "prune2:4-sparsegpt": (R(n_m=(2, 4), sparsegpt=True), True),
+        "mixed@int4-b32": ("mixed", True),
     }[key]
 
 
-def _fallback(api, cfg):
-    """What a weight gets when `cfg`'s structure does not fit it (see the module docstring)."""
-    first = cfg[0] if isinstance(cfg, list) else cfg
-    if isinstance(first, api.Palettize) and first.granularity == "per_grouped_channel":
-        return dataclasses.replace(first, granularity="per_tensor"), "per_tensor palettization"
-    if isinstance(first, api.Quantize) and first.granularity == "per_block":
-        return dataclasses.replace(first, granularity="per_channel"), "per_channel quantization"
-    if isinstance(first, api.Prune) and first.n_m is not None:
-        return None, "dense"
-    return "none", None
-
-
-def _misfits(api, model, cfg) -> list[str]:
-    """Weights of `model` whose dimensions do not fit `cfg`'s group/block/m size."""
-    first = cfg[0] if isinstance(cfg, list) else cfg
-    out = []
-    for row in api.compression_report(model):
-        shape = row["shape"]
-        spec = api.WEIGHT_AXES.get(row["op_type"])
-        if spec is None or len(shape) < 2 or math.prod(shape) < 2048:
-            continue
-        out_dim, in_dim = shape[spec[1] % len(shape)], shape[spec[2] % len(shape)]
-        if isinstance(first, api.Palettize) and first.granularity == "per_grouped_channel":
-            bad = out_dim % first.group_size != 0
-        elif isinstance(first, api.Quantize) and first.granularity == "per_block":
-            bad = in_dim % first.block_size != 0
-        elif isinstance(first, api.Prune) and first.n_m is not None:
-            bad = in_dim % first.n_m[1] != 0
-        else:
-            bad = False
-        if bad:
-            out.append(row["weight"])
-    return out
-
-
-def compress(api, model, cfg):
-    """(compressed model, number of weights that fell back, what they fell back to, seconds)."""
-    fb, what = _fallback(api, cfg)
-    names = _misfits(api, model, cfg) if what else []
-    for _ in range(50):
-        config = api.OptimizationConfig(global_config=cfg, op_name_configs={n: fb for n in names})
+def compress(api, model, key: str, calibration):
+    """(compressed model, number of weights that fell back or stayed dense, seconds)."""
+    cfg, calibrated = mode_config(api, key)
+    cal = calibration if calibrated else None
+    t0 = time.perf_counter()
+    if cfg == "mixed":  # the weights of the int4-b32 package as the budget
+        target = sum(a.nbytes for a in api.compress(model, mode_config(api, "int4-b32")[0],
+                                                    progress=False).program.weights.values())
         t0 = time.perf_counter()
-        try:
-            out = api.compress(model, config, progress=False)
-        except api.ConfigError as e:  # a misfit the shape check did not foresee: add it, retry
-            key = str(e).split(": cannot", 1)[0]
-            if not what or key in names or ": cannot" not in str(e):
-                raise
-            names.append(key)
-            continue
-        return out, len(names), what, time.perf_counter() - t0
-    raise RuntimeError("too many fallbacks")
+        out = api.compress(model, target_size=target, calibration=cal, progress=False)
+    else:
+        out = api.compress(model, cfg, progress=False, calibration=cal)
+    secs = time.perf_counter() - t0
+    fell = sum(r["note"].startswith(("fallback", "skipped")) for r in api.compression_report(out))
+    return out, fell, secs
 
 
 def weight_stats(api, model) -> dict:
@@ -240,6 +237,11 @@ class MiniLM:
         ordered = [texts[i] for i in self.order]
         self.batches = [dict(zip(("input_ids", "attention_mask"), minilm.tokenize(ordered[i:i + 50])))
                         for i in range(0, len(ordered), 50)]
+        # calibration: sentences of the Wikipedia text (none of the evaluated ones), batches of 32
+        n = 64 if quick else 256
+        wiki = [t.strip() for t in data.wikipedia_text()[:200000].split(". ") if 40 < len(t.strip()) < 300][:n]
+        self.calibration = [dict(zip(("input_ids", "attention_mask"), minilm.tokenize(wiki[i:i + 32])))
+                            for i in range(0, n, 32)]
         self.protocol = f"{len(texts)} sentences (data.sentences), batches of 50"
 
     def run(self, model) -> np.ndarray:
@@ -273,6 +275,12 @@ class SmolLM2:
             ids = smollm2.encode(text[:chars])
         if ids.shape[1] < need:
             raise ValueError(f"wikipedia_text() has only {ids.shape[1]} tokens, {need} needed")
+        # calibration: windows of 512 tokens from token 2048 on (the evaluated ones end at 512)
+        windows = 2 if quick else 8
+        cal_ids = smollm2.encode(text[:60000])
+        if cal_ids.shape[1] < 2048 + 512 * windows:
+            raise ValueError("wikipedia_text() is too short for the calibration windows")
+        self.calibration = [{"input_ids": cal_ids[:, 2048 + 512 * i:2048 + 512 * (i + 1)]} for i in range(windows)]
         self.ids = ids[:, :need]
         self.protocol = (f"first {self.windows} x {self.length} tokens of data.wikipedia_text(), "
                          "non-overlapping windows, ppl = exp(mean next-token NLL within windows)")
@@ -299,6 +307,25 @@ class SmolLM2:
         return [f"{m['perplexity']:.2f}", f"{100 * m['vs float']:+.1f}%", f"{100 * m['top-1 = float']:.1f}%"]
 
 
+def _calibration_pictures(quick: bool) -> list[np.ndarray]:
+    """scikit-image's other pictures (none an ImageNet photo; grey ones as RGB) and their mirror
+    images, preprocessed: EfficientNet's calibration data, apart from the evaluated photos."""
+    import skimage.data as sd
+
+    from pocketml.zoo.efficientnet_lite0 import preprocess
+
+    names = ("hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "camera", "coins", "moon",
+             "page", "text", "brick", "grass", "gravel", "clock", "cell", "logo", "horse")
+    out = []
+    for name in names[:4] if quick else names:
+        im = np.asarray(getattr(sd, name)())
+        im = (im * 255).astype(np.uint8) if im.dtype == bool else im.astype(np.uint8)
+        im = np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
+        x = preprocess(np.ascontiguousarray(im))
+        out += [x, np.ascontiguousarray(x[..., ::-1])]
+    return out
+
+
 class EfficientNet:
     name = "efficientnet-lite0"
     title = "EfficientNet-Lite0"
@@ -309,6 +336,7 @@ class EfficientNet:
 
         photos = [t.numpy() for (t,) in get(self.name).samples()]
         self.inputs = photos if quick else photos + [np.ascontiguousarray(p[..., ::-1]) for p in photos]
+        self.calibration = [{"image": x} for x in _calibration_pictures(quick)]
         self.protocol = f"{len(photos)} photos (samples())" + ("" if quick else " and their mirror images")
 
     def run(self, model) -> np.ndarray:
@@ -347,13 +375,13 @@ def bench_model(api, name: str, modes: list[str], quick: bool) -> dict:
             row = {"mode": key, "label": MODE_LABELS[key]}
             try:
                 if key == "float":
-                    cm, nfb, fbwhat, secs, path = model, 0, None, 0.0, ref_path
+                    cm, nfb, secs, path = model, 0, 0.0, ref_path
                 else:
-                    cm, nfb, fbwhat, secs = compress(api, model, mode_config(api, key))
+                    cm, nfb, secs = compress(api, model, key, bench.calibration)
                     path = Path(tmp) / f"{key.replace(':', '_').replace('+', '_')}.pocket"
                     cm.save(path)
-                row.update(weight_stats(api, cm), compress_s=secs, fallbacks=nfb, fallback_to=fbwhat,
-                           mib=path.stat().st_size / 2**20)
+                row.update(weight_stats(api, cm), compress_s=secs, fallbacks=nfb, mib=path.stat().st_size / 2**20,
+                           peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
                 del cm
                 t0 = time.perf_counter()
                 out = ref if key == "float" else bench.run(pm.load(path))
@@ -362,7 +390,7 @@ def bench_model(api, name: str, modes: list[str], quick: bool) -> dict:
                 if path != ref_path:
                     path.unlink()
                 log(f"  {key}: {row['mib']:.1f} MiB, compress {secs:.1f} s, eval {row['eval_s']:.1f} s, "
-                    f"{row['metrics']}" + (f", {nfb} weight(s) -> {fbwhat}" if nfb else ""))
+                    f"{row['metrics']}" + (f", {nfb} weight(s) fell back" if nfb else ""))
             except Exception as e:  # report and go on: one broken mode must not hide the others
                 row["error"] = f"{type(e).__name__}: {e}"
                 log(f"  {key}: FAILED {row['error']}")
@@ -373,18 +401,19 @@ def bench_model(api, name: str, modes: list[str], quick: bool) -> dict:
 
 def table_model(res: dict) -> str:
     bench = BENCHES[res["model"]]
-    head = ["mode", "package MiB", "vs float", "bits/weight", *bench.columns, "compress s", "fallbacks"]
+    head = ["mode", "package MiB", "vs float", "bits/weight", *bench.columns, "compress s", "peak RSS MiB",
+            "fallbacks"]
     lines = [f"### {res['title']} — {res['protocol']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in res["rows"]:
         if "error" in r:
             lines.append(f"| {r['label']} | FAILED: {r['error'][:150]} |" + " |" * (len(head) - 2))
             continue
-        fb = f"{r['fallbacks']} → {r['fallback_to']}" if r["fallbacks"] else "—"
+        fb = str(r["fallbacks"]) if r["fallbacks"] else "—"
         lines.append("| " + " | ".join([
             r["label"], f"{r['mib']:.1f}", f"{r['mib'] / res['float_mib']:.3f}",
             f"{r['bits_per_weight']:.2f}", *bench.fmt(r["metrics"]),
-            f"{r['compress_s']:.1f}" if r["mode"] != "float" else "—", fb]) + " |")
+            f"{r['compress_s']:.1f}" if r["mode"] != "float" else "—", f"{r['peak_rss_mib']:.0f}", fb]) + " |")
     return "\n".join(lines)
 
 

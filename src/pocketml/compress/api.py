@@ -45,7 +45,8 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
     global or op-type config skips a weight it cannot tile.
 
     `target_size` (bytes, or "60MB") instead of `config`: mixed precision (`mixed.py`): each
-    weight gets the one of `candidates` (specs, largest first; default `mixed.DEFAULT_CANDIDATES`)
+    weight gets the one of `candidates` (specs, largest first; default `mixed.DEFAULT_CANDIDATES`,
+    their GPTQ forms with calibration data)
     that fits the package in the size with the least loss, measured on the calibration data
     where given; the chosen recipe and the size/loss curve are in the result's
     metadata["compression_recipe"].
@@ -78,12 +79,14 @@ def _compressed(model: Model, cfg, progress, calibrated: dict | None) -> Model:
 
 
 def _compress_to_size(model: Model, config, progress, calibration, target_size, candidates) -> Model:
-    from .mixed import DEFAULT_CANDIDATES, parse_size, plan
+    from .mixed import DEFAULT_CANDIDATES, GPTQ_CANDIDATES, parse_size, plan
 
     if config is not None:
         raise ConfigError("give either a config or target_size (with candidates=), not both")
     target = parse_size(target_size)
-    candidates = list(DEFAULT_CANDIDATES if candidates is None else candidates)
+    if candidates is None:
+        candidates = DEFAULT_CANDIDATES if calibration is None else GPTQ_CANDIDATES
+    candidates = list(candidates)
     if not candidates:
         raise ConfigError("candidates must hold at least one spec")
     probe = OptimizationConfig(op_type_configs={t: candidates[0] for t in WEIGHT_AXES})

@@ -30,6 +30,16 @@ DEFAULT_CANDIDATES = (
 )
 
 
+# With calibration data: the same, each by GPTQ.
+GPTQ_CANDIDATES = (
+    Quantize("int8", algorithm="gptq"),
+    Quantize("uint4", symmetric=False, granularity="per_block", block_size=32, algorithm="gptq"),
+    Quantize("int4", granularity="per_block", block_size=32, algorithm="gptq"),
+    Palettize(4, granularity="per_grouped_channel", group_size=16, gptq=True),
+    Palettize(3, granularity="per_grouped_channel", group_size=16, per_channel_scale=True, gptq=True),
+)
+
+
 def parse_size(size) -> int:
     """Bytes from an int or a string like "60MB", "60 MiB", "1.5GB"."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0:
