@@ -47,17 +47,10 @@ def fit_symmetric(w: np.ndarray, qmin: int, qmax: int, h: np.ndarray | None = No
     best_s = np.where(amax > 0, amax / half, 1.0)
     best_q = np.zeros(w.shape, np.float32)
     total = (hw * w * w).sum(axis=1, dtype=np.float64)
-    for f in SYMMETRIC_FACTORS:
-        s = np.where(amax > 0, amax * f / half, 1.0)
-        q = np.clip(np.rint(w / s[:, None].astype(np.float32)), qmin, qmax)
-        s, err = _refit_scale(w, hw, q, total, s)
-        better = err < best_err
-        best_err = np.where(better, err, best_err)
-        best_s = np.where(better, s, best_s)
-        best_q[better] = q[better]
-    for _ in range(REFINE_ROUNDS):
-        q = np.clip(np.rint(w / best_s[:, None].astype(np.float32)), qmin, qmax)
-        s, err = _refit_scale(w, hw, q, total, best_s)
+    for k in range(len(SYMMETRIC_FACTORS) + REFINE_ROUNDS):  # the candidates, then re-rounding to the best
+        s0 = np.where(amax > 0, amax * SYMMETRIC_FACTORS[k] / half, 1.0) if k < len(SYMMETRIC_FACTORS) else best_s
+        q = np.clip(np.rint(w / s0[:, None].astype(np.float32)), qmin, qmax)
+        s, err = _refit_scale(w, hw, q, total, s0)
         better = err < best_err
         best_err = np.where(better, err, best_err)
         best_s = np.where(better, s, best_s)
