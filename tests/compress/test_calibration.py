@@ -149,3 +149,25 @@ def test_calibrated_weights_do_not_raise_the_weight_error_warning(net):
             warnings.simplefilter("always")
             pm.compress(model, cfg, progress=False, calibration=calibration)
         assert sum("relative error" in str(w.message) for w in caught) == n
+
+
+def test_an_uncalibrated_weight_in_the_lossy_range_is_named_as_such():
+    import warnings
+
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = torch.nn.Embedding(64, 64)
+            self.fc = torch.nn.Linear(64, 64)
+
+        def forward(self, ids):
+            return torch.relu(self.fc(self.emb(ids)))
+
+    model = pm.convert(Embed().eval(), (torch.randint(0, 64, (1, 8)),))
+    cal = [{"ids": np.random.default_rng(i).integers(0, 64, (1, 8))} for i in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pm.compress(model, pm.Quantize("int4"), progress=False, calibration=cal)
+    msgs = [str(w.message) for w in caught if "relative error" in str(w.message)]
+    assert len(msgs) == 1 and msgs[0].startswith("emb.weight has") and "does not reach it" in msgs[0]

@@ -71,7 +71,7 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
 
 def _compressed(model: Model, cfg, progress, calibrated: dict | None) -> Model:
     program, record = compress_program(model.program, cfg, progress, calibrated)
-    _warn(record)
+    _warn(record, bool(calibrated))
     metadata = copy.deepcopy(model.metadata)
     previous = metadata.get("compression", {})
     metadata["compression"] = {**previous, **record}
@@ -119,7 +119,7 @@ def _calibrate(model: Model, cfg, data, full: bool, progress) -> dict:
     return collect(model, data, wanted, full, progress)
 
 
-def _warn(record: dict) -> None:
+def _warn(record: dict, calibrated: bool = False) -> None:
     skipped = {k: r["skipped"] for k, r in record.items() if "skipped" in r}
     if skipped:
         listed = "; ".join(f"{k} ({why})" for k, why in list(skipped.items())[:5])
@@ -131,7 +131,13 @@ def _warn(record: dict) -> None:
     # a calibrated weight trades its own error for its output's: the weight's error says little
     errors = {k: r["rel_error"] for k, r in record.items() if "rel_error" in r and not r.get("calibrated")}
     worst = max(errors, key=errors.get, default=None)
-    if worst is not None and errors[worst] > LOSSY_ERROR:
+    if worst is not None and errors[worst] > LOSSY_ERROR and calibrated:
+        warnings.warn(f"{worst} has a relative error of {errors[worst]:.3f} after compression; the "
+                      "calibration data does not reach it (an embedding or a transposed convolution "
+                      "has no input rows to weigh by), so its data-free error stands, in the range "
+                      "that breaks models. Check the model's outputs, or give it a gentler mode of its "
+                      "own (op_name_configs, e.g. int8)", CompressionWarning, stacklevel=3)
+    elif worst is not None and errors[worst] > LOSSY_ERROR:
         warnings.warn(f"{worst} has a relative error of {errors[worst]:.3f} after compression; "
                       f"data-free errors above {LOSSY_ERROR} (4 bits and below, 50 % or 2:4 pruning) "
                       "are known to break models. Check the model's outputs, or use a gentler mode: "
