@@ -108,11 +108,10 @@ def _calibrate(model: Model, cfg, data, full: bool, progress) -> dict:
 
     fn = model.program.functions[model.function.name]
     cands = _candidates(fn)
+    op_types = {c[0].attrs["weight"]: c[1] for c in reversed(cands.values())}  # each weight's first user
     wanted = {}
     for key, t in targets(model.program, fn.name, cands).items():
-        w = model.program.weights[key]
-        op_type = next(c[1] for c in cands.values() if c[0].attrs["weight"] == key)
-        if cfg.resolve(key, op_type, w.size) is not None:
+        if cfg.resolve(key, op_types[key], model.program.weights[key].size) is not None:
             wanted[key] = t
     if not wanted:
         return {}

@@ -24,6 +24,20 @@ BLOCK = 128  # columns whose updates are applied together
 DAMPING = 0.1
 
 
+def rows_of(w: np.ndarray, out_axis: int) -> np.ndarray:
+    """w as (output channels, inputs): a matmul's (in, out) weight transposed, a convolution's
+    (out, in/groups, *kernel) flattened; a linear's as it is."""
+    return w.T if w.ndim == 2 and out_axis == 1 else w.reshape(w.shape[0], -1)
+
+
+def _per_group(rows: np.ndarray, stats, w: np.ndarray) -> int:
+    """Rows per group of `stats` (one H per convolution group), checked against the weight."""
+    groups = stats.gram.shape[0]
+    if rows.shape[0] % groups or stats.gram.shape[1:] != (rows.shape[1],) * 2:
+        raise ValueError(f"calibration statistics {stats.gram.shape} do not fit the weight {w.shape}")
+    return rows.shape[0] // groups
+
+
 def inverse_cholesky(H: np.ndarray, damping: float) -> np.ndarray:
     """U, upper triangular, with U^T U = (H + damping * mean(diag H) * I)^-1."""
     K = len(H)
@@ -112,10 +126,9 @@ def sparsegpt(w: np.ndarray, stats, n_m: tuple[int, int] | None, sparsity: float
               damping: float = DAMPING) -> tuple[np.ndarray, np.ndarray]:
     """(pruned weight, keep-mask), both of w's shape (a 2-D linear (out, in) or matmul (in, out)
     weight): n:m along the input axis or unstructured at `sparsity`, the kept weights updated."""
-    transposed = out_axis == 1
-    rows = (w.T if transposed else w).astype(np.float64)
+    rows = rows_of(w, out_axis).astype(np.float64)
     N, K = rows.shape
-    if stats.gram.shape != (1, K, K):
+    if _per_group(rows, stats, w) != N:
         raise ValueError(f"calibration statistics {stats.gram.shape} do not fit the weight {w.shape}")
     if n_m is not None:
         group = n_m[1]
@@ -124,7 +137,7 @@ def sparsegpt(w: np.ndarray, stats, n_m: tuple[int, int] | None, sparsity: float
     pruner = _Pruner(N, K, n_m, sparsity)
     out = solve(rows, stats.gram[0], pruner, group, damping, False)
     keep = pruner.keep
-    if transposed:
+    if out_axis == 1:
         out, keep = out.T, keep.T
     return out.astype(np.float32), keep
 
@@ -198,21 +211,15 @@ def quantize_gptq(w: np.ndarray, stats, dtype: str, symmetric: bool, granularity
         raise ValueError("GPTQ takes per_channel or per_block quantization, not per_tensor")
     qmin, qmax = quant_range(dtype, symmetric)
     sshape = _scale_shape(w.shape, granularity, out_axis, block_size, in_axis)
-    if w.ndim == 2 and out_axis == 1:  # x @ W: rows are W's columns
-        rows = w.T
-    else:
-        rows = w.reshape(w.shape[0], -1)
+    rows = rows_of(w, out_axis)
     N, K = rows.shape
-    groups = stats.gram.shape[0]
-    if N % groups or stats.gram.shape[1] != K:
-        raise ValueError(f"calibration statistics {stats.gram.shape} do not fit the weight {w.shape}")
+    per = _per_group(rows, stats, w)
     span = int(np.prod(w.shape[2:])) if w.ndim > 2 else 1  # kernel positions per input channel
     group = block_size * span if granularity == "per_block" else K
-    per = N // groups
     codes = np.empty((N, K))
     scale = np.empty((N, K // group))
     offset = np.empty((N, K // group))
-    for g in range(groups):
+    for g in range(N // per):
         r = slice(g * per, (g + 1) * per)
         codes[r], scale[r], offset[r] = gptq(rows[r], stats.gram[g], symmetric, qmin, qmax, group,
                                              damping, act_order)
@@ -240,20 +247,16 @@ def palettize_gptq(w: np.ndarray, stats, spec, out_axis: int, importance: np.nda
     p = palettize(w, spec.nbits, mode="kmeans", granularity=spec.granularity, group_size=spec.group_size,
                   axis=out_axis, per_channel_scale=spec.per_channel_scale, weights=weights)
     stored = p.lut.astype(spec.lut_dtype).astype(np.float64)
-    transposed = w.ndim == 2 and out_axis == 1
-    rows = (w.T if transposed else w.reshape(w.shape[0], -1)).astype(np.float64)
+    rows = rows_of(w, out_axis).astype(np.float64)
     N = rows.shape[0]
+    per = _per_group(rows, stats, w)
     if p.scale is not None:
         rows = rows / p.scale.astype(np.float64).reshape(N, 1)
     G = stored.shape[out_axis]
     tables = np.repeat(stored.reshape(G, -1), N // G, axis=0)  # (N, 2**nbits)
-    groups = stats.gram.shape[0]
-    if N % groups or stats.gram.shape[1] != rows.shape[1]:
-        raise ValueError(f"calibration statistics {stats.gram.shape} do not fit the weight {w.shape}")
-    per = N // groups
     codes = np.empty(rows.shape, np.int64)
-    for g in range(groups):
+    for g in range(N // per):
         r = slice(g * per, (g + 1) * per)
         codes[r] = solve(rows[r], stats.gram[g], _Tables(tables[r]), rows.shape[1], damping, False)
-    codes = codes.T if transposed else codes.reshape(w.shape)
+    codes = codes.T if w.ndim == 2 and out_axis == 1 else codes.reshape(w.shape)
     return Palettized(p.lut, codes.astype(np.uint8), p.scale, p.vector_axis)

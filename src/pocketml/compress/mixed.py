@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .config import OptimizationConfig, Palettize, Quantize, as_specs
+from .gptq import rows_of
 
 # From 8 bits down: int8 per channel, affine int4 per block of 32 (5 bits: Q4_1's), int4 per
 # block of 32 (4.5 bits: Q4_0's), a 4-bit LUT per 16 channels, a 3-bit one with channel scales.
@@ -57,8 +58,7 @@ def _loss(w: np.ndarray, dense: np.ndarray, cal, out_axis: int) -> float:
     if cal is None:
         return float((d * d).sum() / max((w.astype(np.float64) ** 2).sum(), 1e-30))
     st = cal.stats
-    rows = lambda a: a.T if (a.ndim == 2 and out_axis == 1) else a.reshape(a.shape[0], -1)  # noqa: E731
-    D, W = rows(d), rows(w.astype(np.float64))
+    D, W = rows_of(d, out_axis), rows_of(w.astype(np.float64), out_axis)
     g = st.diag.shape[0]
     per = D.shape[0] // g
     num = den = 0.0
