@@ -209,3 +209,90 @@ def test_global_average_pooling_runs_as_a_native_mean(tmp_path):
     got, want = nat.predict({"x": x.numpy()}), ref.predict({"x": x.numpy()})
     for k in want:
         np.testing.assert_array_max_ulp(got[k], want[k], maxulp=1)
+
+
+class WidePointwise(torch.nn.Module):
+    """Pointwise convolutions wide enough for the int8-activation path (C Cout >= 64 (C + Cout)),
+    channels not a multiple of the 32-channel blocks: one alone (+ ReLU6), one expanding into a
+    depthwise (a pair), one projecting."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Conv2d(200, 168, 1)
+        self.expand = torch.nn.Conv2d(168, 232, 1)
+        self.dw = torch.nn.Conv2d(232, 232, 3, 1, 1, groups=232)
+        self.project = torch.nn.Conv2d(232, 136, 1)
+
+    def forward(self, x):
+        y = F.relu6(self.a(x))
+        return self.project(F.relu6(self.dw(F.relu6(self.expand(y)))))
+
+
+@pytest.mark.parametrize("config", ["int8", "int4-block", "lut4", "lut6", "prune"])
+def test_compressed_pointwise_convs_take_int8_activations(tmp_path, config):
+    """With exact=False (the default) a compressed pointwise convolution whose format has an int8
+    GEMM on this CPU runs on the linear layers' int8-activation path: within the path's error of
+    the exact result (and then not equal to it), the Python loop giving the same bits; a format
+    without one (pruning), or SIMD off, computes exactly."""
+    import warnings
+
+    x = torch.randn(2, 200, 5, 7)
+    path = tmp_path / "wide.pocket"
+    pm.convert(WidePointwise().eval(), (x,)).save(path)
+    spec = {"int8": pm.Quantize("int8"), "int4-block": pm.Quantize("int4", granularity="per_block", block_size=32),
+            "lut4": pm.Palettize(4), "lut6": pm.Palettize(6), "prune": pm.Prune(0.5)}[config]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = pm.compress(str(path), every_weight(spec))
+    out = tmp_path / "small.pocket"
+    small.save(out)
+    fast, exact = pm.load(out), pm.load(out, exact=True)
+    name = fast.output_names[0]
+    got, want = fast.predict({"x": x.numpy()})[name], exact.predict({"x": x.numpy()})[name]
+    assert fast._executor.loop.program.fallback_calls == 0
+    convs = [s.compute for s in fast._executor.plan.steps if s.kernel.startswith("native:conv")]
+    takes = config not in ("prune", "lut6") and all(c.int8 for c in convs if getattr(c, "pointwise", False))
+    if takes:
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert 0 < err < 0.02, err
+    else:
+        np.testing.assert_array_equal(got, want)
+    ex = fast._executor
+    loop, ex.loop = ex.loop, None
+    try:
+        np.testing.assert_array_equal(fast.predict({"x": x.numpy()})[name], got)
+    finally:
+        ex.loop = loop
+
+
+@pytest.mark.parametrize("config", ["int8", "lut3"])
+def test_compressed_grouped_and_strided_convs_match_the_reference(tmp_path, config):
+    """The GEMM's packed operand by blocks of output channels: grouped (each group's rows of the
+    packed weight), strided and dilated (unfolded), 1-D (shifted rows), over a batch of 3; exact
+    mode equals the reference backend."""
+    import warnings
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.g = torch.nn.Conv2d(12, 36, 3, 2, 1, groups=3)
+            self.d = torch.nn.Conv2d(36, 20, 3, 1, 2, dilation=2)
+            self.one = torch.nn.Conv1d(20, 44, 5, padding=2)
+
+        def forward(self, x):
+            return self.one(F.relu(self.d(F.relu(self.g(x)))).flatten(2))
+
+    x = torch.randn(3, 12, 17, 13)
+    path = tmp_path / "g.pocket"
+    pm.convert(M().eval(), (x,)).save(path)
+    spec = pm.Quantize("int8") if config == "int8" else pm.Palettize(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = pm.compress(str(path), every_weight(spec))
+    out = tmp_path / "small.pocket"
+    small.save(out)
+    nat = pm.load(out, exact=True)
+    assert sum(" " in s.kernel and s.kernel.startswith("native:conv") for s in nat.plan_summary().steps) == 3
+    got = nat.predict({"x": x.numpy()})[nat.output_names[0]]
+    want = pm.load(out, backend="reference").predict({"x": x.numpy()})[nat.output_names[0]]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)

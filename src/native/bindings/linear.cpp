@@ -412,6 +412,8 @@ in [0, N) (all checked before anything is written), out float32 [L, K] C-contigu
                    "e.g. 'f32', 'f16', 'int8 channel', 'int4 block32 zp', 'lut4 g[1,1]', 'sparse f32'.")
       .def_prop_ro("nbytes", [](const PackedLinear& p) { return p.nbytes; },
                    "Bytes of packed data (codes, scales, tables) a full pass reads.")
+      .def_prop_ro("int8_gemm", [](const PackedLinear& p) { return linear::int8_gemm(p.w); },
+                   "Whether gemm(exact=False) of many rows takes this CPU's int8 GEMM (else it computes exactly).")
       .def("__repr__", [](const PackedLinear& p) {
         return "PackedLinear(" + p.format + ", shape=(" + std::to_string(p.w.N) + ", " +
                std::to_string(p.w.K) + "))";

@@ -597,6 +597,7 @@ struct Program {
             for (size_t i = 1; i < cs.wshape.size(); ++i) k *= cs.wshape[i];
             if (cs.wshape.size() < 3 || cs.wshape[0] != cs.weight->N || k != cs.weight->K)
               value_error("conv wshape does not match its packed weight");
+            cs.int8 = c.contains("int8") && nb::cast<bool>(c["int8"]);
           }
           st.convs.push_back(std::move(cs));
         }

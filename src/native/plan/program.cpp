@@ -228,18 +228,10 @@ bool rotary_step(const Step&, Args& a, Args& outs, BufferPool& pool, int threads
   return true;
 }
 
-// The decoded weights of packed convolutions: one buffer per position in a step (0, 1), reused by
-// every layer and call.
-float* conv_scratch(int slot, int64_t n) {
-  thread_local std::vector<float> buf[2];
-  if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
-  return buf[slot].data();
-}
-
-// One convolution of a Conv step over input x: its shape, weight (decoded into `slot`'s buffer
-// where packed) and bias from args w, b; false where the kernels do not take them.
-bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor& b, int slot, int threads,
-               conv::Shape* sh, const float** wp, const float** bp, conv::Epilogue* ep) {
+// One convolution of a Conv step over input x: its shape, weight (float32, or packed) and bias
+// from args w, b; false where the kernels do not take them.
+bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor& b, conv::Shape* sh,
+               conv::Weight* wp, const float** bp, conv::Epilogue* ep) {
   const bool packed = c.weight != nullptr;
   if (!packed && (!is_f32(w) || !w.contiguous())) return false;
   const int rank = x.rank, spatial = rank - 2;
@@ -252,13 +244,7 @@ bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor
     return false;  // the reference says what is wrong
   if (!param(b, sh->Cout, 1, bp)) return false;
   *ep = conv::clip_to(c.has_lo, c.lo, c.has_hi, c.hi);
-  if (packed) {
-    float* dense = conv_scratch(slot, c.weight->N * c.weight->K);
-    linear::decode_rows(*c.weight, dense, threads);
-    *wp = dense;
-  } else {
-    *wp = w.as<const float>();
-  }
+  *wp = packed ? conv::Weight(c.weight) : conv::Weight(w.as<const float>());
   return true;
 }
 
@@ -289,9 +275,10 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
   if (a.size() < (pair ? 5u : 2u) || !is_f32(a[0])) return false;
   const Tensor none;
   conv::Shape sh[2];
-  const float *w[2] = {nullptr, nullptr}, *b[2] = {nullptr, nullptr};
+  conv::Weight w[2];
+  const float* b[2] = {nullptr, nullptr};
   conv::Epilogue ep[2];
-  if (!conv_args(s.convs[0], a[0], a[1], a.size() > 2 ? a[2] : none, 0, threads, &sh[0], &w[0], &b[0], &ep[0]))
+  if (!conv_args(s.convs[0], a[0], a[1], a.size() > 2 ? a[2] : none, &sh[0], &w[0], &b[0], &ep[0]))
     return false;
   const int rank = a[0].rank, spatial = rank - 2;
   if (pair) {
@@ -299,7 +286,7 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
     mid.rank = rank;
     for (int i = 0; i < rank; ++i) mid.shape[i] = a[0].shape[i];
     mid.shape[1] = sh[0].Cout;
-    if (!conv_args(s.convs[1], mid, a[3], a[4], 1, threads, &sh[1], &w[1], &b[1], &ep[1]) ||
+    if (!conv_args(s.convs[1], mid, a[3], a[4], &sh[1], &w[1], &b[1], &ep[1]) ||
         !conv::fuses_with_depthwise(sh[0], sh[1]))
       return false;
   }
@@ -308,11 +295,24 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
   int64_t shape[4];
   conv::output_dims(last, spatial, shape);
   Tensor out = pool.allocate(DType::F32, 4, rank, shape);
-  if (pair)
+  const ConvSpec& c0 = s.convs[0];
+  const bool int8 = c0.weight && c0.int8 && conv::is_pointwise(sh[0]) && conv::int8_pays(sh[0]) &&
+                    linear::int8_gemm(*c0.weight);
+  if (int8 && pair) {  // the pointwise output in memory, then the depthwise over it
+    int64_t mshape[4];
+    conv::output_dims(sh[0], spatial, mshape);
+    Tensor mid = pool.allocate(DType::F32, 4, rank, mshape);
+    conv::pointwise_int8(sh[0], x.as<const float>(), *c0.weight, b[0], ep[0], mid.as<float>(), threads);
+    conv::conv2d(sh[1], mid.as<const float>(), w[1], b[1], ep[1], out.as<float>(), threads);
+    pool.release(mid);
+  } else if (int8) {
+    conv::pointwise_int8(sh[0], x.as<const float>(), *c0.weight, b[0], ep[0], out.as<float>(), threads);
+  } else if (pair) {
     conv::pointwise_depthwise(sh[0], x.as<const float>(), w[0], b[0], ep[0], sh[1], w[1], b[1], ep[1],
                               out.as<float>(), threads);
-  else
+  } else {
     conv::conv2d(sh[0], x.as<const float>(), w[0], b[0], ep[0], out.as<float>(), threads);
+  }
   pool.release(x);
   outs.push_back(std::move(out));
   return true;

@@ -152,6 +152,7 @@ struct ConvSpec {
   float lo = 0.0f, hi = 0.0f;
   const WeightView* weight = nullptr;
   std::vector<int64_t> wshape;
+  bool int8 = false;  // a packed pointwise weight may take int8 activations (conv::pointwise_int8)
 };
 
 struct Step {

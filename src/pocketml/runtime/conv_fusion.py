@@ -4,10 +4,14 @@ applied as each output tile is stored ("native:conv+clip"), equal to the separat
 
 The weight is a float32 constant, or a compressed one in any format of the linear layers (int8 /
 int4 per channel or block, LUT, sparse, float16: `native._pack` over the weight viewed as
-[C_out, C_in/groups * KH * KW]): the plan keeps it packed and each call decodes it into one
-scratch buffer shared by every layer (the decode costs 1/(OH * OW) of the layer's arithmetic),
-so memory stays near the compressed size. What the kernels do not take (other dtypes, 3-D, a
-weight computed at run time) stays on the reference."""
+[C_out, C_in/groups * KH * KW]): the plan keeps it packed and the GEMM decodes a block of output
+channels at a time into a buffer that stays in cache (the decode costs 1/(OH * OW) of the
+layer's arithmetic), so memory stays near the compressed size. With `exact` False (the
+runtime's default), a compressed pointwise convolution whose format has an int8 GEMM (int8 /
+int4 codes, tables of up to 16 entries: `takes_int8`) takes the linear layers' int8-activation
+path instead (`conv::pointwise_int8`: each pixel's channels quantized per block of 32, integer
+dot products) where it is wide enough to pay for its transposes, as compressed linear layers do. What the
+kernels do not take (other dtypes, 3-D, a weight computed at run time) stays on the reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,11 +26,12 @@ class FusedConv:
     """conv(x, weight, bias) [then clip to [lo, hi]] via `_native.conv`. Holds the conv's
     attributes (`attrs`: strides, flat pads, dilations, groups, all explicit; when the clip is
     fused, the step is the clip's) and, for a compressed weight, its `packed` form (a
-    `PackedLinear` [C_out, K]) with the weight's shape and the arrays it borrows (`keep`)."""
-    __slots__ = ("threads", "lo", "hi", "attrs", "reference", "packed", "wshape", "keep")
+    `PackedLinear` [C_out, K]) with the weight's shape and the arrays it borrows (`keep`);
+    `int8`: a packed pointwise one on int8 activations (see `takes_int8`)."""
+    __slots__ = ("threads", "lo", "hi", "attrs", "reference", "packed", "wshape", "keep", "int8")
 
     def __init__(self, op: Op, threads: int, lo: float | None = None, hi: float | None = None,
-                 packed=None, wshape: tuple | None = None, keep=()):
+                 packed=None, wshape: tuple | None = None, keep=(), exact: bool = True):
         from ..ir.ops.conv import spatial_attrs
 
         self.threads, self.lo, self.hi = threads, lo, hi
@@ -38,6 +43,7 @@ class FusedConv:
         self.attrs = {"strides": [int(v) for v in strides], "pads": [int(v) for p in pads for v in p],
                       "dilations": [int(v) for v in dilations], "groups": int(attrs["groups"])}
         self.reference = conv.compute
+        self.int8 = not exact and self.pointwise and takes_int8(packed)
 
     @property
     def clips(self) -> bool:
@@ -46,7 +52,7 @@ class FusedConv:
     def spec(self) -> dict:
         """This convolution in a native Conv step (`_native.Program`)."""
         return {**self.attrs, "min": self.lo, "max": self.hi, "weight": self.packed,
-                "wshape": None if self.packed is None else list(self.wshape)}
+                "wshape": None if self.packed is None else list(self.wshape), "int8": self.int8}
 
     @property
     def pointwise(self) -> bool:
@@ -63,6 +69,16 @@ class FusedConv:
 
         attrs = self.attrs
         x, w, bias = (list(args) + [None])[:3]
+        if (self.int8 and isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == len(self.wshape)
+                and x.shape[1] == self.wshape[1] and (bias is None or bias.dtype == np.float32)):
+            # as conv::pointwise_int8: every pixel a row of channels on the int8-activation path
+            rows = np.ascontiguousarray(np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]))
+            y = np.empty((rows.shape[0], self.wshape[0]), np.float32)
+            self.packed.gemm(rows, y, None if bias is None else np.ascontiguousarray(bias), self.threads, False)
+            y = np.moveaxis(y.reshape(x.shape[0], *x.shape[2:], -1), -1, 1)
+            if self.clips:
+                y = registry.get("clip").compute([y], {"min": self.lo, "max": self.hi})[0]
+            return [np.ascontiguousarray(y)]
         if self.packed is not None:
             w = np.empty(self.packed.shape, np.float32)
             self.packed.rows(np.arange(w.shape[0], dtype=np.int64), w, self.threads)
@@ -80,9 +96,9 @@ class FusedConv:
                              None if bias is None else np.ascontiguousarray(bias), out, attrs["strides"],
                              attrs["pads"], attrs["dilations"], attrs["groups"], self.lo, self.hi, self.threads)
                 return [out]
-        y = self.reference([x, w, bias], attrs)
+        y = self.reference([x, w, bias], attrs)[0]
         if self.clips:
-            y = registry.get("clip").compute([y], {"min": self.lo, "max": self.hi})
+            y = registry.get("clip").compute([y], {"min": self.lo, "max": self.hi})[0]
         return [y]
 
     @staticmethod
@@ -100,11 +116,24 @@ class FusedConv:
                               for i in range(n)))
 
 
+def takes_int8(packed) -> bool:
+    """Whether a packed pointwise weight may run on int8 activations: its format has an int8 GEMM
+    on this CPU and its int8 weights are its own codes (int8 / int4) or tables of at most 16
+    entries; wider tables' int8 copies round their finely spaced entries (EfficientNet-Lite0's
+    6-bit one: logit cosine with the float model 0.975 -> 0.960, 0.971 with a copy per row), so
+    those convolutions compute exactly."""
+    if packed is None or not packed.int8_gemm:
+        return False
+    fmt = packed.format
+    return not fmt.startswith("lut") or int(fmt[3:].split()[0]) <= 4
+
+
 def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, function: Function,
-               threads: int) -> None:
+               threads: int, exact: bool = True) -> None:
     """Hands each float32 conv with a constant weight (float32, or compressed: `_pack_rows`) and
-    bias to `FusedConv`; a `clip` with constant bounds or a `relu` that alone reads it moves the
-    kernel to that op. The compressed weight's chain ops go into `fused`."""
+    bias to `FusedConv` (`exact`: see FusedConv); a `clip` with constant bounds or a `relu` that
+    alone reads it moves the kernel to that op. The compressed weight's chain ops go into
+    `fused`."""
     producers = {v.name: op for op in ops for v in op.outputs}
     readers: dict[str, list[Op]] = {}
     for op in ops:
@@ -135,7 +164,8 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
         users = readers.get(y.name, [])
         user = users[0] if len(users) == 1 and y.name not in outputs else None
         bounds = _clip_bounds(user) if user is not None and user.outputs[0].type == y.type else None
-        conv = FusedConv(op, threads, *(bounds or (None, None)), packed=packed, wshape=wshape, keep=keep)
+        conv = FusedConv(op, threads, *(bounds or (None, None)), packed=packed, wshape=wshape, keep=keep,
+                         exact=exact)
         if bounds is None:
             kernels[id(op)] = Kernel(conv, name, inputs)
         else:

@@ -379,7 +379,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
             kernels[id(op)] = Kernel(FusedEmbedding(p, n, k, keep), name, [None, op.inputs[1]])
         chain_ops.update(id(c) for c in chain)
     if hasattr(_native, "conv"):
-        conv_fusion.fuse_convs(ops, kernels, chain_ops, constants, function, threads)
+        conv_fusion.fuse_convs(ops, kernels, chain_ops, constants, function, threads, exact)
     _fuse_ops(ops, kernels, threads, chain_ops, exact)
     linear_fusion.fuse_epilogues(ops, kernels, chain_ops, function)
     if not chain_ops:

@@ -3,8 +3,9 @@
 #include "kernels/conv/conv.h"
 
 #include <algorithm>
-#include <utility>
+#include <atomic>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/cpu.h"
@@ -40,33 +41,88 @@ float clipped(float v, const Epilogue& ep) {
   return v > ep.hi ? ep.hi : v;
 }
 
-// C [M, N] = A [M, K] . B [K, N] + bias, clipped: the column strips and blocks of rows of C over
-// the threads (at least ~4 tasks a thread where the shape allows).
-void gemm(const Kernels& k, const float* A, int64_t lda, const float* const* B, int64_t M,
-          int64_t N, int64_t K, const float* bias, const Epilogue& ep, float* C, int64_t ldc,
-          int threads) {
-  if (M <= 0 || N <= 0) return;
+// A GEMM's left operand: rows of a float32 matrix, lda apart, or rows [row0, row0 + M) of a
+// packed weight (a group's output channels).
+struct Rows {
+  const float* dense = nullptr;
+  int64_t lda = 0;
+  const WeightView* packed = nullptr;
+  int64_t row0 = 0;
+};
+
+Rows group_rows(const Weight& w, int64_t g, int64_t og, int64_t K) {
+  Rows r;
+  if (w.packed) {
+    r.packed = w.packed;
+    r.row0 = g * og;
+  } else {
+    r.dense = w.dense + g * og * K;
+    r.lda = K;
+  }
+  return r;
+}
+
+// C_i [M, N] = A [M, K] . B_i [K, N] + bias, clipped, for each of `images` pairs (B_i's rows at
+// B[i K ...], C_i at C + i cstride): the images' column strips and blocks of rows of C over the
+// threads (at least ~4 tasks a thread where the shape allows). A packed A: a task is a block of
+// rows, decoded into this thread's cache once, times a run of the images' strips.
+void gemm(const Kernels& k, const Rows& A, const float* const* B, int64_t images, int64_t cstride, int64_t M,
+          int64_t N, int64_t K, const float* bias, const Epilogue& ep, float* C, int64_t ldc, int threads) {
+  if (M <= 0 || N <= 0 || images <= 0) return;
   if (K == 0) {
-    for (int64_t m = 0; m < M; ++m)
-      std::fill(C + m * ldc, C + m * ldc + N, clipped(bias ? bias[m] : 0.0f, ep));
+    for (int64_t i = 0; i < images; ++i)
+      for (int64_t m = 0; m < M; ++m)
+        std::fill(C + i * cstride + m * ldc, C + i * cstride + m * ldc + N, clipped(bias ? bias[m] : 0.0f, ep));
     return;
   }
-  const int64_t strips = (N + k.strip - 1) / k.strip;
-  const int64_t want = 4 * std::max(threads, 1);
-  int64_t mblocks = std::min((want + strips - 1) / strips, (M + k.mr - 1) / k.mr);
-  const int64_t mb = ((M + mblocks - 1) / mblocks + k.mr - 1) / k.mr * k.mr;
+  const int64_t nt = std::max(threads, 1);
+  const int64_t strips = (N + k.strip - 1) / k.strip, units = images * strips;  // (image, strip) pairs
+  int64_t mblocks = std::min((4 * nt + units - 1) / units, (M + k.mr - 1) / k.mr);
+  int64_t mb = ((M + mblocks - 1) / mblocks + k.mr - 1) / k.mr * k.mr;
+  if (A.packed)  // blocks of rows decoded once each: ~2 a thread at least, each at most ~256 KiB
+    mb = std::min(std::max<int64_t>(1, (int64_t(1) << 16) / K / k.mr) * k.mr,
+                  ((M + 2 * nt - 1) / (2 * nt) + k.mr - 1) / k.mr * k.mr);
   mblocks = (M + mb - 1) / mb;
   // ~64 K multiply-adds a task at least: a small layer runs on one thread
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, mb * k.strip * K));
   const int64_t panel = k.panel_floats(K);
-  parallel_for(strips * mblocks, grain, threads, [&](int64_t t0, int64_t t1) {
+  // rows [m0, m1) of C_i's strip of unit u, A's row m0 at a
+  const auto tile = [&](const float* a, int64_t lda, int64_t m0, int64_t m1, int64_t u, float* p) {
+    const int64_t i = u / strips, n0 = u % strips * k.strip;
+    k.gemm_tile(a, lda, B + i * K, K, 0, m1 - m0, n0, std::min(N, n0 + k.strip), bias ? bias + m0 : nullptr, ep,
+                C + i * cstride + m0 * ldc, ldc, p);
+  };
+  if (!A.packed) {
+    parallel_for(units * mblocks, grain, threads, [&](int64_t t0, int64_t t1) {
+      float* p = scratch<0>(panel);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t m0 = t % mblocks * mb;
+        tile(A.dense + m0 * A.lda, A.lda, m0, std::min(M, m0 + mb), t / mblocks, p);
+      }
+    });
+    return;
+  }
+  // runs of units per block: more than one only where there are too few blocks for the threads
+  const int64_t runs = std::max<int64_t>(1, std::min(units, (2 * nt + mblocks - 1) / mblocks));
+  const int64_t per = (units + runs - 1) / runs;
+  parallel_for(mblocks * runs, std::max<int64_t>(1, grain / per), threads, [&](int64_t t0, int64_t t1) {
     float* p = scratch<0>(panel);
+    float* a = scratch<5>(mb * K);
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t s = t / mblocks, b = t % mblocks;
-      const int64_t n0 = s * k.strip, m0 = b * mb;
-      k.gemm_tile(A, lda, B, K, m0, std::min(M, m0 + mb), n0, std::min(N, n0 + k.strip), bias, ep, C, ldc, p);
+      const int64_t m0 = t / runs * mb, m1 = std::min(M, m0 + mb), r = t % runs;
+      linear::decode_block(*A.packed, A.row0 + m0, A.row0 + m1, a);
+      for (int64_t u = r * per; u < std::min(units, (r + 1) * per); ++u) tile(a, K, m0, m1, u, p);
     }
   });
+}
+
+// The whole weight in float32: w's own, or decoded into the calling thread's scratch (a
+// depthwise kernel's few taps a channel).
+const float* dense_of(const Weight& w, int threads) {
+  if (!w.packed) return w.dense;
+  float* d = scratch<6>(w.packed->N * w.packed->K);
+  linear::decode_rows(*w.packed, d, threads);
+  return d;
 }
 
 // cols [cg KH KW, (oy1 - oy0) OW] of one image and group for output rows [oy0, oy1): row
@@ -131,9 +187,8 @@ bool fuses_with_depthwise(const Shape& pw, const Shape& dw) {
          dw.N == pw.N && dw.H == pw.OH && dw.W == pw.OW && dw.OH > 0 && dw.OW > 0;
 }
 
-void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const float* b1, const Epilogue& e1,
-                         const Shape& dw, const float* w2, const float* b2, const Epilogue& e2, float* out,
-                         int threads) {
+void pointwise_depthwise(const Shape& pw, const float* x, Weight w1, const float* b1, const Epilogue& e1,
+                         const Shape& dw, Weight w2, const float* b2, const Epilogue& e2, float* out, int threads) {
   const Kernels& k = pick();
   const int64_t HW = pw.H * pw.W, P = dw.OH * dw.OW, C = dw.C, W = dw.W;
   if (pw.N == 0 || C == 0 || P == 0) return;
@@ -152,7 +207,19 @@ void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const
   const int64_t nt = threads <= 0 ? default_threads() : threads;
   R = std::min(R, std::max<int64_t>(1, (dw.OH + 2 * nt - 1) / (2 * nt)));
   const int64_t bands = (dw.OH + R - 1) / R;
+  const float* dense2 = dense_of(w2, threads);
+  // a packed pointwise weight: decoded once per call by each thread that runs a band
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t call = w1.packed ? ++calls : 0;
   parallel_for(pw.N * bands, 1, threads, [&](int64_t t0, int64_t t1) {
+    const float* dense1 = w1.dense;
+    if (w1.packed) {
+      thread_local uint64_t decoded = 0;
+      float* d = scratch<7>(C * pw.C);
+      if (decoded != call) linear::decode_block(*w1.packed, 0, C, d);
+      decoded = call;
+      dense1 = d;
+    }
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n = t / bands, oy0 = t % bands * R, oy1 = std::min(dw.OH, oy0 + R);
       const int64_t lo = oy0 * dw.sh - dw.ph, hi = (oy1 - 1) * dw.sh - dw.ph + (dw.KH - 1) * dw.dh + 1;
@@ -169,10 +236,10 @@ void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const
       brows.resize(static_cast<size_t>(pw.C));
       for (int64_t c = 0; c < pw.C; ++c) brows[static_cast<size_t>(c)] = xb + c * HW;
       for (int64_t n0 = 0; n0 < rows * W; n0 += k.strip)
-        k.gemm_tile(w1, pw.C, brows.data(), pw.C, 0, C, n0, std::min(rows * W, n0 + k.strip), b1, e1, mid,
+        k.gemm_tile(dense1, pw.C, brows.data(), pw.C, 0, C, n0, std::min(rows * W, n0 + k.strip), b1, e1, mid,
                     rows * W, panel);
       float* band = scratch<4>(C * bs.OH * dw.OW);
-      depthwise_image(k, bs, mid, w2, b2, e2, band,
+      depthwise_image(k, bs, mid, dense2, b2, e2, band,
                       scratch<1>(use_blocks(k, bs) ? k.depthwise_block_floats(bs) : k.depthwise_floats(bs)));
       for (int64_t c = 0; c < C; ++c)
         std::memcpy(out + (n * C + c) * P + oy0 * dw.OW, band + c * bs.OH * dw.OW,
@@ -222,11 +289,12 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
 // of output pixels would stay mostly empty.
 constexpr int64_t kFewPixels = 8;
 
-void few_pixels(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
+void few_pixels(const Shape& s, const float* x, const Weight& w, const float* bias, const Epilogue& ep,
                 float* out, int threads) {
   const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, K = cg * s.KH * s.KW, P = s.OH * s.OW;
   const int64_t M = s.N * P;
   std::vector<float> patches(static_cast<size_t>(M * K)), res(static_cast<size_t>(M * og));
+  const float* dense = s.groups == 1 && w.packed ? nullptr : dense_of(w, threads);
   for (int64_t g = 0; g < s.groups; ++g) {
     for (int64_t n = 0; n < s.N; ++n)
       for (int64_t oy = 0; oy < s.OH; ++oy)
@@ -248,8 +316,10 @@ void few_pixels(const Shape& s, const float* x, const float* w, const float* bia
     wv.N = og;
     wv.K = K;
     wv.nbits = 32;
-    wv.data = reinterpret_cast<const uint8_t*>(w + g * og * K);
-    linear::gemm(wv, patches.data(), M, bias ? bias + g * og : nullptr, res.data(), threads);
+    wv.data = reinterpret_cast<const uint8_t*>(dense + g * og * K);
+    // one group: the linear kernels on the packed weight itself
+    linear::gemm(s.groups == 1 && w.packed ? *w.packed : wv, patches.data(), M, bias ? bias + g * og : nullptr,
+                 res.data(), threads);
     for (int64_t n = 0; n < s.N; ++n)
       for (int64_t c = 0; c < og; ++c) {
         float* o = out + (n * s.Cout + g * og + c) * P;
@@ -258,12 +328,13 @@ void few_pixels(const Shape& s, const float* x, const float* w, const float* bia
   }
 }
 
-void conv2d(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
-            float* out, int threads) {
+void conv2d(const Shape& s, const float* x, Weight wt, const float* bias, const Epilogue& ep, float* out,
+            int threads) {
   const Kernels& k = pick();
   const int64_t P = s.OH * s.OW, HW = s.H * s.W;
   if (s.N == 0 || s.Cout == 0 || P == 0) return;
   const bool depthwise = s.groups == s.C && s.Cout == s.C;
+  const float* w = depthwise ? dense_of(wt, threads) : nullptr;
   if (depthwise && use_blocks(k, s)) {
     const int64_t taps = s.KH * s.KW, floats = k.depthwise_block_floats(s), blocks = (s.C + k.block - 1) / k.block;
     const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, P * taps * k.block));
@@ -289,7 +360,7 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
     });
     return;
   }
-  if (P <= kFewPixels && s.Cout / s.groups >= 8) return few_pixels(s, x, w, bias, ep, out, threads);
+  if (P <= kFewPixels && s.Cout / s.groups >= 8) return few_pixels(s, x, wt, bias, ep, out, threads);
   const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, K = cg * s.KH * s.KW;
   const bool pointwise = s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 &&
                          s.OH == s.H && s.OW == s.W;
@@ -300,13 +371,22 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
   // an unfolded input at most ~16 MiB: bands of output rows where it would be more
   const int64_t band = std::max<int64_t>(1, std::min(s.OH, (int64_t(1) << 22) / std::max<int64_t>(1, K * s.OW)));
   float* cols = pointwise ? nullptr : scratch<2>(shifted ? cg * Wp : K * band * s.OW);  // the calling thread's
+  if (pointwise) {  // every image's map at once: a packed weight decoded once per call
+    std::vector<const float*> brows(static_cast<size_t>(s.N * K));
+    for (int64_t g = 0; g < s.groups; ++g) {
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(n * K + r)] = x + (n * s.C + g * cg + r) * HW;
+      gemm(k, group_rows(wt, g, og, K), brows.data(), s.N, s.Cout * P, og, P, K, bias ? bias + g * og : nullptr, ep,
+           out + g * og * P, P, threads);
+    }
+    return;
+  }
   std::vector<const float*> brows(static_cast<size_t>(K));
   for (int64_t n = 0; n < s.N; ++n) {
     for (int64_t g = 0; g < s.groups; ++g) {
       const float* xg = x + (n * s.C + g * cg) * HW;
-      if (pointwise) {
-        for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = xg + r * HW;
-      } else if (shifted) {
+      float* og_out = out + (n * s.Cout + g * og) * P;
+      if (shifted) {
         for (int64_t c = 0; c < cg; ++c) {
           float* row = cols + c * Wp;
           const int64_t lo = std::min(s.pw, Wp), hi = std::min(Wp, s.pw + s.W);
@@ -315,25 +395,54 @@ void conv2d(const Shape& s, const float* x, const float* w, const float* bias, c
           std::fill(row + std::max(lo, hi), row + Wp, 0.0f);
           for (int64_t kx = 0; kx < s.KW; ++kx) brows[static_cast<size_t>(c * s.KW + kx)] = row + kx * s.dw;
         }
-      } else {
-        for (int64_t oy0 = 0; oy0 < s.OH; oy0 += band) {
-          const int64_t oy1 = std::min(s.OH, oy0 + band), Pb = (oy1 - oy0) * s.OW;
-          im2col(s, xg, cg, oy0, oy1, cols, threads);
-          for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = cols + r * Pb;
-          gemm(k, w + g * og * K, K, brows.data(), og, Pb, K, bias ? bias + g * og : nullptr, ep,
-               out + (n * s.Cout + g * og) * P + oy0 * s.OW, P, threads);
-        }
+        gemm(k, group_rows(wt, g, og, K), brows.data(), 1, 0, og, P, K, bias ? bias + g * og : nullptr, ep, og_out,
+             P, threads);
         continue;
       }
-      gemm(k, w + g * og * K, K, brows.data(), og, P, K, bias ? bias + g * og : nullptr, ep,
-           out + (n * s.Cout + g * og) * P, P, threads);
+      for (int64_t oy0 = 0; oy0 < s.OH; oy0 += band) {
+        const int64_t oy1 = std::min(s.OH, oy0 + band), Pb = (oy1 - oy0) * s.OW;
+        im2col(s, xg, cg, oy0, oy1, cols, threads);
+        for (int64_t r = 0; r < K; ++r) brows[static_cast<size_t>(r)] = cols + r * Pb;
+        gemm(k, group_rows(wt, g, og, K), brows.data(), 1, 0, og, Pb, K, bias ? bias + g * og : nullptr, ep,
+             og_out + oy0 * s.OW, P, threads);
+      }
     }
   }
 }
 
+// dst [cols, rows] = src [rows, cols] transposed (clipped where ep says), in the kernels' tiles
+// (bands of 4 tiles a task) over the threads.
+void transpose(const Kernels& k, const float* src, int64_t rows, int64_t cols, float* dst, const Epilogue& ep,
+               int threads) {
+  const int64_t T = k.tile, rt = (rows + T - 1) / T, ct = (cols + T - 1) / T;
+  parallel_for(rt * ct, std::max<int64_t>(1, 4096 / (T * T)), threads, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r0 = t / ct * T, c0 = t % ct * T;
+      k.transpose_tile(src + r0 * cols + c0, cols, std::min(T, rows - r0), std::min(T, cols - c0), dst + c0 * rows + r0,
+                       rows, ep);
+    }
+  });
+}
+
+void pointwise_int8(const Shape& s, const float* x, const WeightView& w, const float* bias, const Epilogue& ep,
+                    float* out, int threads) {
+  const int64_t P = s.OH * s.OW, M = s.N * P;
+  if (M == 0 || s.Cout == 0) return;
+  float* xt = scratch<8>(M * s.C);
+  float* yt = scratch<9>(M * s.Cout);
+  const Kernels& k = pick();
+  const Epilogue none;
+  for (int64_t n = 0; n < s.N; ++n) transpose(k, x + n * s.C * P, s.C, P, xt + n * P * s.C, none, threads);
+  linear::gemm(w, xt, M, bias, yt, threads, /*exact=*/false);
+  for (int64_t n = 0; n < s.N; ++n) transpose(k, yt + n * P * s.Cout, P, s.Cout, out + n * s.Cout * P, ep, threads);
+}
+
 void matmul(const float* A, int64_t lda, const float* const* B, int64_t M, int64_t N, int64_t K, float* C,
             int64_t ldc, int threads) {
-  gemm(pick(), A, lda, B, M, N, K, nullptr, Epilogue(), C, ldc, threads);
+  Rows a;
+  a.dense = A;
+  a.lda = lda;
+  gemm(pick(), a, B, 1, 0, M, N, K, nullptr, Epilogue(), C, ldc, threads);
 }
 
 void conv_transpose2d(const Shape& s, const float* x, const float* w, const float* bias, float* out, int threads) {
@@ -351,7 +460,10 @@ void conv_transpose2d(const Shape& s, const float* x, const float* w, const floa
         for (int64_t m = 0; m < M; ++m) wt[static_cast<size_t>(m * cg + c)] = wg[c * M + m];
       for (int64_t c = 0; c < cg; ++c) brows[static_cast<size_t>(c)] = x + (n * s.C + g * cg + c) * HW;
       if (cg > 0) {
-        gemm(k, wt.data(), cg, brows.data(), M, HW, cg, nullptr, none, cols.data(), HW, threads);
+        Rows a;
+        a.dense = wt.data();
+        a.lda = cg;
+        gemm(k, a, brows.data(), 1, 0, M, HW, cg, nullptr, none, cols.data(), HW, threads);
       } else {
         std::fill(cols.begin(), cols.end(), 0.0f);
       }

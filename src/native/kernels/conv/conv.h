@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "formats/weights.h"
+
 namespace pocketml {
 namespace conv {
 
@@ -50,6 +52,18 @@ inline Epilogue clip_to(bool has_lo, float lo, bool has_hi, float hi) {
   return ep;
 }
 
+// A convolution's weight [Cout, C / groups, KH, KW]: float32, or packed (formats/weights.h, as
+// [Cout, C / groups * KH * KW]; every format of the linear layers), then decoded a block of output
+// channels at a time as the GEMM reaches it, into a buffer that stays in cache: never a dense
+// copy of the whole weight, whose writing and reading back cost more than the decoding.
+struct Weight {
+  const float* dense = nullptr;
+  const WeightView* packed = nullptr;
+  Weight() = default;
+  Weight(const float* d) : dense(d) {}  // NOLINT: a float32 weight converts implicitly
+  Weight(const WeightView* p) : packed(p) {}
+};
+
 // The shape of a convolution over `spatial` (1 or 2) dims from x's and w's shapes (rank spatial
 // + 2), strides and dilations (spatial each) and pads ([begin, end] per dim); null, or what is
 // wrong with them.
@@ -58,8 +72,30 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
 
 // The caller checks the shapes (bindings/conv.cpp, plan/program.cpp): OH, OW as torch computes
 // them, every size >= 0, the weight and bias sized for the shape.
-void conv2d(const Shape& s, const float* x, const float* w, const float* bias, const Epilogue& ep,
-            float* out, int threads);
+void conv2d(const Shape& s, const float* x, Weight w, const float* bias, const Epilogue& ep, float* out,
+            int threads);
+
+constexpr int64_t kInt8MinRatio = 64;
+
+// Whether a 1x1 stride-1 unpadded convolution without groups (a matrix product per image).
+inline bool is_pointwise(const Shape& s) {
+  return s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.groups == 1 &&
+         s.OH == s.H && s.OW == s.W;
+}
+
+// A pointwise convolution on the linear layers' int8-activation path (linear::gemm with exact =
+// false, where linear::int8_gemm(w)): every pixel of every image a row of channels (the maps
+// transposed in, the outputs transposed back, clipped), each row quantized to int8 per block of
+// 32 channels and multiplied with the packed weight in integer dot products (VNNI: 4x the
+// multiply-adds of fp32 FMA per instruction). Approximate as compressed linear layers are.
+void pointwise_int8(const Shape& s, const float* x, const WeightView& w, const float* bias, const Epilogue& ep,
+                    float* out, int threads);
+// Whether pointwise_int8 pays for its transposes: (C + Cout) P floats moved twice against C Cout P
+// multiply-adds 2-3x faster; from ~64 multiply-adds a moved float (measured on
+// EfficientNet-Lite0's layers: the 14 x 14 and 7 x 7 ones gain, the wide early maps lose).
+inline bool int8_pays(const Shape& s) {
+  return s.C * s.Cout >= kInt8MinRatio * (s.C + s.Cout);
+}
 
 // Transposed convolution (torch's conv_transpose1d/2d): s describes it with x [N, C, H, W], w
 // [C, Cout / groups, KH, KW], out [N, Cout, OH, OW] (OH, OW from the caller), ph / pw the begin
@@ -80,9 +116,8 @@ bool fuses_with_depthwise(const Shape& pw, const Shape& dw);
 // over the threads, each computing the pointwise rows it reads (halo rows twice) into a buffer
 // that stays in cache (an inverted-residual block's expanded tensor, 2-5 MB on EfficientNet-Lite0,
 // is otherwise written and read back from beyond the caches). out: dw's output.
-void pointwise_depthwise(const Shape& pw, const float* x, const float* w1, const float* b1, const Epilogue& e1,
-                         const Shape& dw, const float* w2, const float* b2, const Epilogue& e2, float* out,
-                         int threads);
+void pointwise_depthwise(const Shape& pw, const float* x, Weight w1, const float* b1, const Epilogue& e1,
+                         const Shape& dw, Weight w2, const float* b2, const Epilogue& e2, float* out, int threads);
 
 // One instruction set's kernels (conv_impl.h, instantiated per file).
 struct Kernels {
@@ -106,6 +141,11 @@ struct Kernels {
   void (*depthwise_block)(const Shape& s, const float* x, int64_t cb, const float* w, const float* bias,
                           const Epilogue& ep, float* out, float* scratch);
   int64_t (*depthwise_block_floats)(const Shape& s);
+  // dst[c * ldd + r] = src[r * lds + c], clipped, for r < rows, c < cols: a tile of at most
+  // tile x tile (pointwise_int8's maps to rows of channels and back)
+  int64_t tile;
+  void (*transpose_tile)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd,
+                         const Epilogue& ep);
 };
 
 const Kernels& generic_kernels();

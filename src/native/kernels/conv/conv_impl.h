@@ -297,13 +297,38 @@ struct Impl {
     unpack_block(s, ob, cb, out);
   }
 
+  // dst[c * ldd + r] = src[r * lds + c] (clipped) for r < rows, c < cols, both <= kTile
+  static constexpr int64_t kTile = V::kTranspose ? W : 16;
+  static void transpose_tile(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd,
+                             const Epilogue& ep) {
+    if constexpr (V::kTranspose) {
+      R r[W];
+      for (int64_t i = 0; i < W; ++i)
+        r[i] = i >= rows ? V::zero() : cols == W ? V::loadu(src + i * lds) : V::load_n(src + i * lds, cols);
+      V::transpose(r);
+      for (int64_t j = 0; j < cols; ++j) {
+        const R v = finish(r[j], ep);
+        if (rows == W) V::storeu(dst + j * ldd, v);
+        else V::store_n(dst + j * ldd, v, rows);
+      }
+    } else {
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t i = 0; i < rows; ++i) {
+          float v = src[i * lds + j];
+          if (ep.clip) v = v < ep.lo ? ep.lo : v > ep.hi ? ep.hi : v;  // NaN stays NaN
+          dst[j * ldd + i] = v;
+        }
+    }
+  }
+
   static const Kernels& kernels() {
     if constexpr (V::kTranspose) {
       static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, W, depthwise_block,
-                             depthwise_block_floats};
+                             depthwise_block_floats, kTile, transpose_tile};
       return k;
     } else {
-      static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, 0, nullptr, nullptr};
+      static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, 0, nullptr, nullptr,
+                             kTile, transpose_tile};
       return k;
     }
   }

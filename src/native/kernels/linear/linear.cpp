@@ -239,6 +239,11 @@ void gemm_fast(const FastKernels& f, const WeightView& w, const float* x, int64_
 
 }  // namespace
 
+bool int8_gemm(const WeightView& w) {
+  const FastKernels* f = select_fast(w);
+  return f != nullptr && f->gemm != nullptr;
+}
+
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
           int threads, bool exact, const Epilogue* ep) {
   const int64_t N = w.N, K = w.K;
@@ -356,42 +361,46 @@ void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out,
                });
 }
 
-void decode_rows(const WeightView& w, float* out, int threads) {
+void decode_block(const WeightView& w, int64_t n0, int64_t n1, float* out) {
   // the instruction set's strip decoder: straight into out where its columns are in order and
   // rows need no padding, else into a tile, the columns put back in order where the kernels keep
   // them permuted (each 16-column chunk: even columns, then odd)
   const RowKernels& kern = *select(w).rows;
-  const int64_t N = w.N, K = w.K, ldt = round_up(K, kTileAlign), body = K - K % 16;
-  const bool direct = !kern.permuted && ldt == K;
-  threads = threads_for(threads, N * K);
+  const int64_t K = w.K, ldt = round_up(K, kTileAlign), body = K - K % 16;
+  if (!kern.permuted && ldt == K) {
+    kern.decode(w, n0, n1, out, K);
+    return;
+  }
+  thread_local std::vector<float> tile;
+  if (static_cast<int64_t>(tile.size()) < kStripRows * ldt) tile.resize(static_cast<size_t>(kStripRows * ldt));
+  for (int64_t s0 = n0; s0 < n1; s0 += kStripRows) {
+    const int64_t s1 = std::min(n1, s0 + kStripRows);
+    kern.decode(w, s0, s1, tile.data(), ldt);
+    for (int64_t n = s0; n < s1; ++n) {
+      const float* t = tile.data() + (n - s0) * ldt;
+      float* o = out + (n - n0) * K;
+      if (!kern.permuted) {
+        std::copy(t, t + K, o);
+        continue;
+      }
+      for (int64_t c = 0; c < body; c += 16)
+        for (int64_t j = 0; j < 8; ++j) {
+          o[c + 2 * j] = t[c + j];
+          o[c + 2 * j + 1] = t[c + 8 + j];
+        }
+      std::copy(t + body, t + K, o + body);
+    }
+  }
+}
+
+void decode_rows(const WeightView& w, float* out, int threads) {
+  const int64_t N = w.N;
+  threads = threads_for(threads, N * w.K);
   const int64_t strips = (N + kStripRows - 1) / kStripRows;
   parallel_for(strips, std::max<int64_t>(1, strips / (kChunksPerThread * std::max(threads, 1))), threads,
                [&](int64_t s0, int64_t s1) {
-                 thread_local std::vector<float> tile;
-                 if (!direct && static_cast<int64_t>(tile.size()) < kStripRows * ldt)
-                   tile.resize(static_cast<size_t>(kStripRows * ldt));
-                 for (int64_t s = s0; s < s1; ++s) {
-                   const int64_t n0 = s * kStripRows, n1 = std::min(N, n0 + kStripRows);
-                   if (direct) {
-                     kern.decode(w, n0, n1, out + n0 * K, K);
-                     continue;
-                   }
-                   kern.decode(w, n0, n1, tile.data(), ldt);
-                   for (int64_t n = n0; n < n1; ++n) {
-                     const float* t = tile.data() + (n - n0) * ldt;
-                     float* o = out + n * K;
-                     if (!kern.permuted) {
-                       std::copy(t, t + K, o);
-                       continue;
-                     }
-                     for (int64_t c = 0; c < body; c += 16)
-                       for (int64_t j = 0; j < 8; ++j) {
-                         o[c + 2 * j] = t[c + j];
-                         o[c + 2 * j + 1] = t[c + 8 + j];
-                       }
-                     std::copy(t + body, t + K, o + body);
-                   }
-                 }
+                 const int64_t n0 = s0 * kStripRows, n1 = std::min(N, s1 * kStripRows);
+                 decode_block(w, n0, n1, out + n0 * w.K);
                });
 }
 

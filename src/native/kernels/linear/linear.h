@@ -171,6 +171,8 @@ const RowKernels* avx512_kernels(const WeightView& w);
 // every output.
 void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, float* out,
           int threads, bool exact = true, const Epilogue* ep = nullptr);
+// Whether gemm(exact = false) takes w's rows on this CPU's int8 GEMM (a prefill's path).
+bool int8_gemm(const WeightView& w);
 // Weights of the same K on one x (q/k/v, gate/up): out[i] = x @ ws[i].T (+ bias[i]), each [M,
 // N_i]. On the int8 path (exact = false, count <= kMaxGroup, every weight with such kernels in
 // the same column order, or for a prefill with a GEMM taking the same activations) x is quantized
@@ -184,8 +186,11 @@ void gemm_group(const WeightView* const* ws, int count, const float* x, int64_t 
                 const float* const* bias, float* const* out, int threads, bool exact);
 // out[i] = W[ids[i]] for i < L, every id already checked to lie in [0, N).
 void gather_rows(const WeightView& w, const int64_t* ids, int64_t L, float* out, int threads);
-// out [N, K] = the whole weight in fp32 (a compressed convolution's, decoded for one call).
+// out [N, K] = the whole weight in fp32 (a decode step's), over the threads.
 void decode_rows(const WeightView& w, float* out, int threads);
+// out [n1 - n0, K] = rows [n0, n1) of the weight in fp32, on this thread (a compressed
+// convolution's, a block of rows at a time as its GEMM reaches them).
+void decode_block(const WeightView& w, int64_t n0, int64_t n1, float* out);
 
 }  // namespace linear
 }  // namespace pocketml

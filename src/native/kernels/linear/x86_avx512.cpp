@@ -214,63 +214,74 @@ void sparse_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int
 const RowKernels kSparse = {false, sparse_gemv, sparse_decode};
 
 // ---------------------------------------------------------------------------------------------
-// Tables of up to 64 float entries (palettization of 1-3, 5 and 6 bits; 4 bits has its AVX2
-// kernels) decoded to fp32 for the exact path's tiles and convolutions: 16 codes at a time
-// unpacked from 2 * B bytes of the stream, widened to lanes and looked up in registers
-// (vpermps: 16 entries; vpermt2ps: 32; two and a blend on bit 5: 64). The row scale is folded
-// into the table (one rounding, as the definition's table value * row_scale).
+// Decoders to fp32 for the exact path's tiles and the convolutions (kernels/conv: a block of
+// output channels at a time), 16 columns a step, a row's tail under a mask. The codes of a
+// palettized weight (1-3, 5 and 6 bits; 4 bits has its AVX2 kernels) come 8 at a time from one
+// unaligned 64-bit load at any bit offset, split by variable shifts, and are looked up in
+// registers (vpermps: 16 entries; vpermt2ps: 32; two and a blend on bit 5: 64). The row scale is
+// folded into the table (one rounding, as the definition's table value * row_scale). 8-bit
+// linear quantization: (q - zero point) * scale in float32, as the definition.
+
+float scalar_of(const void* p, ScalarType t, int64_t i) {
+  switch (t) {
+    case ScalarType::F32: return static_cast<const float*>(p)[i];
+    case ScalarType::F16: return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+    case ScalarType::F64: return static_cast<float>(static_cast<const double*>(p)[i]);
+    case ScalarType::I8: return static_cast<const int8_t*>(p)[i];
+    case ScalarType::U8: return static_cast<const uint8_t*>(p)[i];
+    default: return 0.0f;
+  }
+}
+
+// The 64 bits of the stream from byte p on (zeros past end).
+inline uint64_t load64(const uint8_t* p, const uint8_t* end) {
+  uint64_t v = 0;
+  if (p < end) std::memcpy(&v, p, p + 8 <= end ? 8 : static_cast<size_t>(end - p));
+  return v;
+}
+
+// Codes e .. e + 15 of a kBits-bit LSB-first stream (kBits <= 7: 8 codes and a bit offset fit in
+// 64 bits), as 16 x 32-bit lanes.
+template <int kBits>
+inline __m512i codes16(const uint8_t* data, const uint8_t* end, int64_t e) {
+  const __m512i shifts = _mm512_setr_epi64(0, kBits, 2 * kBits, 3 * kBits, 4 * kBits, 5 * kBits, 6 * kBits, 7 * kBits);
+  const __m512i mask = _mm512_set1_epi64((int64_t(1) << kBits) - 1);
+  const int64_t b0 = e * kBits, b1 = b0 + 8 * kBits;
+  const uint64_t lo = load64(data + (b0 >> 3), end) >> (b0 & 7), hi = load64(data + (b1 >> 3), end) >> (b1 & 7);
+  const __m512i l = _mm512_and_si512(_mm512_srlv_epi64(_mm512_set1_epi64(static_cast<int64_t>(lo)), shifts), mask);
+  const __m512i h = _mm512_and_si512(_mm512_srlv_epi64(_mm512_set1_epi64(static_cast<int64_t>(hi)), shifts), mask);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(l)), _mm512_cvtepi64_epi32(h), 1);
+}
 
 template <int kBits>
 void lut_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
   constexpr int kEntries = 1 << kBits;
-  constexpr uint64_t kMask = (uint64_t(1) << kBits) - 1;
   const int64_t K = w.K;
   const uint8_t* end = w.data + (w.N * K * kBits + 7) / 8;  // the stream's last byte + 1
-  alignas(64) float table[64] = {};
-  alignas(16) uint8_t codes[16];
-  const auto code_at = [&](int64_t e) {  // element e of the LSB-first stream
-    const int64_t bit = e * kBits;
-    uint32_t v = w.data[bit >> 3];
-    if ((bit & 7) + kBits > 8) v |= static_cast<uint32_t>(w.data[(bit >> 3) + 1]) << 8;
-    return (v >> (bit & 7)) & kMask;
-  };
+  __m512 table[4] = {};  // the last table loaded, 16 entries a register (short rows: loaded once)
+  int64_t loaded = -1;
   for (int64_t n = n0; n < n1; ++n) {
     float* o = tile + (n - n0) * ldt;
     const int64_t gbase = (n / w.group_rows) * w.groups_k, e0 = n * K;
+    const __m512 r = _mm512_set1_ps(w.row_scale ? w.row_scale[n] : 1.0f);
     for (int64_t gk = 0; gk < w.groups_k; ++gk) {
       const int64_t k0 = gk * w.group_cols, k1 = std::min(K, k0 + w.group_cols), g = gbase + gk;
-      if (w.lut_type == ScalarType::F32) {
-        std::memcpy(table, static_cast<const float*>(w.lut) + g * kEntries, sizeof(float) * kEntries);
-      } else {  // F16
-        const uint16_t* h = static_cast<const uint16_t*>(w.lut) + g * kEntries;
-        for (int i = 0; i < kEntries; i += 16) {
-          const __mmask16 m = mask_of(kEntries - i);
-          _mm512_mask_storeu_ps(table + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, h + i)));
+      if (g != loaded) {
+        for (int i = 0; i < 4; ++i) {
+          const __mmask16 m = mask_of(kEntries - 16 * i);
+          table[i] = w.lut_type == ScalarType::F32
+                         ? _mm512_maskz_loadu_ps(m, static_cast<const float*>(w.lut) + g * kEntries + 16 * i)
+                         : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                               m, static_cast<const uint16_t*>(w.lut) + g * kEntries + 16 * i));
         }
+        loaded = g;
       }
+      __m512 t0 = table[0], t1 = table[1], t2 = table[2], t3 = table[3];
       if (w.row_scale) {
-        const float r = w.row_scale[n];
-        for (int i = 0; i < kEntries; ++i) table[i] *= r;
+        t0 = _mm512_mul_ps(t0, r), t1 = _mm512_mul_ps(t1, r), t2 = _mm512_mul_ps(t2, r), t3 = _mm512_mul_ps(t3, r);
       }
-      const __m512 t0 = _mm512_load_ps(table), t1 = _mm512_load_ps(table + 16);
-      const __m512 t2 = _mm512_load_ps(table + 32), t3 = _mm512_load_ps(table + 48);
-      int64_t k = k0;
-      for (; k < k1 && (e0 + k) % 8; ++k) o[k] = table[code_at(e0 + k)];  // to a byte boundary
-      for (; k + 16 <= k1; k += 16) {
-        const uint8_t* p = w.data + (e0 + k) / 8 * kBits;
-        uint64_t a = 0, b = 0;  // 8 codes in the first kBits bytes of each
-        if (p + kBits + 8 <= end) {  // whole 8-byte loads (partial copies stall store forwarding)
-          std::memcpy(&a, p, 8);
-          std::memcpy(&b, p + kBits, 8);
-        } else {
-          std::memcpy(&a, p, kBits);
-          std::memcpy(&b, p + kBits, kBits);
-        }
-        for (int i = 0; i < 8; ++i) {
-          codes[i] = static_cast<uint8_t>((a >> (i * kBits)) & kMask);
-          codes[8 + i] = static_cast<uint8_t>((b >> (i * kBits)) & kMask);
-        }
-        const __m512i idx = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(codes)));
+      for (int64_t k = k0; k < k1; k += 16) {
+        const __m512i idx = codes16<kBits>(w.data, end, e0 + k);
         __m512 v;
         if constexpr (kEntries <= 16) {
           v = _mm512_permutexvar_ps(idx, t0);
@@ -280,20 +291,70 @@ void lut_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_
           v = _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)),
                                    _mm512_permutex2var_ps(t0, idx, t1), _mm512_permutex2var_ps(t2, idx, t3));
         }
-        _mm512_storeu_ps(o + k, v);
+        _mm512_mask_storeu_ps(o + k, mask_of(k1 - k), v);
       }
-      for (; k < k1; ++k) o[k] = table[code_at(e0 + k)];
+    }
+    std::fill(o + K, o + ldt, 0.0f);
+  }
+}
+
+template <bool kSigned, bool kZero>
+void q8_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
+  const int64_t K = w.K;
+  for (int64_t n = n0; n < n1; ++n) {
+    float* o = tile + (n - n0) * ldt;
+    const uint8_t* p = w.data + n * K;
+    const int64_t gbase = (n / w.group_rows) * w.groups_k;
+    for (int64_t gk = 0; gk < w.groups_k; ++gk) {
+      const int64_t k0 = gk * w.group_cols, k1 = std::min(K, k0 + w.group_cols);
+      const __m512 scale = _mm512_set1_ps(scalar_of(w.scale, w.scale_type, gbase + gk));
+      const __m512 zero = _mm512_set1_ps(kZero ? scalar_of(w.zero, w.zero_type, gbase + gk) : 0.0f);
+      for (int64_t k = k0; k < k1; k += 16) {
+        const __mmask16 m = mask_of(k1 - k);
+        const __m128i q = _mm_maskz_loadu_epi8(m, p + k);
+        __m512 f = _mm512_cvtepi32_ps(kSigned ? _mm512_cvtepi8_epi32(q) : _mm512_cvtepu8_epi32(q));
+        if (kZero) f = _mm512_sub_ps(f, zero);
+        _mm512_mask_storeu_ps(o + k, m, _mm512_mul_ps(f, scale));
+      }
     }
     std::fill(o + K, o + ldt, 0.0f);
   }
 }
 
 RowKernels kLut[7] = {};  // by bits; gemv: the portable one
+RowKernels kQ8[2][2][2] = {};  // [signed][zero point][AVX2 gemv takes its groups]
 
 }  // namespace
 
 const RowKernels* avx512_kernels(const WeightView& w) {
   if (w.kind == WeightKind::Sparse) return &kSparse;
+  if (w.kind == WeightKind::Quant && w.nbits == 8) {
+    static const bool ready = [] {
+      void (*decoders[2][2])(const WeightView&, int64_t, int64_t, float*, int64_t) = {
+          {q8_decode<false, false>, q8_decode<false, true>}, {q8_decode<true, false>, q8_decode<true, true>}};
+      const float some_zero = 0.0f;
+      for (int sg = 0; sg < 2; ++sg)
+        for (int z = 0; z < 2; ++z)
+          for (int whole = 0; whole < 2; ++whole) {
+            WeightView v;  // a view of this kind, for the gemv the AVX2 kernels have for it
+            v.kind = WeightKind::Quant;
+            v.nbits = 8;
+            v.is_signed = sg == 1;
+            v.zero = z ? &some_zero : nullptr;
+            v.groups_k = whole ? 1 : 2;
+            v.group_cols = whole ? 0 : 1;
+            const RowKernels* a = nullptr;
+#if defined(POCKETML_HAVE_AVX2_KERNELS)
+            a = avx2_kernels(v);
+#endif
+            kQ8[sg][z][whole] = {false, a != nullptr ? a->gemv : generic_kernels.gemv, decoders[sg][z]};
+          }
+      return true;
+    }();
+    (void)ready;
+    const bool whole = w.groups_k == 1 || w.group_cols % 16 == 0;  // as avx2_kernels takes them
+    return &kQ8[w.is_signed ? 1 : 0][w.zero != nullptr ? 1 : 0][whole ? 1 : 0];
+  }
   if (w.kind == WeightKind::Lut && w.nbits <= 6 && w.nbits != 4 &&
       (w.lut_type == ScalarType::F32 || w.lut_type == ScalarType::F16)) {
     static const bool ready = [] {

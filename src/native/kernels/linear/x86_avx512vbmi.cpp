@@ -9,7 +9,8 @@
 // 4 instructions for any width. The table's int8 copy (weights.h, lut_i8) is then looked up in
 // registers: vpermb for up to 32 entries, vpermi2b for 64, two or four of them and byte blends on
 // the code's high bits for 128 and 256. The 32 bytes meet the block's int8 activations in one
-// vpdpbusd, as the 4-bit tables do.
+// vpdpbusd, as the 4-bit tables do; a prefill's strips of 32 rows go through the 512-bit GEMM of
+// the quantized codes (x86_vnni_wide.h).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include "kernels/linear/linear.h"
 #include "kernels/linear/x86_int8.h"
 #include "kernels/linear/x86_vnni_dot.h"
+#include "kernels/linear/x86_vnni_wide.h"
 
 namespace pocketml {
 namespace linear {
@@ -173,10 +175,9 @@ constexpr FastKernels kSparse8[2][2] = {{sparse8_kernels<false, false>(), sparse
                                         {sparse8_kernels<true, false>(), sparse8_kernels<true, true>()}};
 
 template <int kBits>
-constexpr FastKernels lut_kernels() {
-  using G = VnniDot::Gemm8;
-  return FastKernels{false, fast_gemv<FastLutN<kBits>, false>, G::kUnsignedAct,
-                     fast_gemm<G, TileLutN<kBits>, false>};
+constexpr FastKernels lut_kernels() {  // prefills: the 512-bit GEMM (x86_vnni_wide.h)
+  return FastKernels{false, fast_gemv<FastLutN<kBits>, false>, true, gemm_wide<TileLutN<kBits>, false>,
+                     kWideStripRows};
 }
 
 // by width; 4 bits: x86_int8.h's kernels
