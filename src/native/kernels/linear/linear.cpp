@@ -23,6 +23,8 @@ struct Kernels {
 
 Kernels select(const WeightView& w) {
 #if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vbmi())
+    if (const RowKernels* k = avx512vbmi_kernels(w)) return {k, tile_gemm_avx2};
   if (use_avx512vnni())
     if (const RowKernels* k = avx512_kernels(w)) return {k, tile_gemm_avx2};
 #endif

@@ -163,6 +163,9 @@ void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, in
 // The AVX-512 exact kernels of w's format where it has them (Sparse: each row's kept values
 // expanded into place by the mask, vexpandps), else null.
 const RowKernels* avx512_kernels(const WeightView& w);
+// x86_avx512vbmi.cpp (run where use_avx512vbmi): avx512_kernels', tables of 1-3, 5 and 6 bits
+// decoded 32 codes at a time (VBMI byte permutes), the rest as there.
+const RowKernels* avx512vbmi_kernels(const WeightView& w);
 
 // linear.cpp: the entry points. x [M, K], out [M, N] (C-contiguous, not overlapping), bias [N]
 // or null; threads 0: default. Shapes are trusted: the bindings validate them.

@@ -185,7 +185,89 @@ constexpr FastKernels kLut[9] = {{}, lut_kernels<1>(), lut_kernels<2>(), lut_ker
                                  lut_kernels<5>(), lut_kernels<6>(), lut_kernels<7>(),
                                  lut_kernels<8>()};
 
+// The exact path's decoder of tables of up to 64 entries (1-3, 5 and 6 bits; x86_avx512.cpp's
+// decodes rows starting mid-byte and the rows' last codes): 32 codes unpacked at once as above,
+// widened to two vectors of 16 lanes and looked up in the float table (vpermps: 16 entries;
+// vpermt2ps: 32; two and a blend on bit 5: 64), the row scale folded into the table.
+template <int kBits>
+void lut_decode_rows(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
+  constexpr int kEntries = 1 << kBits;
+  const RowKernels& rest = *avx512_kernels(w);  // rows not starting on a byte, and row tails
+  const int64_t K = w.K;
+  __m512 table[4] = {};
+  int64_t loaded = -1;
+  for (int64_t n = n0; n < n1; ++n) {
+    float* o = tile + (n - n0) * ldt;
+    const int64_t e0 = n * K;
+    if ((e0 * kBits) % 8 != 0 || w.groups_k != 1) {
+      rest.decode(w, n, n + 1, o, ldt);
+      continue;
+    }
+    const int64_t g = (n / w.group_rows);
+    if (g != loaded) {
+      for (int i = 0; i < 4; ++i) {
+        const int left = kEntries - 16 * i;
+        const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : left > 0 ? (1u << left) - 1 : 0);
+        table[i] = w.lut_type == ScalarType::F32
+                       ? _mm512_maskz_loadu_ps(m, static_cast<const float*>(w.lut) + g * kEntries + 16 * i)
+                       : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                             m, static_cast<const uint16_t*>(w.lut) + g * kEntries + 16 * i));
+      }
+      loaded = g;
+    }
+    __m512 t0 = table[0], t1 = table[1], t2 = table[2], t3 = table[3];
+    if (w.row_scale) {
+      const __m512 r = _mm512_set1_ps(w.row_scale[n]);
+      t0 = _mm512_mul_ps(t0, r), t1 = _mm512_mul_ps(t1, r), t2 = _mm512_mul_ps(t2, r), t3 = _mm512_mul_ps(t3, r);
+    }
+    const auto look = [&](__m512i idx) {
+      if constexpr (kEntries <= 16) {
+        return _mm512_permutexvar_ps(idx, t0);
+      } else if constexpr (kEntries == 32) {
+        return _mm512_permutex2var_ps(t0, idx, t1);
+      } else {
+        return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)),
+                                    _mm512_permutex2var_ps(t0, idx, t1), _mm512_permutex2var_ps(t2, idx, t3));
+      }
+    };
+    const uint8_t* p = w.data + e0 * kBits / 8;
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+      const __m256i c = unpack_codes<kBits>(p + k / 8 * kBits);
+      _mm512_storeu_ps(o + k, look(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(c))));
+      _mm512_storeu_ps(o + k + 16, look(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(c, 1))));
+    }
+    if (k < K) {  // the last K % 32 codes: the portable-width decoder of this row's tail
+      alignas(64) float t[32 + 16];
+      WeightView v = w;  // row n's codes from column k on, as a one-row weight
+      v.N = 1;
+      v.K = K - k;
+      v.data = p + k / 8 * kBits;
+      v.group_rows = 1;
+      v.lut = static_cast<const uint8_t*>(w.lut) + g * kEntries * (w.lut_type == ScalarType::F32 ? 4 : 2);
+      v.row_scale = w.row_scale ? w.row_scale + n : nullptr;
+      rest.decode(v, 0, 1, t, 48);
+      std::memcpy(o + k, t, static_cast<size_t>(K - k) * sizeof(float));
+    }
+    for (int64_t c = K; c < ldt; ++c) o[c] = 0.0f;
+  }
+}
+
 }  // namespace
+
+const RowKernels* avx512vbmi_kernels(const WeightView& w) {
+  const RowKernels* base = avx512_kernels(w);
+  if (base == nullptr || w.kind != WeightKind::Lut || w.nbits > 6 || w.nbits == 4) return base;
+  static const RowKernels* rows = [] {  // gemv: the portable one, as x86_avx512.cpp's
+    static RowKernels k[7] = {{}, {false, generic_kernels.gemv, lut_decode_rows<1>},
+                              {false, generic_kernels.gemv, lut_decode_rows<2>},
+                              {false, generic_kernels.gemv, lut_decode_rows<3>}, {},
+                              {false, generic_kernels.gemv, lut_decode_rows<5>},
+                              {false, generic_kernels.gemv, lut_decode_rows<6>}};
+    return k;
+  }();
+  return &rows[w.nbits];
+}
 
 const FastKernels* avx512vbmi_fast_kernels(const WeightView& w) {
   if (w.kind == WeightKind::Sparse && w.K % 8 == 0) {
