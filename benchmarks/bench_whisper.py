@@ -11,8 +11,10 @@ Each engine runs in its own process (so peak RSS is its own): one warm-up transc
 timed ones; medians are printed. The real-time factor is processing time / audio duration.
 `--threads N` limits both engines' math libraries (OpenBLAS/OpenMP, torch) to N threads, which
 gives steadier figures on a machine shared with other jobs. Where onnxruntime and onnx are installed
-(`pip install -e '.[bench]'`), the zoo's encoder exported to ONNX runs on the same log-mel windows
-too (encoder only: the decoder's cache does not export), so the encoder column compares all three.
+(`pip install -e '.[bench]'`), the same encoder function exported to ONNX (`whisper.build_cross_kv`:
+the encoder and every decoder layer's cross-attention keys/values, what the package's encoder
+function and the PyTorch run compute) runs on the same log-mel windows too (that function only:
+the decoder's cache does not export), so the encoder column compares all three.
 Engines alternate over `--rounds` rounds; medians over rounds are printed.
 """
 from __future__ import annotations
@@ -93,7 +95,8 @@ def _torch():
 
 
 def _onnxruntime(model: Path):
-    """The encoder alone through ONNX Runtime, on the same windows and features."""
+    """The encoder function (encoder + cross-attention keys/values) through ONNX Runtime, on the same
+    windows and features."""
     import onnxruntime as ort
 
     from pocketml.audio import log_mel_spectrogram, read_wav, resample
@@ -123,7 +126,7 @@ def worker(engine: str, out_dir: Path, repeat: int) -> dict:
     wav = out_dir / "speech.wav"
     t0 = time.perf_counter()
     run = (_pocketml(out_dir / "whisper-tiny-en.pocket") if engine == "pocketml"
-           else _onnxruntime(out_dir / "whisper-encoder.onnx") if engine == "onnxruntime" else _torch())
+           else _onnxruntime(out_dir / "whisper-cross-kv.onnx") if engine == "onnxruntime" else _torch())
     load_s = time.perf_counter() - t0
     first = run(wav)
     runs = [run(wav) for _ in range(repeat)]
@@ -141,7 +144,7 @@ def prepare(out_dir: Path, text: str | None, wav: Path | None, reuse: bool) -> N
     if not (reuse and package.exists()):
         subprocess.run([sys.executable, "-m", "pocketml.cli.main", "zoo", "convert", "whisper-tiny-en",
                         str(package)], check=True)
-    onnx_path = out_dir / "whisper-encoder.onnx"
+    onnx_path = out_dir / "whisper-cross-kv.onnx"
     if not (reuse and onnx_path.exists()):
         try:
             import warnings
@@ -151,12 +154,14 @@ def prepare(out_dir: Path, text: str | None, wav: Path | None, reuse: bool) -> N
 
             from pocketml import zoo
 
-            entry = zoo.get("whisper-tiny-en-encoder")
+            from pocketml.zoo import whisper
+
+            entry = zoo.get("whisper-tiny-en-encoder")  # its example log-mel window
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(entry.build().eval(), tuple(entry.example_inputs()), str(onnx_path), dynamo=False,
-                                  opset_version=17, input_names=list(entry.input_names),
-                                  output_names=list(entry.output_names))
+                torch.onnx.export(whisper.build_cross_kv(), tuple(entry.example_inputs()), str(onnx_path),
+                                  dynamo=False, opset_version=17, input_names=list(entry.input_names),
+                                  output_names=list(whisper.cross_kv_names()))
         except ImportError:
             print("onnx/onnxruntime not installed: no ONNX Runtime row (pip install -e '.[bench]')", file=sys.stderr)
     target = out_dir / "speech.wav"
@@ -197,7 +202,7 @@ def main(argv=None) -> int:
     engines = ["pocketml", "torch"]
     try:
         import onnxruntime  # noqa: F401
-        if (args.out / "whisper-encoder.onnx").exists():
+        if (args.out / "whisper-cross-kv.onnx").exists():
             engines.append("onnxruntime")
     except ImportError:
         pass
@@ -220,7 +225,7 @@ def main(argv=None) -> int:
     threads = f"{args.threads} thread(s) per engine" if args.threads else "default threads"
     print(f"\nmachine: {before} before, {_machine()} after (other jobs may share it); {threads}")
     print(f"audio: {audio:.2f} s, {args.repeat} timed run(s) after a warm-up, medians over {args.rounds} "
-          f"round(s) of alternating engines; ONNX Runtime: the encoder only\n")
+          f"round(s) of alternating engines; ONNX Runtime: the encoder function only\n")
     print(f"{'engine':10} {'load s':>7} {'features s':>11} {'encoder s':>10} {'decode calls':>13} "
           f"{'decode tok/s':>13} {'total s':>8} {'RTF':>7} {'peak RSS MiB':>13}")
     for engine, r in res.items():
