@@ -87,10 +87,12 @@ void gemm(const Kernels& k, const Rows& A, const float* const* B, int64_t images
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, mb * k.strip * K));
   const int64_t panel = k.panel_floats(K);
   // rows [m0, m1) of C_i's strip of unit u, A's row m0 at a
+  const bool dots = k.dot_cols > 0 && K * k.dot_cols <= panel;  // narrow strips as dot products
   const auto tile = [&](const float* a, int64_t lda, int64_t m0, int64_t m1, int64_t u, float* p) {
-    const int64_t i = u / strips, n0 = u % strips * k.strip;
-    k.gemm_tile(a, lda, B + i * K, K, 0, m1 - m0, n0, std::min(N, n0 + k.strip), bias ? bias + m0 : nullptr, ep,
-                C + i * cstride + m0 * ldc, ldc, p);
+    const int64_t i = u / strips, n0 = u % strips * k.strip, n1 = std::min(N, n0 + k.strip);
+    (dots && n1 - n0 <= k.dot_cols ? k.gemm_dots : k.gemm_tile)(a, lda, B + i * K, K, 0, m1 - m0, n0, n1,
+                                                                 bias ? bias + m0 : nullptr, ep,
+                                                                 C + i * cstride + m0 * ldc, ldc, p);
   };
   if (!A.packed) {
     parallel_for(units * mblocks, grain, threads, [&](int64_t t0, int64_t t1) {

@@ -146,6 +146,12 @@ struct Kernels {
   int64_t tile;
   void (*transpose_tile)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd,
                          const Epilogue& ep);
+  // gemm_tile for a strip of at most dot_cols columns (0: none) with K * dot_cols <=
+  // panel_floats(K): dot products along K rather than a register tile of mostly empty columns
+  int64_t dot_cols;
+  void (*gemm_dots)(const float* A, int64_t lda, const float* const* B, int64_t K, int64_t m0, int64_t m1,
+                    int64_t n0, int64_t n1, const float* bias, const Epilogue& ep, float* C, int64_t ldc,
+                    float* panel);
 };
 
 const Kernels& generic_kernels();

@@ -121,6 +121,63 @@ struct Impl {
     }
   }
 
+  // -- few columns ----------------------------------------------------------------------------
+  // C[m, n0:n1] for a strip of at most kDotCols columns (a 7 x 7 map's 49th pixel, a 14 x 14
+  // one's last 4): each output a dot product of A's row with B's column (the columns copied to
+  // panel as [cols][K]), ROWS rows x COLS columns of accumulators a step of W along K, summed
+  // across lanes at the end. A register tile spends a whole vector of columns on each: 1/3 of a
+  // full strip's time for 1/48 of its outputs.
+  static constexpr int64_t kDotCols = 4;
+
+  template <int ROWS, int COLS>
+  static void dots(const float* A, int64_t lda, const float* panel, int64_t K, int64_t m, const float* bias,
+                   const Epilogue& ep, float* C, int64_t ldc) {
+    R acc[ROWS][COLS];
+    for (int r = 0; r < ROWS; ++r)
+      for (int c = 0; c < COLS; ++c) acc[r][c] = V::zero();
+    const int64_t kw = K / W * W;
+    for (int64_t k = 0; k < kw; k += W) {
+      R b[COLS];
+      for (int c = 0; c < COLS; ++c) b[c] = V::loadu(panel + c * K + k);
+      for (int r = 0; r < ROWS; ++r) {
+        const R a = V::loadu(A + (m + r) * lda + k);
+        for (int c = 0; c < COLS; ++c) acc[r][c] = V::fma(a, b[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < ROWS; ++r)
+      for (int c = 0; c < COLS; ++c) {
+        float v = V::hsum(acc[r][c]);
+        for (int64_t k = kw; k < K; ++k) v += A[(m + r) * lda + k] * panel[c * K + k];
+        v += bias ? bias[m + r] : 0.0f;
+        if (ep.clip) v = v < ep.lo ? ep.lo : v > ep.hi ? ep.hi : v;  // NaN stays NaN
+        C[(m + r) * ldc + c] = v;
+      }
+  }
+
+  template <int COLS>
+  static void dots_cols(const float* A, int64_t lda, const float* panel, int64_t K, int64_t m0, int64_t m1,
+                        const float* bias, const Epilogue& ep, float* C, int64_t ldc) {
+    int64_t m = m0;
+    for (; m + 4 <= m1; m += 4) dots<4, COLS>(A, lda, panel, K, m, bias, ep, C, ldc);
+    for (; m < m1; ++m) dots<1, COLS>(A, lda, panel, K, m, bias, ep, C, ldc);
+  }
+
+  // gemm_tile's contract for n1 - n0 <= kDotCols and K * kDotCols <= panel_floats(K)
+  static void gemm_dots(const float* A, int64_t lda, const float* const* B, int64_t K, int64_t m0, int64_t m1,
+                        int64_t n0, int64_t n1, const float* bias, const Epilogue& ep, float* C, int64_t ldc,
+                        float* panel) {
+    const int64_t cols = n1 - n0;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t c = 0; c < cols; ++c) panel[c * K + k] = B[k][n0 + c];
+    float* Cn = C + n0;
+    switch (cols) {
+      case 1: return dots_cols<1>(A, lda, panel, K, m0, m1, bias, ep, Cn, ldc);
+      case 2: return dots_cols<2>(A, lda, panel, K, m0, m1, bias, ep, Cn, ldc);
+      case 3: return dots_cols<3>(A, lda, panel, K, m0, m1, bias, ep, Cn, ldc);
+      default: return dots_cols<4>(A, lda, panel, K, m0, m1, bias, ep, Cn, ldc);
+    }
+  }
+
   // -- depthwise ------------------------------------------------------------------------------
   // The plane is copied once into scratch, zero-padded and split by column phase (column
   // ox * sw + kx * dw of the padded plane is phase (kx * dw) % sw, index ox + (kx * dw) / sw), so
@@ -324,11 +381,11 @@ struct Impl {
   static const Kernels& kernels() {
     if constexpr (V::kTranspose) {
       static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, W, depthwise_block,
-                             depthwise_block_floats, kTile, transpose_tile};
+                             depthwise_block_floats, kTile, transpose_tile, kDotCols, gemm_dots};
       return k;
     } else {
       static const Kernels k{NR, MR, gemm_tile, depthwise, panel_floats, depthwise_floats, 0, nullptr, nullptr,
-                             kTile, transpose_tile};
+                             kTile, transpose_tile, 0, nullptr};
       return k;
     }
   }

@@ -18,6 +18,7 @@ struct Scalar {
   static void storeu(float* p, R v) { *p = v; }
   static void store_n(float* p, R v, int64_t n) { if (n > 0) *p = v; }
   static R add(R a, R b) { return a + b; }
+  static float hsum(R v) { return v; }
   static R fma(R a, R b, R c) { return a * b + c; }
   static R max(R a, R b) { return a > b ? a : b; }  // b where either is NaN, as x86's maxps
   static R min(R a, R b) { return a < b ? a : b; }

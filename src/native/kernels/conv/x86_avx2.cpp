@@ -24,6 +24,11 @@ struct Avx2 {
   static void storeu(float* p, R v) { _mm256_storeu_ps(p, v); }
   static void store_n(float* p, R v, int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static float hsum(R v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
   static R min(R a, R b) { return _mm256_min_ps(a, b); }

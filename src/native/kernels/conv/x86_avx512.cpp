@@ -25,6 +25,7 @@ struct Avx512 {
   static void storeu(float* p, R v) { _mm512_storeu_ps(p, v); }
   static void store_n(float* p, R v, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static float hsum(R v) { return _mm512_reduce_add_ps(v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
