@@ -23,6 +23,13 @@ inline double silu(double x) {
 template <double (*F)(double)>
 void run(const float* x, float* out, int64_t n, int threads, const float* mul, bool exact) {
   auto body = [&](int64_t b, int64_t e) {
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+    if (!exact && use_avx512vnni()) {
+      const float* m = mul ? mul + b : nullptr;
+      if (F == silu) return silu_fast_avx512(x + b, out + b, e - b, m);
+      if (F == gelu_erf) return gelu_fast_avx512(x + b, out + b, e - b, m);
+    }
+#endif
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
     if (use_avx2()) {
       const float* m = mul ? mul + b : nullptr;
@@ -50,6 +57,9 @@ void portable(const float* x, float* out, int64_t n, const float*) {
 }
 
 RowFn row_fn(Kind kind, bool exact) {
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (!exact && use_avx512vnni()) return kind == Kind::Silu ? silu_fast_avx512 : gelu_fast_avx512;
+#endif
 #if defined(POCKETML_HAVE_AVX2_KERNELS)
   if (use_avx2()) {
     if (kind == Kind::Silu) return exact ? silu_avx2 : silu_fast_avx2;

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/activation/activation.h"
+#include "kernels/activation/fast_coefficients.h"
 
 namespace pocketml {
 namespace activation {
@@ -120,13 +121,8 @@ inline __m256 exp_neg_f(__m256 uh, __m256 ul) {
   __m256 r = _mm256_fnmsub_ps(k, _mm256_set1_ps(0.693359375f), uh);  // -uh - k ln2_hi, exact
   r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
   r = _mm256_sub_ps(r, ul);
-  __m256 y = _mm256_set1_ps(0.00138435572868f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.008374236589f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.0416680075053f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.166664303276f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.499999941736f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.00000003236f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+  __m256 y = _mm256_set1_ps(kExpf[0]);
+  for (int i = 1; i < 7; ++i) y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(kExpf[i]));
   const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(fk), 23);  // k << 23
   return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e));
 }
@@ -137,10 +133,6 @@ inline __m256 exp_neg_f(__m256 uh, __m256 ul) {
 // x T below (no cancellation). Measured within 5 ulp of the reference for x >= -5 (below, the
 // reference's own 1 + erf cancels; this form is closer to the true value); below x = -13
 // (|result| < 1e-37) it gives -0.
-constexpr float kHPf[] = {0.5000000025617533f, 0.4361123106282302f, 0.18162010793230554f,
-                          0.04008922387101515f, 0.004035643327477264f};
-constexpr float kHQf[] = {1.0f, 1.6701095495544096f, 1.195790607359688f, 0.4652071888569391f,
-                          0.10049600084761784f, 0.01011571861820237f};
 
 template <int N>
 inline __m256 polyf(const float (&c)[N], __m256 z) {
