@@ -75,7 +75,7 @@ void gemm(const Kernels& k, const Rows& A, const float* const* B, int64_t images
         std::fill(C + i * cstride + m * ldc, C + i * cstride + m * ldc + N, clipped(bias ? bias[m] : 0.0f, ep));
     return;
   }
-  const int64_t nt = std::max(threads, 1);
+  const int64_t nt = threads > 0 ? threads : default_threads();
   const int64_t strips = (N + k.strip - 1) / k.strip, units = images * strips;  // (image, strip) pairs
   int64_t mblocks = std::min((4 * nt + units - 1) / units, (M + k.mr - 1) / k.mr);
   int64_t mb = ((M + mblocks - 1) / mblocks + k.mr - 1) / k.mr * k.mr;
@@ -86,8 +86,8 @@ void gemm(const Kernels& k, const Rows& A, const float* const* B, int64_t images
   // ~64 K multiply-adds a task at least: a small layer runs on one thread
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, mb * k.strip * K));
   const int64_t panel = k.panel_floats(K);
-  // rows [m0, m1) of C_i's strip of unit u, A's row m0 at a
   const bool dots = k.dot_cols > 0 && K * k.dot_cols <= panel;  // narrow strips as dot products
+  // rows [m0, m1) of C_i's strip of unit u, A's row m0 at a
   const auto tile = [&](const float* a, int64_t lda, int64_t m0, int64_t m1, int64_t u, float* p) {
     const int64_t i = u / strips, n0 = u % strips * k.strip, n1 = std::min(N, n0 + k.strip);
     (dots && n1 - n0 <= k.dot_cols ? k.gemm_dots : k.gemm_tile)(a, lda, B + i * K, K, 0, m1 - m0, n0, n1,

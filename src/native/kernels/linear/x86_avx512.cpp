@@ -20,6 +20,7 @@
 
 #include "core/pool.h"
 #include "kernels/linear/linear.h"
+#include "kernels/linear/x86_int8.h"  // scalar_at (internal to this file too)
 #include "kernels/x86_avx512_transpose.h"
 
 namespace pocketml {
@@ -222,17 +223,6 @@ const RowKernels kSparse = {false, sparse_gemv, sparse_decode};
 // folded into the table (one rounding, as the definition's table value * row_scale). 8-bit
 // linear quantization: (q - zero point) * scale in float32, as the definition.
 
-float scalar_of(const void* p, ScalarType t, int64_t i) {
-  switch (t) {
-    case ScalarType::F32: return static_cast<const float*>(p)[i];
-    case ScalarType::F16: return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
-    case ScalarType::F64: return static_cast<float>(static_cast<const double*>(p)[i]);
-    case ScalarType::I8: return static_cast<const int8_t*>(p)[i];
-    case ScalarType::U8: return static_cast<const uint8_t*>(p)[i];
-    default: return 0.0f;
-  }
-}
-
 // The 64 bits of the stream from byte p on (zeros past end).
 inline uint64_t load64(const uint8_t* p, const uint8_t* end) {
   uint64_t v = 0;
@@ -307,8 +297,8 @@ void q8_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t
     const int64_t gbase = (n / w.group_rows) * w.groups_k;
     for (int64_t gk = 0; gk < w.groups_k; ++gk) {
       const int64_t k0 = gk * w.group_cols, k1 = std::min(K, k0 + w.group_cols);
-      const __m512 scale = _mm512_set1_ps(scalar_of(w.scale, w.scale_type, gbase + gk));
-      const __m512 zero = _mm512_set1_ps(kZero ? scalar_of(w.zero, w.zero_type, gbase + gk) : 0.0f);
+      const __m512 scale = _mm512_set1_ps(scalar_at(w.scale, w.scale_type, gbase + gk));
+      const __m512 zero = _mm512_set1_ps(kZero ? scalar_at(w.zero, w.zero_type, gbase + gk) : 0.0f);
       for (int64_t k = k0; k < k1; k += 16) {
         const __mmask16 m = mask_of(k1 - k);
         const __m128i q = _mm_maskz_loadu_epi8(m, p + k);

@@ -1,6 +1,6 @@
 // The int8-activation path (gemm with exact = false) of the x86 instruction sets, one template
-// over the integer dot product: included by x86_avx2.cpp (maddubs + madd) and x86_avx512vnni.cpp
-// (vpdpbusd), each compiled with its own flags. Everything here is internal (anonymous
+// over the integer dot product: included by x86_avx2.cpp (maddubs + madd), x86_avx512vnni.cpp and
+// x86_avx512vbmi.cpp (vpdpbusd; x86_avx512.cpp for scalar_at), each compiled with its own flags. Everything here is internal (anonymous
 // namespace), so each of those files gets its own copy, never shared with the portable code nor
 // with each other by the linker. Include only from a file compiled with at least AVX2 + FMA +
 // F16C. Its first helpers (min64 to load8_u8_epi32) serve x86_avx2.cpp's exact kernels too.
