@@ -727,3 +727,36 @@ def test_bad_epilogue_arguments_raise():
         p.gemm(x, out, act="relu")
     with pytest.raises(ValueError, match="residual"):
         p.gemm(x, out, residual=out)  # overlapping the output
+
+
+@pytest.mark.parametrize("nbits", [5, 6, 8])
+def test_int8_copies_per_row_keep_small_rows(nbits):
+    """A table shared by rows of very different magnitudes (a BN-folded convolution's): its int8
+    copy per row (int8_per_row=True), scaled to the entries that row uses, keeps each row's
+    exact=False error near int8 activations' alone, where one copy for all rows rounds a small
+    row's entries to a grid made for the largest."""
+    rng = np.random.default_rng(nbits)
+    n, k, entries = 48, 96, 1 << nbits
+    table = np.sinh(np.linspace(-6, 6, entries)).astype(np.float32)  # fine near 0, wide tails
+    # row r uses the entries within 10**(r / 16) of zero: magnitudes over three decades
+    centre, span = entries // 2, [max(1, int(np.sum(np.abs(table) < 10 ** (r / 16)) // 2)) for r in range(n)]
+    codes = np.stack([rng.integers(centre - s, centre + s, k) for s in span]).astype(np.uint8)
+    W = table[codes]
+    idx, lut = N.pack_bits(codes.reshape(-1), nbits), table.reshape(1, 1, entries, 1)
+    shared, per_row = (PackedLinear.lut(idx, lut, nbits, n, k, None, r) for r in (False, True))
+    assert (shared.int8_rows, per_row.int8_rows) == (n, 1)
+    x = rng.standard_normal((9, k)).astype(np.float32)
+    want = x.astype(np.float64) @ W.T.astype(np.float64)
+    errs = []
+    for p in (shared, per_row):
+        out = np.empty((9, n), np.float32)
+        p.gemm(x, out, None, 1, False)
+        # each output's error against its row's scale (|x| |W_r|)
+        errs.append(np.max(np.abs(out - want) / (np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(W, axis=1))))
+        exact = np.empty((9, n), np.float32)
+        p.gemm(x, exact, None, 1, True)
+        np.testing.assert_allclose(exact, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    if _native.simd_level() == "generic" or not per_row.int8_gemm:
+        assert errs[0] == errs[1] < 1e-5  # no int8 path here: both exact
+    else:
+        assert errs[1] < 0.01 < errs[0], errs

@@ -197,7 +197,7 @@ struct PackedLinear {
   }
 
   static PackedLinear lut(const Array& indices, const Array& table, int nbits, int64_t N,
-                          int64_t K, const std::optional<Array>& row_scale) {
+                          int64_t K, const std::optional<Array>& row_scale, bool int8_per_row) {
     PackedLinear p = of(WeightKind::Lut, N, K);
     WeightView& w = p.w;
     if (nbits < 1 || nbits > 8) value_error("nbits must lie in [1, 8], got " + std::to_string(nbits));
@@ -216,8 +216,9 @@ struct PackedLinear {
     p.hold(table);
     p.format = "lut" + std::to_string(nbits) + " g[" + std::to_string(w.groups_n) + "," +
                std::to_string(w.groups_k) + "]";
-    {  // for exact=False: the tables as int8 (2**nbits bytes) and a float scale per table
-      const int64_t tables = w.groups_n * w.groups_k;
+    if (w.groups_k == 1) {  // for exact=False: int8 copies of the tables (2**nbits bytes) and a scale each
+      w.lut_i8_rows = int8_per_row ? 1 : w.group_rows;
+      const int64_t tables = (N + w.lut_i8_rows - 1) / w.lut_i8_rows;
       p.lut_i8 = std::make_shared<std::vector<int8_t>>(static_cast<size_t>(tables << nbits));
       p.lut_i8_scale = std::make_shared<std::vector<float>>(static_cast<size_t>(tables));
       linear::build_lut_i8(w, p.lut_i8->data(), p.lut_i8_scale->data());
@@ -374,12 +375,13 @@ complement; formats.pack_quantized). scale: float32/float16 [GN, GK], GN dividin
 dividing K; element (n, k) uses scale[n // (N/GN), k // (K/GK)]. zero_point: None, or like
 scale, int8/uint8 (the dtype's signedness) or float.)doc")
       .def_static("lut", &PackedLinear::lut, "indices"_a, "lut"_a, "nbits"_a, "N"_a, "K"_a,
-                  "row_scale"_a = nb::none(),
+                  "row_scale"_a = nb::none(), "int8_per_row"_a = false,
                   R"doc(Palettization, W[n, k] = lut[n // (N/G0), k // (K/G1), index, 0] (* row_scale[n]).
 
 indices: uint8 flat, at least ceil(N*K*nbits/8) bytes, nbits-bit codes LSB-first over the
 row-major [N, K] (formats.pack_bits); nbits in 1..8; lut: float32/float16 [G0, G1, 2**nbits,
-1]; row_scale: None or float32 [N] or [N, 1].)doc")
+1]; row_scale: None or float32 [N] or [N, 1]. int8_per_row: exact=False's int8 copy of the table
+made per row (scaled to the entries the row uses: 2**nbits bytes a row) rather than per table.)doc")
       .def_static("sparse", &PackedLinear::sparse, "mask"_a, "values"_a, "N"_a, "K"_a,
                   R"doc(Pruning, W[n, k] = the next kept value where mask bit n * K + k is set,
 else 0.
@@ -412,6 +414,8 @@ in [0, N) (all checked before anything is written), out float32 [L, K] C-contigu
                    "e.g. 'f32', 'f16', 'int8 channel', 'int4 block32 zp', 'lut4 g[1,1]', 'sparse f32'.")
       .def_prop_ro("nbytes", [](const PackedLinear& p) { return p.nbytes; },
                    "Bytes of packed data (codes, scales, tables) a full pass reads.")
+      .def_prop_ro("int8_rows", [](const PackedLinear& p) { return p.w.lut_i8 ? p.w.lut_i8_rows : 0; },
+                   "Rows per int8 copy of a table (exact=False), 0 where there is none.")
       .def_prop_ro("int8_gemm", [](const PackedLinear& p) { return linear::int8_gemm(p.w); },
                    "Whether gemm(exact=False) of many rows takes this CPU's int8 GEMM (else it computes exactly).")
       .def("__repr__", [](const PackedLinear& p) {

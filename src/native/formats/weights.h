@@ -62,6 +62,11 @@ struct WeightView {
   // by whoever built it; null where there is none.
   const int8_t* lut_i8 = nullptr;
   const float* lut_i8_scale = nullptr;
+  // Rows per int8 copy (row n's copy: n / lut_i8_rows): group_rows, or fewer (1 for a compressed
+  // pointwise convolution's table of 5-8 bits, whose shared int8 copy would round its finely
+  // spaced entries to one grid for rows of very different magnitudes: each row's copy is scaled
+  // to the entries it uses).
+  int64_t lut_i8_rows = 0;
 
   // Sparse: data = the mask, 1 bit per element (LSB-first, like the codes); the kept values in
   // row-major order are `values`, a weight of shape [1, nnz] of any other kind (float, or itself

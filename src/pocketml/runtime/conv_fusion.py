@@ -7,11 +7,12 @@ int4 per channel or block, LUT, sparse, float16: `native._pack` over the weight 
 [C_out, C_in/groups * KH * KW]): the plan keeps it packed and the GEMM decodes a block of output
 channels at a time into a buffer that stays in cache (the decode costs 1/(OH * OW) of the
 layer's arithmetic), so memory stays near the compressed size. With `exact` False (the
-runtime's default), a compressed pointwise convolution whose format has an int8 GEMM (int8 /
-int4 codes, tables of up to 16 entries: `takes_int8`) takes the linear layers' int8-activation
-path instead (`conv::pointwise_int8`: each pixel's channels quantized per block of 32, integer
-dot products) where it is wide enough to pay for its transposes, as compressed linear layers do. What the
-kernels do not take (other dtypes, 3-D, a weight computed at run time) stays on the reference."""
+runtime's default), a compressed pointwise convolution whose format has an int8 GEMM
+(`takes_int8`; a table of 5-8 bits with an int8 copy per row) takes the linear layers'
+int8-activation path instead (`conv::pointwise_int8`: each pixel's channels quantized per block
+of 32, integer dot products) where it is wide enough to pay for its transposes, as compressed
+linear layers do. What the kernels do not take (other dtypes, 3-D, a weight computed at run
+time) stays on the reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -118,14 +119,14 @@ class FusedConv:
 
 def takes_int8(packed) -> bool:
     """Whether a packed pointwise weight may run on int8 activations: its format has an int8 GEMM
-    on this CPU and its int8 weights are its own codes (int8 / int4) or tables of at most 16
-    entries; wider tables' int8 copies round their finely spaced entries (EfficientNet-Lite0's
-    6-bit one: logit cosine with the float model 0.975 -> 0.960, 0.971 with a copy per row), so
-    those convolutions compute exactly."""
+    on this CPU, with int8 weights that are its own codes (int8 / int4), tables of at most 16
+    entries, or wider tables copied to int8 per row (`_pack_rows`): one copy of a 6-bit table
+    for all rows rounds its finely spaced entries to one grid (EfficientNet-Lite0's logit cosine
+    with the float model 0.975 -> 0.960; per row 0.971)."""
     if packed is None or not packed.int8_gemm:
         return False
     fmt = packed.format
-    return not fmt.startswith("lut") or int(fmt[3:].split()[0]) <= 4
+    return not fmt.startswith("lut") or int(fmt[3:].split()[0]) <= 4 or packed.int8_rows == 1
 
 
 def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, function: Function,
@@ -289,7 +290,8 @@ def _pack_rows(name: str, wshape: tuple, producers: dict, constants: dict):
 
     if not visit(name):
         return None
-    found = native._pack(name, p2, c2)
+    # a pointwise weight's table of 5-8 bits: int8 copies per row for conv::pointwise_int8
+    found = native._pack(name, p2, c2, int8_per_row=all(d == 1 for d in wshape[2:]))
     if found is None:
         return None
     packed, fmt, keep, chain2, nk = found

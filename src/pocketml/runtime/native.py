@@ -401,11 +401,13 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
     return linear_fusion.group_linears(kept[::-1], kernels), kernels
 
 
-def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast: bool = False):
+def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast: bool = False,
+          int8_per_row: bool = False):
     """(PackedLinear, kernel name, arrays it was built from, chain ops, (N, K)) for weight `name`,
     or None where its chain is not one the native kernels take. `flat`: a 1-D weight (a sparse
     weight's kept values) packed as [1, nnz], its parameters with a leading axis of 1; `cast`:
-    the weight is cast to float32 after (float16 allowed)."""
+    the weight is cast to float32 after (float16 allowed); `int8_per_row`: a table of 5-8 bits
+    gets its int8 copy (exact=False) per row (PackedLinear.lut)."""
     chain: list[Op] = []
     op = producers.get(name)
     rank = 1 if flat else 2
@@ -464,7 +466,7 @@ def _pack(name: str, producers: dict, constants: dict, flat: bool = False, cast:
                 or lut.dtype not in (np.float32, np.float16) or lut.dtype == np.float16 and not cast):
             return None
         idx, lut = np.ascontiguousarray(idx.reshape(-1)), np.ascontiguousarray(lut)
-        p = _native.PackedLinear.lut(idx, lut, nbits, n, k, row_scale)
+        p = _native.PackedLinear.lut(idx, lut, nbits, n, k, row_scale, int8_per_row and nbits > 4)
         kname = f"native:lut{nbits} g[{lut.shape[0]},{lut.shape[1]}]" + (" scaled" if row_scale is not None else "")
         return p, kname, (idx, lut, row_scale), chain, (n, k)
     data, scale = constants.get(op.inputs[0]), _half_or_const(op.inputs[1], producers, constants, chain)

@@ -179,9 +179,10 @@ std::unique_ptr<Packed> palettized(int64_t N, int64_t K, int nbits, int64_t g0, 
     for (float& f : p->row_scale) f = static_cast<float>(uniform(0.5, 2));
     w.row_scale = p->row_scale.data();
   }
-  if (nbits == 4) {  // as the bindings do: the int8 copy for exact = false
-    p->lut_i8.resize(g0 * g1 * 16);
-    p->lut_i8_scale.resize(g0 * g1);
+  if (nbits == 4 && g1 == 1) {  // as the bindings do: the int8 copy for exact = false
+    w.lut_i8_rows = w.group_rows;
+    p->lut_i8.resize(g0 * 16);
+    p->lut_i8_scale.resize(g0);
     linear::build_lut_i8(w, p->lut_i8.data(), p->lut_i8_scale.data());
     w.lut_i8 = p->lut_i8.data();
     w.lut_i8_scale = p->lut_i8_scale.data();

@@ -129,7 +129,7 @@ struct FastLut4 {
   int8x16_t table;
   void row(const WeightView& w, int64_t n) {
     p = w.data + n * (w.K / 2);
-    table = vld1q_s8(w.lut_i8 + (n / w.group_rows) * 16);
+    table = vld1q_s8(w.lut_i8 + (n / w.lut_i8_rows) * 16);
   }
   int32x4_t dot(int64_t b, int8x16_t qa, int8x16_t qb) const {
     const uint8x16_t v = vld1q_u8(p + 16 * b);
@@ -138,7 +138,7 @@ struct FastLut4 {
     return Dot::dot16(Dot::dot16(vdupq_n_s32(0), a, qa), c, qb);
   }
   static float finish(const WeightView& w, int64_t n, float v, const QuantRow&) {
-    v *= w.lut_i8_scale[n / w.group_rows];
+    v *= w.lut_i8_scale[n / w.lut_i8_rows];
     return w.row_scale ? v * w.row_scale[n] : v;
   }
   static void factors(const WeightView&, int64_t, const QuantRow&, int64_t, int64_t, float*,

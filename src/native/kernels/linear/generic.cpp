@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "formats/half.h"
 #include "kernels/linear/linear.h"
@@ -210,15 +211,28 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
 const RowKernels generic_kernels = {false, gemv, decode};
 
 void build_lut_i8(const WeightView& w, int8_t* t8, float* scale) {
-  const int64_t tables = w.groups_n * w.groups_k, entries = int64_t(1) << w.nbits;
-  for (int64_t t = 0; t < tables; ++t) {
+  const int64_t entries = int64_t(1) << w.nbits, R = w.lut_i8_rows, copies = (w.N + R - 1) / R;
+  const uint32_t mask = (uint32_t(1) << w.nbits) - 1;
+  const int64_t bytes = (w.N * w.K * w.nbits + 7) / 8;
+  std::vector<uint8_t> used(static_cast<size_t>(entries), 1);
+  for (int64_t t = 0; t < copies; ++t) {
+    const int64_t n0 = t * R, n1 = std::min(w.N, n0 + R), g = n0 / w.group_rows;
+    if (R < w.group_rows) {  // fewer rows than share the table: the entries they use
+      std::fill(used.begin(), used.end(), uint8_t(0));
+      for (int64_t e = n0 * w.K, e1 = n1 * w.K; e < e1; ++e) {
+        const int64_t bit = e * w.nbits;
+        uint32_t v = w.data[bit >> 3];
+        if ((bit >> 3) + 1 < bytes) v |= static_cast<uint32_t>(w.data[(bit >> 3) + 1]) << 8;
+        used[(v >> (bit & 7)) & mask] = 1;
+      }
+    }
     float amax = 0.0f;
     for (int64_t i = 0; i < entries; ++i)
-      amax = std::max(amax, std::abs(scalar_at(w.lut, w.lut_type, t * entries + i)));
+      if (used[static_cast<size_t>(i)]) amax = std::max(amax, std::abs(scalar_at(w.lut, w.lut_type, g * entries + i)));
     const float s = amax / 127.0f;
     scale[t] = s;
-    for (int64_t i = 0; i < entries; ++i) {
-      const float v = scalar_at(w.lut, w.lut_type, t * entries + i);
+    for (int64_t i = 0; i < entries; ++i) {  // entries these rows never use: clamped
+      const float v = scalar_at(w.lut, w.lut_type, g * entries + i);
       const float r = s > 0.0f ? std::nearbyint(v / s) : 0.0f;
       t8[t * entries + i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, r)));
     }

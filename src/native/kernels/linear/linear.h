@@ -138,8 +138,10 @@ struct FastKernels {
   int64_t strip_rows = kFastStripRows;
 };
 
-// generic.cpp: the int8 copy of a Lut's tables (weights.h, lut_i8): t8 [tables * 2**nbits],
-// scale [tables], tables = groups_n * groups_k; each table scaled to max |entry| = 127.
+// generic.cpp: the int8 copies of a Lut's tables (weights.h, lut_i8; one group of columns), one
+// per w.lut_i8_rows rows (dividing group_rows, or any with one table): t8 [copies * 2**nbits],
+// scale [copies], copies = ceil(N / lut_i8_rows); each scaled to max |entry| = 127 over the
+// entries its rows use (all of the table's where it serves the table's rows).
 void build_lut_i8(const WeightView& w, int8_t* t8, float* scale);
 
 // x86_avx2.cpp: the int8-activation kernels of w's format, or null where it has none (then

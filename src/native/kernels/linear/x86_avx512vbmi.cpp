@@ -101,7 +101,7 @@ struct FastLutN {
   float scale;  // the table's int8 scale times the row's
   POCKETML_FORCE_INLINE void row(const WeightView& w, int64_t n) {
     p = w.data + n * (w.K * kBits / 8);
-    const int64_t g = row_group(w, n);
+    const int64_t g = n / w.lut_i8_rows;
     table.load(w.lut_i8 + g * Table<kBits>::kEntries, true);
     scale = w.row_scale ? w.lut_i8_scale[g] * w.row_scale[n] : w.lut_i8_scale[g];
   }
@@ -121,13 +121,13 @@ struct FastLutN {
 template <int kBits>
 struct TileLutN {
   static constexpr bool kOff = false;
-  static __m256i codes(const WeightView& w, int64_t n, int64_t gn, int64_t b) {
+  static __m256i codes(const WeightView& w, int64_t n, int64_t, int64_t b) {
     Table<kBits> t;
-    t.load(w.lut_i8 + gn * Table<kBits>::kEntries, false);
+    t.load(w.lut_i8 + n / w.lut_i8_rows * Table<kBits>::kEntries, false);
     return t.lookup(unpack_codes<kBits>(w.data + n * (w.K * kBits / 8) + 4 * kBits * b));
   }
-  static void params(const WeightView& w, int64_t n, int64_t g, float& scale, float& off) {
-    scale = w.lut_i8_scale[g] * (w.row_scale ? w.row_scale[n] : 1.0f);
+  static void params(const WeightView& w, int64_t n, int64_t, float& scale, float& off) {
+    scale = w.lut_i8_scale[n / w.lut_i8_rows] * (w.row_scale ? w.row_scale[n] : 1.0f);
     off = 0.0f;
   }
 };

@@ -202,7 +202,7 @@ struct FastLut4 {
   float scale;  // the table's int8 scale times the row's
   void row(const WeightView& w, int64_t n) {
     p = w.data + n * (w.K / 2);
-    const int64_t g = row_group(w, n);
+    const int64_t g = n / w.lut_i8_rows;
     table = _mm256_broadcastsi128_si256(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.lut_i8 + g * 16)));
     scale = w.row_scale ? w.lut_i8_scale[g] * w.row_scale[n] : w.lut_i8_scale[g];
@@ -391,14 +391,14 @@ struct TileQuant {
 // 4-bit table: its int8 copy (weights.h, lut_i8), looked up by pshufb
 struct TileLut4 {
   static constexpr bool kOff = false;
-  static __m256i codes(const WeightView& w, int64_t n, int64_t gn, int64_t b) {
+  static __m256i codes(const WeightView& w, int64_t n, int64_t, int64_t b) {
     const __m256i u = nibbles_in_order(w.data + n * (w.K / 2) + b * 16);
     const __m256i table = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.lut_i8 + gn * 16)));
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.lut_i8 + n / w.lut_i8_rows * 16)));
     return _mm256_shuffle_epi8(table, u);
   }
-  static void params(const WeightView& w, int64_t n, int64_t g, float& scale, float& off) {
-    scale = w.lut_i8_scale[g] * (w.row_scale ? w.row_scale[n] : 1.0f);
+  static void params(const WeightView& w, int64_t n, int64_t, float& scale, float& off) {
+    scale = w.lut_i8_scale[n / w.lut_i8_rows] * (w.row_scale ? w.row_scale[n] : 1.0f);
     off = 0.0f;
   }
 };
