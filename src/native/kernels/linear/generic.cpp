@@ -191,9 +191,17 @@ void decode_row(const WeightView& w, int64_t n, int64_t k0, int64_t k1, float* o
     } else {  // Lut
       const int64_t entries = int64_t(1) << nbits;
       const float* t = table;
-      if (w.lut_type == ScalarType::F32)
+      if (w.lut_type == ScalarType::F32) {
         t = static_cast<const float*>(w.lut) + g * entries;
-      else if (g != table_group) {
+      } else if (g != table_group && len < entries) {  // a short run (a row's tail): its entries only
+        const float r = w.row_scale ? w.row_scale[n] : 1.0f;
+        for (int64_t j = 0; j < len; ++j) {
+          const float v = scalar_at(w.lut, w.lut_type, g * entries + codes[j]);
+          o[j] = w.row_scale ? v * r : v;
+        }
+        k = end;
+        continue;
+      } else if (g != table_group) {
         for (int64_t i = 0; i < entries; ++i) table[i] = scalar_at(w.lut, w.lut_type, g * entries + i);
         table_group = g;
       }
