@@ -57,9 +57,10 @@ struct WeightView {
   ScalarType lut_type = ScalarType::None;
   const float* row_scale = nullptr;  // Lut: optional factor per output row (Core ML's scale)
 
-  // Lut: an int8 copy of every table, lut ~= lut_i8[t * 2**nbits + i] * lut_i8_scale[t], for
-  // the int8-activation kernels (exact=False); built once at load (linear::build_lut_i8), owned
-  // by whoever built it; null where there is none.
+  // Lut with one group of columns: int8 copies of its tables, row n's copy t = n / lut_i8_rows,
+  // lut ~= lut_i8[t * 2**nbits + i] * lut_i8_scale[t], for the int8-activation kernels
+  // (exact=False); built once at load (linear::build_lut_i8), owned by whoever built it; null
+  // where there is none.
   const int8_t* lut_i8 = nullptr;
   const float* lut_i8_scale = nullptr;
   // Rows per int8 copy (row n's copy: n / lut_i8_rows): group_rows, or fewer (1 for a compressed
