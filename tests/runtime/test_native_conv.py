@@ -214,7 +214,7 @@ def test_global_average_pooling_runs_as_a_native_mean(tmp_path):
 class WidePointwise(torch.nn.Module):
     """Pointwise convolutions wide enough for the int8-activation path (C Cout >= 64 (C + Cout)),
     channels not a multiple of the 32-channel blocks: one alone (+ ReLU6), one expanding into a
-    depthwise (a pair), one projecting."""
+    depthwise (a pair), one projecting; then a narrow one, which stays on the float path."""
 
     def __init__(self):
         super().__init__()
@@ -222,10 +222,11 @@ class WidePointwise(torch.nn.Module):
         self.expand = torch.nn.Conv2d(168, 232, 1)
         self.dw = torch.nn.Conv2d(232, 232, 3, 1, 1, groups=232)
         self.project = torch.nn.Conv2d(232, 136, 1)
+        self.narrow = torch.nn.Conv2d(136, 8, 1)
 
     def forward(self, x):
         y = F.relu6(self.a(x))
-        return self.project(F.relu6(self.dw(F.relu6(self.expand(y)))))
+        return self.narrow(self.project(F.relu6(self.dw(F.relu6(self.expand(y))))))
 
 
 @pytest.mark.parametrize("config", ["int8", "int4-block", "lut4", "lut6", "prune"])
@@ -250,8 +251,11 @@ def test_compressed_pointwise_convs_take_int8_activations(tmp_path, config):
     name = fast.output_names[0]
     got, want = fast.predict({"x": x.numpy()})[name], exact.predict({"x": x.numpy()})[name]
     assert fast._executor.loop.program.fallback_calls == 0
-    convs = [s.compute for s in fast._executor.plan.steps if s.kernel.startswith("native:conv")]
-    takes = config != "prune" and all(c.int8 for c in convs if getattr(c, "pointwise", False))
+    convs = [getattr(s.compute, "first", s.compute) for s in fast._executor.plan.steps
+             if s.kernel.startswith("native:conv")]
+    int8 = [c.int8 for c in convs if c.pointwise]
+    takes = config != "prune" and convs[0].packed.int8_gemm
+    assert int8 == ([True] * 3 + [False] if takes else [False] * 4), int8
     if takes:
         err = np.abs(got - want).max() / np.abs(want).max()
         assert 0 < err < 0.02, err

@@ -296,7 +296,7 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
   conv::output_dims(last, spatial, shape);
   Tensor out = pool.allocate(DType::F32, 4, rank, shape);
   const ConvSpec& c0 = s.convs[0];
-  const bool int8 = c0.weight && c0.int8 && conv::is_pointwise(sh[0]) && conv::int8_pays(sh[0]) &&
+  const bool int8 = c0.weight && c0.int8 && conv::is_pointwise(sh[0]) &&
                     linear::int8_gemm(*c0.weight);
   if (int8 && pair) {  // the pointwise output in memory, then the depthwise over it
     int64_t mshape[4];

@@ -75,8 +75,6 @@ const char* make_shape(int spatial, const int64_t* x, const int64_t* w, const in
 void conv2d(const Shape& s, const float* x, Weight w, const float* bias, const Epilogue& ep, float* out,
             int threads);
 
-constexpr int64_t kInt8MinRatio = 64;
-
 // Whether a 1x1 stride-1 unpadded convolution without groups (a matrix product per image).
 inline bool is_pointwise(const Shape& s) {
   return s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.groups == 1 &&
@@ -90,12 +88,7 @@ inline bool is_pointwise(const Shape& s) {
 // multiply-adds of fp32 FMA per instruction). Approximate as compressed linear layers are.
 void pointwise_int8(const Shape& s, const float* x, const WeightView& w, const float* bias, const Epilogue& ep,
                     float* out, int threads);
-// Whether pointwise_int8 pays for its transposes: (C + Cout) P floats moved twice against C Cout P
-// multiply-adds 2-3x faster; from ~64 multiply-adds a moved float (measured on
-// EfficientNet-Lite0's layers: the 14 x 14 and 7 x 7 ones gain, the wide early maps lose).
-inline bool int8_pays(const Shape& s) {
-  return s.C * s.Cout >= kInt8MinRatio * (s.C + s.Cout);
-}
+
 
 // Transposed convolution (torch's conv_transpose1d/2d): s describes it with x [N, C, H, W], w
 // [C, Cout / groups, KH, KW], out [N, Cout, OH, OW] (OH, OW from the caller), ph / pw the begin
