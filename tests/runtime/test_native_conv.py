@@ -43,6 +43,18 @@ class Block(torch.nn.Module):
         return self.head(y.flatten(2))
 
 
+def _compressed(path, spec, tmp_path):
+    """`spec` applied to every weight of the package at path (its lossy warnings silenced), saved."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = pm.compress(str(path), every_weight(spec))
+    out = tmp_path / "small.pocket"
+    small.save(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def block_model(tmp_path_factory):
     x = torch.randn(2, 3, 21, 18)
@@ -99,17 +111,11 @@ def test_unsupported_convs_stay_on_the_reference():
 def test_compressed_weights_run_natively(block_model, tmp_path, config):
     """Each compressed format of the linear layers also serves convolutions, decoded per call
     (the step's kernel names it); in exact mode the result equals the reference backend's."""
-    import warnings
-
     path, x, _ = block_model
     spec = {"int8": pm.Quantize("int8"), "int4-block": pm.Quantize("int4", granularity="per_block", block_size=4),
             "lut4-grouped": pm.Palettize(4, granularity="per_grouped_channel", group_size=4),
             "lut6": pm.Palettize(6), "prune": pm.Prune(0.5)}[config]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        small = pm.compress(str(path), every_weight(spec))
-    out = tmp_path / "small.pocket"
-    small.save(out)
+    out = _compressed(path, spec, tmp_path)
     nat = pm.load(out, exact=True)
     steps = nat.plan_summary().steps
     packed = [s.kernel for s in steps if s.kernel.startswith("native:conv") and len(s.kernel.split()) > 1]
@@ -235,18 +241,12 @@ def test_compressed_pointwise_convs_take_int8_activations(tmp_path, config):
     GEMM on this CPU runs on the linear layers' int8-activation path: within the path's error of
     the exact result (and then not equal to it), the Python loop giving the same bits; a format
     without one (pruning), or SIMD off, computes exactly."""
-    import warnings
-
     x = torch.randn(2, 200, 5, 7)
     path = tmp_path / "wide.pocket"
     pm.convert(WidePointwise().eval(), (x,)).save(path)
     spec = {"int8": pm.Quantize("int8"), "int4-block": pm.Quantize("int4", granularity="per_block", block_size=32),
             "lut4": pm.Palettize(4), "lut6": pm.Palettize(6), "prune": pm.Prune(0.5)}[config]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        small = pm.compress(str(path), every_weight(spec))
-    out = tmp_path / "small.pocket"
-    small.save(out)
+    out = _compressed(path, spec, tmp_path)
     fast, exact = pm.load(out), pm.load(out, exact=True)
     name = fast.output_names[0]
     got, want = fast.predict({"x": x.numpy()})[name], exact.predict({"x": x.numpy()})[name]
@@ -274,8 +274,6 @@ def test_compressed_grouped_and_strided_convs_match_the_reference(tmp_path, conf
     """The GEMM's packed operand by blocks of output channels: grouped (each group's rows of the
     packed weight), strided and dilated (unfolded), 1-D (shifted rows), over a batch of 3; exact
     mode equals the reference backend."""
-    import warnings
-
     class M(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -290,11 +288,7 @@ def test_compressed_grouped_and_strided_convs_match_the_reference(tmp_path, conf
     path = tmp_path / "g.pocket"
     pm.convert(M().eval(), (x,)).save(path)
     spec = pm.Quantize("int8") if config == "int8" else pm.Palettize(3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        small = pm.compress(str(path), every_weight(spec))
-    out = tmp_path / "small.pocket"
-    small.save(out)
+    out = _compressed(path, spec, tmp_path)
     nat = pm.load(out, exact=True)
     assert sum(" " in s.kernel and s.kernel.startswith("native:conv") for s in nat.plan_summary().steps) == 3
     got = nat.predict({"x": x.numpy()})[nat.output_names[0]]

@@ -20,6 +20,7 @@
 
 #include "core/pool.h"
 #include "kernels/linear/linear.h"
+#include "kernels/linear/x86_avx512_lut.h"
 #include "kernels/linear/x86_int8.h"  // scalar_at (internal to this file too)
 #include "kernels/x86_avx512_transpose.h"
 
@@ -248,41 +249,17 @@ void lut_decode(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_
   constexpr int kEntries = 1 << kBits;
   const int64_t K = w.K;
   const uint8_t* end = w.data + (w.N * K * kBits + 7) / 8;  // the stream's last byte + 1
-  __m512 table[4] = {};  // the last table loaded, 16 entries a register (short rows: loaded once)
+  FloatTable<kEntries> table;  // the last table loaded (short rows: loaded once)
   int64_t loaded = -1;
   for (int64_t n = n0; n < n1; ++n) {
     float* o = tile + (n - n0) * ldt;
     const int64_t gbase = (n / w.group_rows) * w.groups_k, e0 = n * K;
-    const __m512 r = _mm512_set1_ps(w.row_scale ? w.row_scale[n] : 1.0f);
     for (int64_t gk = 0; gk < w.groups_k; ++gk) {
       const int64_t k0 = gk * w.group_cols, k1 = std::min(K, k0 + w.group_cols), g = gbase + gk;
-      if (g != loaded) {
-        for (int i = 0; i < 4; ++i) {
-          const __mmask16 m = mask_of(kEntries - 16 * i);
-          table[i] = w.lut_type == ScalarType::F32
-                         ? _mm512_maskz_loadu_ps(m, static_cast<const float*>(w.lut) + g * kEntries + 16 * i)
-                         : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                               m, static_cast<const uint16_t*>(w.lut) + g * kEntries + 16 * i));
-        }
-        loaded = g;
-      }
-      __m512 t0 = table[0], t1 = table[1], t2 = table[2], t3 = table[3];
-      if (w.row_scale) {
-        t0 = _mm512_mul_ps(t0, r), t1 = _mm512_mul_ps(t1, r), t2 = _mm512_mul_ps(t2, r), t3 = _mm512_mul_ps(t3, r);
-      }
-      for (int64_t k = k0; k < k1; k += 16) {
-        const __m512i idx = codes16<kBits>(w.data, end, e0 + k);
-        __m512 v;
-        if constexpr (kEntries <= 16) {
-          v = _mm512_permutexvar_ps(idx, t0);
-        } else if constexpr (kEntries == 32) {
-          v = _mm512_permutex2var_ps(t0, idx, t1);
-        } else {
-          v = _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)),
-                                   _mm512_permutex2var_ps(t0, idx, t1), _mm512_permutex2var_ps(t2, idx, t3));
-        }
-        _mm512_mask_storeu_ps(o + k, mask_of(k1 - k), v);
-      }
+      if (g != loaded) table.load(w, g), loaded = g;
+      const FloatTable<kEntries> t = w.row_scale ? table.scaled(w.row_scale[n]) : table;
+      for (int64_t k = k0; k < k1; k += 16)
+        _mm512_mask_storeu_ps(o + k, mask_of(k1 - k), t.lookup(codes16<kBits>(w.data, end, e0 + k)));
     }
     std::fill(o + K, o + ldt, 0.0f);
   }

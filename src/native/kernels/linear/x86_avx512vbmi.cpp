@@ -19,6 +19,7 @@
 #include "kernels/linear/linear.h"
 #include "kernels/linear/x86_int8.h"
 #include "kernels/linear/x86_vnni_dot.h"
+#include "kernels/linear/x86_avx512_lut.h"
 #include "kernels/linear/x86_vnni_wide.h"
 
 namespace pocketml {
@@ -187,14 +188,14 @@ constexpr FastKernels kLut[9] = {{}, lut_kernels<1>(), lut_kernels<2>(), lut_ker
 
 // The exact path's decoder of tables of up to 64 entries (1-3, 5 and 6 bits; x86_avx512.cpp's
 // decodes rows starting mid-byte and the rows' last codes): 32 codes unpacked at once as above,
-// widened to two vectors of 16 lanes and looked up in the float table (vpermps: 16 entries;
-// vpermt2ps: 32; two and a blend on bit 5: 64), the row scale folded into the table.
+// widened to two vectors of 16 lanes and looked up in the float table (x86_avx512_lut.h), the
+// row scale folded into the table.
 template <int kBits>
 void lut_decode_rows(const WeightView& w, int64_t n0, int64_t n1, float* tile, int64_t ldt) {
   constexpr int kEntries = 1 << kBits;
   const RowKernels& rest = *avx512_kernels(w);  // rows not starting on a byte, and row tails
   const int64_t K = w.K;
-  __m512 table[4] = {};
+  FloatTable<kEntries> table;
   int64_t loaded = -1;
   for (int64_t n = n0; n < n1; ++n) {
     float* o = tile + (n - n0) * ldt;
@@ -204,38 +205,14 @@ void lut_decode_rows(const WeightView& w, int64_t n0, int64_t n1, float* tile, i
       continue;
     }
     const int64_t g = (n / w.group_rows);
-    if (g != loaded) {
-      for (int i = 0; i < 4; ++i) {
-        const int left = kEntries - 16 * i;
-        const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : left > 0 ? (1u << left) - 1 : 0);
-        table[i] = w.lut_type == ScalarType::F32
-                       ? _mm512_maskz_loadu_ps(m, static_cast<const float*>(w.lut) + g * kEntries + 16 * i)
-                       : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                             m, static_cast<const uint16_t*>(w.lut) + g * kEntries + 16 * i));
-      }
-      loaded = g;
-    }
-    __m512 t0 = table[0], t1 = table[1], t2 = table[2], t3 = table[3];
-    if (w.row_scale) {
-      const __m512 r = _mm512_set1_ps(w.row_scale[n]);
-      t0 = _mm512_mul_ps(t0, r), t1 = _mm512_mul_ps(t1, r), t2 = _mm512_mul_ps(t2, r), t3 = _mm512_mul_ps(t3, r);
-    }
-    const auto look = [&](__m512i idx) {
-      if constexpr (kEntries <= 16) {
-        return _mm512_permutexvar_ps(idx, t0);
-      } else if constexpr (kEntries == 32) {
-        return _mm512_permutex2var_ps(t0, idx, t1);
-      } else {
-        return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)),
-                                    _mm512_permutex2var_ps(t0, idx, t1), _mm512_permutex2var_ps(t2, idx, t3));
-      }
-    };
+    if (g != loaded) table.load(w, g), loaded = g;
+    const FloatTable<kEntries> t = w.row_scale ? table.scaled(w.row_scale[n]) : table;
     const uint8_t* p = w.data + e0 * kBits / 8;
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
       const __m256i c = unpack_codes<kBits>(p + k / 8 * kBits);
-      _mm512_storeu_ps(o + k, look(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(c))));
-      _mm512_storeu_ps(o + k + 16, look(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(c, 1))));
+      _mm512_storeu_ps(o + k, t.lookup(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(c))));
+      _mm512_storeu_ps(o + k + 16, t.lookup(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(c, 1))));
     }
     if (k < K) {  // the last K % 32 codes: the portable-width decoder of this row's tail
       alignas(64) float t[32 + 16];
