@@ -292,3 +292,28 @@ def test_one_nan_score_anywhere_in_a_row(simd):
     out = native(q, k, v, mask)
     assert not out.any()
     np.testing.assert_array_equal(out, r)
+
+
+@pytest.mark.parametrize("simd", [True, False])
+def test_an_encoders_long_rows_from_one_projection(simd):
+    """No mask, rows of 150 keys (whole vectors and a tail), q/k/v heads read from one [L, 3 H E]
+    projection (the values copied together for the blocks); a NaN or infinite score in one row
+    makes that row 0 and leaves its block's other rows as the reference gives them."""
+    _native.set_simd(simd)
+    B, H, L, E = 1, 2, 150, 24
+    x = np.random.default_rng(5).standard_normal((B, L, 3 * H * E), np.float32)
+    q, k, v = (x[..., i * H * E:(i + 1) * H * E].reshape(B, L, H, E).transpose(0, 2, 1, 3) for i in range(3))
+    for scale in (None, 0.3, -0.5):
+        want = ref(q, k, v, scale=scale)
+        one = native(q, k, v, scale=scale, threads=1)
+        close(one, want)
+        np.testing.assert_array_equal(native(q, k, v, scale=scale, threads=2), one)
+    q = q.copy()
+    q[0, 1, 3, 5] = np.nan
+    q[0, 1, 8, 2] = np.inf  # scores of both signs' infinities
+    with np.errstate(invalid="ignore"):
+        want = ref(q, k, v)
+    out = native(q, k, v)
+    assert not out[0, 1, 3].any() and not out[0, 1, 8].any()
+    close(np.delete(out[0, 1], [3, 8], axis=0), np.delete(want[0, 1], [3, 8], axis=0))
+    close(out[0, 0], want[0, 0])

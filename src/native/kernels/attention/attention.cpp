@@ -115,18 +115,31 @@ int64_t scores_stride(int64_t S) { return (S + 7) & ~int64_t(7); }
 // Rows [t0, t1) of k/v head hk of batch b; its row t is query position t / group of query head
 // hk * group + t % group, so a block holds neighbouring positions (similar causal lengths) and a
 // decode step's block the heads of one group. sc: kBlockRows rows of S rounded up to 8 floats,
-// keys: S ints, kt: E rows of S rounded up to 8 floats of scratch. Where a k/v head serves
-// kTransposeRows rows or more, its keys are transposed once per chunk for the blocks (p.dots_t).
+// keys: S ints, iota: 0 .. S - 1, kt: E rows of S rounded up to 8 floats of scratch, vc: S rows
+// of Ev floats. Where a k/v head serves kTransposeRows rows or more, its keys are transposed once
+// per chunk for the blocks (p.dots_t), and its values, where their rows are apart (the heads of a
+// [L, H * Ev] projection), copied next to each other: the blocks then read 384 KiB of v rather
+// than 256 B of every 4.5 KiB of a 7 MB projection (20 % of Whisper's encoder attention).
 void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, int64_t t0, int64_t t1,
-               float* sc, int32_t* keys, float* kt) {
+               float* sc, int32_t* keys, const int32_t* iota, float* kt, float* vc) {
   const int64_t group = a.Hq / a.Hk, ld = scores_stride(a.S);
   const float* k = a.k + b * a.ks[0] + hk * a.ks[1];
   const float* v = a.v + b * a.vs[0] + hk * a.vs[1];
+  int64_t ldv = a.vs[2];
   // (decided per head, not per chunk: the sums, so the results, whatever the thread count)
   const bool transposed = p.dots_t != nullptr && group * a.L >= kTransposeRows;
   const int64_t nt = a.causal ? std::min(a.S, (t1 - 1) / group + 1) : a.S;  // keys attended at most
   const int64_t ldt = scores_stride(nt);
-  if (transposed) p.transpose(k, a.ks[2], nt, a.E, kt, ldt);
+  if (transposed) {
+    p.transpose(k, a.ks[2], nt, a.E, kt, ldt);
+    if (ldv != a.Ev) {
+      for (int64_t j = 0; j < nt; ++j) std::memcpy(vc + j * a.Ev, v + j * ldv, sizeof(float) * a.Ev);
+      v = vc;
+      ldv = a.Ev;
+    }
+  }
+  // without a mask every key is live (a row that attends nothing gives 0 whatever its weights)
+  const bool every = a.mask_kind == MaskKind::None && !a.causal;
   const float* q[kBlockRows];
   float* out[kBlockRows];
   float sum[kBlockRows];
@@ -156,8 +169,8 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
       std::fill(s + (sum[i] < 0 ? 0 : nr[i]), s + n, 0.0f);
     }
     // the keys some row of the block attends (masked, padding, past the causal end: skipped)
-    const int64_t nk = p.live_keys(sc, ld, rows, n, keys);
-    p.wsum(sc, ld, rows, keys, nk, v, a.vs[2], a.Ev, out, !transposed);
+    const int64_t nk = every ? n : p.live_keys(sc, ld, rows, n, keys);
+    p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, out, !transposed);
     for (int i = 0; i < rows; ++i) {
       if (sum[i] < 0)
         std::memset(out[i], 0, sizeof(float) * a.Ev);
@@ -167,16 +180,21 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
   }
 }
 
-// Per-thread scratch for head_rows(): a block's scores, the keys it attends, the keys transposed.
+// Per-thread scratch for head_rows(): a block's scores, the keys it attends, 0 .. S - 1, the keys
+// transposed, the values copied.
 struct Scratch {
-  std::vector<float> scores, kt;
-  std::vector<int32_t> keys;
-  void fit(int64_t S, int64_t E) {  // E: 0 where no keys are transposed (decode steps)
+  std::vector<float> scores, kt, vc;
+  std::vector<int32_t> keys, iota;
+  // E, Ev: 0 where no keys are transposed (decode steps)
+  void fit(int64_t S, int64_t E, int64_t Ev) {
     if (static_cast<int64_t>(keys.size()) < S) {
       scores.resize(static_cast<size_t>(scores_stride(S)) * kBlockRows);
       keys.resize(S);
+      iota.resize(S);
+      for (int64_t j = 0; j < S; ++j) iota[j] = static_cast<int32_t>(j);
     }
     if (static_cast<int64_t>(kt.size()) < scores_stride(S) * E) kt.resize(scores_stride(S) * E);
+    if (static_cast<int64_t>(vc.size()) < S * Ev) vc.resize(S * Ev);
   }
 };
 
@@ -200,10 +218,10 @@ void sdpa(const SdpaArgs& a, int threads) {
   if (threads <= 0) threads = default_threads();
   if (threads <= 1 || R * per_row < kParallelWork) {
     thread_local Scratch scratch;
-    scratch.fit(a.S, transposes ? a.E : 0);
+    scratch.fit(a.S, transposes ? a.E : 0, transposes ? a.Ev : 0);
     for (int64_t hh = 0; hh < heads; ++hh)
       head_rows(a, p, hh / a.Hk, hh % a.Hk, 0, per_head, scratch.scores.data(), scratch.keys.data(),
-                scratch.kt.data());
+                scratch.iota.data(), scratch.kt.data(), scratch.vc.data());
     return;
   }
   // chunks of whole blocks of one k/v head, kChunkWork multiply-adds at least, and no more rows
@@ -216,11 +234,11 @@ void sdpa(const SdpaArgs& a, int threads) {
   const int64_t chunks = (per_head + chunk - 1) / chunk;
   parallel_for(heads * chunks, 1, threads, [&](int64_t c0, int64_t c1) {
     thread_local Scratch scratch;
-    scratch.fit(a.S, transposes ? a.E : 0);
+    scratch.fit(a.S, transposes ? a.E : 0, transposes ? a.Ev : 0);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t hh = c / chunks, t0 = c % chunks * chunk;
       head_rows(a, p, hh / a.Hk, hh % a.Hk, t0, std::min(per_head, t0 + chunk), scratch.scores.data(),
-                scratch.keys.data(), scratch.kt.data());
+                scratch.keys.data(), scratch.iota.data(), scratch.kt.data(), scratch.vc.data());
     }
   });
 }

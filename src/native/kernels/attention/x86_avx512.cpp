@@ -6,6 +6,7 @@
 // Like x86_avx2.cpp, nothing here uses an inline function of a shared header.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/attention/attention.h"
@@ -126,15 +127,13 @@ void wsum_avx512(const float* p, int64_t ldp, int rows, const int32_t* keys, int
   }
 }
 
-// exp(x) for x <= 0 as AVX2's exp_nonpositive (the same operations lane by lane, the same bits):
-// 2^n by the exponent bits, a degree-7 polynomial on the remainder, 0 below -86.5.
+// exp(x) for x <= 0, not NaN (softmax's x - max): AVX2's exp_nonpositive (its polynomial, 0 below
+// -86.5) with 2^n applied by vscalefps, n by vrndscaleps: 12 operations a vector, not 15.
 inline __m512 exp_nonpositive(__m512 x) {
-  const __m512 lo = _mm512_set1_ps(-86.5f), shifter = _mm512_set1_ps(12582912.0f);
-  const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-  const __m512 xc = _mm512_max_ps(x, lo);
-  const __m512 fx = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), shifter);
-  const __m512 n = _mm512_sub_ps(fx, shifter);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);  // exact
+  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-86.5f), _CMP_GE_OQ);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // exact
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
   __m512 y = _mm512_set1_ps(0.00138435572868f);
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.008374236589f));
@@ -143,14 +142,75 @@ inline __m512 exp_nonpositive(__m512 x) {
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.499999941736f));
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.00000003236f));
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-  const __m512i e = _mm512_slli_epi32(_mm512_castps_si512(fx), 23);  // n << 23
-  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~under), _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(y), e)));
+  return _mm512_maskz_scalef_ps(live, y, n);
 }
 
-// Primitives::softmax 16 keys at a time (an encoder's 1500-key rows: 8 % of Whisper's encoder
-// on AVX2's 8); masks strided along the keys go to AVX2's.
+// Primitives::softmax without a mask and with a positive scale (an encoder's): the first pass
+// only finds max s (max x = scale * max s, the same rounding; four chains of maxima), the second
+// computes x = s * scale - max x in one rounding on the fly, whole vectors interleaved row by row
+// (independent exps for the out-of-order core), each row's tail under a mask.
+void softmax_plain(float* s, int64_t lds, int rows, const int64_t* n, float scale, float* sum) {
+  const float inf = __builtin_huge_valf();
+  const __m512 ninf = _mm512_set1_ps(-inf), vs = _mm512_set1_ps(scale);
+  __m512 vmax[kBlockRows], acc[kBlockRows];
+  int64_t whole = INT64_MAX;  // vectors every live row has in full
+  bool live[kBlockRows];
+  for (int r = 0; r < rows; ++r) {
+    const float* x = s + r * lds;
+    const int64_t nr = n[r];
+    __m512 m[4] = {ninf, ninf, ninf, ninf};
+    __mmask16 nan = 0;
+    int64_t j = 0;
+    for (; j + 64 <= nr; j += 64) {
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m512 v = _mm512_loadu_ps(x + j + 16 * c);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m[c] = _mm512_max_ps(m[c], v);
+      }
+    }
+    for (; j < nr; j += 16) {
+      const __m512 v = _mm512_mask_loadu_ps(ninf, mask_of(nr - j), x + j);
+      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      m[0] = _mm512_max_ps(m[0], v);
+    }
+    // (vmaxps drops NaN)
+    const float mx = nan ? __builtin_nanf("") : _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]))) * scale;
+    vmax[r] = _mm512_set1_ps(mx);
+    acc[r] = _mm512_setzero_ps();
+    live[r] = mx > -inf && mx < inf;  // else it attends nothing: no exps
+    if (live[r]) whole = std::min(whole, nr / 16);
+  }
+  for (int64_t j = 0; j < whole * 16; j += 16) {
+    for (int r = 0; r < rows; ++r) {
+      if (!live[r]) continue;
+      float* x = s + r * lds + j;
+      const __m512 e = exp_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(x), vs, vmax[r]));
+      _mm512_storeu_ps(x, e);
+      acc[r] = _mm512_add_ps(acc[r], e);
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    if (!live[r]) {
+      sum[r] = -1.0f;
+      continue;
+    }
+    const int64_t room = (n[r] + 7) & ~int64_t(7);
+    for (int64_t j = whole * 16; j < room; j += 16) {  // the row's tail, zero from n[r] to room
+      float* x = s + r * lds + j;
+      const __mmask16 valid = mask_of(n[r] - j);
+      const __m512 e = _mm512_maskz_mov_ps(valid, exp_nonpositive(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(valid, x), vs, vmax[r])));
+      _mm512_mask_storeu_ps(x, mask_of(room - j), e);
+      acc[r] = _mm512_add_ps(acc[r], e);
+    }
+    sum[r] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+
+// Primitives::softmax 16 keys at a time; masks strided along the keys go to AVX2's.
 void softmax_avx512(float* s, int64_t lds, int rows, const int64_t* n, float scale, MaskKind kind,
                     const void* const* mask, int64_t mj, float* sum) {
+  if (kind == MaskKind::None && scale > 0) return softmax_plain(s, lds, rows, n, scale, sum);
   if (kind != MaskKind::None && mj != 1) return avx2_primitives.softmax(s, lds, rows, n, scale, kind, mask, mj, sum);
   const float inf = __builtin_huge_valf();
   const __m512 ninf = _mm512_set1_ps(-inf), vs = _mm512_set1_ps(scale);
