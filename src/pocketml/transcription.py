@@ -184,6 +184,27 @@ class Transcriber:
         stats.peak_rss_mib = peak_rss_mib()
         return Transcription(" ".join(t for t in texts if t), tokens, stats)
 
+    def calibration_samples(self, audios) -> dict[str, list[dict]]:
+        """Calibration data for compressing this package (`pm.compress(package, config,
+        calibration=...)`) from speech (WAV paths or 16 kHz sample arrays): each window's encoder
+        input, and for the decoder the prompt and the tokens this package transcribes
+        (end-of-text included) as one prefill over the window's cross-attention keys/values:
+        the activations of decoding them one by one, in one call."""
+        from .audio import log_mel_spectrogram
+
+        encoder, decoder = [], []
+        for audio in audios:
+            for window in split_windows(self.samples(audio), self.sample_rate):
+                features = log_mel_spectrogram(window, self.n_mels)[None]
+                cross_kv = {k: np.array(v) for k, v in self.encoder.predict({"input_features": features}).items()}
+                ids = self.prompt + self._decode(cross_kv, Stats()) + [self.eot]
+                if self.context_length is not None:
+                    ids = ids[:self.context_length]
+                encoder.append({"input_features": features})
+                decoder.append({"input_ids": np.array([ids], np.int64), "causal_mask": causal_mask(0, len(ids)),
+                                **cross_kv})
+        return {"encoder": encoder, "decoder": decoder}
+
     def _decode(self, cross_kv: dict, stats: Stats) -> list[int]:
         """Greedy text tokens for one window's cross-attention keys/values."""
         self._state.reset()

@@ -171,3 +171,40 @@ def test_an_uncalibrated_weight_in_the_lossy_range_is_named_as_such():
         pm.compress(model, pm.Quantize("int4"), progress=False, calibration=cal)
     msgs = [str(w.message) for w in caught if "relative error" in str(w.message)]
     assert len(msgs) == 1 and msgs[0].startswith("emb.weight has") and "does not reach it" in msgs[0]
+
+
+class Head(torch.nn.Module):
+    """Net's linear layer alone (the same weights: stored once when merged with Net)."""
+
+    def __init__(self, fc):
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_each_function_calibrated_on_its_own_data(net):
+    from pocketml.ir import Program
+
+    module, model = net
+    head = pm.convert(Head(module.fc).eval(), (torch.randn(5, 48),))
+    both = pm.Model(Program.merge({"net": model.program, "head": head.program}))
+    rng = np.random.default_rng(4)
+    data_net, data_head = inputs(rng, 2), [{"x": rng.standard_normal((5, 48)).astype(np.float32)}]
+    cfg = resolve_config(pm.Quantize("int8"))
+    stats = _calibrate(both, cfg, {"net": data_net, "head": data_head}, True, False)
+    fc = stats["fc.weight"].stats  # read by both functions: the rows of both
+    alone = _calibrate(model, cfg, data_net, True, False)
+    assert fc.rows == alone["fc.weight"].stats.rows + 5 == 69
+    x = data_head[0]["x"].astype(np.float64)
+    np.testing.assert_allclose(fc.gram[0], alone["fc.weight"].stats.gram[0] + x.T @ x, rtol=1e-5)
+    assert set(stats) == set(alone) == {"fc.weight", "proj"}  # (the conv is below min_weight_size)
+    np.testing.assert_array_equal(stats["proj"].stats.gram, alone["proj"].stats.gram)  # only in "net"
+    # data not keyed by function is the main function's ("net": x of shape (2, 16, 48))
+    with pytest.raises(pm.InputError, match="expected shape"):
+        _calibrate(both, cfg, data_head, True, False)
+    with pytest.raises(pm.ConfigError, match=r"functions \['other'\]: the package has \['net', 'head'\]"):
+        _calibrate(both, cfg, {"head": data_head, "other": data_net}, False, False)
+    with pytest.raises(pm.InputError, match="WAV files is for a speech-recognition package"):
+        pm.compress(both, pm.Quantize("int8"), calibration="speech.wav")

@@ -197,3 +197,58 @@ def test_errors(package, transcriber, tmp_path):
     bare = pm.Model(model.program, {"author": "OpenAI"})
     with pytest.raises(pm.ConfigError, match="metadata lacks"):
         Transcriber(bare)
+
+
+@pytest.mark.filterwarnings("ignore::pocketml.errors.CompressionWarning")
+def test_speech_calibrates_both_functions(package, transcriber, tmp_path, capsys):
+    """`pocketml compress ... --calibration a.wav b.wav ...`: the encoder calibrated on each window,
+    the decoder on the prompt and the tokens the float package transcribes, as one prefill over
+    that window's cross-attention keys/values. GPTQ at 4 bits then keeps the decoder's logits on
+    held-out speech closer to the float package's than the data-free grid does (measured: relative
+    error 0.22 data-free, 0.14 calibrated, mean of the three sentences)."""
+    import subprocess
+
+    from pocketml.audio import log_mel_spectrogram
+    from pocketml.cli.main import main
+    from pocketml.generation import causal_mask
+
+    wavs = []
+    for i, text in enumerate(data.sentences(250)[:4]):  # news and reviews: not the evaluated sentences
+        wavs.append(tmp_path / f"cal{i}.wav")
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wavs[-1]), text], check=True, timeout=60)
+    cal = transcriber.calibration_samples(wavs)
+    assert len(cal["encoder"]) == len(cal["decoder"]) == 4
+    for d in cal["decoder"]:
+        ids = d["input_ids"][0].tolist()
+        assert ids[:len(transcriber.prompt)] == transcriber.prompt and ids[-1] == transcriber.eot
+        assert d["causal_mask"].shape == (1, 1, len(ids), len(ids))
+
+    out = tmp_path / "uint4.pocket"
+    argv = [package, out, "--quantize", "uint4", "--affine", "--block-size", "32", "--algorithm", "gptq", "--quiet"]
+    assert main([str(a) for a in ["compress", *argv, "--calibration", *wavs]]) == 0
+    capsys.readouterr()
+    calibrated = pm.load(out)
+    multiplied = [r["weight"] for r in pm.compression_report(calibrated) if r["op_type"] in ("linear", "conv")]
+    record = calibrated.metadata["compression"]
+    assert {r["function"] for r in pm.compression_report(calibrated)} == {"encoder", "decoder"}
+    assert all(record[w].get("calibrated") for w in multiplied)
+    free = pm.compress(pm.load(package), pm.Quantize("uint4", symmetric=False, granularity="per_block",
+                                                     block_size=32), progress=False)
+
+    def logits(model, text):
+        audio = data.speech(text)
+        ids = transcriber.prompt + transcriber.transcribe(audio).tokens[0] + [transcriber.eot]
+        kv = model.variant("encoder").predict({"input_features": log_mel_spectrogram(audio)[None]})
+        decoder = model.variant("decoder")
+        return decoder.predict({"input_ids": np.array([ids]), "causal_mask": causal_mask(0, len(ids)), **kv},
+                               state=decoder.make_state())["logits"].copy()
+
+    base = pm.load(package)
+    errors = {}
+    for name, model in (("free", free), ("calibrated", calibrated)):
+        errors[name] = np.mean([np.linalg.norm(logits(model, t) - logits(base, t)) / np.linalg.norm(logits(base, t))
+                                for t in data.SPEECH_TEXTS])
+    assert errors["calibrated"] < 0.8 * errors["free"], errors
+    assert main(["compress", str(package), str(tmp_path / "x.pocket"), "--quantize", "int8",
+                 "--calibration", str(wavs[0]), "notes.txt"]) == 2
+    assert "one or more .wav files" in capsys.readouterr().err

@@ -32,10 +32,11 @@ def add_parser(sub, common, positive_int, func) -> None:
                    help="mixed precision: each weight's mode chosen (int8 down to 3-bit LUTs) so the package "
                         "fits SIZE (e.g. 60MB) with the least loss on --calibration")
     p.add_argument("--recipe", metavar="CFG.yaml", help="with --target-size: write the chosen config here")
-    p.add_argument("--calibration", metavar="DATA.txt|DATA.npz",
-                   help="representative inputs: text (for a package with a tokenizer) or arrays keyed by "
-                        "input name, one sample per index of a new first axis; weights are then compressed for the "
-                        "error their layer's output sees")
+    p.add_argument("--calibration", metavar="DATA", nargs="+",
+                   help="representative inputs: DATA.txt, text (for a package with a tokenizer); DATA.npz, arrays "
+                        "keyed by input name, one sample per index of a new first axis; or one or more .wav "
+                        "files, speech (for a speech-recognition package: both its functions calibrated while it "
+                        "transcribes them). Weights are then compressed for the error their layer's output sees")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity")
     p.add_argument("--prune-block-size", type=positive_int, default=1)
     p.add_argument("--prune-nm", metavar="N:M", help="N zeros in every M along the input axis (2:4)")

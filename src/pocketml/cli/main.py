@@ -241,12 +241,16 @@ def cmd_compress(args) -> int:
     model = pm.load(args.model)
     _check_output(args.output, "model.pocket")
     before = os.path.getsize(args.model)  # before saving: OUT may be IN itself
+    calibration = args.calibration
+    if calibration is not None and len(calibration) == 1:
+        calibration = calibration[0]
+    elif calibration is not None and not all(c.lower().endswith(".wav") for c in calibration):
+        raise ConfigError("--calibration takes one .txt or .npz file, or one or more .wav files")
     if args.target_size is not None:
-        compressed = pm.compress(model, target_size=args.target_size, progress=ui.tty,
-                                 calibration=args.calibration)
+        compressed = pm.compress(model, target_size=args.target_size, progress=ui.tty, calibration=calibration)
         print_recipe(compressed.metadata["compression_recipe"], args.recipe)
     else:
-        compressed = pm.compress(model, config_from(args), progress=ui.tty, calibration=args.calibration)
+        compressed = pm.compress(model, config_from(args), progress=ui.tty, calibration=calibration)
     _save(compressed, args.output)
     after = os.path.getsize(args.output)
     rows = pm.compression_report(compressed)

@@ -102,20 +102,24 @@ def _compress_to_size(model: Model, config, progress, calibration, target_size, 
 
 
 def _calibrate(model: Model, cfg, data, full: bool, progress) -> dict:
-    """Weight key -> the statistics of its inputs over `data`, for the weights `cfg` compresses."""
+    """Weight key -> the statistics of its inputs over `data`, for the weights `cfg` compresses,
+    each function of the package on its own data (calibration.per_function)."""
     from .apply import _candidates
-    from .calibration import collect, targets
+    from .calibration import collect, merge, per_function, targets
 
-    fn = model.program.functions[model.function.name]
-    cands = _candidates(fn)
-    op_types = {c[0].attrs["weight"]: c[1] for c in reversed(cands.values())}  # each weight's first user
-    wanted = {}
-    for key, t in targets(model.program, fn.name, cands).items():
-        if cfg.resolve(key, op_types[key], model.program.weights[key].size) is not None:
-            wanted[key] = t
-    if not wanted:
-        return {}
-    return collect(model, data, wanted, full, progress)
+    out: dict = {}
+    for name, fdata in per_function(model, data).items():
+        fn = model.program.functions[name]
+        cands = _candidates(fn)
+        op_types = {c[0].attrs["weight"]: c[1] for c in reversed(cands.values())}  # each weight's first user
+        wanted = {}
+        for key, t in targets(model.program, name, cands).items():
+            if cfg.resolve(key, op_types[key], model.program.weights[key].size) is not None:
+                wanted[key] = t
+        if wanted:
+            runner = model if name == model.function.name else model.variant(name)
+            merge(out, collect(runner, fdata, wanted, full, progress))
+    return out
 
 
 def _warn(record: dict, calibrated: bool = False) -> None:

@@ -12,7 +12,10 @@ Data: an iterable of input dicts, or of strings for a package that carries a tok
 string's tokens, in windows of `MAX_TOKENS`, as `input_ids`; a stateful language model gets a
 fresh state and its causal mask per window); a path to a .txt file (its text, the same way) or
 an .npz file (arrays keyed by input name, one sample per index of their first axis: x of
-shape (S, *input shape) holds S samples).
+shape (S, *input shape) holds S samples). For a package of several functions (`per_function`):
+a mapping from function names to such data, each function calibrated on its own; or, for a
+speech-recognition package, WAV paths (both functions' inputs recorded while it transcribes
+them, `Transcriber.calibration_samples`).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import copy
 import os
 import sys
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -139,6 +143,48 @@ class _Accumulator:
         s.rows += n
 
 
+def per_function(model, data) -> dict:
+    """Function name -> its calibration data: a mapping from the package's function names (to
+    data) as given; WAV paths for a speech-recognition package, recorded per function while it
+    transcribes them; anything else for the model's own function."""
+    functions = model.program.functions
+    if isinstance(data, Mapping) and data and not any(isinstance(v, np.ndarray) for v in data.values()):
+        named = [k for k in data if k in functions]
+        if named:
+            unknown = [k for k in data if k not in functions]
+            if unknown:
+                raise ConfigError(f"calibration data for functions {unknown}: the package has {list(functions)}")
+            return dict(data)
+    wavs = _wav_paths(data)
+    if wavs is not None:
+        from ..transcription import Transcriber
+        if not {"encoder", "decoder"} <= set(functions):
+            raise InputError(f"calibration data of WAV files is for a speech-recognition package (functions "
+                             f"encoder and decoder); this one has {list(functions)}: give input dicts")
+        return Transcriber(model).calibration_samples(wavs)
+    return {model.function.name: data}
+
+
+def _wav_paths(data) -> list | None:
+    items = [data] if isinstance(data, (str, os.PathLike)) else data if isinstance(data, (list, tuple)) else ()
+    if items and all(isinstance(p, (str, os.PathLike)) and os.fspath(p).lower().endswith(".wav") for p in items):
+        return list(items)
+    return None
+
+
+def merge(into: dict, more: dict) -> None:
+    """`more`'s statistics added to `into`'s: a weight that several functions multiply (by the
+    same kind of op) is calibrated on the rows of all of them."""
+    for key, c in more.items():
+        have = into.get(key)
+        if have is None:
+            into[key] = c
+        elif have.target.op_type == c.target.op_type and have.stats.diag.shape == c.stats.diag.shape:
+            a, b = have.stats, c.stats
+            gram = None if a.gram is None or b.gram is None else a.gram + b.gram
+            into[key] = Calibrated(Stats(a.diag + b.diag, gram, a.rows + b.rows), have.target)
+
+
 def samples(model, data):
     """The calibration data as input dicts for `model` (see the module docstring)."""
     if isinstance(data, (str, os.PathLike)):
@@ -222,7 +268,8 @@ def collect(model, data, wanted: dict[str, Target], full: bool, progress: bool |
     iterator = items
     if show:
         from rich.progress import track
-        iterator = track(items, description="calibrating", transient=True)
+        what = f"calibrating {fn.name}" if len(model.program.functions) > 1 else "calibrating"
+        iterator = track(items, description=what, transient=True)
     for inputs in iterator:
         try:
             if runner.states:
