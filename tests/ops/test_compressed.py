@@ -202,3 +202,22 @@ def test_vector_palettized_weight_with_per_channel_scale(tmp_path):
               {"nbits": 2, "shape": [8, 6], "vector_axis": 0}),
            Op("mul", ["wn", "scale"], [Value("w", TensorType(DType.float32, (8, 6)))])]
     check_program(linear_program(ops, weights, "w", 8, 6), depalettize(p.indices, p.lut, p.scale), tmp_path)
+
+
+def test_fake_quantize_is_8_bit_rounding():
+    x = np.array([-2.0, -0.26, -0.25, -0.05, 0.0, 0.05, 0.15, 0.25, 31.75, 40.0, np.nan], np.float32)
+    out = run("fake_quantize", [x], scale=0.25)  # int8: [-127, 127] steps of 0.25, half to even
+    np.testing.assert_array_equal(out[:-1], [-2.0, -0.25, -0.25, -0.0, 0.0, 0.0, 0.25, 0.25, 31.75, 31.75])
+    assert np.isnan(out[-1]) and out.dtype == np.float32
+    out = run("fake_quantize", [x[:-1]], scale=0.25, zero_point=8)  # uint8: [-8, 247] steps
+    np.testing.assert_array_equal(out, [-2.0, -0.25, -0.25, -0.0, 0.0, 0.0, 0.25, 0.25, 31.75, 40.0])
+    np.testing.assert_array_equal(run("fake_quantize", [np.float32([-5.0, 70.0])], scale=0.25, zero_point=8),
+                                  [-2.0, 61.75])
+    half = run("fake_quantize", [x[:4].astype(np.float16)], scale=0.25)
+    assert half.dtype == np.float16 and half.tolist() == [-2.0, -0.25, -0.25, -0.0]
+    for attrs in (dict(scale=0), dict(scale=-1.0), dict(scale=float("inf")), dict(scale=True),
+                  dict(scale=0.1, zero_point=256), dict(scale=0.1, zero_point=1.5)):
+        with pytest.raises(ValueError):
+            infer("fake_quantize", [("float32", [3])], **attrs)
+    with pytest.raises(ValueError):
+        infer("fake_quantize", [("int32", [3])], scale=0.1)

@@ -25,6 +25,9 @@ def add_parser(sub, common, positive_int, func) -> None:
     p.add_argument("--algorithm", default="search", choices=("search", "minmax", "gptq"),
                    help="search: each block's scale (and offset) chosen for least error (default); "
                         "minmax: the block's extremes at the range's ends; gptq: needs --calibration")
+    p.add_argument("--activations", choices=("int8",),
+                   help="with --quantize: each layer's input quantized to 8 bits per tensor too (W8A8; "
+                        "needs --calibration)")
     p.add_argument("--gptq", action="store_true", help="palettize: indices by GPTQ (needs --calibration)")
     p.add_argument("--sparsegpt", action="store_true", help="prune: masks and kept weights by SparseGPT "
                                                             "(needs --calibration)")
@@ -67,7 +70,10 @@ def config_from(args):
     if args.quantize is not None:
         specs.append(Quantize(dtype=args.quantize, symmetric=not args.affine,
                               granularity="per_block" if args.block_size else args.quant_granularity,
-                              block_size=args.block_size or 32, algorithm=args.algorithm))
+                              block_size=args.block_size or 32, algorithm=args.algorithm,
+                              activations=args.activations))
+    elif args.activations is not None:
+        raise ConfigError("--activations int8 goes with --quantize (e.g. --quantize int8 --activations int8)")
     if args.config is not None:
         if specs:
             raise ConfigError("give either --config or compression flags, not both")

@@ -63,6 +63,10 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
                           "Prune(sparsegpt=True)) need calibration data: "
                           "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
                           ".txt/.npz file)")
+    if cfg.quantizes_activations() and calibration is None:
+        raise ConfigError("activation quantization (Quantize(activations='int8')) needs calibration data: "
+                          "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
+                          ".txt/.npz file)")
     calibrated = None
     if calibration is not None:
         calibrated = _calibrate(model, cfg, calibration, gptq, progress)
@@ -118,7 +122,7 @@ def _calibrate(model: Model, cfg, data, full: bool, progress) -> dict:
                 wanted[key] = t
         if wanted:
             runner = model if name == model.function.name else model.variant(name)
-            merge(out, collect(runner, fdata, wanted, full, progress))
+            merge(out, collect(runner, fdata, wanted, full, progress, sample=cfg.quantizes_activations()))
     return out
 
 

@@ -20,7 +20,7 @@ from ..formats import pack_bits, pack_quantized, sparsify
 from ..ir import registry
 from ..ir.program import Function, Op, Program, Value
 from ..ir.types import DType, TensorType
-from .calibration import Calibrated
+from .calibration import Calibrated, smoothed
 from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
 from .gptq import palettize_gptq, quantize_gptq, sparsegpt
 from .palettize import palettize
@@ -304,10 +304,17 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
     if show and len(work) > 4:
         from rich.progress import track
         iterator = track(work, description="compressing", transient=True, console=None)
+    smooth = _smoothing(program, config, calibration, work)  # W8A8 linear layers: key -> (s, x, scale, zp)
+    for key, (s, *_) in smooth.items():
+        if s is not None:
+            calibration[key] = smoothed(calibration[key], s)
+    quantized_inputs: list[tuple] = []  # (fn, weight value, activation scale, smoothing): W8A8 layers
     for fn, value_name, (const_op, op_type, out_axis, in_axis) in iterator:
         key = const_op.attrs["weight"]
         if key not in chains:
             w = np.asarray(program.weights[key], dtype=np.float32)
+            if smooth.get(key, (None,))[0] is not None:
+                w = w * smooth[key][0]
             specs = config.resolve(key, op_type, w.size)
             head = specs is not None and specs is config.global_config and key in heads and _below_8_bits(specs)
             if head:  # as llama.cpp keeps output.weight at 6-8 bits: the head's error reaches every logit
@@ -344,6 +351,21 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                 if head:
                     record[key]["recipe"] = ("an output head: int8 under a global config below 8 bits "
                                              "or pruning (op_type_configs or op_name_configs choose otherwise)")
+                # (an embedding has no input activation: its rows are looked up)
+                if op_type in ("linear", "matmul", "conv") and any(getattr(s, "activations", None) for s in specs):
+                    if key not in calibration:
+                        raise ConfigError(f"{key}: activation quantization (Quantize(activations='int8')) "
+                                          "needs calibration data that reaches the layer's input")
+                    sm = smooth.get(key)
+                    record[key]["activations"] = {
+                        "dtype": "uint8" if sm and sm[3] is not None else "int8",
+                        "scale": sm[2] if sm else calibration[key].stats.activation_scale(),
+                        "zero_point": sm[3] if sm else None, "smoothed": bool(sm and sm[0] is not None)}
+        if key in record and "activations" in record[key]:
+            sm = smooth.get(key)
+            act = record[key]["activations"]
+            quantized_inputs.append((fn, value_name, (act["scale"], act["zero_point"]),
+                                     sm[:2] if sm and sm[0] is not None else None))
         chain = chains[key]
         if chain is not None:
             _splice(fn, const_op, value_name, chain)
@@ -353,6 +375,9 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
         raise ConfigError(f"the config fits none of the weights it applies to: {skipped[0]}: "
                           f"{record[skipped[0]]['skipped']}{more}; choose parameters that fit")
     new.weights.update({k: v for c in chains.values() if c is not None for k, v in c.weights.items()})
+    made: dict = {}
+    for fn, value_name, grid, sm in quantized_inputs:
+        _quantize_input(new, fn, value_name, grid, sm, made)
     from ..passes import eliminate_dead_code, run_passes
     return run_passes(new, (eliminate_dead_code,)), record
 
@@ -380,6 +405,121 @@ def _splice(fn: Function, const_op: Op, value_name: str, chain: _Chain) -> None:
     fn.ops.remove(const_op)
     first_use = next(i for i, op in enumerate(fn.ops) if value_name in op.inputs)
     fn.ops[first_use:first_use] = ops
+
+
+SMOOTHING_ROWS = 1024  # calibration rows on which each layer's smoothing is chosen
+
+
+def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, work: list) -> dict:
+    """Weight key -> (s, the activation's name) for the linear layers whose input is quantized
+    (W8A8) and which alone use their weight: a per-column s over every such layer reading x
+    (SmoothQuant, `_best_smoothing`): x / s has its outlier columns tamed, the layers' weights
+    W * s absorb them, and int8 per tensor suits x / s far better than x."""
+    uses: dict[str, int] = {}
+    for fn, value_name, (const_op, *_) in work:
+        n = sum(value_name in op.inputs for op in fn.ops)
+        uses[const_op.attrs["weight"]] = uses.get(const_op.attrs["weight"], 0) + n
+    groups: dict[tuple, list[str]] = {}
+    for fn, value_name, (const_op, op_type, _, _) in work:
+        key = const_op.attrs["weight"]
+        specs = config.resolve(key, op_type, program.weights[key].size)
+        c = calibration.get(key)
+        if (op_type != "linear" or c is None or c.target.op_type != "linear" or c.stats.amax is None
+                or not any(getattr(s, "activations", None) for s in specs or ())):
+            continue
+        groups.setdefault((fn.name, c.target.value), []).append(key)
+    out = {}
+    for (_, value), keys in groups.items():
+        if any(uses[k] != 1 for k in keys):  # a tied or shared weight: its other users read x
+            continue
+        choice = _best_smoothing(calibration[keys[0]].stats, [np.asarray(program.weights[k], np.float32) for k in keys])
+        out.update({k: (*choice, value) for k in keys})
+    return {k: (s, value, scale, zp) for k, (s, scale, zp, value) in out.items()}
+
+
+def _best_smoothing(stats, weights: list[np.ndarray]) -> tuple[np.ndarray | None, float, int | None]:
+    """(s, the step, the zero point) of x / s at 8 bits: of s_j = max|x_j|^a / max|W_j|^(1 - a),
+    a in 0, 0.1, ..., 1, or none (s None); clipping points max|x / s| * t, t in 0.5 ... 1; int8
+    around 0 (zero point None) or uint8 from min(x / s, 0): the choice whose layers' outputs on
+    the calibration sample come closest to float32's, with W * s at int8 per channel (SmoothQuant,
+    its alpha and the activation grid searched per layer on the output error). With fewer
+    calibration rows than input columns (a classifier on 32 pictures), a search would fit those
+    rows rather than the inputs to come: no smoothing, the whole calibrated range."""
+    x = stats.sample
+    if len(x) > SMOOTHING_ROWS:
+        x = x[np.sort(np.random.default_rng(0).choice(len(x), SMOOTHING_ROWS, replace=False))]
+    x = x.astype(np.float32)
+    a = stats.amax.astype(np.float64)
+    if stats.rows < x.shape[1]:
+        top = max(float(a.max()), 1e-30)
+        return (None, float(np.float32(top / 255)), 0) if x.min(initial=0.0) >= 0 else (None, float(np.float32(top / 127)), None)
+    w = np.concatenate(weights)
+    ref = x @ w.T
+    wmax = np.abs(w).max(axis=0).astype(np.float64)
+    best, choice = np.inf, (None, 1.0, None)
+    for alpha in [None, *np.linspace(0.0, 1.0, 11)]:
+        s = np.ones(x.shape[1], np.float32)
+        if alpha is not None:
+            s = np.where((a > 0) & (wmax > 0), np.maximum(a, 1e-30) ** alpha / np.maximum(wmax, 1e-30) ** (1 - alpha), 1.0)
+            s = np.clip(s, 1e-4, 1e4).astype(np.float32)
+        ws = w * s
+        step = np.maximum(np.abs(ws).max(axis=1, keepdims=True), 1e-30) / 127
+        wq = np.round(ws / step) * step
+        xs = x / s
+        top, low = float((a / s).max()), float(min(xs.min(initial=0.0), 0.0))
+        for t in np.linspace(0.5, 1.0, 8):
+            for affine in (False, True):
+                if not affine:  # int8 around 0
+                    scale, zp = np.float32(max(top * t, 1e-30) / 127), None
+                    xq = np.clip(np.round(xs / scale), -127, 127) * scale
+                else:  # uint8 over [low, top * t]
+                    scale = np.float32(max(top * t - low, 1e-30) / 255)
+                    zp = int(np.clip(np.round(-low / scale), 0, 255))
+                    xq = (np.clip(np.round(xs / scale) + zp, 0, 255) - zp) * scale
+                err = float(np.square(xq @ wq.T - ref).sum())
+                if err < best:
+                    best, choice = err, (None if alpha is None else s, float(scale), zp)
+    return choice
+
+
+def _quantize_input(program: Program, fn: Function, weight: str, grid: tuple, smooth, made: dict) -> None:
+    """The activation each layer multiplying `weight` reads goes through fake_quantize (after a
+    multiplication by 1 / s where smoothed), one op per activation and scale right before its
+    first such reader, shared by the layers that read it (`made`: those made so far)."""
+    values = fn.values()
+
+    def fresh(name: str) -> str:
+        new, i = name, 1
+        while new in values:
+            new, i = f"{name}_{i}", i + 1
+        return new
+
+    for op in list(fn.ops):
+        if op.type not in ("linear", "matmul", "conv") or len(op.inputs) < 2 or op.inputs[1] != weight \
+                or op.inputs[0] is None:
+            continue
+        x = op.inputs[0]
+        fq = made.get((fn.name, x, grid))
+        if fq is None:
+            ops, src = [], x
+            if smooth is not None:
+                key = f"{fn.name}.{smooth[1]}.smoothing"
+                program.weights[key] = (1.0 / smooth[0]).astype(np.float32)
+                const = Op("const", [], [Value(fresh(f"{x}_smoothing"), TensorType.of(program.weights[key]))],
+                           {"weight": key})
+                values[const.outputs[0].name] = const.outputs[0]
+                mul = Op("mul", [x, const.outputs[0].name], [Value(fresh(f"{x}_smoothed"), values[x].type)], {})
+                values[mul.outputs[0].name] = mul.outputs[0]
+                ops, src = [const, mul], mul.outputs[0].name
+            fq = Op("fake_quantize", [src], [Value(fresh(f"{x}_int8"), values[x].type)],
+                    {"scale": grid[0], "zero_point": grid[1]})
+            made[(fn.name, x, grid)] = fq
+            values[fq.outputs[0].name] = fq.outputs[0]
+            for o in ops + [fq]:
+                o.loc = op.loc
+            i = fn.ops.index(op)
+            fn.ops[i:i] = ops + [fq]
+        op.inputs[0] = fq.outputs[0].name
 
 
 def resolve_config(config) -> OptimizationConfig:

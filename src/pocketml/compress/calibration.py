@@ -32,16 +32,36 @@ from ..ir.program import Program
 
 MAX_TOKENS = 512  # tokens per window of text
 MAX_FULL = 8192  # inputs per row above which only the diagonal of H is kept
+MAX_SAMPLE = 1 << 20  # activation values kept per weight's input (activation quantization)
 
 
 @dataclass
 class Stats:
     """Second moments of one weight's input rows: `gram` (groups, K, K) = sum of x x^T (None
     when only the diagonal was asked for, or K > MAX_FULL), `diag` (groups, K) = sum of x^2,
-    `rows` = how many rows were summed."""
+    `rows` = how many rows were summed; `amax` (K,) the largest |x| of each input column, `sample`
+    up to MAX_SAMPLE values of whole rows (rows, K) (an activation quantization's scale)."""
     diag: np.ndarray
     gram: np.ndarray | None
     rows: int = 0
+    amax: np.ndarray | None = None
+    sample: np.ndarray | None = None
+
+    def activation_scale(self) -> float:
+        """The int8 step (fake_quantize's scale) for these inputs: of the clipping points
+        max|x| * t, t in [0.5, 1], the one whose quantized sample has the least squared error
+        (outliers clipped where that costs less than a coarser grid for the rest)."""
+        amax = 0.0 if self.amax is None else float(self.amax.max(initial=0.0))
+        if not np.isfinite(amax) or amax <= 0 or self.sample is None:
+            return 1.0
+        x = self.sample.astype(np.float64)
+        best, scale = np.inf, amax / 127
+        for t in np.linspace(0.5, 1.0, 51):
+            s = amax * t / 127
+            err = float(np.square(np.clip(np.round(x / s), -127, 127) * s - x).sum())
+            if err < best:
+                best, scale = err, s
+        return float(np.float32(scale))
 
     def importance(self, shape, op_type: str) -> np.ndarray:
         """The diagonal as per-element weights of a weight of `shape` (broadcastable): each
@@ -124,9 +144,18 @@ def _rows(x: np.ndarray, t: Target) -> np.ndarray:
     return np.ascontiguousarray(patches).reshape(g, -1, K)
 
 
+def _subsample(x: np.ndarray) -> np.ndarray:
+    """At most MAX_SAMPLE values' worth of x's rows (at least one), drawn evenly (seeded: the same
+    data gives the same)."""
+    keep = max(1, MAX_SAMPLE // max(x.shape[1], 1))
+    if len(x) <= keep:
+        return x
+    return x[np.sort(np.random.default_rng(len(x)).choice(len(x), keep, replace=False))]
+
+
 class _Accumulator:
-    def __init__(self, full: bool):
-        self.full = full
+    def __init__(self, full: bool, sample: bool):
+        self.full, self.sample = full, sample
         self.stats: Stats | None = None
 
     def add(self, rows: np.ndarray) -> None:
@@ -135,6 +164,14 @@ class _Accumulator:
             gram = np.zeros((g, K, K)) if self.full and K <= MAX_FULL else None
             self.stats = Stats(np.zeros((g, K)), gram)
         s = self.stats
+        if self.sample and rows.size:
+            amax = np.abs(rows).max(axis=(0, 1))
+            s.amax = amax if s.amax is None else np.maximum(s.amax, amax)
+            flat = rows.reshape(-1, K)
+            some = max(1, MAX_SAMPLE // (4 * K))
+            if len(flat) > some:
+                flat = flat[np.sort(np.random.default_rng(s.rows).choice(len(flat), some, replace=False))]
+            s.sample = _subsample(flat if s.sample is None else np.concatenate([s.sample, flat]))
         for start in range(0, n, 1024):  # float32 products of at most 1024 rows, summed in float64
             chunk = rows[:, start:start + 1024]
             s.diag += np.einsum("gnk,gnk->gk", chunk, chunk, dtype=np.float64)
@@ -182,7 +219,19 @@ def merge(into: dict, more: dict) -> None:
         elif have.target.op_type == c.target.op_type and have.stats.diag.shape == c.stats.diag.shape:
             a, b = have.stats, c.stats
             gram = None if a.gram is None or b.gram is None else a.gram + b.gram
-            into[key] = Calibrated(Stats(a.diag + b.diag, gram, a.rows + b.rows), have.target)
+            amax = a.amax if b.amax is None else b.amax if a.amax is None else np.maximum(a.amax, b.amax)
+            rows = [v for v in (a.sample, b.sample) if v is not None]
+            into[key] = Calibrated(Stats(a.diag + b.diag, gram, a.rows + b.rows, amax,
+                                         _subsample(np.concatenate(rows)) if rows else None), have.target)
+
+
+def smoothed(c: Calibrated, s: np.ndarray) -> Calibrated:
+    """c for the inputs x / s (column by column): a linear layer's input after smoothing (its
+    weight's columns multiplied by s)."""
+    st = c.stats
+    gram = None if st.gram is None else st.gram / np.outer(s, s)[None]
+    return Calibrated(Stats(st.diag / (s * s)[None], gram, st.rows, st.amax / s,
+                            None if st.sample is None else (st.sample / s).astype(np.float32)), c.target)
 
 
 def samples(model, data):
@@ -247,9 +296,10 @@ def _signature(t: Target) -> tuple:
     return t.value, t.op_type, repr(sorted(t.attrs.items())), t.kernel
 
 
-def collect(model, data, wanted: dict[str, Target], full: bool, progress: bool | None = None
-            ) -> dict[str, Calibrated]:
-    """Stats of each weight key in `wanted` over the data; `full`: keep the whole H (GPTQ)."""
+def collect(model, data, wanted: dict[str, Target], full: bool, progress: bool | None = None,
+            sample: bool = False) -> dict[str, Calibrated]:
+    """Stats of each weight key in `wanted` over the data; `full`: keep the whole H (GPTQ);
+    `sample`: also each input column's largest |x| and a sample of rows (activation quantization)."""
     from ..model import Model
 
     fn = model.function
@@ -260,7 +310,7 @@ def collect(model, data, wanted: dict[str, Target], full: bool, progress: bool |
     runner = Model(program, model.metadata, fn.name)
     accs: dict[tuple, tuple[_Accumulator, Target]] = {}  # one per activation and way of reading it
     for t in wanted.values():
-        accs.setdefault(_signature(t), (_Accumulator(full), t))
+        accs.setdefault(_signature(t), (_Accumulator(full, sample), t))
     items = list(samples(model, data))
     if not items:
         raise InputError("the calibration data holds no samples")

@@ -74,7 +74,9 @@ class Quantize:
     maps each block's extremes to the range's ends; "gptq" (needs calibration data) rounds column
     by column, correcting the columns left for each one's error (`damping`: added to H's
     diagonal, relative to its mean; `act_order`: columns in decreasing activation energy, grids
-    fitted up front)."""
+    fitted up front). activations "int8" (needs calibration data): the layer's input is
+    quantized too, to int8 per tensor with a calibrated scale (W8A8: `fake_quantize` before the
+    layer; the scale the one that minimises the activations' squared error)."""
     dtype: str = "int8"  # int8 | uint8 | int4 | uint4 | float16
     symmetric: bool = True
     granularity: str = "per_channel"  # per_tensor | per_channel | per_block
@@ -82,6 +84,7 @@ class Quantize:
     algorithm: str = "search"  # search | minmax | gptq
     damping: float = 0.1  # gptq (gptq.DAMPING)
     act_order: bool = False  # gptq
+    activations: str | None = None  # None | int8
 
     def __post_init__(self):
         _check(isinstance(self.symmetric, bool), f"Quantize symmetric must be true or false, got {self.symmetric!r}")
@@ -97,6 +100,7 @@ class Quantize:
         _check(isinstance(self.act_order, bool), f"Quantize act_order must be true or false, got {self.act_order!r}")
         _check(self.algorithm != "gptq" or (self.granularity != "per_tensor" and self.dtype != "float16"),
                "Quantize algorithm 'gptq' takes an integer dtype per_channel or per_block")
+        _check(self.activations in (None, "int8"), f"Quantize activations must be None or 'int8', got {self.activations!r}")
 
     @property
     def nbits(self) -> int:
@@ -195,6 +199,9 @@ class OptimizationConfig:
     def uses_gptq(self) -> bool:
         return any(getattr(s, "algorithm", None) == "gptq" or getattr(s, "gptq", False)
                    or getattr(s, "sparsegpt", False) for s in self.all_specs())
+
+    def quantizes_activations(self) -> bool:
+        return any(getattr(s, "activations", None) for s in self.all_specs())
 
     def all_specs(self):
         """Every spec the config holds, at any level."""

@@ -127,3 +127,31 @@ def sparse_to_dense(a, attrs):
     is set (formats.sparse.densify); the values' dtype."""
     mask, values = a
     return sparse.densify(mask, values, attrs["shape"])
+
+
+def _fq_infer(types, attrs):
+    (x,) = types
+    s, zp = attrs["scale"], attrs["zero_point"]
+    if not x.dtype.is_float:
+        raise ValueError(f"fake_quantize: x must be float, got {x}")
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
+        raise ValueError(f"fake_quantize: scale must be a finite number > 0, got {s!r}")
+    if zp is not None and (isinstance(zp, bool) or not isinstance(zp, int) or not 0 <= zp <= 255):
+        raise ValueError(f"fake_quantize: zero_point must be None or an int in [0, 255], got {zp!r}")
+    return [x]
+
+
+@register("fake_quantize", inputs=("x",), infer=_fq_infer, attrs={"scale": REQUIRED, "zero_point": None})
+def fake_quantize(a, attrs):
+    """An activation quantized to 8 bits and back (W8A8), in x's dtype, round half to even, NaN
+    staying NaN: int8 without a zero point, clip(round(x / scale), -127, 127) * scale; uint8 with
+    one, (clip(round(x / scale) + zero_point, 0, 255) - zero_point) * scale (a range not
+    centred on 0, as after a GELU). Scale and zero point are calibrated per tensor."""
+    import numpy as np
+
+    x = a[0]
+    s, zp = x.dtype.type(attrs["scale"]), attrs["zero_point"]
+    if zp is None:
+        return (np.clip(np.round(x / s), -127, 127) * s).astype(x.dtype, copy=False)
+    z = x.dtype.type(zp)
+    return ((np.clip(np.round(x / s) + z, 0, 255) - z) * s).astype(x.dtype, copy=False)
