@@ -50,6 +50,8 @@ def test_w8a8_layers_read_8_bit_inputs(block, tmp_path):
     assert record["fc1.weight"]["activations"]["smoothed"]  # the outlier column moved into the weight
     users = {op.inputs[0] for op in m.function.ops if op.type in ("linear", "conv")}
     assert users <= {op.outputs[0].name for op in fqs}  # every layer reads a quantized input
+    kernels = {s.op_type: s.kernel for s in m.plan_summary().steps}
+    assert kernels["fake_quantize"] == "native:fake_quantize"  # no step left to the references
     # saved and loaded: the same numbers, native and reference backends alike
     m.save(tmp_path / "w8a8.pocket")
     back = pm.load(tmp_path / "w8a8.pocket")

@@ -307,6 +307,16 @@ def test_clip_equals_the_reference_bit_for_bit(lo, hi):
         assert_same(got, reference("clip", [arr], min=lo, max=hi))
 
 
+@pytest.mark.parametrize("scale,zero_point", [(0.25, None), (0.017, None), (0.25, 8), (1e-3, 0), (3.0, 255)])
+def test_fake_quantize_equals_the_reference_bit_for_bit(scale, zero_point):
+    x = np.concatenate([values("float32", (50,)) * 3, SPECIALS, [-0.0, 0.0, 0.125, -0.125, 0.375, 40.0, -40.0]])[:70]
+    x = x.astype(np.float32)
+    for arr in (x, x.reshape(-1, 2)[:, ::-1]):  # and a strided view
+        got, calls = one_step("fake_quantize", {"scale": scale, "zero_point": zero_point}, [arr])
+        assert calls == 0
+        assert_same(got, reference("fake_quantize", [arr], scale=scale, zero_point=zero_point))
+
+
 def test_reduce_sum_the_kernel_does_not_take_goes_to_the_reference():
     x = values("float32", (3, 4, 5))
     for params, arr in [({"axes": [0, 2], "keepdims": False}, x),  # not consecutive

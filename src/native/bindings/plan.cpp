@@ -412,6 +412,13 @@ struct Program {
         st.has_hi = !p["max"].is_none();
         if (st.has_lo) st.lo = static_cast<float>(nb::cast<double>(p["min"]));  // as astype(float32)
         if (st.has_hi) st.hi = static_cast<float>(nb::cast<double>(p["max"]));
+      } else if (kind == "fake_quantize") {
+        st.kind = plan::Kind::FakeQuantize;
+        need(1);
+        st.lo = static_cast<float>(nb::cast<double>(p["scale"]));
+        st.zero_point = p["zero_point"].is_none() ? -1 : nb::cast<int>(p["zero_point"]);
+        if (!(st.lo > 0.0f) || !std::isfinite(st.lo) || st.zero_point < -1 || st.zero_point > 255)
+          value_error("fake_quantize: scale must be finite and > 0, zero_point None or in [0, 255]");
       } else if (kind == "take" || kind == "gather" || kind == "cumsum" || kind == "cumprod") {
         st.kind = kind == "take" ? plan::Kind::Take : kind == "gather" ? plan::Kind::Gather : plan::Kind::Cumsum;
         need(kind == "take" || kind == "gather" ? 2 : 1);

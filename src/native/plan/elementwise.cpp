@@ -304,6 +304,15 @@ bool clip_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+bool fake_quantize_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !is_f32(a[0])) return false;
+  const Tensor x = contiguous(a[0], pool);
+  Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
+  elementwise::fake_quantize(x.as<const float>(), out.as<float>(), x.numel(), s.lo, s.zero_point);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // isnan / isinf of float32, logical_not of float32, int64 or bool: -> bool
 bool predicate_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   if (a.empty() || !a[0].present()) return false;

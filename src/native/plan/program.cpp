@@ -457,6 +457,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Unary: return unary_step(s, a, outs, pool_);
     case Kind::ReduceSum: return reduce_sum_step(s, a, outs, pool_, threads);
     case Kind::Clip: return clip_step(s, a, outs, pool_);
+    case Kind::FakeQuantize: return fake_quantize_step(s, a, outs, pool_);
     case Kind::Compare: return compare_step(s, a, outs, pool_);
     case Kind::Logical: return logical_step(s, a, outs, pool_);
     case Kind::Where: return where_step(a, outs, pool_);

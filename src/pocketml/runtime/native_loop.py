@@ -32,6 +32,7 @@ _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equa
 _RECURRENT = ("lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell")
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
+                 "fake_quantize",
                  "reduce_max", "reduce_min", "argmax", "argmin",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
@@ -357,6 +358,8 @@ class NativeLoop:
             return "where", {}
         if step.op_type == "clip" and all(attrs[k] is None or _is_number(attrs[k]) for k in ("min", "max")):
             return "clip", {k: None if attrs[k] is None else float(attrs[k]) for k in ("min", "max")}
+        if step.op_type == "fake_quantize" and _is_number(attrs["scale"]):
+            return "fake_quantize", {"scale": float(attrs["scale"]), "zero_point": attrs["zero_point"]}
         if step.op_type == "cast":
             return "cast", {"dtype": attrs["dtype"]}
         if step.op_type == "concat" and _is_int(attrs["axis"]) and -8 <= attrs["axis"] < 8:

@@ -82,6 +82,9 @@ void reduce_float(Reduction kind, const float* x, int64_t outer, int64_t R, int6
 void reduce_truth(bool all, const uint8_t* truth, int64_t outer, int64_t R, int64_t inner, uint8_t* out);
 
 void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has_hi, float hi);
+// the reference fake_quantize (ir/ops/compressed.py): int8 around 0 where zero_point < 0, else
+// uint8 with that zero point; scale > 0, checked by the caller
+void fake_quantize(const float* x, float* out, int64_t n, float scale, int zero_point);
 
 // logic.cpp. Operands are read through byte strides over `shape` (0 on broadcast axes); out is
 // C-contiguous. Bool is one byte, nonzero true (the references' "nonzero is true"), written 0/1.

@@ -142,5 +142,18 @@ void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has
   }
 }
 
+void fake_quantize(const float* x, float* out, int64_t n, float scale, int zero_point) {
+  const float lo = zero_point < 0 ? -127.0f : 0.0f, hi = zero_point < 0 ? 127.0f : 255.0f;
+  const float z = zero_point < 0 ? 0.0f : static_cast<float>(zero_point);
+  const bool shifted = zero_point >= 0;  // (int8: no + 0, which would turn -0 into +0)
+  for (int64_t i = 0; i < n; ++i) {
+    float q = std::nearbyint(x[i] / scale);  // half to even (the default rounding), as np.round
+    if (shifted) q += z;
+    q = q < lo ? lo : q;  // NaN stays NaN
+    q = q > hi ? hi : q;
+    out[i] = (shifted ? q - z : q) * scale;
+  }
+}
+
 }  // namespace elementwise
 }  // namespace pocketml
