@@ -292,7 +292,7 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                      calibration: dict[str, Calibrated] | None = None) -> tuple[Program, dict]:
     """A new program with compressed weights (the input is not modified) and a per-weight record;
     `calibration`: weight key -> its inputs' statistics (`calibration.collect`)."""
-    calibration = calibration or {}
+    calibration = dict(calibration or {})  # (smoothing replaces entries: the caller's stay)
     new = Program(copy.deepcopy(program.functions), dict(program.weights))
     record: dict[str, dict] = {}
     chains: dict[str, _Chain | None] = {}  # by weight key: shared weights are compressed once
@@ -308,7 +308,7 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
     for key, (s, *_) in smooth.items():
         if s is not None:
             calibration[key] = smoothed(calibration[key], s)
-    quantized_inputs: list[tuple] = []  # (fn, weight value, activation scale, smoothing): W8A8 layers
+    quantized_inputs: list[tuple] = []  # (fn, weight value, (step, zero point), smoothing): W8A8 layers
     for fn, value_name, (const_op, op_type, out_axis, in_axis) in iterator:
         key = const_op.attrs["weight"]
         if key not in chains:
@@ -411,10 +411,11 @@ SMOOTHING_ROWS = 1024  # calibration rows on which each layer's smoothing is cho
 
 
 def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, work: list) -> dict:
-    """Weight key -> (s, the activation's name) for the linear layers whose input is quantized
-    (W8A8) and which alone use their weight: a per-column s over every such layer reading x
-    (SmoothQuant, `_best_smoothing`): x / s has its outlier columns tamed, the layers' weights
-    W * s absorb them, and int8 per tensor suits x / s far better than x."""
+    """Weight key -> (s or None, the activation's name, its 8-bit step, zero point or None) for the
+    linear layers whose input is quantized (W8A8) and which alone use their weight: one per-column
+    s and grid for every such layer reading x (SmoothQuant, `_best_smoothing`): x / s has its
+    outlier columns tamed, the layers' weights W * s absorb them, and 8 bits per tensor suit x / s
+    far better than x."""
     uses: dict[str, int] = {}
     for fn, value_name, (const_op, *_) in work:
         n = sum(value_name in op.inputs for op in fn.ops)
