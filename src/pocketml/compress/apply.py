@@ -357,10 +357,9 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                         raise ConfigError(f"{key}: activation quantization (Quantize(activations='int8')) "
                                           "needs calibration data that reaches the layer's input")
                     sm = smooth.get(key)
-                    record[key]["activations"] = {
-                        "dtype": "uint8" if sm and sm[3] is not None else "int8",
-                        "scale": sm[2] if sm else calibration[key].stats.activation_scale(),
-                        "zero_point": sm[3] if sm else None, "smoothed": bool(sm and sm[0] is not None)}
+                    step, zp = sm[2:] if sm else calibration[key].stats.activation_grid()
+                    record[key]["activations"] = {"dtype": "int8" if zp is None else "uint8", "scale": step,
+                                                  "zero_point": zp, "smoothed": bool(sm and sm[0] is not None)}
         if key in record and "activations" in record[key]:
             sm = smooth.get(key)
             act = record[key]["activations"]

@@ -47,21 +47,23 @@ class Stats:
     amax: np.ndarray | None = None
     sample: np.ndarray | None = None
 
-    def activation_scale(self) -> float:
-        """The int8 step (fake_quantize's scale) for these inputs: of the clipping points
-        max|x| * t, t in [0.5, 1], the one whose quantized sample has the least squared error
-        (outliers clipped where that costs less than a coarser grid for the rest)."""
+    def activation_grid(self) -> tuple[float, int | None]:
+        """(step, zero point) of fake_quantize for these inputs: of the clipping points max|x| * t,
+        t in [0.5, 1], the one whose quantized sample has the least squared error (outliers
+        clipped where that costs less than a coarser grid for the rest); uint8 from 0 where no
+        input is negative (after a ReLU: twice the resolution), else int8 around 0."""
         amax = 0.0 if self.amax is None else float(self.amax.max(initial=0.0))
         if not np.isfinite(amax) or amax <= 0 or self.sample is None:
-            return 1.0
+            return 1.0, None
         x = self.sample.astype(np.float64)
-        best, scale = np.inf, amax / 127
+        levels, lo = (255, 0) if x.min(initial=0.0) >= 0 else (127, -127)
+        best, scale = np.inf, amax / levels
         for t in np.linspace(0.5, 1.0, 51):
-            s = amax * t / 127
-            err = float(np.square(np.clip(np.round(x / s), -127, 127) * s - x).sum())
+            s = amax * t / levels
+            err = float(np.square(np.clip(np.round(x / s), lo, levels) * s - x).sum())
             if err < best:
                 best, scale = err, s
-        return float(np.float32(scale))
+        return float(np.float32(scale)), (0 if lo == 0 else None)
 
     def importance(self, shape, op_type: str) -> np.ndarray:
         """The diagonal as per-element weights of a weight of `shape` (broadcastable): each
