@@ -289,8 +289,11 @@ void gemm(const WeightView& w, const float* x, int64_t M, const float* bias, flo
   }
 #if defined(POCKETML_HAVE_AVX512_KERNELS)
   if (use_avx512vnni() && M >= kAvx512GemmMinM) {
-    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads);
-    finish_rows(ep, out, M, N, threads);
+    // an activation alone, in its float32 form, applied to the register tiles as they are stored
+    const bool fused = ep && !ep->residual && ep->has_act && !ep->act_exact;
+    const Act act = !fused ? Act::None : ep->act == activation::Kind::Silu ? Act::Silu : Act::Gelu;
+    gemm_avx512(*kern.rows, w, xp, kp, M, bias, out, threads, act);
+    if (!fused) finish_rows(ep, out, M, N, threads);
     return;
   }
 #endif
