@@ -261,24 +261,30 @@ def test_exact_gemm_register_tiles_and_panels(level):
 
 
 @pytest.mark.parametrize("level", ["avx512vnni", "avx2"])
-def test_an_activation_after_the_gemm_equals_the_separate_op_bit_for_bit(level):
-    """gemm(act=...) against gemm then _native.activation, float32 forms (exact=False) and the
-    exact ones: the AVX-512 GEMM applies the float32 form to each register tile before storing
-    it (partial strips and tiles, K in two panels), the rest after the GEMM."""
+def test_a_residual_and_activation_after_the_gemm_equal_the_separate_ops_bit_for_bit(level):
+    """gemm(residual=..., act=...) against gemm, + residual, then _native.activation, float32
+    forms (exact=False) and the exact ones: the AVX-512 GEMM adds the residual and applies the
+    float32 form to each register tile before storing it (partial strips and tiles, K in two
+    panels), the rest after the GEMM."""
     rng = np.random.default_rng(12)
     for n, k, m in [(47, 33, 2), (97, 1600, 9), (130, 64, 67)]:
         w = (rng.standard_normal((n, k)) / np.sqrt(k) * 3).astype(np.float32)
         p = PackedLinear.dense(w)
         x = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal(n).astype(np.float32)
-        for act in ("gelu", "silu"):
+        r = rng.standard_normal((m, n)).astype(np.float32)
+        for res, act in ((None, "gelu"), (None, "silu"), (r, None), (r, "gelu")):
             for exact in (False, True):
                 _native.set_simd_level(level)
                 plain, fused = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
                 p.gemm(x, plain, b, threads=2, exact=exact)
-                _native.activation(act, plain, plain, 2, exact=exact)
-                p.gemm(x, fused, b, threads=2, exact=exact, act=act)
-                np.testing.assert_array_equal(fused, plain, err_msg=f"{level} {n}x{k} m={m} {act} {exact}")
+                if res is not None:
+                    plain += res
+                if act is not None:
+                    _native.activation(act, plain, plain, 2, exact=exact)
+                p.gemm(x, fused, b, threads=2, exact=exact, residual=res, act=act)
+                what = f"{level} {n}x{k} m={m} residual={res is not None} {act} exact={exact}"
+                np.testing.assert_array_equal(fused, plain, err_msg=what)
 
 
 def test_simd_level():

@@ -158,13 +158,14 @@ const FastKernels* avx512vnni_fast_kernels(const WeightView& w);
 const FastKernels* avx512vbmi_fast_kernels(const WeightView& w);
 // x86_avx512.cpp (same condition, run where use_avx512vnni): the exact path from
 // kAvx512GemmMinM rows, any format (kern's decoder; float32 read directly): out = x @ W.T
-// (+ bias), x prepared for kern (see prepare_x) with rows ldx floats apart; then act, the float32
-// form of GELU or SiLU (activation::apply with exact false: the same bits), on each register tile
-// before it is stored (Whisper's encoder: 0.4 ms a layer less than a pass over the 9 MB output).
+// (+ bias), x prepared for kern (see prepare_x) with rows ldx floats apart; then + residual
+// (null or [M, N]) and act, the float32 form of GELU or SiLU (activation::apply with exact false:
+// the same bits), on each register tile before it is stored: Epilogue's steps without a pass over
+// the output (Whisper's encoder: 0.4 ms a layer for the 9 MB of an MLP's GELU).
 constexpr int64_t kAvx512GemmMinM = 2;
 enum class Act { None, Gelu, Silu };
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
-                 int64_t M, const float* bias, float* out, int threads, Act act);
+                 int64_t M, const float* bias, float* out, int threads, const float* residual, Act act);
 // The AVX-512 exact kernels of w's format where it has them (Sparse: each row's kept values
 // expanded into place by the mask, vexpandps), else null.
 const RowKernels* avx512_kernels(const WeightView& w);

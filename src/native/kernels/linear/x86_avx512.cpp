@@ -65,10 +65,11 @@ void pack_panel(const float* src, int64_t ld, int64_t rows, int64_t kc, float* p
 }
 
 // out[r * ldo + j] (+)= x[r * ldx : + kc] . panel column j for r < MR, j < cols: the first panel
-// of K adds bias (or nothing) rather than out; the last applies act (Act::None: nothing).
+// of K adds bias (or nothing) rather than out; the last adds res (or nothing: null, rows ldo
+// apart as out's), then applies act (Act::None: nothing).
 template <int MR>
 void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* out, int64_t ldo,
-           int64_t cols, bool first, const float* bias, Act act) {
+           int64_t cols, bool first, const float* bias, const float* res, Act act) {
   __m512 acc[MR][3];
   POCKETML_UNROLL for (int r = 0; r < MR; ++r)
     POCKETML_UNROLL for (int j = 0; j < 3; ++j) acc[r][j] = _mm512_setzero_ps();
@@ -89,6 +90,7 @@ void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* o
       float* o = out + r * ldo + 16 * j;
       const __m512 c = first ? b : _mm512_maskz_loadu_ps(m[j], o);
       __m512 v = _mm512_add_ps(acc[r][j], c);
+      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[j], res + r * ldo + 16 * j));
       if (act == Act::Gelu) v = activation::gelu16(v);
       if (act == Act::Silu) v = activation::silu16(v);
       _mm512_mask_storeu_ps(o, m[j], v);
@@ -97,16 +99,17 @@ void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* o
 }
 
 void micro_rows(int64_t rows, const float* x, int64_t ldx, const float* panel, int64_t kc,
-                float* out, int64_t ldo, int64_t cols, bool first, const float* bias, Act act) {
+                float* out, int64_t ldo, int64_t cols, bool first, const float* bias, const float* res,
+                Act act) {
   switch (rows) {
-    case 8: micro<8>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 7: micro<7>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 6: micro<6>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 5: micro<5>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 4: micro<4>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 3: micro<3>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 2: micro<2>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
-    case 1: micro<1>(x, ldx, panel, kc, out, ldo, cols, first, bias, act); break;
+    case 8: micro<8>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 7: micro<7>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 6: micro<6>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 5: micro<5>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 4: micro<4>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 3: micro<3>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 2: micro<2>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 1: micro<1>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
     default: break;
   }
 }
@@ -341,7 +344,7 @@ const RowKernels* avx512_kernels(const WeightView& w) {
 }
 
 void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, int64_t ldx,
-                 int64_t M, const float* bias, float* out, int threads, Act act) {
+                 int64_t M, const float* bias, float* out, int threads, const float* residual, Act act) {
   const int64_t N = w.N, K = w.K;
   const bool direct = w.kind == WeightKind::F32;  // rows read straight from W
   const int64_t ldt = (K + kTileAlign - 1) / kTileAlign * kTileAlign;
@@ -370,10 +373,11 @@ void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, in
       for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
         const int64_t kc = std::min(kc_max, K - k0);
         pack_panel(src + k0, ld, cols, kc, panel);
-        const Act a = k0 + kc >= K ? act : Act::None;
+        const bool last = k0 + kc >= K;
         for (int64_t m = m0; m < m1; m += kMR)
           micro_rows(std::min(kMR, m1 - m), x + m * ldx + k0, ldx, panel, kc, out + m * N + n0, N,
-                     cols, k0 == 0, bn, a);
+                     cols, k0 == 0, bn, last && residual ? residual + m * N + n0 : nullptr,
+                     last ? act : Act::None);
       }
     }
   });
