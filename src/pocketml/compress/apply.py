@@ -415,6 +415,8 @@ def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, 
     s and grid for every such layer reading x (SmoothQuant, `_best_smoothing`): x / s has its
     outlier columns tamed, the layers' weights W * s absorb them, and 8 bits per tensor suit x / s
     far better than x."""
+    if not config.quantizes_activations():
+        return {}
     uses: dict[str, int] = {}
     for fn, value_name, (const_op, *_) in work:
         n = sum(value_name in op.inputs for op in fn.ops)

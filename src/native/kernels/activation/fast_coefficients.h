@@ -1,5 +1,6 @@
 // The float32 forms' constants (x86_avx2.cpp's comments say how they were fitted), shared by the
-// AVX2 and AVX-512 files: data only, no inline function (see x86_avx2.cpp's header).
+// AVX2 and AVX-512 files here and the attention softmax's: data only, no inline function (see
+// x86_avx2.cpp's header).
 #pragma once
 
 namespace pocketml {

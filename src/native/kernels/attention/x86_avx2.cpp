@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/activation/fast_coefficients.h"
 #include "kernels/attention/attention.h"
 
 namespace pocketml {
@@ -270,13 +271,8 @@ inline __m256 exp_nonpositive(__m256 x) {
   const __m256 n = _mm256_sub_ps(fx, shifter);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);  // exact
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 y = _mm256_set1_ps(0.00138435572868f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.008374236589f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.0416680075053f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.166664303276f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.499999941736f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.00000003236f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+  __m256 y = _mm256_set1_ps(activation::kExpf[0]);
+  for (int i = 1; i < 7; ++i) y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(activation::kExpf[i]));
   const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(fx), 23);  // n << 23
   return _mm256_andnot_ps(under, _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e)));
 }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/activation/fast_coefficients.h"
 #include "kernels/attention/attention.h"
 
 namespace pocketml {
@@ -135,13 +136,8 @@ inline __m512 exp_nonpositive(__m512 x) {
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // exact
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(0.00138435572868f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.008374236589f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.0416680075053f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.166664303276f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.499999941736f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.00000003236f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+  __m512 y = _mm512_set1_ps(activation::kExpf[0]);
+  for (int i = 1; i < 7; ++i) y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(activation::kExpf[i]));
   return _mm512_maskz_scalef_ps(live, y, n);
 }
 
