@@ -99,6 +99,15 @@ def test_contiguous_and_strided_agree(shape):
     # q from a [B, L, H, E] projection, transposed: features still contiguous
     qt = np.ascontiguousarray(q.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
     np.testing.assert_array_equal(native(qt, k, v), a)
+    # out written as [B, L, H, Ev] (the layout the output projection reads), a strided view
+    out = np.full((q.shape[0], q.shape[2], q.shape[1], v.shape[3]), np.nan, np.float32)
+    s = 1.0 / math.sqrt(q.shape[-1])
+    _native.sdpa(q, k, v, None, out.transpose(0, 2, 1, 3), s, False, 0)
+    np.testing.assert_array_equal(out.transpose(0, 2, 1, 3), a)
+    # and with no keys: zeros in every row, nothing else touched
+    out[...] = np.nan
+    _native.sdpa(q, k[:, :, :0], v[:, :, :0], None, out.transpose(0, 2, 1, 3), s, False, 0)
+    np.testing.assert_array_equal(out, 0)
 
 
 def test_explicit_scale_and_large_scores():
@@ -182,6 +191,8 @@ def test_bad_inputs_raise():
         call(out=np.empty((1, 4, 3, 7), np.float32))
     with pytest.raises(ValueError):
         call(out=np.empty((1, 4, 8, 3), np.float32).transpose(0, 1, 3, 2))
+    with pytest.raises(ValueError):  # rows overlapping each other
+        call(out=np.lib.stride_tricks.as_strided(np.empty(64, np.float32), (1, 4, 3, 8), (0, 16, 4, 4)))
     with pytest.raises(TypeError):
         call(out=np.empty((1, 4, 3, 8), np.float64))
     ro = np.empty((1, 4, 3, 8), np.float32)

@@ -3,6 +3,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -55,10 +56,19 @@ void sdpa(const Array& q, const Array& k, const Array& v, const std::optional<Ar
       value_error("out must have shape [" + std::to_string(a.B) + ", " + std::to_string(a.Hq) +
                   ", " + std::to_string(a.L) + ", " + std::to_string(a.Ev) + "], got " +
                   shape_of(out));
-  int64_t expected = 1;
-  for (int i = out.size() ? 4 : 0; i-- > 0;) {
-    if (out.shape(i) != 1 && out.stride(i) != expected) value_error("out must be C-contiguous");
-    expected *= static_cast<int64_t>(out.shape(i));
+  // out: contiguous features, rows that do not overlap (strides of a permuted C-contiguous array)
+  if (out.size()) {
+    if (out.shape(3) > 1 && out.stride(3) != 1) value_error("out must have contiguous features");
+    int order[3] = {0, 1, 2};
+    std::sort(order, order + 3, [&](int x, int y) { return out.stride(x) < out.stride(y); });
+    int64_t reach = a.Ev;  // elements the dims so far span
+    for (int i : order) {
+      if (out.shape(i) == 1) continue;
+      if (out.stride(i) < reach) value_error("out's rows must not overlap (a permutation of a C-contiguous array)");
+      reach = out.stride(i) * static_cast<int64_t>(out.shape(i));
+    }
+    for (int i = 0; i < 3; ++i) a.os[i] = out.shape(i) == 1 ? 0 : static_cast<int64_t>(out.stride(i));
+    if (a.os[0] == 0 && a.os[1] == 0 && a.os[2] == 0) a.os[2] = a.Ev;  // one row: any nonzero stride
   }
   strides_of(q, "q", a.qs);
   strides_of(k, "k", a.ks);

@@ -157,9 +157,14 @@ bool sdpa_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
     }
     g.mask = m.data;
   }
-  const int64_t shape[4] = {g.B, g.Hq, g.L, g.Ev};
+  // [B, L, Hq, Ev] in memory, a [B, Hq, L, Ev] view: what a model's transpose(1, 2) and
+  // reshape to [B, L, Hq * Ev] then read without a copy (the output projection's input)
+  const int64_t shape[4] = {g.B, g.L, g.Hq, g.Ev};
   Tensor out = pool.allocate(DType::F32, 4, 4, shape);
+  std::swap(out.shape[1], out.shape[2]);
+  std::swap(out.strides[1], out.strides[2]);
   g.out = out.as<float>();
+  g.os[0] = g.L * g.Hq * g.Ev, g.os[1] = g.Ev, g.os[2] = g.Hq * g.Ev;
   g.scale = static_cast<float>(s.scale != 0.0 ? s.scale : 1.0 / std::sqrt(static_cast<double>(g.E)));
   g.causal = s.causal;
   attention::sdpa(g, threads);
@@ -501,7 +506,7 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;
       Tensor c = pool_.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);
-      copy(a[0], c);
+      copy(a[0], c, threads);
       outs.push_back(std::move(c));
       return true;
     }

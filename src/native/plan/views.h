@@ -31,6 +31,8 @@ void slice(Tensor& t, const int64_t* axes, const int64_t* begin, const int64_t* 
 bool broadcast_to(Tensor& t, int rank, const int64_t* shape);
 // dst[...] = src[...] elementwise (same shape and itemsize; src may have zero strides).
 void copy(const Tensor& src, const Tensor& dst);
+// The same over up to threads threads (<= 0: the default) where dst is large.
+void copy(const Tensor& src, const Tensor& dst, int threads);
 // t itself when C-contiguous, else a contiguous copy from the pool.
 Tensor contiguous(const Tensor& t, BufferPool& pool);
 

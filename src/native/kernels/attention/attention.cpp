@@ -151,7 +151,7 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     for (int i = 0; i < rows; ++i) {
       const int64_t l = (t + i) / group, h = hk * group + (t + i) % group;
       q[i] = a.q + b * a.qs[0] + h * a.qs[1] + l * a.qs[2];
-      out[i] = a.out + ((b * a.Hq + h) * a.L + l) * a.Ev;
+      out[i] = a.out + b * a.os[0] + h * a.os[1] + l * a.os[2];
       nr[i] = a.causal ? std::min(a.S, l + 1) : a.S;
       const int64_t mrow = b * a.ms[0] + h * a.ms[1] + l * a.ms[2];
       if (a.mask_kind == MaskKind::Float) mask[i] = static_cast<const float*>(a.mask) + mrow;
@@ -203,11 +203,20 @@ struct Scratch {
 const Primitives generic_primitives = {dots_generic,      nullptr,      nullptr, softmax_generic,
                                        live_keys_generic, wsum_generic, scale_generic};
 
-void sdpa(const SdpaArgs& a, int threads) {
+void sdpa(const SdpaArgs& args, int threads) {
+  SdpaArgs a = args;
   const int64_t R = a.B * a.Hq * a.L;
   if (R == 0 || a.Ev == 0) return;
+  if (a.os[0] == 0 && a.os[1] == 0 && a.os[2] == 0) {
+    a.os[2] = a.Ev;
+    a.os[1] = a.L * a.Ev;
+    a.os[0] = a.Hq * a.L * a.Ev;
+  }
   if (a.S == 0) {
-    std::memset(a.out, 0, sizeof(float) * R * a.Ev);
+    for (int64_t b = 0; b < a.B; ++b)
+      for (int64_t h = 0; h < a.Hq; ++h)
+        for (int64_t l = 0; l < a.L; ++l)
+          std::memset(a.out + b * a.os[0] + h * a.os[1] + l * a.os[2], 0, sizeof(float) * a.Ev);
     return;
   }
   const Primitives& p = select();

@@ -31,7 +31,10 @@ struct SdpaArgs {
   MaskKind mask_kind = MaskKind::None;
   const void* mask = nullptr;  // float32 or bool (one byte) over [B, Hq, L, S]
   int64_t ms[4] = {0, 0, 0, 0};
-  float* out = nullptr;  // C-contiguous [B, Hq, L, Ev], not overlapping the inputs
+  // [B, Hq, L, Ev] with contiguous features: row (b, h, l) at b * os[0] + h * os[1] + l * os[2]
+  // (all 0: C-contiguous); rows apart from each other and from the inputs
+  float* out = nullptr;
+  int64_t os[3] = {0, 0, 0};
   int64_t B = 0, Hq = 0, Hk = 0, L = 0, S = 0, E = 0, Ev = 0;
   float scale = 1.0f;
   bool causal = false;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/cpu.h"
 #include "core/pool.h"
 
 namespace pocketml {
@@ -59,6 +60,10 @@ double sum(const float* x, int64_t D) {
 void rms_norm(const float* x, const float* weight, double eps, float* out, int64_t M, int64_t D,
               int threads) {
   if (M <= 0 || D <= 0) return;
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vnni())
+    return over_rows(M, D, threads, [&](int64_t m) { rms_norm_row_avx512(x + m * D, weight, eps, out + m * D, D); });
+#endif
   over_rows(M, D, threads, [&](int64_t m) {
     const float* xr = x + m * D;
     float* o = out + m * D;
@@ -73,6 +78,12 @@ void rms_norm(const float* x, const float* weight, double eps, float* out, int64
 void layer_norm(const float* x, const float* weight, const float* bias, double eps, float* out,
                 int64_t M, int64_t D, int threads) {
   if (M <= 0 || D <= 0) return;
+#if defined(POCKETML_HAVE_AVX512_KERNELS)
+  if (use_avx512vnni())
+    return over_rows(M, D, threads, [&](int64_t m) {
+      layer_norm_row_avx512(x + m * D, weight, bias, eps, out + m * D, D);
+    });
+#endif
   over_rows(M, D, threads, [&](int64_t m) {
     const float* xr = x + m * D;
     float* o = out + m * D;
