@@ -69,11 +69,21 @@ void pack_panel(const float* src, int64_t ld, int64_t rows, int64_t kc, float* p
 // apart as out's), then applies act (Act::None: nothing).
 template <int MR>
 void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* out, int64_t ldo,
-           int64_t cols, bool first, const float* bias, const float* res, Act act) {
+           int64_t cols, bool first, const float* bias, const float* res, Act act, const float* next) {
   __m512 acc[MR][3];
   POCKETML_UNROLL for (int r = 0; r < MR; ++r)
     POCKETML_UNROLL for (int j = 0; j < 3; ++j) acc[r][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
+    if ((k & 15) == 0) {
+      if (next)  // the next tile's rows, a line each per 16 columns
+        POCKETML_UNROLL for (int r = 0; r < kMR; ++r) _mm_prefetch(reinterpret_cast<const char*>(next + r * ldx + k), _MM_HINT_T0);
+      const int64_t r = k >> 4;  // row r's lines of out (and res) for the epilogue, early
+      if (r < MR) {
+        for (int j = 0; j < 3; ++j) _mm_prefetch(reinterpret_cast<const char*>(out + r * ldo + 16 * j), _MM_HINT_ET0);
+        if (res)
+          for (int j = 0; j < 3; ++j) _mm_prefetch(reinterpret_cast<const char*>(res + r * ldo + 16 * j), _MM_HINT_T0);
+      }
+    }
     const float* p = panel + k * kNR;
     const __m512 b0 = _mm512_load_ps(p), b1 = _mm512_load_ps(p + 16), b2 = _mm512_load_ps(p + 32);
     POCKETML_UNROLL for (int r = 0; r < MR; ++r) {
@@ -100,16 +110,16 @@ void micro(const float* x, int64_t ldx, const float* panel, int64_t kc, float* o
 
 void micro_rows(int64_t rows, const float* x, int64_t ldx, const float* panel, int64_t kc,
                 float* out, int64_t ldo, int64_t cols, bool first, const float* bias, const float* res,
-                Act act) {
+                Act act, const float* next) {
   switch (rows) {
-    case 8: micro<8>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 7: micro<7>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 6: micro<6>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 5: micro<5>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 4: micro<4>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 3: micro<3>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 2: micro<2>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
-    case 1: micro<1>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act); break;
+    case 8: micro<8>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 7: micro<7>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 6: micro<6>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 5: micro<5>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 4: micro<4>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 3: micro<3>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 2: micro<2>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
+    case 1: micro<1>(x, ldx, panel, kc, out, ldo, cols, first, bias, res, act, next); break;
     default: break;
   }
 }
@@ -377,7 +387,7 @@ void gemm_avx512(const RowKernels& kern, const WeightView& w, const float* x, in
         for (int64_t m = m0; m < m1; m += kMR)
           micro_rows(std::min(kMR, m1 - m), x + m * ldx + k0, ldx, panel, kc, out + m * N + n0, N,
                      cols, k0 == 0, bn, last && residual ? residual + m * N + n0 : nullptr,
-                     last ? act : Act::None);
+                     last ? act : Act::None, m + 2 * kMR <= m1 ? x + (m + kMR) * ldx + k0 : nullptr);
       }
     }
   });
