@@ -114,6 +114,11 @@ def test_explicit_scale_and_large_scores():
     q, k, v = operands((1, 2, 2, 3, 9, 16, 16))
     close(native(q, k, v, scale=0.37), ref(q, k, v, scale=0.37))
     close(native(q * 30, k, v), ref(q * 30, k, v))  # scores in the hundreds: max subtracted
+    # a scale near float32's top: scale * s finite, scale * log2(e) * s not (the exp2 form's
+    # fallback), rows long enough for the vector paths
+    q, k, v = operands((1, 2, 2, 20, 40, 16, 16))
+    q, k = q * 0.1, k * 0.1
+    close(native(q, k, v, scale=3e38), ref(q, k, v, scale=3e38))
 
 
 def test_rows_with_nothing_to_attend_give_zero():
