@@ -35,7 +35,7 @@ void dots_generic(const float* const* q, int rows, const float* k, int64_t ldk, 
 }
 
 void wsum_generic(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-                  int64_t ldv, int64_t Ev, float* const* out, bool) {
+                  int64_t ldv, int64_t Ev, const float* mul, float* const* out, bool) {
   for (int r = 0; r < rows; ++r) {
     float* o = out[r];
     std::memset(o, 0, sizeof(float) * Ev);
@@ -45,6 +45,7 @@ void wsum_generic(const float* p, int64_t ldp, int rows, const int32_t* keys, in
       const float* x = v + keys[t] * ldv;
       for (int64_t e = 0; e < Ev; ++e) o[e] += a * x[e];
     }
+    for (int64_t e = 0; e < Ev; ++e) o[e] *= mul[r];
   }
 }
 
@@ -86,10 +87,6 @@ int64_t live_keys_generic(const float* p, int64_t ldp, int rows, int64_t n, int3
     nk += any;
   }
   return nk;
-}
-
-void scale_generic(float* x, int64_t n, float a) {
-  for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }
 
 const Primitives& select() {
@@ -170,13 +167,11 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     }
     // the keys some row of the block attends (masked, padding, past the causal end: skipped)
     const int64_t nk = every ? n : p.live_keys(sc, ld, rows, n, keys);
-    p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, out, !transposed);
-    for (int i = 0; i < rows; ++i) {
-      if (sum[i] < 0)
-        std::memset(out[i], 0, sizeof(float) * a.Ev);
-      else if (sum[i] > 0)
-        p.scale(out[i], a.Ev, 1.0f / sum[i]);
-    }
+    float mul[kBlockRows];
+    for (int i = 0; i < rows; ++i) mul[i] = sum[i] > 0 ? 1.0f / sum[i] : 1.0f;
+    p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, mul, out, !transposed);
+    for (int i = 0; i < rows; ++i)
+      if (sum[i] < 0) std::memset(out[i], 0, sizeof(float) * a.Ev);
   }
 }
 
@@ -200,8 +195,8 @@ struct Scratch {
 
 }  // namespace
 
-const Primitives generic_primitives = {dots_generic,      nullptr,      nullptr, softmax_generic,
-                                       live_keys_generic, wsum_generic, scale_generic};
+const Primitives generic_primitives = {dots_generic,      nullptr, nullptr, softmax_generic,
+                                       live_keys_generic, wsum_generic};
 
 void sdpa(const SdpaArgs& args, int threads) {
   SdpaArgs a = args;

@@ -64,12 +64,12 @@ struct Primitives {
   // the keys j < n with p[r * ldp + j] != 0 for some r < rows (all p >= 0), ascending, into keys;
   // returns how many
   int64_t (*live_keys)(const float* p, int64_t ldp, int rows, int64_t n, int32_t* keys);
-  // out[r][e] = sum_t p[r * ldp + j_t] * v[j_t * ldv + e] for r < rows, e < Ev, j_t = keys[t], t < nk;
-  // fetch: v's rows likely come from memory (a decode step's cache), worth prefetching
+  // out[r][e] = (sum_t p[r * ldp + j_t] * v[j_t * ldv + e]) * mul[r] for r < rows, e < Ev,
+  // j_t = keys[t], t < nk (the sum rounded, then multiplied: softmax's 1 / sum, applied as the
+  // sums are stored); fetch: v's rows likely come from memory (a decode step's cache), worth
+  // prefetching
   void (*wsum)(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-               int64_t ldv, int64_t Ev, float* const* out, bool fetch);
-  // x[i] *= a
-  void (*scale)(float* x, int64_t n, float a);
+               int64_t ldv, int64_t Ev, const float* mul, float* const* out, bool fetch);
 };
 
 extern const Primitives generic_primitives;

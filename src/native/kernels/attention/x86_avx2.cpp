@@ -202,7 +202,7 @@ void transpose_avx2(const float* k, int64_t ldk, int64_t n, int64_t E, float* kt
 // the R rows.
 template <int R, int V>
 inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v,
-                      int64_t ldv, int64_t c0, int64_t Ev, float* const* out, bool fetch) {
+                      int64_t ldv, int64_t c0, int64_t Ev, const float* mul, float* const* out, bool fetch) {
   __m256 acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -224,38 +224,40 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    const __m256 m = _mm256_set1_ps(mul[r]);
 #pragma GCC unroll 8
-    for (int c = 0; c < V; ++c) _mm256_storeu_ps(out[r] + c0 + 8 * c, acc[r][c]);
+    for (int c = 0; c < V; ++c) _mm256_storeu_ps(out[r] + c0 + 8 * c, _mm256_mul_ps(acc[r][c], m));
+  }
 }
 
 // 16 outputs of R <= 6 rows at a time (12 accumulators), 32 of R <= 2 (8), then 8, then the rest.
 template <int R>
 void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v, int64_t ldv,
-               int64_t Ev, float* const* out, bool fetch) {
+               int64_t Ev, const float* mul, float* const* out, bool fetch) {
   constexpr int V = R <= 2 ? 4 : 2;
   int64_t c = 0;
-  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, Ev, out, fetch);
-  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, out, fetch);
+  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out, fetch);
+  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out, fetch);
   for (; c < Ev; ++c) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       float s = 0;
       for (int64_t t = 0; t < nk; ++t) s += p[r * ldp + keys[t]] * v[keys[t] * ldv + c];
-      out[r][c] = s;
+      out[r][c] = s * mul[r];
     }
   }
 }
 
 void wsum_avx2(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-               int64_t ldv, int64_t Ev, float* const* out, bool fetch) {
+               int64_t ldv, int64_t Ev, const float* mul, float* const* out, bool fetch) {
   switch (rows) {
-    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
-    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
-    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
-    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
-    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
-    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, out, fetch);
+    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
+    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
+    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
+    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
+    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
+    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
   }
 }
 
@@ -394,18 +396,11 @@ int64_t live_keys_avx2(const float* p, int64_t ldp, int rows, int64_t n, int32_t
   return nk;
 }
 
-void scale_avx2(float* x, int64_t n, float a) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(va, _mm256_loadu_ps(x + i)));
-  for (; i < n; ++i) x[i] *= a;
-}
-
 }  // namespace
 
 static_assert(kBlockRows <= 6, "wsum_avx2 handles up to 6 rows");
-const Primitives avx2_primitives = {dots_avx2,  transpose_avx2, dots_t_avx2, softmax_avx2,
-                                     live_keys_avx2, wsum_avx2, scale_avx2};
+const Primitives avx2_primitives = {dots_avx2,      transpose_avx2, dots_t_avx2, softmax_avx2,
+                                     live_keys_avx2, wsum_avx2};
 
 }  // namespace attention
 }  // namespace pocketml

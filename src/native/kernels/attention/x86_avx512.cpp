@@ -76,7 +76,7 @@ void dots_t_avx512(const float* const* q, int rows, const float* kt, int64_t ldt
 // serving the R rows (the last vector masked to Ev).
 template <int R, int V>
 inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v,
-                      int64_t ldv, int64_t c0, int64_t Ev, float* const* out) {
+                      int64_t ldv, int64_t c0, int64_t Ev, const float* mul, float* const* out) {
   __mmask16 m[V];
   for (int c = 0; c < V; ++c) m[c] = mask_of(Ev - c0 - 16 * c);
   __m512 acc[R][V];
@@ -98,33 +98,35 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r) {
+    const __m512 f = _mm512_set1_ps(mul[r]);
 #pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) _mm512_mask_storeu_ps(out[r] + c0 + 16 * c, m[c], acc[r][c]);
+    for (int c = 0; c < V; ++c) _mm512_mask_storeu_ps(out[r] + c0 + 16 * c, m[c], _mm512_mul_ps(acc[r][c], f));
+  }
 }
 
 // 64 outputs a pass (a head of 64 in one pass over the keys: 24 accumulators for 6 rows), then 32,
 // then 16 at a time, the last masked.
 template <int R>
 void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v, int64_t ldv,
-               int64_t Ev, float* const* out) {
+               int64_t Ev, const float* mul, float* const* out) {
   int64_t c = 0;
-  for (; c + 64 <= Ev; c += 64) wsum_tile<R, 4>(p, ldp, keys, nk, v, ldv, c, Ev, out);
-  for (; c + 32 <= Ev; c += 32) wsum_tile<R, 2>(p, ldp, keys, nk, v, ldv, c, Ev, out);
-  for (; c < Ev; c += 16) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, out);
+  for (; c + 64 <= Ev; c += 64) wsum_tile<R, 4>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out);
+  for (; c + 32 <= Ev; c += 32) wsum_tile<R, 2>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out);
+  for (; c < Ev; c += 16) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out);
 }
 
 void wsum_avx512(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
-                 int64_t ldv, int64_t Ev, float* const* out, bool fetch) {
+                 int64_t ldv, int64_t Ev, const float* mul, float* const* out, bool fetch) {
   if (fetch)  // a decode step's cache from memory: AVX2's loop, which prefetches
-    return avx2_primitives.wsum(p, ldp, rows, keys, nk, v, ldv, Ev, out, fetch);
+    return avx2_primitives.wsum(p, ldp, rows, keys, nk, v, ldv, Ev, mul, out, fetch);
   switch (rows) {
-    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, out);
-    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, out);
-    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, out);
+    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, mul, out);
+    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, mul, out);
+    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, mul, out);
+    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, mul, out);
+    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, mul, out);
+    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, mul, out);
   }
 }
 
@@ -280,9 +282,8 @@ void softmax_avx512(float* s, int64_t lds, int rows, const int64_t* n, float sca
 static_assert(kBlockRows <= 6, "the tiles hold up to 6 rows");
 
 const Primitives& avx512_primitives() {
-  static const Primitives p = {avx2_primitives.dots,     avx2_primitives.transpose, dots_t_avx512,
-                               softmax_avx512,           avx2_primitives.live_keys, wsum_avx512,
-                               avx2_primitives.scale};
+  static const Primitives p = {avx2_primitives.dots, avx2_primitives.transpose, dots_t_avx512,
+                               softmax_avx512,       avx2_primitives.live_keys, wsum_avx512};
   return p;
 }
 
