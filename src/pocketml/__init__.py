@@ -27,6 +27,13 @@ def transcribe(*args, **kwargs):
     return _transcribe(*args, **kwargs)
 
 
+def __getattr__(name):
+    if name == "training":  # imports torch: only when asked for
+        import importlib
+        return importlib.import_module(".training", __name__)
+    raise AttributeError(f"module 'pocketml' has no attribute {name!r}")
+
+
 def validate(*args, **kwargs):
     """Compare a package with its PyTorch source; see `pocketml.validation.validate`."""
     from .validation import validate as _validate

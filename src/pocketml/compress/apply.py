@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from dataclasses import replace
 import os
 import sys
@@ -288,6 +289,44 @@ def _below_8_bits(specs: Specs) -> bool:
 HEAD_SPEC = (Quantize("int8"),)  # what an output head gets under a global config below 8 bits
 
 
+def resolve_weight(config: OptimizationConfig, key: str, shape, op_type: str, out_axis: int, in_axis: int,
+                   is_head: bool) -> tuple[Specs | None, bool, str | None, str | None]:
+    """(specs, head, fallback, skipped) of one weight under `config`: the specs it gets (None:
+    dense), whether it got HEAD_SPEC as an output head, the fallback taken where the config's
+    structure does not tile it, and why it stays dense where nothing near fits. A named or strict
+    config that does not fit is a ConfigError."""
+    specs = config.resolve(key, op_type, math.prod(shape))
+    head = specs is not None and specs is config.global_config and is_head and _below_8_bits(specs)
+    if head:  # as llama.cpp keeps output.weight at 6-8 bits: the head's error reaches every logit
+        specs = HEAD_SPEC
+    why = specs and misfit(shape, specs, out_axis, in_axis)
+    if why and (key in config.op_name_configs or config.strict):
+        where = f"op_name_configs[{key!r}]" if key in config.op_name_configs else f"{key} (strict)"
+        raise ConfigError(f"{where}: {why}; choose parameters that fit its shape {list(shape)}")
+    if not why:
+        return specs, head, None, None
+    specs, what = fallback(specs, shape, out_axis, in_axis)  # a global or op-type config: the nearest fit
+    return specs, head, f"{why}: {what}", why if specs is None else None
+
+
+def planned_specs(program: Program, config: OptimizationConfig) -> dict[str, tuple[Specs, str, int, int]]:
+    """weight key -> (specs, consumer op type, output axis, input axis) for every weight that
+    `compress_program` would compress under `config` (training-time compression mirrors it)."""
+    config = resolve_config(config)
+    heads = set().union(*(_heads(fn) for fn in program.functions.values()))
+    out = {}
+    for fn in program.functions.values():
+        for const_op, op_type, out_axis, in_axis in _candidates(fn).values():
+            key = const_op.attrs["weight"]
+            if key in out:
+                continue
+            shape = tuple(np.shape(program.weights[key]))
+            specs = resolve_weight(config, key, shape, op_type, out_axis, in_axis, key in heads)[0]
+            if specs is not None:
+                out[key] = (specs, op_type, out_axis, in_axis)
+    return out
+
+
 def compress_program(program: Program, config: OptimizationConfig, progress: bool | None = None,
                      calibration: dict[str, Calibrated] | None = None) -> tuple[Program, dict]:
     """A new program with compressed weights (the input is not modified) and a per-weight record;
@@ -315,20 +354,10 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
             w = np.asarray(program.weights[key], dtype=np.float32)
             if smooth.get(key, (None,))[0] is not None:
                 w = w * smooth[key][0]
-            specs = config.resolve(key, op_type, w.size)
-            head = specs is not None and specs is config.global_config and key in heads and _below_8_bits(specs)
-            if head:  # as llama.cpp keeps output.weight at 6-8 bits: the head's error reaches every logit
-                specs = HEAD_SPEC
-            why = specs and misfit(w.shape, specs, out_axis, in_axis)
-            if why and (key in config.op_name_configs or config.strict):
-                where = f"op_name_configs[{key!r}]" if key in config.op_name_configs else f"{key} (strict)"
-                raise ConfigError(f"{where}: {why}; choose parameters that fit its shape {list(w.shape)}")
-            fell_back = None
-            if why:  # a global or op-type config falls back to the nearest mode that fits
-                specs, what = fallback(specs, w.shape, out_axis, in_axis)
-                fell_back = f"{why}: {what}"
-                if specs is None:
-                    record[key] = {"mode": "dense", "skipped": why}
+            specs, head, fell_back, skipped = resolve_weight(config, key, w.shape, op_type, out_axis, in_axis,
+                                                             key in heads)
+            if skipped:
+                record[key] = {"mode": "dense", "skipped": skipped}
             chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis,
                                                                       calibration.get(key))
             stored = program.weights[key].dtype
