@@ -94,6 +94,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--temperature", type=float, default=0.003, help="DKM softness, relative to a table's spacing")
     ap.add_argument("--mode", choices=("pal4-g16", "pal4", "int4-b32"), default="pal4-g16")
+    ap.add_argument("--start", choices=("data-free", "calibrated"), default="calibrated",
+                    help="where training starts: the data-free compression, or GPTQ on the 32 pictures")
+    ap.add_argument("--features", type=float, default=1.0,
+                    help="weight of the blocks' output error (relative MSE) next to the logits' KL")
     args = ap.parse_args()
 
     import torch
@@ -119,21 +123,29 @@ def main() -> None:
     t0 = time.perf_counter()
     rows.append(("data-free", *_evaluate(pm.compress(float_pkg, spec, progress=False), inputs, ref), "-"))
     cal = [{"image": x} for x in _calibration_pictures(False)]
-    if isinstance(spec, pm.Palettize):
-        calibrated = pm.Palettize(4, granularity=spec.granularity, group_size=spec.group_size,
-                                  per_channel_scale=True, gptq=True)
-        label = "calibrated (GPTQ + channel scales, 32 pictures)"
-    else:
-        calibrated, label = pm.Quantize("int4", granularity="per_block", block_size=32, algorithm="gptq"), \
-            "calibrated (GPTQ, 32 pictures)"
-    rows.append((label, *_evaluate(pm.compress(float_pkg, calibrated, progress=False, calibration=cal),
-                                   inputs, ref), "-"))
+    g = dict(granularity=spec.granularity, group_size=spec.group_size) if isinstance(spec, pm.Palettize) else {}
+    calibrated = {  # label: spec (the training starts from the last: no channel scales in training)
+        "calibrated (GPTQ + channel scales, 32 pictures)": pm.Palettize(4, **g, per_channel_scale=True, gptq=True),
+        "calibrated (GPTQ, 32 pictures)": pm.Palettize(4, **g, gptq=True),
+    } if isinstance(spec, pm.Palettize) else {
+        "calibrated (GPTQ, 32 pictures)": pm.Quantize("int4", granularity="per_block", block_size=32,
+                                                      algorithm="gptq")}
+    for label, c in calibrated.items():
+        rows.append((label, *_evaluate(pm.compress(float_pkg, c, progress=False, calibration=cal), inputs, ref),
+                     "-"))
     print(f"baselines in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     student = copy.deepcopy(teacher)
     t0 = time.perf_counter()
-    compressor = pm.training.prepare(student, spec, example, temperature=args.temperature)
+    begin = args.start == "calibrated"
+    compressor = pm.training.prepare(student, c if begin else spec, example, temperature=args.temperature,
+                                     calibration=cal if begin else None)
     prep = time.perf_counter() - t0
+    pm.training.fold_batch_norms(teacher, example)  # the teacher's blocks as the student's
+    mine, theirs = {}, {}
+    for i, (a, b) in enumerate(zip(student._blocks, teacher._blocks)):
+        a.register_forward_hook(lambda m, inp, out, i=i: mine.__setitem__(i, out))
+        b.register_forward_hook(lambda m, inp, out, i=i: theirs.__setitem__(i, out))
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
     images, rng = _raw_pictures(), np.random.default_rng(0)
     student.train()
@@ -147,6 +159,9 @@ def main() -> None:
             target = torch.log_softmax(teacher(x) / T, -1)
         out = torch.log_softmax(student(x) / T, -1)
         loss = torch.nn.functional.kl_div(out, target, log_target=True, reduction="batchmean") * T * T
+        if args.features:  # each block's output as the teacher's (the logits alone generalise less)
+            loss = loss + args.features / len(theirs) * sum(
+                ((mine[i] - t) ** 2).mean() / (t ** 2).mean().clamp_min(1e-12) for i, t in theirs.items())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -160,12 +175,13 @@ def main() -> None:
     if show:
         print(file=sys.stderr)
     model = compressor.export(example, **names)
-    rows.append((f"training-time (DKM, {steps} steps of {args.batch})", *_evaluate(model, inputs, ref),
+    rows.append((f"training-time from {args.start} (DKM, {steps} steps of {args.batch})", *_evaluate(model, inputs, ref),
                  f"{(prep + train_s) / 60:.1f} min"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"\nEfficientNet-Lite0, {args.mode}: 14 inputs (7 photos + mirrors), top-1 = float's, logit cosine")
-    print(f"loss (KL, T=2) first 10 steps {np.mean(losses[:10]):.4f}, last 10 {np.mean(losses[-10:]):.4f}; "
+    print(f"loss (KL, T=2, + {args.features} x blocks' relative MSE) first 10 steps {np.mean(losses[:10]):.4f}, "
+          f"last 10 {np.mean(losses[-10:]):.4f}; "
           f"lr {args.lr}, DKM temperature {args.temperature}; peak RSS {rss:.0f} MiB")
     print(f"{'mode':50} {'top-1':>6} {'cos mean':>9} {'cos min':>8} {'time':>8}")
     for name, top1, cmean, cmin, t in rows:

@@ -151,8 +151,52 @@ def test_pruning_ramps_to_its_sparsity():
 @pytest.mark.parametrize("spec, match", [
     ([pm.Prune(0.5), pm.Palettize(4)], "one spec a weight"),
     (pm.Palettize(4, per_channel_scale=True), "without per-channel scales"),
-    (pm.Quantize("int4", algorithm="gptq"), "data-free"),
+    (pm.Quantize("int4", algorithm="gptq"), "only with calibration="),
+    (pm.Quantize("int8", activations="int8"), "no activation quantization"),
 ])
 def test_what_training_does_not_take_is_a_config_error(spec, match):
     with pytest.raises(pm.ConfigError, match=match):
         prepare(net(), config(spec), (X,))
+
+
+def test_with_calibration_training_starts_from_the_calibrated_compression():
+    # (the output head left in float: under a global config it gets int8 on the searched grid,
+    # which training's min/max grid then moves)
+    spec = pm.OptimizationConfig(global_config=pm.Palettize(4, granularity="per_grouped_channel", group_size=16,
+                                                            gptq=True),
+                                 op_name_configs={"out.weight": None}, min_weight_size=256)
+    teacher = net()
+    fold_batch_norms(teacher, (X,))
+    g = torch.Generator().manual_seed(5)
+    cal = [{"x": torch.randn(32, 8, 12, 12, generator=g).numpy()} for _ in range(2)]
+    want = pm.compress(pm.convert(teacher, (X,)), spec, progress=False, calibration=cal)
+    want = pm.Model(want.program, want.metadata, exact=True).predict({"x": X.numpy()})["output"]
+    student = net()
+    c = prepare(student, spec, (X,), calibration=cal)
+    student.eval()
+    with torch.no_grad():
+        got = student(X).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not any(v[0][0].gptq for v in c.plan.values() if isinstance(v[0][0], pm.Palettize))
+
+
+def test_a_quantized_start_from_gptq_keeps_its_values_on_the_min_max_grid():
+    """GPTQ's grid is not the min/max one training keeps: the start is GPTQ's weights on that
+    grid, still closer to the float model than the data-free min/max compression."""
+    spec = pm.Quantize("int4", granularity="per_block", block_size=32, algorithm="gptq")
+    teacher = net()
+    fold_batch_norms(teacher, (X,))
+    with torch.no_grad():
+        want = teacher(X).numpy()
+    g = torch.Generator().manual_seed(5)
+    cal = [{"x": torch.randn(32, 8, 12, 12, generator=g).numpy()} for _ in range(4)]
+    plain = pm.compress(pm.convert(teacher, (X,)), config(pm.Quantize("int4", granularity="per_block", algorithm="minmax")),
+                        progress=False)
+    plain = np.mean((pm.Model(plain.program, exact=True).predict({"x": X.numpy()})["output"] - want) ** 2)
+    student = net()
+    c = prepare(student, config(spec), (X,), calibration=cal)
+    student.eval()
+    with torch.no_grad():
+        start = np.mean((student(X).numpy() - want) ** 2)
+    assert start < plain
+    assert all(v[0][0].algorithm == "minmax" for v in c.plan.values())

@@ -23,18 +23,21 @@ def _trainable(key: str, specs) -> tuple:
     if len(specs) != 1:
         raise ConfigError(f"{key}: training-time compression takes one spec a weight, got "
                           f"{' + '.join(type(s).__name__ for s in specs)} (joint modes: compress after training)")
+    from dataclasses import replace
+
     spec = specs[0]
     if isinstance(spec, Palettize):
-        if spec.cluster_dim != 1 or spec.per_channel_scale or spec.mode != "kmeans" or spec.gptq:
+        spec = replace(spec, gptq=False)  # (GPTQ only chose where training starts)
+        if spec.cluster_dim != 1 or spec.per_channel_scale or spec.mode != "kmeans":
             raise ConfigError(f"{key}: training-time palettization takes k-means tables of single values "
                               f"without per-channel scales, got {spec!r}")
     elif isinstance(spec, Quantize):
         if spec.activations or spec.dtype == "float16":
             raise ConfigError(f"{key}: training-time quantization takes integer weights only, got {spec!r}")
-        from dataclasses import replace
         spec = replace(spec, algorithm="minmax")
     elif isinstance(spec, Prune):
-        if spec.threshold is not None or spec.sparsegpt:
+        spec = replace(spec, sparsegpt=False)
+        if spec.threshold is not None:
             raise ConfigError(f"{key}: training-time pruning takes a sparsity or an n:m pattern, got {spec!r}")
     return (spec,)
 
@@ -110,26 +113,38 @@ class Compressor:
         return model
 
 
-def prepare(module, config, example_inputs, *, steps: int = 1000, temperature: float = 0.003,
+def prepare(module, config, example_inputs, *, calibration=None, steps: int = 1000, temperature: float = 0.003,
             fold_batch_norm: bool = True) -> Compressor:
     """Make `module` (modified in place) train its weights for `config` (any form `pm.compress`
     takes); returns the `Compressor`. `example_inputs`: a tuple of tensors for conversion.
+    `calibration` (what `pm.compress` takes for the converted module): the weights start from
+    their calibrated compression (GPTQ, SparseGPT or sensitivity-weighted k-means, as the config
+    asks), training from where calibration ends; without it, from the data-free compression.
     `steps`: the training steps over which unstructured pruning ramps to its sparsity;
     `temperature`: DKM's softness for palettization (relative to a table's spacing)."""
+    import torch
     from torch.nn.utils import parametrize
 
+    from ..compress.api import compress, decompress
     from ..compress.apply import resolve_config
     from ..converter import convert
+    from ..model import Model
     from .modes import FakeQuantized, Pruned, SoftPalettized
 
     config = resolve_config(config)
-    if config.uses_gptq() or config.quantizes_activations():
-        raise ConfigError("training-time compression takes data-free specs (no GPTQ, SparseGPT or activation "
-                          "quantization): the training itself adapts the weights")
+    if config.quantizes_activations() or (config.uses_gptq() and calibration is None):
+        raise ConfigError("training-time compression takes weight specs, GPTQ and SparseGPT only with "
+                          "calibration= (they set where training starts), no activation quantization")
     if fold_batch_norm:
         fold_batch_norms(module, example_inputs)
     program = convert(module.eval(), example_inputs).program
     params = dict(module.named_parameters())
+    if calibration is not None:  # the calibrated weights as the start
+        start = decompress(compress(Model(program), config, progress=False, calibration=calibration)).program.weights
+        with torch.no_grad():
+            for key in planned_specs(program, config):
+                if key in params and key in start:
+                    params[key].copy_(torch.from_numpy(np.asarray(start[key], np.float32)))
     plan = {}
     for key, (specs, op_type, out_axis, in_axis) in planned_specs(program, config).items():
         if key not in params:  # a weight the conversion made (folded, fused): not a parameter to train
