@@ -1,16 +1,19 @@
 """Training-time compression on EfficientNet-Lite0: 4-bit palettization by DKM, distilled from the
 float model on unlabelled, augmented real pictures, against data-free and calibrated 4-bit.
 
-    python benchmarks/bench_training.py [--minutes 25] [--batch 8] [--lr 1e-4] [--mode pal4-g16]
+    python benchmarks/bench_training.py [--minutes 25] [--batch 8] [--lr 3e-5] [--mode pal4-g16]
+                                        [--start calibrated|data-free] [--features 1.0]
 
 Data: scikit-image's 16 pictures that are no ImageNet photo (the calibration set of
-bench_compression.py), each step a batch of random crops (20-100 % of the area, aspect 3/4-4/3),
-mirrored at random, brightness and contrast jittered ±20 %, at 224x224. Loss: the KL divergence
-of the student's softened logits (T = 2) from the float teacher's. Evaluation, held apart: the 7
-real photos of the zoo's `samples()` and their mirror images (14 inputs), top-1 against the float
-model's and the logits' cosine, on the exported package (native backend, its default kernels).
-Prints the training time and peak RSS; runs until `--minutes` of training (the issue's budget:
-30 minutes of CPU in all).
+bench_compression.py), each step a batch of random crops (8-100 % of the area, aspect 3/4-4/3,
+mirrored, channels shuffled, brightness and contrast jittered, half of them blended with another:
+mixup), at 224x224. Loss: the KL divergence of the student's softened logits (T = 2) from the
+float teacher's, plus each block's relative output error (`--features`). The start: GPTQ on the
+32 calibration pictures (`--start calibrated`, the default) or the data-free compression.
+Evaluation, held apart: the 7 real photos of the zoo's `samples()` and their mirror images (14
+inputs), top-1 against the float model's and the logits' cosine, on the exported package (native
+backend, its default kernels). Prints the training time and peak RSS; trains for `--minutes`
+(the issue's budget: 30 minutes of CPU in all).
 """
 from __future__ import annotations
 
@@ -91,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--temperature", type=float, default=0.003, help="DKM softness, relative to a table's spacing")
     ap.add_argument("--mode", choices=("pal4-g16", "pal4", "int4-b32"), default="pal4-g16")
     ap.add_argument("--start", choices=("data-free", "calibrated"), default="calibrated",
