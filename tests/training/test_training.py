@@ -159,6 +159,7 @@ def test_what_training_does_not_take_is_a_config_error(spec, match):
         prepare(net(), config(spec), (X,))
 
 
+@pytest.mark.filterwarnings("ignore::pocketml.CompressionWarning")
 def test_with_calibration_training_starts_from_the_calibrated_compression():
     # (the output head left in float: under a global config it gets int8 on the searched grid,
     # which training's min/max grid then moves)
@@ -180,6 +181,7 @@ def test_with_calibration_training_starts_from_the_calibrated_compression():
     assert not any(v[0][0].gptq for v in c.plan.values() if isinstance(v[0][0], pm.Palettize))
 
 
+@pytest.mark.filterwarnings("ignore::pocketml.CompressionWarning")
 def test_a_quantized_start_from_gptq_keeps_its_values_on_the_min_max_grid():
     """GPTQ's grid is not the min/max one training keeps: the start is GPTQ's weights on that
     grid, still closer to the float model than the data-free min/max compression."""

@@ -9,11 +9,13 @@ weight to the value its packed form decodes to (the spec's own compression of th
 weight, whose tables the training already fixed), so `export` writes those values exactly."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..compress.apply import compress_weight, planned_specs
 from ..compress.config import OptimizationConfig, Palettize, Prune, Quantize
-from ..errors import ConfigError
+from ..errors import CompressionWarning, ConfigError
 from .batch_norm import fold_batch_norms
 
 
@@ -140,7 +142,10 @@ def prepare(module, config, example_inputs, *, calibration=None, steps: int = 10
     program = convert(module.eval(), example_inputs).program
     params = dict(module.named_parameters())
     if calibration is not None:  # the calibrated weights as the start
-        start = decompress(compress(Model(program), config, progress=False, calibration=calibration)).program.weights
+        with warnings.catch_warnings():  # (the start's error is what training is for)
+            warnings.simplefilter("ignore", CompressionWarning)
+            start = compress(Model(program), config, progress=False, calibration=calibration)
+        start = decompress(start).program.weights
         with torch.no_grad():
             for key in planned_specs(program, config):
                 if key in params and key in start:
