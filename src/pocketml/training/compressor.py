@@ -10,6 +10,7 @@ weight, whose tables the training already fixed), so `export` writes those value
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,8 +26,6 @@ def _trainable(key: str, specs) -> tuple:
     if len(specs) != 1:
         raise ConfigError(f"{key}: training-time compression takes one spec a weight, got "
                           f"{' + '.join(type(s).__name__ for s in specs)} (joint modes: compress after training)")
-    from dataclasses import replace
-
     spec = specs[0]
     if isinstance(spec, Palettize):
         spec = replace(spec, gptq=False)  # (GPTQ only chose where training starts)

@@ -14,7 +14,8 @@ maps the trained float weight to the weight the forward pass uses, mirroring one
 - `FakeQuantized` (Quantize): the min/max grid of the spec's blocks, rounded in the forward pass
   and passed straight through in the backward (STE).
 - `Pruned` (Prune): a magnitude mask recomputed at each `Compressor.step()` at the schedule's
-  sparsity (n:m patterns from the start), the pruned weights' gradients kept so they can return.
+  sparsity (n:m patterns from the start) from the latent weights' magnitudes; a masked weight
+  gets no gradient while masked.
 """
 from __future__ import annotations
 
