@@ -307,12 +307,9 @@ class SmolLM2:
         return [f"{m['perplexity']:.2f}", f"{100 * m['vs float']:+.1f}%", f"{100 * m['top-1 = float']:.1f}%"]
 
 
-def _calibration_pictures(quick: bool) -> list[np.ndarray]:
-    """scikit-image's other pictures (none an ImageNet photo; grey ones as RGB) and their mirror
-    images, preprocessed: EfficientNet's calibration data, apart from the evaluated photos."""
+def raw_pictures(quick: bool = False) -> list[np.ndarray]:
+    """scikit-image's pictures that are no ImageNet photo, as HxWx3 uint8 RGB (grey ones too)."""
     import skimage.data as sd
-
-    from pocketml.zoo.efficientnet_lite0 import preprocess
 
     names = ("hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "camera", "coins", "moon",
              "page", "text", "brick", "grass", "gravel", "clock", "cell", "logo", "horse")
@@ -320,8 +317,18 @@ def _calibration_pictures(quick: bool) -> list[np.ndarray]:
     for name in names[:4] if quick else names:
         im = np.asarray(getattr(sd, name)())
         im = (im * 255).astype(np.uint8) if im.dtype == bool else im.astype(np.uint8)
-        im = np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]
-        x = preprocess(np.ascontiguousarray(im))
+        out.append(np.ascontiguousarray(np.stack([im] * 3, -1) if im.ndim == 2 else im[..., :3]))
+    return out
+
+
+def _calibration_pictures(quick: bool) -> list[np.ndarray]:
+    """`raw_pictures` and their mirror images, preprocessed: EfficientNet's calibration data,
+    apart from the evaluated photos."""
+    from pocketml.zoo.efficientnet_lite0 import preprocess
+
+    out = []
+    for im in raw_pictures(quick):
+        x = preprocess(im)
         out += [x, np.ascontiguousarray(x[..., ::-1])]
     return out
 

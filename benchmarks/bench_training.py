@@ -29,21 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_compression import _calibration_pictures, _cos_rows  # noqa: E402
-
-PICTURES = ("hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "camera", "coins", "moon",
-            "page", "text", "brick", "grass", "gravel", "clock", "cell", "logo", "horse")
-
-
-def _raw_pictures() -> list[np.ndarray]:
-    import skimage.data as sd
-
-    out = []
-    for name in PICTURES:
-        im = np.asarray(getattr(sd, name)())
-        im = (im * 255).astype(np.uint8) if im.dtype == bool else im.astype(np.uint8)
-        out.append(np.stack([im] * 3, -1) if im.ndim == 2 else np.ascontiguousarray(im[..., :3]))
-    return out
+from bench_compression import _calibration_pictures, _cos_rows, raw_pictures  # noqa: E402
 
 
 def _crop(im: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -150,7 +136,7 @@ def main() -> None:
         a.register_forward_hook(lambda m, inp, out, i=i: mine.__setitem__(i, out))
         b.register_forward_hook(lambda m, inp, out, i=i: theirs.__setitem__(i, out))
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
-    images, rng = _raw_pictures(), np.random.default_rng(0)
+    images, rng = raw_pictures(), np.random.default_rng(0)
     student.train()
     T, steps, losses = 2.0, 0, []
     budget = args.minutes * 60

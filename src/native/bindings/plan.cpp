@@ -415,9 +415,9 @@ struct Program {
       } else if (kind == "fake_quantize") {
         st.kind = plan::Kind::FakeQuantize;
         need(1);
-        st.lo = static_cast<float>(nb::cast<double>(p["scale"]));
+        st.scale = static_cast<float>(nb::cast<double>(p["scale"]));  // as the float32 reference
         st.zero_point = p["zero_point"].is_none() ? -1 : nb::cast<int>(p["zero_point"]);
-        if (!(st.lo > 0.0f) || !std::isfinite(st.lo) || st.zero_point < -1 || st.zero_point > 255)
+        if (!(st.scale > 0.0) || !std::isfinite(st.scale) || st.zero_point < -1 || st.zero_point > 255)
           value_error("fake_quantize: scale must be finite and > 0, zero_point None or in [0, 255]");
       } else if (kind == "take" || kind == "gather" || kind == "cumsum" || kind == "cumprod") {
         st.kind = kind == "take" ? plan::Kind::Take : kind == "gather" ? plan::Kind::Gather : plan::Kind::Cumsum;

@@ -308,7 +308,7 @@ bool fake_quantize_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   if (a.empty() || !is_f32(a[0])) return false;
   const Tensor x = contiguous(a[0], pool);
   Tensor out = pool.allocate(DType::F32, 4, x.rank, x.shape);
-  elementwise::fake_quantize(x.as<const float>(), out.as<float>(), x.numel(), s.lo, s.zero_point);
+  elementwise::fake_quantize(x.as<const float>(), out.as<float>(), x.numel(), static_cast<float>(s.scale), s.zero_point);
   outs.push_back(std::move(out));
   return true;
 }

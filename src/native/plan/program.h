@@ -85,7 +85,7 @@ enum class Kind {
   ReduceSum,    // (x) float32 -> its sum (l2: 2-norm), max, min, argmax or argmin over
                 // `reduce_axes` (consecutive axes)
   Clip,         // (x) float32 -> clip(x, lo, hi)
-  FakeQuantize, // (x) float32 -> on the 8-bit grid of step lo (int8, or uint8 from zero_point)
+  FakeQuantize, // (x) float32 -> on the 8-bit grid of step `scale` (int8, or uint8 from zero_point)
   Compare,      // (x, y) of one dtype -> bool
   Logical,      // (x, y) bool -> bool
   Where,        // (cond bool, x, y of one dtype) -> cond ? x : y
@@ -166,7 +166,7 @@ struct Step {
   std::vector<const WeightView*> weights;  // LinearGroup
   bool exact = true;                   // Linear, Activation (false: float32 forms)
   double eps = 0.0;                    // norms
-  double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E)
+  double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E); FakeQuantize: the grid's step
   bool causal = false;                 // Sdpa
   activation::Kind act = activation::Kind::Silu;  // Activation; Linear where linear_act
   bool gated = false;
@@ -206,7 +206,7 @@ struct Step {
   Reduce reduce = Reduce::Sum;   // ReduceSum: sum (l2, mean), max, min, the position of one, ...
   double correction = 1.0;       // ReduceSum: reduce_var's
   bool has_lo = false, has_hi = false;  // Clip
-  float lo = 0.0f, hi = 0.0f;           // Clip (FakeQuantize: lo is the step)
+  float lo = 0.0f, hi = 0.0f;           // Clip
   int zero_point = -1;                  // FakeQuantize: -1 for int8
   // Conv: one convolution, or two: a pointwise one and a depthwise one over its output
   // (conv::pointwise_depthwise)

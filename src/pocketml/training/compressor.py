@@ -140,17 +140,18 @@ def prepare(module, config, example_inputs, *, calibration=None, steps: int = 10
         fold_batch_norms(module, example_inputs)
     program = convert(module.eval(), example_inputs).program
     params = dict(module.named_parameters())
+    planned = planned_specs(program, config)
     if calibration is not None:  # the calibrated weights as the start
         with warnings.catch_warnings():  # (the start's error is what training is for)
             warnings.simplefilter("ignore", CompressionWarning)
             start = compress(Model(program), config, progress=False, calibration=calibration)
         start = decompress(start).program.weights
         with torch.no_grad():
-            for key in planned_specs(program, config):
+            for key in planned:
                 if key in params and key in start:
                     params[key].copy_(torch.from_numpy(np.asarray(start[key], np.float32)))
     plan = {}
-    for key, (specs, op_type, out_axis, in_axis) in planned_specs(program, config).items():
+    for key, (specs, op_type, out_axis, in_axis) in planned.items():
         if key not in params:  # a weight the conversion made (folded, fused): not a parameter to train
             raise ConfigError(f"{key}: a compressed weight of the converted model that is no parameter of the "
                               "module; training-time compression needs the two to match")
