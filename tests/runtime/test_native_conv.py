@@ -171,6 +171,55 @@ def test_inverted_residual_pairs_expand_and_depthwise(tmp_path, threads):
         ex.loop = loop
 
 
+class Activated(torch.nn.Module):
+    """Convolutions followed by GELU or SiLU in each of the kernel's paths: unfolded (3x3, 1-D
+    stride 2), shifted 1-D, depthwise, pointwise, a map of few pixels."""
+
+    def __init__(self):
+        super().__init__()
+        self.c3 = torch.nn.Conv2d(5, 12, 3, padding=1)
+        self.dw = torch.nn.Conv2d(12, 12, 3, groups=12)
+        self.pw = torch.nn.Conv2d(12, 20, 1)
+        self.few = torch.nn.Conv2d(20, 16, 3, 6)
+        self.c1 = torch.nn.Conv1d(20, 24, 3, padding=1)
+        self.c1s = torch.nn.Conv1d(24, 24, 3, 2, padding=1)
+
+    def forward(self, x):
+        y = F.gelu(self.pw(F.silu(self.dw(F.gelu(self.c3(x))))))
+        z = F.gelu(self.c1s(F.gelu(self.c1(y.flatten(2)))))
+        return F.silu(self.few(y)), z
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gelu_and_silu_run_in_the_convolution(tmp_path, exact, threads):
+    """A GELU or SiLU that alone reads a convolution runs in its step ("native:conv+gelu"), in
+    every path of the kernel, equal to torch and bit for bit to the separate ops (the Python
+    loop, `exact` as FusedActivation's)."""
+    x = torch.randn(2, 5, 17, 15)
+    m = Activated().eval()
+    with torch.no_grad():
+        want = [t.numpy() for t in m(x)]
+    path = tmp_path / "act.pocket"
+    pm.convert(m, (x,)).save(path)
+    nat = pm.load(path, threads=threads, exact=exact)
+    kernels = [s.kernel for s in nat.plan_summary().steps if s.kernel.startswith("native:")]
+    assert kernels.count("native:conv+gelu") == 4 and kernels.count("native:conv+silu") == 2, kernels
+    assert not any(k in ("native:gelu", "native:silu") for k in kernels), kernels
+    got = nat.predict({"x": x.numpy()})
+    assert nat._executor.loop.program.fallback_calls == 0
+    for name, w in zip(nat.output_names, want):
+        np.testing.assert_allclose(got[name], w, rtol=1e-4, atol=1e-5)
+    ex = nat._executor
+    loop, ex.loop = ex.loop, None  # the Python loop: the convolution, then the activation op
+    try:
+        base = nat.predict({"x": x.numpy()})
+    finally:
+        ex.loop = loop
+    for name in got:
+        np.testing.assert_array_equal(got[name], base[name])
+
+
 def test_a_small_cnn_runs_without_fallbacks(tmp_path):
     """conv + ReLU, max pooling (ceil mode, padded), average pooling, a 1-D max pool: all native
     steps, equal to torch."""

@@ -606,6 +606,14 @@ struct Program {
               value_error("conv wshape does not match its packed weight");
             cs.int8 = c.contains("int8") && nb::cast<bool>(c["int8"]);
           }
+          if (c.contains("act") && !c["act"].is_none()) {
+            const std::string act = nb::cast<std::string>(c["act"]);
+            if (act != "gelu" && act != "silu") value_error("conv act must be 'gelu' or 'silu', got '" + act + "'");
+            if (cs.has_lo || cs.has_hi) value_error("conv: a clip or an activation, not both");
+            cs.act = true;
+            cs.act_kind = act == "gelu" ? activation::Kind::GeluErf : activation::Kind::Silu;
+            cs.act_exact = !c.contains("exact") || nb::cast<bool>(c["exact"]);
+          }
           st.convs.push_back(std::move(cs));
         }
         need(st.convs.size() == 1 ? 1 : 3);

@@ -249,6 +249,7 @@ bool conv_args(const ConvSpec& c, const Tensor& x, const Tensor& w, const Tensor
     return false;  // the reference says what is wrong
   if (!param(b, sh->Cout, 1, bp)) return false;
   *ep = conv::clip_to(c.has_lo, c.lo, c.has_hi, c.hi);
+  ep->act = c.act, ep->kind = c.act_kind, ep->exact = c.act_exact;
   *wp = packed ? conv::Weight(c.weight) : conv::Weight(w.as<const float>());
   return true;
 }
@@ -292,7 +293,7 @@ bool conv_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads
     for (int i = 0; i < rank; ++i) mid.shape[i] = a[0].shape[i];
     mid.shape[1] = sh[0].Cout;
     if (!conv_args(s.convs[1], mid, a[3], a[4], &sh[1], &w[1], &b[1], &ep[1]) ||
-        !conv::fuses_with_depthwise(sh[0], sh[1]))
+        !conv::fuses_with_depthwise(sh[0], sh[1]) || ep[0].act || ep[1].act)
       return false;
   }
   const conv::Shape& last = sh[pair ? 1 : 0];

@@ -154,6 +154,9 @@ struct ConvSpec {
   const WeightView* weight = nullptr;
   std::vector<int64_t> wshape;
   bool int8 = false;  // a packed pointwise weight may take int8 activations (conv::pointwise_int8)
+  bool act = false;   // then GELU / SiLU (conv::Epilogue)
+  activation::Kind act_kind = activation::Kind::GeluErf;
+  bool act_exact = true;
 };
 
 struct Step {

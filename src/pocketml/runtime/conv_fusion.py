@@ -1,6 +1,7 @@
 """The native hand-off of convolutions: a float32 1-D or 2-D `conv` with a constant weight runs as
 one `_native.conv` call ("native:conv"), and a `clip` or `relu` that alone reads its output is
-applied as each output tile is stored ("native:conv+clip"), equal to the separate ops.
+applied as each output tile is stored ("native:conv+clip"), a `gelu` (erf form) or `silu` to each
+tile while in cache ("native:conv+gelu"), equal to the separate ops.
 
 The weight is a float32 constant, or a compressed one in any format of the linear layers (int8 /
 int4 per channel or block, LUT, sparse, float16: `native._pack` over the weight viewed as
@@ -24,18 +25,19 @@ from .plan import Kernel
 
 
 class FusedConv:
-    """conv(x, weight, bias) [then clip to [lo, hi]] via `_native.conv`. Holds the conv's
-    attributes (`attrs`: strides, flat pads, dilations, groups, all explicit; when the clip is
-    fused, the step is the clip's) and, for a compressed weight, its `packed` form (a
-    `PackedLinear` [C_out, K]) with the weight's shape and the arrays it borrows (`keep`);
-    `int8`: a packed pointwise one on int8 activations (see `takes_int8`)."""
-    __slots__ = ("threads", "lo", "hi", "attrs", "reference", "packed", "wshape", "keep", "int8")
+    """conv(x, weight, bias) [then clip to [lo, hi], or `act`: "gelu" / "silu"] via `_native.conv`.
+    Holds the conv's attributes (`attrs`: strides, flat pads, dilations, groups, all explicit;
+    when the clip or activation is fused, the step is its op's) and, for a compressed weight, its
+    `packed` form (a `PackedLinear` [C_out, K]) with the weight's shape and the arrays it borrows
+    (`keep`); `int8`: a packed pointwise one on int8 activations (see `takes_int8`); `exact`: the
+    activation's, as FusedActivation's."""
+    __slots__ = ("threads", "lo", "hi", "act", "exact", "attrs", "reference", "packed", "wshape", "keep", "int8")
 
     def __init__(self, op: Op, threads: int, lo: float | None = None, hi: float | None = None,
-                 packed=None, wshape: tuple | None = None, keep=(), exact: bool = True):
+                 packed=None, wshape: tuple | None = None, keep=(), exact: bool = True, act: str | None = None):
         from ..ir.ops.conv import spatial_attrs
 
-        self.threads, self.lo, self.hi = threads, lo, hi
+        self.threads, self.lo, self.hi, self.act, self.exact = threads, lo, hi, act, exact
         self.packed, self.keep = packed, keep
         self.wshape = wshape
         conv = registry.get("conv")
@@ -53,7 +55,8 @@ class FusedConv:
     def spec(self) -> dict:
         """This convolution in a native Conv step (`_native.Program`)."""
         return {**self.attrs, "min": self.lo, "max": self.hi, "weight": self.packed,
-                "wshape": None if self.packed is None else list(self.wshape), "int8": self.int8}
+                "wshape": None if self.packed is None else list(self.wshape), "int8": self.int8,
+                "act": self.act, "exact": self.exact}
 
     @property
     def pointwise(self) -> bool:
@@ -66,6 +69,14 @@ class FusedConv:
         return self.wshape is not None and self.wshape[1] == 1 and self.attrs["groups"] == self.wshape[0]
 
     def __call__(self, args, _attrs):
+        y = self._conv(args)
+        if self.act is None:
+            return y
+        from .native import FusedActivation
+
+        return FusedActivation(self.act, self.threads, exact=self.exact)(y, {"approximate": "none"})
+
+    def _conv(self, args):
         from .native import _native
 
         attrs = self.attrs
@@ -173,13 +184,16 @@ def fuse_convs(ops: list[Op], kernels: dict, fused: set, constants: dict, functi
         y = op.outputs[0]
         users = readers.get(y.name, [])
         user = users[0] if len(users) == 1 and y.name not in outputs else None
-        bounds = _clip_bounds(user) if user is not None and user.outputs[0].type == y.type else None
+        same = user is not None and user.outputs[0].type == y.type
+        bounds = _clip_bounds(user) if same else None
+        act = user.type if same and user.type in ("gelu", "silu") and user.attrs.get(
+            "approximate", "none") == "none" else None
         conv = FusedConv(op, threads, *(bounds or (None, None)), packed=packed, wshape=wshape, keep=keep,
-                         exact=exact)
-        if bounds is None:
+                         exact=exact, act=act)
+        if bounds is None and act is None:
             kernels[id(op)] = Kernel(conv, name, inputs)
         else:
-            kernels[id(user)] = Kernel(conv, name.replace("native:conv", "native:conv+clip", 1), inputs)
+            kernels[id(user)] = Kernel(conv, name.replace("native:conv", f"native:conv+{act or 'clip'}", 1), inputs)
             fused.add(id(op))
         fused.update(id(c) for c in chain)
     _pair_convs(ops, kernels, fused, producers, readers, outputs)
@@ -212,7 +226,8 @@ def _pair_convs(ops: list[Op], kernels: dict, fused: set, producers: dict, reade
         producer = producers.get(x)
         k1 = kernels.get(id(producer)) if producer is not None else None
         if (k1 is None or type(k1.compute) is not FusedConv or not k1.compute.pointwise or x in outputs
-                or len(readers.get(x, [])) != 1 or k1.compute.wshape[0] != k2.compute.wshape[0]):
+                or len(readers.get(x, [])) != 1 or k1.compute.wshape[0] != k2.compute.wshape[0]
+                or k1.compute.act or k2.compute.act):
             continue
         kernels[id(op)] = Kernel(FusedConvPair(k1.compute, k2.compute), "native:conv1x1+dw",
                                  [*k1.inputs[:3], *k2.inputs[1:3]])

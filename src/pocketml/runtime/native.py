@@ -279,8 +279,8 @@ def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set, exact: boo
                 kernels[id(op)] = Kernel(FusedRotary(threads), "native:rotary", [x, cos, sin])
                 fused.update(id(a) for a in absorbed)
     for op in ops:
-        if op.type not in _NATIVE_OPS or op.outputs[0].type.dtype != DType.float32:
-            continue
+        if op.type not in _NATIVE_OPS or op.outputs[0].type.dtype != DType.float32 or id(op) in kernels:
+            continue  # (an activation a convolution computes already has its kernel)
         if op.type == "scaled_dot_product_attention":
             kernels[id(op)] = Kernel(FusedSdpa(threads), "native:sdpa", list(op.inputs))
         elif op.type in _NORMS:

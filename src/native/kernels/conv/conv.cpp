@@ -70,9 +70,11 @@ void gemm(const Kernels& k, const Rows& A, const float* const* B, int64_t images
           int64_t N, int64_t K, const float* bias, const Epilogue& ep, float* C, int64_t ldc, int threads) {
   if (M <= 0 || N <= 0 || images <= 0) return;
   if (K == 0) {
-    for (int64_t i = 0; i < images; ++i)
+    for (int64_t i = 0; i < images; ++i) {
       for (int64_t m = 0; m < M; ++m)
         std::fill(C + i * cstride + m * ldc, C + i * cstride + m * ldc + N, clipped(bias ? bias[m] : 0.0f, ep));
+      if (ep.act) activation::apply_rows(ep.kind, C + i * cstride, ldc, M, N, ep.exact);
+    }
     return;
   }
   const int64_t nt = threads > 0 ? threads : default_threads();
@@ -90,9 +92,10 @@ void gemm(const Kernels& k, const Rows& A, const float* const* B, int64_t images
   // rows [m0, m1) of C_i's strip of unit u, A's row m0 at a
   const auto tile = [&](const float* a, int64_t lda, int64_t m0, int64_t m1, int64_t u, float* p) {
     const int64_t i = u / strips, n0 = u % strips * k.strip, n1 = std::min(N, n0 + k.strip);
+    float* c = C + i * cstride + m0 * ldc;
     (dots && n1 - n0 <= k.dot_cols ? k.gemm_dots : k.gemm_tile)(a, lda, B + i * K, K, 0, m1 - m0, n0, n1,
-                                                                 bias ? bias + m0 : nullptr, ep,
-                                                                 C + i * cstride + m0 * ldc, ldc, p);
+                                                                 bias ? bias + m0 : nullptr, ep, c, ldc, p);
+    if (ep.act) activation::apply_rows(ep.kind, c + n0, ldc, m1 - m0, n1 - n0, ep.exact);
   };
   if (!A.packed) {
     parallel_for(units * mblocks, grain, threads, [&](int64_t t0, int64_t t1) {
@@ -336,6 +339,13 @@ void conv2d(const Shape& s, const float* x, Weight wt, const float* bias, const 
   const int64_t P = s.OH * s.OW, HW = s.H * s.W;
   if (s.N == 0 || s.Cout == 0 || P == 0) return;
   const bool depthwise = s.groups == s.C && s.Cout == s.C;
+  if (ep.act && (depthwise || (P <= kFewPixels && s.Cout / s.groups >= 8))) {  // no GEMM tiles: after
+    Epilogue clip = ep;
+    clip.act = false;
+    conv2d(s, x, wt, bias, clip, out, threads);
+    activation::apply(ep.kind, out, out, s.N * s.Cout * P, threads, nullptr, ep.exact);
+    return;
+  }
   const float* w = depthwise ? dense_of(wt, threads) : nullptr;
   if (depthwise && use_blocks(k, s)) {
     const int64_t taps = s.KH * s.KW, floats = k.depthwise_block_floats(s), blocks = (s.C + k.block - 1) / k.block;
@@ -437,6 +447,7 @@ void pointwise_int8(const Shape& s, const float* x, const WeightView& w, const f
   for (int64_t n = 0; n < s.N; ++n) transpose(k, x + n * s.C * P, s.C, P, xt + n * P * s.C, none, threads);
   linear::gemm(w, xt, M, bias, yt, threads, /*exact=*/false);
   for (int64_t n = 0; n < s.N; ++n) transpose(k, yt + n * P * s.Cout, P, s.Cout, out + n * s.Cout * P, ep, threads);
+  if (ep.act) activation::apply(ep.kind, out, out, M * s.Cout, threads, nullptr, ep.exact);
 }
 
 void matmul(const float* A, int64_t lda, const float* const* B, int64_t M, int64_t N, int64_t K, float* C,

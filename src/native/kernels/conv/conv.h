@@ -6,13 +6,15 @@
 //   per image and group straight over the feature map;
 // - anything else (the stem's 3x3 stride 2, Whisper's 1-D convolutions, grouped ones): the
 //   group's input unfolded (im2col, [C/g KH KW, OH OW]) and the same GEMM.
-// Bias and a clip (ReLU, ReLU6) are applied as each output tile is stored.
+// Bias and a clip (ReLU, ReLU6) are applied as each output tile is stored, GELU or SiLU to each
+// GEMM tile while it is in cache.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "formats/weights.h"
+#include "kernels/activation/activation.h"
 
 namespace pocketml {
 namespace conv {
@@ -37,10 +39,14 @@ inline void output_dims(const Shape& s, int spatial, int64_t* dims) {
   }
 }
 
-// out = min(max(conv + bias, lo), hi) where `clip`; NaN stays NaN.
+// out = min(max(conv + bias, lo), hi) where `clip`; NaN stays NaN. Then, where `act`, the
+// activation `kind` (activation::apply, `exact` as there: the same bits as the separate op).
 struct Epilogue {
   bool clip = false;
   float lo = 0.0f, hi = 0.0f;
+  bool act = false;
+  activation::Kind kind = activation::Kind::GeluErf;
+  bool exact = true;
 };
 
 // The clip to [lo, hi] where has_lo / has_hi (an open side unbounded), or none.
