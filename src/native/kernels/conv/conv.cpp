@@ -164,6 +164,32 @@ void im2col(const Shape& s, const float* x, int64_t cg, int64_t oy0, int64_t oy1
   });
 }
 
+// The zero-padded rows (Wp columns) of a 1-D convolution's cg channels, each split into s.sw
+// phases of Wq columns (phase f of channel c at rows + (c sw + f) Wq: padded columns f, f + sw, ...,
+// zeros past Wp).
+void phases(const Shape& s, const float* x, int64_t cg, int64_t Wp, int64_t Wq, float* rows, int threads) {
+  const int64_t lo = std::min(s.pw, Wp), hi = std::min(Wp, s.pw + s.W);  // where x lies in the padded row
+  parallel_for(cg, std::max<int64_t>(1, 8192 / std::max<int64_t>(Wp, 1)), threads, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* xc = x + c * s.W;  // padded column i at xc[i - pw] for lo <= i < hi
+      float* row = rows + c * s.sw * Wq;
+      if (s.sw == 1) {
+        std::fill(row, row + lo, 0.0f);
+        if (hi > lo) std::memcpy(row + lo, xc + (lo - s.pw), static_cast<size_t>(hi - lo) * sizeof(float));
+        std::fill(row + std::max(lo, hi), row + Wq, 0.0f);
+        continue;
+      }
+      for (int64_t f = 0; f < s.sw; ++f) {
+        float* ph = row + f * Wq;
+        for (int64_t t = 0; t < Wq; ++t) {
+          const int64_t i = t * s.sw + f;
+          ph[t] = i >= lo && i < hi ? xc[i - s.pw] : 0.0f;
+        }
+      }
+    }
+  });
+}
+
 bool use_blocks(const Kernels& k, const Shape& s) {
   // wide rows at stride 1 stream plane by plane (full vectors, no transposes); the rest (narrow
   // planes, strides) in blocks of channels (measured on EfficientNet-Lite0's layers)
@@ -376,13 +402,16 @@ void conv2d(const Shape& s, const float* x, Weight wt, const float* bias, const 
   const int64_t cg = s.C / s.groups, og = s.Cout / s.groups, K = cg * s.KH * s.KW;
   const bool pointwise = s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 &&
                          s.OH == s.H && s.OW == s.W;
-  // a 1-D convolution at stride 1 reads each tap as its input row shifted: B's row (c, kx) is the
-  // zero-padded row c from kx * dw on, nothing unfolded (CREPE's 64-tap layers, Whisper's first)
-  const bool shifted = !pointwise && s.H == 1 && s.KH == 1 && s.sw == 1;
-  const int64_t Wp = (s.OW - 1) + (s.KW - 1) * s.dw + 1;  // the padded row a shifted conv reads
+  // a 1-D convolution reads each tap as its input row shifted: B's row (c, kx) is the zero-padded
+  // row c from kx * dw on, nothing unfolded (CREPE's 64-tap layers, Whisper's first); at stride
+  // sw the padded row split into sw phases (phase f: columns f, f + sw, ...), tap kx reading phase
+  // kx * dw % sw from kx * dw / sw on (Whisper's second: a third of the copying of an unfolding)
+  const bool shifted = !pointwise && s.H == 1 && s.KH == 1;
+  const int64_t Wp = (s.OW - 1) * s.sw + (s.KW - 1) * s.dw + 1;  // the padded row a shifted conv reads
+  const int64_t Wq = (Wp + s.sw - 1) / s.sw;                      // a phase of it
   // an unfolded input at most ~16 MiB: bands of output rows where it would be more
   const int64_t band = std::max<int64_t>(1, std::min(s.OH, (int64_t(1) << 22) / std::max<int64_t>(1, K * s.OW)));
-  float* cols = pointwise ? nullptr : scratch<2>(shifted ? cg * Wp : K * band * s.OW);  // the calling thread's
+  float* cols = pointwise ? nullptr : scratch<2>(shifted ? cg * s.sw * Wq : K * band * s.OW);  // the calling thread's
   if (pointwise) {  // every image's map at once: a packed weight decoded once per call
     std::vector<const float*> brows(static_cast<size_t>(s.N * K));
     for (int64_t g = 0; g < s.groups; ++g) {
@@ -399,14 +428,10 @@ void conv2d(const Shape& s, const float* x, Weight wt, const float* bias, const 
       const float* xg = x + (n * s.C + g * cg) * HW;
       float* og_out = out + (n * s.Cout + g * og) * P;
       if (shifted) {
-        for (int64_t c = 0; c < cg; ++c) {
-          float* row = cols + c * Wp;
-          const int64_t lo = std::min(s.pw, Wp), hi = std::min(Wp, s.pw + s.W);
-          std::fill(row, row + lo, 0.0f);
-          if (hi > lo) std::memcpy(row + lo, xg + c * s.W, static_cast<size_t>(hi - lo) * sizeof(float));
-          std::fill(row + std::max(lo, hi), row + Wp, 0.0f);
-          for (int64_t kx = 0; kx < s.KW; ++kx) brows[static_cast<size_t>(c * s.KW + kx)] = row + kx * s.dw;
-        }
+        phases(s, xg, cg, Wp, Wq, cols, threads);
+        for (int64_t c = 0; c < cg; ++c)
+          for (int64_t kx = 0; kx < s.KW; ++kx)
+            brows[static_cast<size_t>(c * s.KW + kx)] = cols + (c * s.sw + kx * s.dw % s.sw) * Wq + kx * s.dw / s.sw;
         gemm(k, group_rows(wt, g, og, K), brows.data(), 1, 0, og, P, K, bias ? bias + g * og : nullptr, ep, og_out,
              P, threads);
         continue;

@@ -55,6 +55,11 @@ struct Impl {
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < NVU; ++j) acc[r][j] = V::zero();
     for (int64_t k = 0; k < kc; ++k) {
+      if ((k & 15) == 0)  // the next register tile's rows (A's rows are short runs: ~4 KiB; an
+        // address, not a pointer: past A's end for the last tile, where a prefetch is harmless)
+        for (int r = 0; r < ROWS; ++r)
+          __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(A) +
+                                                           sizeof(float) * ((ROWS + r) * lda + k)));
       const float* p = rows ? rows[k] + off : panel + k * NR;
       R b[NVU];
       for (int j = 0; j < NVU; ++j) b[j] = V::loadu(p + j * W);
