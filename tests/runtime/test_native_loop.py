@@ -159,47 +159,6 @@ def test_outputs_survive_the_next_call():
     np.testing.assert_array_equal(first, 2 * a)
 
 
-def test_an_output_view_of_the_calls_own_buffer_is_not_copied():
-    """A view left for an output with `alias` returns the view itself where its source is a buffer
-    of the call (as torch returns a transpose), a copy where it is the caller's input; a buffer the
-    caller then drops goes back to the pool and serves the next call."""
-    a = RNG.standard_normal((64, 48)).astype(np.float32)
-    t = (0, "transpose", [1, 0], None, None, None)
-    p = program([("binary", [0, 0], [1], [], [], {"op": "mul"}),
-                 ("copy", [1], [2], [], [t], {"alias": True}),
-                 ("copy", [0], [3], [], [t], {"alias": True})], 4, [0], [2, 3])
-    out, of_input = p.run([a], [], [], None)
-    np.testing.assert_array_equal(out, (a * a).T)
-    assert not out.flags.c_contiguous and out.base is not None  # the product's buffer, transposed
-    np.testing.assert_array_equal(of_input, a.T)
-    assert of_input.flags.c_contiguous and not np.shares_memory(of_input, a)
-    address = out.__array_interface__["data"][0]
-    del out
-    filler = np.empty((64, 48), np.float32)  # where the buffer would be had it been freed
-    again = p.run([a], [], [], None)[0]
-    assert again.__array_interface__["data"][0] == address and not np.shares_memory(again, filler)
-
-
-def test_model_outputs_that_are_transposes_come_back_as_views():
-    """Only outputs whose source no other output shares are views; the values are torch's."""
-    class M(torch.nn.Module):
-        def forward(self, x):
-            y = x * 2
-            z = x + 1
-            return y.transpose(0, 1), x.transpose(0, 1), z.transpose(0, 1), z.reshape(-1)
-
-    x = torch.randn(5, 7)
-    model = pm.convert(M(), (x,), input_names=["x"])
-    got = model.predict({"x": x.numpy()})
-    want = M()(x)
-    views = []
-    for name, w in zip(model.output_names, want):
-        np.testing.assert_array_equal(got[name], w.numpy())
-        views.append(not got[name].flags.c_contiguous)
-    assert views == [True, False, False, False]
-    assert not np.shares_memory(got[model.output_names[2]], got[model.output_names[3]])
-
-
 def test_fallback_errors_propagate_with_the_step():
     p = program([("binary", [0, 1], [2], [], [], {"op": "add"}), ("fallback", [2], [3], [], [], {})], 4, [0, 1], [3])
 

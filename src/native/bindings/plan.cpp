@@ -94,14 +94,8 @@ nb::object to_python(const Tensor& t) {
     shape[i] = static_cast<size_t>(t.shape[i]);
     strides[i] = t.strides[i] / t.itemsize;
   }
-  struct Held {  // a pooled buffer goes back to its pool when the array is dropped
-    std::shared_ptr<void> owner;
-    plan::Block* block;
-  };
-  nb::capsule owner(new Held{t.owner, t.block}, [](void* p) noexcept {
-    Held* h = static_cast<Held*>(p);
-    plan::BufferPool::recycle(std::move(h->owner), h->block);
-    delete h;
+  nb::capsule owner(new std::shared_ptr<void>(t.owner), [](void* p) noexcept {
+    delete static_cast<std::shared_ptr<void>*>(p);
   });
   const nb::dlpack::dtype d = dlpack_of(t.dtype);
   if (t.readonly)
@@ -246,7 +240,6 @@ struct Program {
       } else if (kind == "copy") {
         st.kind = plan::Kind::Copy;
         need(1);
-        if (p.contains("alias")) st.alias = nb::cast<bool>(p["alias"]);
       } else if (kind == "decode") {
         st.kind = plan::Kind::Decode;
         nb::object w = p["weight"];

@@ -26,27 +26,23 @@ Tensor BufferPool::allocate(DType dtype, int itemsize, int rank, const int64_t* 
   const size_t size = std::max<size_t>(kAlign, (static_cast<size_t>(n) * itemsize + kAlign - 1) /
                                                    kAlign * kAlign);
   std::shared_ptr<Block> b;
-  PoolState& st = *state_;
-  uint64_t epoch;
   {
-    std::lock_guard<std::mutex> lock(st.mu);
-    epoch = st.epoch;
+    std::lock_guard<std::mutex> lock(mu_);
     // the block of this size freed last (the likeliest still in cache): equal keys keep their
     // insertion order
-    const auto range = st.free.equal_range(size);
+    const auto range = free_.equal_range(size);
     if (range.first != range.second) {
       const auto it = std::prev(range.second);
       b = std::move(it->second);
-      st.free.erase(it);
-      b->epoch = epoch;
+      free_.erase(it);
+      b->epoch = epoch_;
     }
   }
   if (!b) {
     b = std::make_shared<Block>();
     b->bytes = pocketml::allocate<uint8_t>(static_cast<int64_t>(size));
     b->size = size;
-    b->epoch = epoch;
-    b->home = state_;
+    b->epoch = epoch_;
   }
   t.data = b->bytes.get();
   t.block = b.get();
@@ -58,33 +54,21 @@ void BufferPool::release(Tensor& t) {
   if (t.block && t.owner.use_count() == 1) {
     std::shared_ptr<Block> b = std::static_pointer_cast<Block>(std::move(t.owner));
     const size_t size = b->size;
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->free.emplace(size, std::move(b));
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.emplace(size, std::move(b));
   }
   t = Tensor();
 }
 
-void BufferPool::recycle(std::shared_ptr<void> owner, Block* block) noexcept {
-  if (!block || owner.use_count() != 1) return;  // (others still hold it)
-  const std::shared_ptr<PoolState> st = block->home.lock();
-  if (!st) return;
-  std::shared_ptr<Block> b = std::static_pointer_cast<Block>(std::move(owner));
-  try {
-    std::lock_guard<std::mutex> lock(st->mu);
-    st->free.emplace(b->size, std::move(b));
-  } catch (...) {  // (no memory for the map's node: the buffer is freed instead)
-  }
-}
-
 void BufferPool::begin_call() {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  ++state_->epoch;
+  std::lock_guard<std::mutex> lock(mu_);
+  ++epoch_;
 }
 
 void BufferPool::end_call() {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  for (auto it = state_->free.begin(); it != state_->free.end();)
-    it = it->second->epoch < state_->epoch ? state_->free.erase(it) : std::next(it);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = free_.begin(); it != free_.end();)
+    it = it->second->epoch < epoch_ ? free_.erase(it) : std::next(it);
 }
 
 }  // namespace plan

@@ -506,10 +506,6 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     }
     case Kind::Copy: {
       if (a.empty() || !a[0].present()) return false;
-      if (s.alias && a[0].block) {  // (not an input's, a constant's or a state's memory)
-        outs.push_back(a[0]);
-        return true;
-      }
       Tensor c = pool_.allocate(a[0].dtype, a[0].itemsize, a[0].rank, a[0].shape);
       copy(a[0], c, threads);
       outs.push_back(std::move(c));

@@ -103,8 +103,7 @@ enum class Kind {
   Tri,          // (x) -> np.tril / np.triu (upper) with diagonal tri_k
   Pool,         // (x) float32 -> max or average pooling over its trailing 1 or 2 dims: `pool`
   Pad,          // (x) -> padded (pad_mode, pad_widths, pad_value: plan/indexing.h)
-  Copy,         // (x) -> x through its views, copied (a view op whose output is the function's;
-                // with `alias`, the view itself where x is a buffer of this call's)
+  Copy,         // (x) -> x through its views, copied (a view op whose output is the function's)
   Decode,       // (...) -> a packed weight decoded whole, [N, K] in dtype (a compressed weight that
                 // feeds no fused kernel: a matmul's, say)
   ChannelNorm,  // group_norm (x, weight?, bias?) or batch_norm (x, mean?, var?, weight?, bias?)
@@ -169,7 +168,6 @@ struct Step {
   const WeightView* weight = nullptr;  // Linear, Embedding
   std::vector<const WeightView*> weights;  // LinearGroup
   bool exact = true;                   // Linear, Activation (false: float32 forms)
-  bool alias = false;                  // Copy: x itself where it is this call's own buffer
   double eps = 0.0;                    // norms
   double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E); FakeQuantize: the grid's step
   bool causal = false;                 // Sdpa

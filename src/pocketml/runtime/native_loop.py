@@ -45,24 +45,6 @@ _VIEW_ATTRS = {"reshape": ("shape",), "transpose": ("perm",), "squeeze": ("axes"
                "expand_dims": ("axes",), "expand": ("shape",), "slice": ("axes", "begin", "end", "step")}
 
 
-_WHOLE_VIEWS = ("reshape", "transpose", "squeeze", "expand_dims")  # every element once
-
-
-def _aliasing_outputs(steps, outputs: set) -> set:
-    """The view steps left for the function's outputs that may return the view itself rather than
-    a copy, as torch returns a transpose (Whisper's cross-attention keys and values: eight
-    transposed projections): a view of every element of a value that no other output shares.
-    Whether that value is this call's own buffer, not an input's, a constant's or a state's, is
-    known only as it runs (plan::Kind::Copy, `alias`)."""
-    views = [s for s in steps if s.op_type in _VIEW_ATTRS and s.kernel == "numpy" and set(s.outputs) <= outputs]
-    sources: dict = {}
-    for s in views:
-        sources[s.inputs[0]] = sources.get(s.inputs[0], 0) + 1
-    return {id(s) for s in views
-            if s.op_type in _WHOLE_VIEWS and sources[s.inputs[0]] == 1 and s.inputs[0] not in outputs
-            and all(kind in _WHOLE_VIEWS for pos, _, _, _, kind in s.views if pos == 0)}
-
-
 class Unsupported(Exception):
     """A plan the native loop cannot express (then the Python loop runs it)."""
 
@@ -80,10 +62,8 @@ class NativeLoop:
         self._ranks.update({v.name: v.type.rank for op in plan.ops for v in op.outputs})
         self._ranks.update({n: plan.constants[s].ndim for n, s in plan.slots.items() if s in plan.constants})
         self._symbols = set(plan.symbols)
-        self._output_slots = set(plan.output_slots)  # a view step left for an output copies, or is
-        # the view (_aliasing_outputs); views of a state that is written later stay the
-        # reference's, which aliases the state as torch does
-        self._aliases = _aliasing_outputs(plan.steps, self._output_slots)
+        self._output_slots = set(plan.output_slots)  # a view step left for an output copies (views of
+        # a state that is written later stay the reference's, which aliases the state as torch does)
         self._sym_index: dict[str, int] = {}
         self._sym_fns: list = []
         self._sym_steps: list[int] = []  # the first step reading each table entry
@@ -206,8 +186,7 @@ class NativeLoop:
                 dims = [self._dims(attrs[n]) for n in _VIEW_ATTRS[step.op_type]]
             except Unsupported:
                 return "fallback", {}
-            return "copy", {"view": (0, step.op_type, *dims, *[None] * (4 - len(dims))),
-                            "alias": id(step) in self._aliases}
+            return "copy", {"view": (0, step.op_type, *dims, *[None] * (4 - len(dims)))}
         if step.symbolic_attrs and step.op_type not in (*STATE_OPS, "arange", "resize", "slice_update", "full"):
             return "fallback", {}
         if isinstance(c, native.FusedSdpa):
