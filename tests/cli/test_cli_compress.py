@@ -73,6 +73,29 @@ def test_calibrated_compression_from_the_command_line(package, tmp_path, capsys)
     assert "cannot read calibration data" in capsys.readouterr().err
 
 
+def test_sensitivity_from_an_npz(package, tmp_path, capsys):
+    """--sensitivity FISHER.npz weighs the k-means by weight name; one that does not fit is an
+    error naming the weight."""
+    w = pm.load(package).program.weights
+    sens = tmp_path / "fisher.npz"
+    marked = np.zeros(w["0.weight"].shape)
+    marked[:2, :4] = 1e4
+    np.savez(sens, **{"0.weight": marked + 1.0})
+    out = tmp_path / "s.pocket"
+    assert main(["compress", str(package), str(out), "--palettize", "2", "--min-weight-size", "0",
+                 "--sensitivity", str(sens), "--quiet"]) == 0
+    recorded = pm.load(out).metadata["compression"]
+    assert recorded["0.weight"].get("calibrated") and not recorded["2.weight"].get("calibrated")
+    dense = pm.decompress(pm.load(out)).program.weights["0.weight"]
+    plain = pm.decompress(pm.compress(pm.load(package), pm.Palettize(2), progress=False)).program.weights["0.weight"]
+    assert np.abs(dense - w["0.weight"])[:2, :4].mean() < 0.5 * np.abs(plain - w["0.weight"])[:2, :4].mean()
+    np.savez(sens, **{"0.weight": np.ones((3, 3))})
+    capsys.readouterr()
+    assert main(["compress", str(package), str(out), "--palettize", "2", "--sensitivity", str(sens)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "0.weight" in err and "shape" in err
+
+
 def test_target_size_writes_a_reusable_recipe(package, tmp_path, capsys):
     size = package.stat().st_size
     out, recipe = tmp_path / "mixed.pocket", tmp_path / "recipe.yaml"

@@ -75,6 +75,15 @@ def read_npz(path: str, input_names: list[str]) -> dict:
         return {n: _array(lambda k=k: data[k], f"{path!r} (array {k!r})") for n, k in pairs}
 
 
+def read_arrays(path: str, flag: str) -> dict:
+    """Every array of an .npz, by its key."""
+    if _kind(path) != "npz":
+        raise InputError(f"{flag} takes an .npz (np.savez(path, **arrays)), got {path!r}")
+    data = _array(lambda: np.load(path, allow_pickle=False), repr(path))
+    with data:
+        return {k: _array(lambda k=k: data[k], f"{path!r} (array {k!r})") for k in data.files}
+
+
 def read_flags(specs: list[str], input_names: list[str]) -> dict:
     """Inputs from repeated --input NAME=FILE.npy (NAME may be left out for one-input models)."""
     inputs = {}

@@ -40,6 +40,9 @@ def add_parser(sub, common, positive_int, func) -> None:
                         "keyed by input name, one sample per index of a new first axis; or one or more .wav "
                         "files, speech (for a speech-recognition package: both its functions calibrated while it "
                         "transcribes them). Weights are then compressed for the error their layer's output sees")
+    p.add_argument("--sensitivity", metavar="FISHER.npz",
+                   help="per-element weights for k-means and the searched scales, keyed by weight name, each "
+                        "of its weight's shape: np.savez(path, **pocketml.training.fisher(module, samples))")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity")
     p.add_argument("--prune-block-size", type=positive_int, default=1)
     p.add_argument("--prune-nm", metavar="N:M", help="N zeros in every M along the input axis (2:4)")

@@ -246,11 +246,17 @@ def cmd_compress(args) -> int:
         calibration = calibration[0]
     elif calibration is not None and not all(c.lower().endswith(".wav") for c in calibration):
         raise ConfigError("--calibration takes one .txt or .npz file, or one or more .wav files")
+    sensitivity = None
+    if args.sensitivity is not None:
+        from .arrays import read_arrays
+        sensitivity = read_arrays(args.sensitivity, "--sensitivity")
     if args.target_size is not None:
-        compressed = pm.compress(model, target_size=args.target_size, progress=ui.tty, calibration=calibration)
+        compressed = pm.compress(model, target_size=args.target_size, progress=ui.tty, calibration=calibration,
+                                 sensitivity=sensitivity)
         print_recipe(compressed.metadata["compression_recipe"], args.recipe)
     else:
-        compressed = pm.compress(model, config_from(args), progress=ui.tty, calibration=calibration)
+        compressed = pm.compress(model, config_from(args), progress=ui.tty, calibration=calibration,
+                                 sensitivity=sensitivity)
     _save(compressed, args.output)
     after = os.path.getsize(args.output)
     rows = pm.compression_report(compressed)

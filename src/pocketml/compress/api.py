@@ -32,7 +32,7 @@ def _model(model) -> Model:
 
 
 def compress(model: Model | str | os.PathLike, config=None, progress: bool | None = None,
-             calibration=None, target_size=None, candidates=None) -> Model:
+             calibration=None, target_size=None, candidates=None, sensitivity=None) -> Model:
     """A new Model whose weights are compressed per `config` (the input model is not modified).
 
     `model`: a Model or the path of a package. `config`: a `Palettize`, `Quantize` or `Prune`; a
@@ -50,9 +50,17 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
     that fits the package in the size with the least loss, measured on the calibration data
     where given; the chosen recipe and the size/loss curve are in the result's
     metadata["compression_recipe"].
+
+    `sensitivity`: weight key -> non-negative per-element weights of the weight's shape (the
+    Fisher diagonal of `pocketml.training.fisher`: squared gradients of a loss, as coremltools'
+    SKMPalettizer uses), replacing the inputs' energy as the weights of k-means and of the
+    searched scales for those weights; GPTQ and SparseGPT still take their H from `calibration`.
     """
     model = _model(model)
     if target_size is not None:
+        if sensitivity is not None:
+            raise ConfigError("sensitivity weighs a config's weights; mixed precision (target_size) measures "
+                              "its own losses: give one or the other")
         return _compress_to_size(model, config, progress, calibration, target_size, candidates)
     if config is None:
         raise ConfigError("give a compression config, or target_size= for mixed precision")
@@ -68,14 +76,39 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
                           "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
                           ".txt/.npz file)")
     calibrated = None
+    sensitivity = _sensitivity(model, sensitivity)
     if calibration is not None:
         calibrated = _calibrate(model, cfg, calibration, gptq, progress)
-    return _compressed(model, cfg, progress, calibrated)
+    return _compressed(model, cfg, progress, calibrated, sensitivity)
 
 
-def _compressed(model: Model, cfg, progress, calibrated: dict | None) -> Model:
-    program, record = compress_program(model.program, cfg, progress, calibrated)
-    _warn(record, bool(calibrated))
+def _sensitivity(model: Model, given) -> dict | None:
+    """`given` checked: a mapping from weight keys of the package to finite non-negative arrays of
+    their shapes, not all zero."""
+    if given is None:
+        return None
+    if not hasattr(given, "items"):
+        raise ConfigError(f"sensitivity must map weight keys to arrays (pocketml.training.fisher's result), "
+                          f"got {type(given).__name__}")
+    weights = model.program.weights
+    unknown = [k for k in given if k not in weights]
+    if unknown:
+        raise ConfigError(f"sensitivity names weights the package does not have: {unknown[:5]} (its weights: "
+                          f"{list(weights)[:5]}...): key it by the package's weight names")
+    out = {}
+    for key, a in given.items():
+        a = np.asarray(a, np.float64)
+        if a.shape != weights[key].shape:
+            raise ConfigError(f"sensitivity[{key!r}] has shape {a.shape}, the weight {weights[key].shape}")
+        if not np.all(np.isfinite(a)) or (a < 0).any() or not a.any():
+            raise ConfigError(f"sensitivity[{key!r}] must be finite, non-negative and not all zero")
+        out[key] = a / a.mean()  # (only the ratios matter; float32 keeps them)
+    return out
+
+
+def _compressed(model: Model, cfg, progress, calibrated: dict | None, sensitivity: dict | None = None) -> Model:
+    program, record = compress_program(model.program, cfg, progress, calibrated, sensitivity)
+    _warn(record, bool(calibrated) or bool(sensitivity))
     metadata = copy.deepcopy(model.metadata)
     previous = metadata.get("compression", {})
     metadata["compression"] = {**previous, **record}

@@ -21,7 +21,7 @@ from ..formats import pack_bits, pack_quantized, sparsify
 from ..ir import registry
 from ..ir.program import Function, Op, Program, Value
 from ..ir.types import DType, TensorType
-from .calibration import Calibrated, smoothed
+from .calibration import Calibrated, Weighted, smoothed
 from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
 from .gptq import palettize_gptq, quantize_gptq, sparsegpt
 from .palettize import palettize
@@ -74,7 +74,7 @@ def _palettize(chain: _Chain, w: np.ndarray, spec: Palettize, axis: int, lut_qua
     if importance is not None and spec.mode == "kmeans":  # sensitivity-weighted k-means
         weights = np.broadcast_to(importance, w.shape)
     try:
-        if spec.gptq and calibrated is not None and calibrated.stats.gram is not None:
+        if spec.gptq and _gram(calibrated):
             p = palettize_gptq(w, calibrated.stats, spec, axis, importance)
         else:
             p = palettize(w, spec.nbits, mode=spec.mode, granularity=spec.granularity,
@@ -134,7 +134,7 @@ def _quantize(chain: _Chain, w: np.ndarray, spec: Quantize, axis: int, in_axis: 
     if calibrated is not None:
         importance = calibrated.importance(w.shape)
     try:
-        if algorithm == "gptq" and calibrated is not None and calibrated.stats.gram is not None:
+        if algorithm == "gptq" and _gram(calibrated):
             q = quantize_gptq(w, calibrated.stats, spec.dtype, spec.symmetric, spec.granularity,
                               spec.block_size, axis, in_axis, spec.damping, spec.act_order)
         else:  # GPTQ without the inputs' H (an embedding, a huge input): the weighted search
@@ -156,8 +156,13 @@ def _prune_mask(w: np.ndarray, spec: Prune, in_axis: int) -> np.ndarray:
     return prune_magnitude(w, spec.sparsity, block_size=spec.block_size, axis=in_axis)
 
 
+def _gram(calibrated) -> bool:
+    """Whether calibrated (a Calibrated, Weighted or None) holds its inputs' whole H."""
+    return calibrated is not None and calibrated.stats is not None and calibrated.stats.gram is not None
+
+
 def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axis: int,
-                    calibrated: Calibrated | None = None) -> _Chain:
+                    calibrated: Calibrated | Weighted | None = None) -> _Chain:
     """The chain of ops rebuilding `w` compressed by `specs` (one spec, or a joint pair), using
     the calibration statistics of its inputs where given."""
     chain = _Chain(key)
@@ -168,7 +173,7 @@ def compress_weight(key: str, w: np.ndarray, specs: Specs, out_axis: int, in_axi
         _quantize(chain, w, first, out_axis, in_axis, calibrated=calibrated)
     else:
         try:
-            if first.sparsegpt and calibrated is not None and calibrated.stats.gram is not None and w.ndim == 2:
+            if first.sparsegpt and _gram(calibrated) and w.ndim == 2:
                 w, mask = sparsegpt(w, calibrated.stats, first.n_m, first.sparsity, out_axis)
             else:  # SparseGPT takes linear and matmul weights; convolutions get magnitude pruning
                 mask = _prune_mask(w, first, in_axis)
@@ -328,9 +333,12 @@ def planned_specs(program: Program, config: OptimizationConfig) -> dict[str, tup
 
 
 def compress_program(program: Program, config: OptimizationConfig, progress: bool | None = None,
-                     calibration: dict[str, Calibrated] | None = None) -> tuple[Program, dict]:
+                     calibration: dict[str, Calibrated] | None = None,
+                     sensitivity: dict[str, np.ndarray] | None = None) -> tuple[Program, dict]:
     """A new program with compressed weights (the input is not modified) and a per-weight record;
-    `calibration`: weight key -> its inputs' statistics (`calibration.collect`)."""
+    `calibration`: weight key -> its inputs' statistics (`calibration.collect`); `sensitivity`:
+    weight key -> per-element weights (the weight's shape) replacing the inputs' energy."""
+    sensitivity = sensitivity or {}
     calibration = dict(calibration or {})  # (smoothing replaces entries: the caller's stay)
     new = Program(copy.deepcopy(program.functions), dict(program.weights))
     record: dict[str, dict] = {}
@@ -358,8 +366,11 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                                                              key in heads)
             if skipped:
                 record[key] = {"mode": "dense", "skipped": skipped}
-            chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis,
-                                                                      calibration.get(key))
+            cal = calibration.get(key)
+            if key in sensitivity:  # of the weight as stored: w * s smoothed divides it by s^2
+                sens = np.asarray(sensitivity[key], np.float32)
+                cal = Weighted(sens if smooth.get(key, (None,))[0] is None else sens / np.square(smooth[key][0]), cal)
+            chains[key] = None if specs is None else compress_weight(key, w, specs, out_axis, in_axis, cal)
             stored = program.weights[key].dtype
             if chains[key] is not None and stored != np.float32:  # e.g. a float16 model
                 chains[key].op("cast", [chains[key].ops[-1].outputs[0]], {"dtype": stored.name}, "cast")
@@ -375,7 +386,7 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                 }
                 if fell_back:
                     record[key]["fallback"] = fell_back
-                if key in calibration:
+                if key in calibration or key in sensitivity:
                     record[key]["calibrated"] = True
                 if head:
                     record[key]["recipe"] = ("an output head: int8 under a global config below 8 bits "

@@ -98,6 +98,23 @@ class Calibrated:
         return self.stats.importance(shape, self.target.op_type)
 
 
+@dataclass
+class Weighted:
+    """A weight's per-element sensitivity given by the caller (`pm.compress(..., sensitivity=)`:
+    the Fisher diagonal of `pocketml.training.fisher`, say), standing in for its inputs' energy
+    as the weights of k-means and of the searched scales; `calibrated`: its inputs' statistics
+    where calibration data reached it too (GPTQ's and SparseGPT's H)."""
+    sensitivity: np.ndarray
+    calibrated: Calibrated | None = None
+
+    @property
+    def stats(self) -> Stats | None:
+        return None if self.calibrated is None else self.calibrated.stats
+
+    def importance(self, shape) -> np.ndarray:
+        return self.sensitivity
+
+
 def targets(program: Program, function: str, candidates: dict) -> dict[str, Target]:
     """Weight key -> Target for the weights of `candidates` (apply._candidates of the function)
     that multiply an activation: linear, matmul (x @ W) and conv; embeddings and transposed
