@@ -97,12 +97,12 @@ def _sensitivity(model: Model, given) -> dict | None:
                           f"{list(weights)[:5]}...): key it by the package's weight names")
     out = {}
     for key, a in given.items():
-        a = np.asarray(a, np.float64)
+        a = np.asarray(a, np.float32)
         if a.shape != weights[key].shape:
             raise ConfigError(f"sensitivity[{key!r}] has shape {a.shape}, the weight {weights[key].shape}")
         if not np.all(np.isfinite(a)) or (a < 0).any() or not a.any():
             raise ConfigError(f"sensitivity[{key!r}] must be finite, non-negative and not all zero")
-        out[key] = a / a.mean()  # (only the ratios matter; float32 keeps them)
+        out[key] = a / np.float32(a.mean(dtype=np.float64))  # (only the ratios matter)
     return out
 
 
