@@ -39,12 +39,13 @@ def _per_group(rows: np.ndarray, stats, w: np.ndarray) -> int:
 
 
 def inverse_cholesky(H: np.ndarray, damping: float) -> np.ndarray:
-    """U, upper triangular, with U^T U = (H + damping * mean(diag H) * I)^-1."""
+    """U, upper triangular, with U^T U = (H + damping * mean(diag H) * I)^-1: with J the reversal
+    and J H J = R R^T (Cholesky), U = J R^-1 J (one factorisation and one triangular inverse, not
+    the inverse's own Cholesky too)."""
     K = len(H)
     H = H + np.eye(K) * damping * max(float(np.mean(np.diag(H))), 1e-12)
-    L = np.linalg.cholesky(H)
-    Linv = np.linalg.inv(L)
-    return np.linalg.cholesky(Linv.T @ Linv).T
+    R = np.linalg.cholesky(H[::-1, ::-1])
+    return np.ascontiguousarray(np.linalg.inv(R)[::-1, ::-1])
 
 
 class _Grid:
