@@ -73,6 +73,7 @@ def test_calibrated_compression_from_the_command_line(package, tmp_path, capsys)
     assert "cannot read calibration data" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore::pocketml.errors.CompressionWarning")  # (2 bits, data-free, on purpose)
 def test_sensitivity_from_an_npz(tmp_path, capsys):
     """--sensitivity FISHER.npz weighs the k-means by weight name (three outliers marked: a 2-bit
     table then holds them, which plain k-means does not); one that does not fit is an error naming
