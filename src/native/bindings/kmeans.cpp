@@ -1,4 +1,5 @@
-// Bindings of the 1-D k-means (compress/kmeans.h): _native.kmeans_1d_many.
+// Bindings of the compression searches: the 1-D k-means (compress/kmeans.h,
+// _native.kmeans_1d_many) and the symmetric grid search (compress/search.h, _native.fit_symmetric).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -12,6 +13,7 @@
 
 #include "bindings/bindings.h"
 #include "compress/kmeans.h"
+#include "compress/search.h"
 #include "core/buffer.h"
 
 namespace pocketml::bindings {
@@ -80,9 +82,36 @@ nb::list kmeans_1d_many(const std::vector<Values>& values,
   return out;
 }
 
+using Rows = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Factors = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+nb::tuple fit_symmetric(const Rows& w, const Rows& hw, int qmin, int qmax, const Factors& factors, int refine,
+                        int threads) {
+  const int64_t rows = static_cast<int64_t>(w.shape(0)), L = static_cast<int64_t>(w.shape(1));
+  if (hw.shape(0) != w.shape(0) || hw.shape(1) != w.shape(1))
+    throw std::invalid_argument("fit_symmetric: hw must have w's shape");
+  if (qmin > -1 || qmax < 1) throw std::invalid_argument("fit_symmetric: qmin <= -1 and qmax >= 1");
+  if (refine < 0 || factors.shape(0) > (1u << 20)) throw std::invalid_argument("fit_symmetric: bad factors/refine");
+  pocketml::Buffer<float> scale = pocketml::allocate<float>(rows), codes = pocketml::allocate<float>(rows * L);
+  {
+    nb::gil_scoped_release release;
+    pocketml::fit_symmetric(w.data(), hw.data(), rows, L, qmin, qmax, factors.data(),
+                            static_cast<int>(factors.shape(0)), refine, scale.get(), codes.get(), threads);
+  }
+  float* c = codes.release();
+  nb::capsule owner(c, [](void* q) noexcept { std::free(q); });
+  nb::ndarray<nb::numpy, float, nb::ndim<2>> q(c, {static_cast<size_t>(rows), static_cast<size_t>(L)}, owner);
+  return nb::make_tuple(owned(std::move(scale), static_cast<size_t>(rows)), q);
+}
+
 }  // namespace
 
 void init_kmeans(nb::module_& m) {
+  m.def("fit_symmetric", &fit_symmetric, "w"_a, "hw"_a, "qmin"_a, "qmax"_a, "factors"_a, "refine"_a,
+        "threads"_a = 0,
+        R"doc(pocketml.compress.search.fit_symmetric's search (w, hw: rows x L float32 C-contiguous,
+hw its weights; factors float64; refine rounds) -> (scale float32 (rows,), codes float32 (rows, L)),
+bit-identical to the NumPy reference. The GIL is released.)doc");
   m.def("kmeans_1d_many", &kmeans_1d_many, "values"_a, "weights"_a, "k"_a, "max_exact"_a,
         "threads"_a = 0, "uint8_labels"_a = false,
         R"doc(Optimal 1-D k-means of several independent problems.

@@ -14,6 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # the native twin of fit_symmetric; a source checkout without a build runs the reference
+    from .. import _native
+    if not hasattr(_native, "fit_symmetric"):  # an older build
+        _native = None
+except ImportError:
+    _native = None
+
 # Candidate scales of the symmetric search: max|w| / qmax times these (1.0 = min/max; below
 # clips the largest magnitudes, above spaces the levels wider), each refitted to its rounded
 # codes. Over random blocks of 32 at 4 bits the result is within 0.2 % of a brute-force search
@@ -38,9 +45,17 @@ def _weights(w: np.ndarray, h: np.ndarray | None) -> np.ndarray:
 def fit_symmetric(w: np.ndarray, qmin: int, qmax: int, h: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(scale (B,), codes (B, L)) for w ≈ codes * scale, codes in [qmin, qmax] (qmin <= -1,
-    qmax >= 1), minimising sum(h * (w - codes * scale)**2) per block."""
+    qmax >= 1), minimising sum(h * (w - codes * scale)**2) per block. Runs on the native twin
+    (src/native/compress/search.cpp, bit for bit this reference) where the extension is built."""
     w = np.asarray(w, np.float32)
     hw = _weights(w, h)
+    if _native is not None and w.ndim == 2 and w.size:
+        return _native.fit_symmetric(np.ascontiguousarray(w), np.ascontiguousarray(hw, np.float32), qmin, qmax,
+                                     SYMMETRIC_FACTORS, REFINE_ROUNDS)
+    return _fit_symmetric_reference(w, hw, qmin, qmax)
+
+
+def _fit_symmetric_reference(w: np.ndarray, hw: np.ndarray, qmin: int, qmax: int) -> tuple[np.ndarray, np.ndarray]:
     half = min(-qmin, qmax)
     amax = np.abs(w).max(axis=1, initial=0.0).astype(np.float64)
     best_err = np.full(len(w), np.inf)
