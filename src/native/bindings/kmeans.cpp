@@ -104,9 +104,32 @@ nb::tuple fit_symmetric(const Rows& w, const Rows& hw, int qmin, int qmax, const
   return nb::make_tuple(owned(std::move(scale), static_cast<size_t>(rows)), q);
 }
 
+nb::tuple fit_affine(const Rows& w, const Rows& hw, int levels, const Factors& spans, int threads) {
+  const int64_t rows = static_cast<int64_t>(w.shape(0)), L = static_cast<int64_t>(w.shape(1));
+  if (hw.shape(0) != w.shape(0) || hw.shape(1) != w.shape(1))
+    throw std::invalid_argument("fit_affine: hw must have w's shape");
+  if (levels < 1 || spans.shape(0) > (1u << 20)) throw std::invalid_argument("fit_affine: levels >= 1");
+  pocketml::Buffer<float> scale = pocketml::allocate<float>(rows), offset = pocketml::allocate<float>(rows);
+  pocketml::Buffer<float> codes = pocketml::allocate<float>(rows * L);
+  {
+    nb::gil_scoped_release release;
+    pocketml::fit_affine(w.data(), hw.data(), rows, L, levels, spans.data(), static_cast<int>(spans.shape(0)),
+                         scale.get(), offset.get(), codes.get(), threads);
+  }
+  float* c = codes.release();
+  nb::capsule owner(c, [](void* q) noexcept { std::free(q); });
+  nb::ndarray<nb::numpy, float, nb::ndim<2>> q(c, {static_cast<size_t>(rows), static_cast<size_t>(L)}, owner);
+  return nb::make_tuple(owned(std::move(scale), static_cast<size_t>(rows)),
+                        owned(std::move(offset), static_cast<size_t>(rows)), q);
+}
+
 }  // namespace
 
 void init_kmeans(nb::module_& m) {
+  m.def("fit_affine", &fit_affine, "w"_a, "hw"_a, "levels"_a, "spans"_a, "threads"_a = 0,
+        R"doc(pocketml.compress.search.fit_affine's search (w, hw: rows x L float32 C-contiguous)
+-> (scale, offset float32 (rows,), codes float32 (rows, L) in [0, levels]), bit-identical to the
+NumPy reference. The GIL is released.)doc");
   m.def("fit_symmetric", &fit_symmetric, "w"_a, "hw"_a, "qmin"_a, "qmax"_a, "factors"_a, "refine"_a,
         "threads"_a = 0,
         R"doc(pocketml.compress.search.fit_symmetric's search (w, hw: rows x L float32 C-contiguous,

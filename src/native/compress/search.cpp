@@ -1,4 +1,4 @@
-// fit_symmetric (compress/search.h): one row at a time, rows over the threads.
+// fit_symmetric and fit_affine (compress/search.h): one row at a time, rows over the threads.
 #include "compress/search.h"
 
 #include <algorithm>
@@ -19,6 +19,14 @@ struct Products {
   void item(int64_t i, double* v) const { v[0] = a[i], v[1] = b[i]; }
   void block(int64_t i, double (*v)[8]) const {
     for (int j = 0; j < 8; ++j) v[0][j] = a[i + j], v[1][j] = b[i + j];
+  }
+};
+
+struct Three {  // sum(h q), sum(h q q), sum(h q w): the affine refit's
+  const double *a, *b, *c;
+  void item(int64_t i, double* v) const { v[0] = a[i], v[1] = b[i], v[2] = c[i]; }
+  void block(int64_t i, double (*v)[8]) const {
+    for (int j = 0; j < 8; ++j) v[0][j] = a[i + j], v[1][j] = b[i + j], v[2][j] = c[i + j];
   }
 };
 
@@ -77,7 +85,69 @@ void fit_row(const float* w, const float* hw, int64_t L, int qmin, int qmax, con
   *scale = static_cast<float>(best_s);
 }
 
+void affine_row(const float* w, const float* hw, int64_t L, int levels, const double* spans, int ns,
+                float* scale, float* offset, float* best_q, std::vector<double>& buf, std::vector<float>& q) {
+  float lo_f = std::numeric_limits<float>::infinity(), hi_f = -lo_f;
+  for (int64_t j = 0; j < L; ++j) lo_f = std::min(lo_f, w[j]), hi_f = std::max(hi_f, w[j]);
+  const double lo = lo_f, hi = hi_f, rng = hi - lo;
+  const bool flat = !(rng > 0);
+  double* a = buf.data();
+  double* b = a + L;
+  double* c = b + L;
+  for (int64_t j = 0; j < L; ++j) a[j] = hw[j], b[j] = static_cast<float>(hw[j] * w[j]);
+  double sh, shw;
+  pairwise<1>(Series{a}, 0, L, &sh);
+  pairwise<1>(Series{b}, 0, L, &shw);
+  double best_s = flat ? 1.0 : rng / levels, best_m = lo;
+  double best_err = flat ? 0.0 : std::numeric_limits<double>::infinity();
+  std::fill(best_q, best_q + L, 0.0f);
+  const float lo32 = static_cast<float>(lo), flevels = static_cast<float>(levels);
+  for (int k = 0; k < ns; ++k) {
+    const float iscale = static_cast<float>(flat ? 0.0 : (levels + spans[k]) / rng);
+    for (int64_t j = 0; j < L; ++j) {
+      float v = rint_even((w[j] - lo32) * iscale);
+      v = v < 0.0f ? 0.0f : v;  // np.clip
+      v = v > flevels ? flevels : v;
+      q[j] = v;
+      const float hq = hw[j] * v;
+      a[j] = hq, b[j] = static_cast<float>(hq * v), c[j] = static_cast<float>(hq * w[j]);
+    }
+    double sums[3];
+    pairwise<3>(Three{a, b, c}, 0, L, sums);
+    const double sq = sums[0], sqq = sums[1], sqw = sums[2];
+    const double det = sh * sqq - sq * sq;
+    const bool ok = det > 0 && !flat;
+    const double det1 = ok ? det : 1.0;
+    const double s = ok ? (sh * sqw - sq * shw) / det1 : best_s;
+    const double m = ok ? (sqq * shw - sq * sqw) / det1 : best_m;
+    if (!(ok && s > 0)) continue;  // its error inf: never better
+    const float s32 = static_cast<float>(s), m32 = static_cast<float>(m);
+    for (int64_t j = 0; j < L; ++j) {
+      const float r = w[j] - (q[j] * s32 + m32);
+      a[j] = static_cast<float>(static_cast<float>(hw[j] * r) * r);
+    }
+    double err;
+    pairwise<1>(Series{a}, 0, L, &err);
+    if (err < best_err) {
+      best_err = err, best_s = s, best_m = m;
+      std::copy(q.begin(), q.end(), best_q);
+    }
+  }
+  *scale = static_cast<float>(best_s);
+  *offset = static_cast<float>(best_m);
+}
+
 }  // namespace
+
+void fit_affine(const float* w, const float* hw, int64_t rows, int64_t L, int levels, const double* spans,
+                int nspans, float* scale, float* offset, float* codes, int threads) {
+  parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(L, 1)), threads, [&](int64_t r0, int64_t r1) {
+    std::vector<double> buf(static_cast<size_t>(3 * L));
+    std::vector<float> q(static_cast<size_t>(L));
+    for (int64_t r = r0; r < r1; ++r)
+      affine_row(w + r * L, hw + r * L, L, levels, spans, nspans, scale + r, offset + r, codes + r * L, buf, q);
+  });
+}
 
 void fit_symmetric(const float* w, const float* hw, int64_t rows, int64_t L, int qmin, int qmax,
                    const double* factors, int nfactors, int refine, float* scale, float* codes, int threads) {

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # the native twin of fit_symmetric; a source checkout without a build runs the reference
+try:  # the native twins of the searches; a source checkout without a build runs the references
     from .. import _native
-    if not hasattr(_native, "fit_symmetric"):  # an older build
+    if not hasattr(_native, "fit_affine"):  # an older build
         _native = None
 except ImportError:
     _native = None
@@ -89,9 +89,19 @@ def fit_affine(w: np.ndarray, qmin: int, qmax: int, h: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scale (B,), offset (B,), codes (B, L)) for w ≈ (codes - qmin) * scale + offset, codes in
     [qmin, qmax], minimising sum(h * (w - w_hat)**2) per block. The offset is a float (a block's
-    minimum need not sit on the grid), as in llama.cpp's Q4_1/K-quants and HQQ."""
+    minimum need not sit on the grid), as in llama.cpp's Q4_1/K-quants and HQQ. Runs on the
+    native twin (bit for bit this reference) where the extension is built."""
     w = np.asarray(w, np.float32)
     hw = _weights(w, h)
+    if _native is not None and w.ndim == 2 and w.size:
+        s, m, q = _native.fit_affine(np.ascontiguousarray(w), np.ascontiguousarray(hw, np.float32), qmax - qmin,
+                                     AFFINE_SPANS)
+        return s, m, q + qmin
+    return _fit_affine_reference(w, hw, qmin, qmax)
+
+
+def _fit_affine_reference(w: np.ndarray, hw: np.ndarray, qmin: int, qmax: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     levels = qmax - qmin
     lo = w.min(axis=1, initial=np.inf).astype(np.float64)
     hi = w.max(axis=1, initial=-np.inf).astype(np.float64)
