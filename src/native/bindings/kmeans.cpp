@@ -82,6 +82,13 @@ nb::list kmeans_1d_many(const std::vector<Values>& values,
   return out;
 }
 
+// A NumPy (rows, L) float32 array owning `data`.
+nb::ndarray<nb::numpy, float, nb::ndim<2>> owned_rows(pocketml::Buffer<float> data, int64_t rows, int64_t L) {
+  float* p = data.release();
+  nb::capsule owner(p, [](void* q) noexcept { std::free(q); });
+  return nb::ndarray<nb::numpy, float, nb::ndim<2>>(p, {static_cast<size_t>(rows), static_cast<size_t>(L)}, owner);
+}
+
 using Rows = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using Factors = nb::ndarray<const double, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
@@ -98,10 +105,7 @@ nb::tuple fit_symmetric(const Rows& w, const Rows& hw, int qmin, int qmax, const
     pocketml::fit_symmetric(w.data(), hw.data(), rows, L, qmin, qmax, factors.data(),
                             static_cast<int>(factors.shape(0)), refine, scale.get(), codes.get(), threads);
   }
-  float* c = codes.release();
-  nb::capsule owner(c, [](void* q) noexcept { std::free(q); });
-  nb::ndarray<nb::numpy, float, nb::ndim<2>> q(c, {static_cast<size_t>(rows), static_cast<size_t>(L)}, owner);
-  return nb::make_tuple(owned(std::move(scale), static_cast<size_t>(rows)), q);
+  return nb::make_tuple(owned(std::move(scale), static_cast<size_t>(rows)), owned_rows(std::move(codes), rows, L));
 }
 
 nb::tuple fit_affine(const Rows& w, const Rows& hw, int levels, const Factors& spans, int threads) {
@@ -116,11 +120,8 @@ nb::tuple fit_affine(const Rows& w, const Rows& hw, int levels, const Factors& s
     pocketml::fit_affine(w.data(), hw.data(), rows, L, levels, spans.data(), static_cast<int>(spans.shape(0)),
                          scale.get(), offset.get(), codes.get(), threads);
   }
-  float* c = codes.release();
-  nb::capsule owner(c, [](void* q) noexcept { std::free(q); });
-  nb::ndarray<nb::numpy, float, nb::ndim<2>> q(c, {static_cast<size_t>(rows), static_cast<size_t>(L)}, owner);
   return nb::make_tuple(owned(std::move(scale), static_cast<size_t>(rows)),
-                        owned(std::move(offset), static_cast<size_t>(rows)), q);
+                        owned(std::move(offset), static_cast<size_t>(rows)), owned_rows(std::move(codes), rows, L));
 }
 
 }  // namespace

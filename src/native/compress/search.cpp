@@ -12,29 +12,16 @@
 namespace pocketml {
 namespace {
 
-// The two float64 series whose pairwise sums refit a scale: sum(h q q) and sum(h q w)
-// (kmeans_common.h's `pairwise`, NumPy's order).
-struct Products {
-  const double *a, *b;
-  void item(int64_t i, double* v) const { v[0] = a[i], v[1] = b[i]; }
-  void block(int64_t i, double (*v)[8]) const {
-    for (int j = 0; j < 8; ++j) v[0][j] = a[i + j], v[1][j] = b[i + j];
+// N float64 series side by side, summed at once by kmeans_common.h's `pairwise` (NumPy's order).
+template <int N>
+struct Columns {
+  const double* p[N];
+  void item(int64_t i, double* v) const {
+    for (int c = 0; c < N; ++c) v[c] = p[c][i];
   }
-};
-
-struct Three {  // sum(h q), sum(h q q), sum(h q w): the affine refit's
-  const double *a, *b, *c;
-  void item(int64_t i, double* v) const { v[0] = a[i], v[1] = b[i], v[2] = c[i]; }
   void block(int64_t i, double (*v)[8]) const {
-    for (int j = 0; j < 8; ++j) v[0][j] = a[i + j], v[1][j] = b[i + j], v[2][j] = c[i + j];
-  }
-};
-
-struct Series {
-  const double* a;
-  void item(int64_t i, double* v) const { v[0] = a[i]; }
-  void block(int64_t i, double (*v)[8]) const {
-    for (int j = 0; j < 8; ++j) v[0][j] = a[i + j];
+    for (int c = 0; c < N; ++c)
+      for (int j = 0; j < 8; ++j) v[c][j] = p[c][i + j];
   }
 };
 
@@ -53,7 +40,7 @@ void fit_row(const float* w, const float* hw, int64_t L, int qmin, int qmax, con
   double* b = a + L;
   for (int64_t j = 0; j < L; ++j) a[j] = static_cast<float>(static_cast<float>(hw[j] * w[j]) * w[j]);
   double total;
-  pairwise<1>(Series{a}, 0, L, &total);
+  pairwise<1>(Columns<1>{{a}}, 0, L, &total);
   double best_err = std::numeric_limits<double>::infinity();
   double best_s = amax > 0 ? amax / half : 1.0;
   std::fill(best_q, best_q + L, 0.0f);
@@ -70,7 +57,7 @@ void fit_row(const float* w, const float* hw, int64_t L, int qmin, int qmax, con
       b[j] = static_cast<float>(hq * w[j]);
     }
     double sums[2];
-    pairwise<2>(Products{a, b}, 0, L, sums);
+    pairwise<2>(Columns<2>{{a, b}}, 0, L, sums);  // sum(h q q), sum(h q w)
     const double sqq = sums[0], swq = sums[1];
     const bool ok = sqq > 0;
     double s = ok ? swq / sqq : s0;
@@ -95,9 +82,9 @@ void affine_row(const float* w, const float* hw, int64_t L, int levels, const do
   double* b = a + L;
   double* c = b + L;
   for (int64_t j = 0; j < L; ++j) a[j] = hw[j], b[j] = static_cast<float>(hw[j] * w[j]);
-  double sh, shw;
-  pairwise<1>(Series{a}, 0, L, &sh);
-  pairwise<1>(Series{b}, 0, L, &shw);
+  double base[2];  // sum(h), sum(h w)
+  pairwise<2>(Columns<2>{{a, b}}, 0, L, base);
+  const double sh = base[0], shw = base[1];
   double best_s = flat ? 1.0 : rng / levels, best_m = lo;
   double best_err = flat ? 0.0 : std::numeric_limits<double>::infinity();
   std::fill(best_q, best_q + L, 0.0f);
@@ -113,7 +100,7 @@ void affine_row(const float* w, const float* hw, int64_t L, int levels, const do
       a[j] = hq, b[j] = static_cast<float>(hq * v), c[j] = static_cast<float>(hq * w[j]);
     }
     double sums[3];
-    pairwise<3>(Three{a, b, c}, 0, L, sums);
+    pairwise<3>(Columns<3>{{a, b, c}}, 0, L, sums);  // sum(h q), sum(h q q), sum(h q w)
     const double sq = sums[0], sqq = sums[1], sqw = sums[2];
     const double det = sh * sqq - sq * sq;
     const bool ok = det > 0 && !flat;
@@ -127,7 +114,7 @@ void affine_row(const float* w, const float* hw, int64_t L, int levels, const do
       a[j] = static_cast<float>(static_cast<float>(hw[j] * r) * r);
     }
     double err;
-    pairwise<1>(Series{a}, 0, L, &err);
+    pairwise<1>(Columns<1>{{a}}, 0, L, &err);
     if (err < best_err) {
       best_err = err, best_s = s, best_m = m;
       std::copy(q.begin(), q.end(), best_q);
