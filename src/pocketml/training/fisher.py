@@ -47,9 +47,10 @@ def fisher(module, data, loss=None, names=None, progress: bool | None = None) ->
     import torch
 
     loss = loss or language_model_loss
-    params = {n: p for n, p in module.named_parameters() if (p.dim() >= 2 if names is None else n in set(names))}
+    wanted_names = None if names is None else set(names)
+    params = {n: p for n, p in module.named_parameters() if (p.dim() >= 2 if names is None else n in wanted_names)}
     if names is not None:
-        missing = sorted(set(names) - set(params))
+        missing = sorted(wanted_names - set(params))
         if missing:
             raise ConfigError(f"fisher: the module has no parameters {missing[:5]}")
     if not params:
