@@ -234,7 +234,9 @@ void sdpa(const SdpaArgs& args, int threads) {
   int64_t chunk = std::max<int64_t>(1, kChunkWork / per_row);
   chunk = std::max(chunk, R / (4 * threads));
   chunk = std::min(chunk, (R + threads - 1) / threads);
-  chunk = std::min((chunk + kBlockRows - 1) / kBlockRows * kBlockRows, per_head);
+  // a head's rows shared evenly by its chunks (Whisper's 1,500 rows: 2 x 750, not 1,128 + 372)
+  const int64_t even = (per_head + std::min(chunk, per_head) - 1) / std::min(chunk, per_head);
+  chunk = std::min(((per_head + even - 1) / even + kBlockRows - 1) / kBlockRows * kBlockRows, per_head);
   const int64_t chunks = (per_head + chunk - 1) / chunk;
   parallel_for(heads * chunks, 1, threads, [&](int64_t c0, int64_t c1) {
     thread_local Scratch scratch;

@@ -181,10 +181,12 @@ void phases(const Shape& s, const float* x, int64_t cg, int64_t Wp, int64_t Wq, 
       }
       for (int64_t f = 0; f < s.sw; ++f) {
         float* ph = row + f * Wq;
-        for (int64_t t = 0; t < Wq; ++t) {
-          const int64_t i = t * s.sw + f;
-          ph[t] = i >= lo && i < hi ? xc[i - s.pw] : 0.0f;
-        }
+        // phase column t is padded column t sw + f: inside x for t0 <= t < t1
+        const int64_t t0 = std::min(Wq, std::max<int64_t>(0, (lo - f + s.sw - 1) / s.sw));
+        const int64_t t1 = std::max(t0, std::min(Wq, std::max<int64_t>(0, (hi - f + s.sw - 1) / s.sw)));
+        std::fill(ph, ph + t0, 0.0f);
+        for (int64_t t = t0; t < t1; ++t) ph[t] = xc[t * s.sw + f - s.pw];
+        std::fill(ph + t1, ph + Wq, 0.0f);
       }
     }
   });
