@@ -333,3 +333,47 @@ def test_an_encoders_long_rows_from_one_projection(simd):
     assert not out[0, 1, 3].any() and not out[0, 1, 8].any()
     close(np.delete(out[0, 1], [3, 8], axis=0), np.delete(want[0, 1], [3, 8], axis=0))
     close(out[0, 0], want[0, 0])
+
+
+def int8_rows(x):
+    from pocketml.ir import get_op
+    q, s = get_op("quantize_rows").compute([np.ascontiguousarray(x)], {})
+    return q, s, get_op("dequantize_rows").compute([q, s], {})[0]
+
+
+@pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_int8_cache_reads_as_its_dequantized_floats(shape, simd):
+    # keys and values as an int8 cache's rows: the kernel dequantizes them as dequantize_rows does,
+    # so it gives the float kernel's bits on the dequantized values, whatever the path
+    _native.set_simd(simd)
+    B, Hq, Hk, L, S, E, Ev = shape
+    q, k, v = operands(shape, strided=False)
+    k8, ks, kf = int8_rows(np.concatenate([k, k[:, :, :4]], axis=2))  # views of a longer cache
+    v8, vs, vf = int8_rows(np.concatenate([v, v[:, :, :2]], axis=2))
+    k8, ks, kf, v8, vs, vf = (a[:, :, :S] for a in (k8, ks, kf, v8, vs, vf))
+    mask = masks(shape)["float[1,1,L,S]"]
+    for causal in (False, True):
+        for threads in (1, 2):
+            want = native(q, kf, vf, mask, causal, threads=threads)
+            for kk, vv, kscale, vscale in ((k8, v8, ks, vs), (k8, vf, ks, None), (kf, v8, None, vs)):
+                out = np.empty_like(want)
+                _native.sdpa(q, kk, vv, mask, out, 1.0 / math.sqrt(E), causal, threads, kscale, vscale)
+                np.testing.assert_array_equal(out, want)
+    close(want, ref(q, kf, vf, mask, True))
+
+
+def test_int8_cache_arguments_are_checked():
+    q, k, v = operands((1, 4, 2, 3, 5, 8, 8), strided=False)
+    k8, ks, _ = int8_rows(k)
+    out = np.empty((1, 4, 3, 8), np.float32)
+    call = lambda kk, kscale: _native.sdpa(q, kk, v, None, out, 0.5, False, 0, kscale, None)  # noqa: E731
+    call(k8, ks)
+    with pytest.raises(TypeError):
+        call(k, ks)  # float keys with a scale
+    with pytest.raises(TypeError):
+        call(k8, None)  # int8 keys without one
+    with pytest.raises(TypeError):
+        call(k8, ks[..., 0])  # not [B, H, S, 1]
+    with pytest.raises(ValueError):
+        call(k8, ks[:, :, :4])  # a scale short of a row

@@ -30,13 +30,30 @@ void strides_of(const Array& a, const char* what, int64_t* s) {
     value_error(std::string(what) + " must have contiguous features (a unit stride on its last axis)");
 }
 
+// k or v as int8 rows with their float32 scales [B|1, Hk, S, 1] (an int8 KV cache), else float32
+void operand(const Array& x, const std::optional<Array>& scale, const char* what, const int8_t** q,
+             const float** sc, int64_t* ss) {
+  if (!scale) return check_f32_rank4(x, what);
+  const std::string w(what);
+  if (!is(x.dtype(), Code::Int, 8) || x.ndim() != 4) type_error(w + " with a scale must be int8 of rank 4");
+  const Array& s = *scale;
+  if (!is(s.dtype(), Code::Float, 32) || s.ndim() != 4 || s.shape(3) != 1)
+    type_error(w + "_scale must be float32 [B, H, S, 1]");
+  for (int i = 0; i < 3; ++i)
+    if (s.shape(i) != x.shape(i)) value_error(w + "_scale " + shape_of(s) + " must have one scale per row of " + w + " " + shape_of(x));
+  for (int i = 0; i < 3; ++i) ss[i] = s.shape(i) == 1 ? 0 : static_cast<int64_t>(s.stride(i));
+  *q = static_cast<const int8_t*>(x.data());
+  *sc = static_cast<const float*>(s.data());
+}
+
 void sdpa(const Array& q, const Array& k, const Array& v, const std::optional<Array>& mask,
-          OutArray& out, double scale, bool is_causal, int threads) {
+          OutArray& out, double scale, bool is_causal, int threads, const std::optional<Array>& k_scale,
+          const std::optional<Array>& v_scale) {
   check_f32_rank4(q, "q");
-  check_f32_rank4(k, "k");
-  check_f32_rank4(v, "v");
   check_f32_rank4(out, "out");
   attention::SdpaArgs a;
+  operand(k, k_scale, "k", &a.k8, &a.ksc, a.kss);
+  operand(v, v_scale, "v", &a.v8, &a.vsc, a.vss);
   a.B = q.shape(0), a.Hq = q.shape(1), a.L = q.shape(2), a.E = q.shape(3);
   a.Hk = k.shape(1), a.S = k.shape(2), a.Ev = v.shape(3);
   if (k.shape(3) != static_cast<size_t>(a.E))
@@ -98,8 +115,8 @@ void sdpa(const Array& q, const Array& k, const Array& v, const std::optional<Ar
   if (!(scale == scale)) value_error("scale must not be NaN");
   if (threads < 0) value_error("threads must be >= 0");
   a.q = static_cast<const float*>(q.data());
-  a.k = static_cast<const float*>(k.data());
-  a.v = static_cast<const float*>(v.data());
+  a.k = a.k8 ? nullptr : static_cast<const float*>(k.data());
+  a.v = a.v8 ? nullptr : static_cast<const float*>(v.data());
   a.out = static_cast<float*>(out.data());
   a.scale = static_cast<float>(scale);
   a.causal = is_causal;
@@ -111,14 +128,15 @@ void sdpa(const Array& q, const Array& k, const Array& v, const std::optional<Ar
 
 void init_attention(nb::module_& m) {
   m.def("sdpa", &sdpa, "q"_a, "k"_a, "v"_a, "mask"_a.none(), "out"_a, "scale"_a, "is_causal"_a,
-        "threads"_a = 0,
+        "threads"_a = 0, "k_scale"_a.none() = nb::none(), "v_scale"_a.none() = nb::none(),
         "Scaled dot-product attention in float32 into out (the reference: ir/ops/attention.py).\n"
         "q [B, Hq, L, E], k [B|1, Hk, S, E], v [B|1, Hk, S, Ev] (Hk divides Hq: grouped-query), "
         "each with contiguous features but any other strides (a KV cache's [:, :, :ctx] view "
         "works); mask None, bool (True = attend) or float32 (added), broadcastable to "
         "[B, Hq, L, S]; is_causal: query i attends keys j <= i; out: C-contiguous "
         "[B, Hq, L, Ev] float32, not overlapping the inputs. Rows with nothing to attend give 0. "
-        "threads 0: default.");
+        "threads 0: default. k_scale (v_scale): k (v) is int8 rows read as k * k_scale, "
+        "k_scale float32 [B|1, Hk, S, 1] (an int8 KV cache: dequantize_rows).");
 }
 
 }  // namespace pocketml::bindings

@@ -285,6 +285,9 @@ struct Program {
         need(3);
         st.scale = p.contains("scale") ? nb::cast<double>(p["scale"]) : 0.0;
         st.causal = p.contains("causal") && nb::cast<bool>(p["causal"]);
+        st.k8 = p.contains("k8") && nb::cast<bool>(p["k8"]);
+        st.v8 = p.contains("v8") && nb::cast<bool>(p["v8"]);
+        if (st.k8 || st.v8) need(6);
       } else if (kind == "rms_norm" || kind == "layer_norm") {
         st.kind = kind == "rms_norm" ? plan::Kind::RmsNorm : plan::Kind::LayerNorm;
         need(1);
@@ -419,6 +422,9 @@ struct Program {
         st.zero_point = p["zero_point"].is_none() ? -1 : nb::cast<int>(p["zero_point"]);
         if (!(st.scale > 0.0) || !std::isfinite(st.scale) || st.zero_point < -1 || st.zero_point > 255)
           value_error("fake_quantize: scale must be finite and > 0, zero_point None or in [0, 255]");
+      } else if (kind == "quantize_rows" || kind == "dequantize_rows") {
+        st.kind = kind == "quantize_rows" ? plan::Kind::QuantizeRows : plan::Kind::DequantizeRows;
+        need(kind == "quantize_rows" ? 1 : 2);
       } else if (kind == "take" || kind == "gather" || kind == "cumsum" || kind == "cumprod") {
         st.kind = kind == "take" ? plan::Kind::Take : kind == "gather" ? plan::Kind::Gather : plan::Kind::Cumsum;
         need(kind == "take" || kind == "gather" ? 2 : 1);
@@ -623,7 +629,7 @@ struct Program {
       const size_t nout = st.kind == plan::Kind::WriteState    ? 0
                           : st.kind == plan::Kind::LinearGroup ? st.weights.size()
                           : st.kind == plan::Kind::Split ? st.split_sizes.size()
-                          : st.kind == plan::Kind::Sort ? 2
+                          : st.kind == plan::Kind::Sort || st.kind == plan::Kind::QuantizeRows ? 2
                           : st.kind == plan::Kind::Recurrent
                               ? static_cast<size_t>((st.rnn.sequence ? 1 : 0) + (st.rnn.cell == recurrent::Cell::Lstm ? 2 : 1))
                               : 1;

@@ -313,6 +313,43 @@ bool fake_quantize_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   return true;
 }
 
+// quantize_rows: float32 x of rank >= 1 -> int8 rows, float32 scales [..., 1]
+bool quantize_rows_step(Args& a, Args& outs, BufferPool& pool) {
+  if (a.empty() || !is_f32(a[0]) || a[0].rank < 1) return false;
+  Tensor x = contiguous(a[0], pool);
+  const int64_t E = x.shape[x.rank - 1], rows = E ? x.numel() / E : 0;
+  int64_t shape[kMaxRank];
+  for (int i = 0; i < x.rank; ++i) shape[i] = x.shape[i];
+  Tensor q = pool.allocate(DType::I8, 1, x.rank, shape);
+  shape[x.rank - 1] = 1;
+  Tensor scale = pool.allocate(DType::F32, 4, x.rank, shape);
+  if (E)
+    elementwise::quantize_rows(x.as<const float>(), rows, E, q.as<int8_t>(), scale.as<float>());
+  else
+    std::fill(scale.as<float>(), scale.as<float>() + scale.numel(), 0.0f);
+  pool.release(x);
+  outs.push_back(std::move(q));
+  outs.push_back(std::move(scale));
+  return true;
+}
+
+// dequantize_rows: int8 q, float32 scales of q's shape but a last axis of 1 -> float32
+bool dequantize_rows_step(Args& a, Args& outs, BufferPool& pool) {
+  if (a.size() < 2 || !a[0].present() || a[0].dtype != DType::I8 || !is_f32(a[1]) || a[0].rank < 1 ||
+      a[1].rank != a[0].rank || a[1].shape[a[1].rank - 1] != 1)
+    return false;
+  for (int i = 0; i + 1 < a[0].rank; ++i)
+    if (a[1].shape[i] != a[0].shape[i]) return false;
+  Tensor q = contiguous(a[0], pool), scale = contiguous(a[1], pool);
+  const int64_t E = q.shape[q.rank - 1], rows = E ? q.numel() / E : 0;
+  Tensor out = pool.allocate(DType::F32, 4, q.rank, q.shape);
+  elementwise::dequantize_rows(q.as<const int8_t>(), scale.as<const float>(), rows, E, out.as<float>());
+  pool.release(q);
+  pool.release(scale);
+  outs.push_back(std::move(out));
+  return true;
+}
+
 // isnan / isinf of float32, logical_not of float32, int64 or bool: -> bool
 bool predicate_step(const Step& s, Args& a, Args& outs, BufferPool& pool) {
   if (a.empty() || !a[0].present()) return false;

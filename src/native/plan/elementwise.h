@@ -26,6 +26,8 @@ bool unary_step(const Step& s, Args& a, Args& outs, BufferPool& pool);
 bool reduce_sum_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads);
 bool clip_step(const Step& s, Args& a, Args& outs, BufferPool& pool);
 bool fake_quantize_step(const Step& s, Args& a, Args& outs, BufferPool& pool);
+bool quantize_rows_step(Args& a, Args& outs, BufferPool& pool);
+bool dequantize_rows_step(Args& a, Args& outs, BufferPool& pool);
 bool predicate_step(const Step& s, Args& a, Args& outs, BufferPool& pool);
 bool fill_step(const Step& s, Args& a, Args& outs, BufferPool& pool, const std::vector<int64_t>& syms);
 

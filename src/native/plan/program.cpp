@@ -125,11 +125,30 @@ bool sdpa_operand(Tensor& t, BufferPool& pool, const float** p, int64_t* st) {
   return true;
 }
 
+// k or v of an int8 cache: int8 rank 4 with contiguous features (copied where not), its scales
+// [.., .., .., 1] float32 of its first three dims
+bool sdpa_int8_operand(Tensor& t, const Tensor& scale, BufferPool& pool, const int8_t** p, int64_t* st,
+                       const float** sp, int64_t* sst) {
+  if (!t.present() || t.dtype != DType::I8 || t.rank != 4 || !is_f32(scale) || scale.rank != 4 ||
+      scale.shape[3] != 1)
+    return false;
+  for (int i = 0; i < 3; ++i)
+    if (scale.shape[i] != t.shape[i]) return false;
+  if (t.shape[3] > 1 && t.strides[3] != 1) t = contiguous(t, pool);
+  for (int i = 0; i < 4; ++i) st[i] = t.shape[i] == 1 ? 0 : t.strides[i];
+  st[3] = 1;
+  for (int i = 0; i < 3; ++i) sst[i] = scale.shape[i] == 1 ? 0 : scale.strides[i] / 4;
+  *p = t.as<const int8_t>();
+  *sp = scale.as<const float>();
+  return true;
+}
+
 bool sdpa_step(const Step& s, Args& a, Args& outs, BufferPool& pool, int threads) {
-  if (a.size() < 3) return false;
+  if (a.size() < ((s.k8 || s.v8) ? 6 : 3)) return false;
   attention::SdpaArgs g;
-  if (!sdpa_operand(a[0], pool, &g.q, g.qs) || !sdpa_operand(a[1], pool, &g.k, g.ks) ||
-      !sdpa_operand(a[2], pool, &g.v, g.vs))
+  if (!sdpa_operand(a[0], pool, &g.q, g.qs) ||
+      !(s.k8 ? sdpa_int8_operand(a[1], a[4], pool, &g.k8, g.ks, &g.ksc, g.kss) : sdpa_operand(a[1], pool, &g.k, g.ks)) ||
+      !(s.v8 ? sdpa_int8_operand(a[2], a[5], pool, &g.v8, g.vs, &g.vsc, g.vss) : sdpa_operand(a[2], pool, &g.v, g.vs)))
     return false;
   const Tensor &q = a[0], &k = a[1], &v = a[2];
   g.B = q.shape[0], g.Hq = q.shape[1], g.L = q.shape[2], g.E = q.shape[3];
@@ -464,6 +483,8 @@ bool Program::execute(const Step& s, Args& a, Args& outs, const std::vector<Tens
     case Kind::ReduceSum: return reduce_sum_step(s, a, outs, pool_, threads);
     case Kind::Clip: return clip_step(s, a, outs, pool_);
     case Kind::FakeQuantize: return fake_quantize_step(s, a, outs, pool_);
+    case Kind::QuantizeRows: return quantize_rows_step(a, outs, pool_);
+    case Kind::DequantizeRows: return dequantize_rows_step(a, outs, pool_);
     case Kind::Compare: return compare_step(s, a, outs, pool_);
     case Kind::Logical: return logical_step(s, a, outs, pool_);
     case Kind::Where: return where_step(a, outs, pool_);

@@ -67,7 +67,7 @@ enum class Kind {
   Linear,       // (x, -, bias?) with a packed weight
   LinearGroup,  // (x, bias_0?, ..., bias_n-1?) -> n outputs, packed weights of one K (gemm_group)
   Embedding,    // (-, ids) with a packed weight
-  Sdpa,         // (q, k, v, mask?)
+  Sdpa,         // (q, k, v, mask?[, k scales, v scales]: int8 k / v where k8 / v8)
   RmsNorm,      // (x, weight?)
   LayerNorm,    // (x, weight?, bias?)
   Activation,   // (x) or, gated, (x, y): act(x) * y
@@ -86,6 +86,8 @@ enum class Kind {
                 // `reduce_axes` (consecutive axes)
   Clip,         // (x) float32 -> clip(x, lo, hi)
   FakeQuantize, // (x) float32 -> on the 8-bit grid of step `scale` (int8, or uint8 from zero_point)
+  QuantizeRows, // (x) float32 -> (int8 rows, float32 scales [..., 1]): quantize_rows
+  DequantizeRows, // (q int8, scales) -> float32: dequantize_rows
   Compare,      // (x, y) of one dtype -> bool
   Logical,      // (x, y) bool -> bool
   Where,        // (cond bool, x, y of one dtype) -> cond ? x : y
@@ -171,6 +173,7 @@ struct Step {
   double eps = 0.0;                    // norms
   double scale = 0.0;                  // Sdpa: 0 = 1/sqrt(E); FakeQuantize: the grid's step
   bool causal = false;                 // Sdpa
+  bool k8 = false, v8 = false;         // Sdpa: k (v) int8 rows, their scales input 4 (5)
   activation::Kind act = activation::Kind::Silu;  // Activation; Linear where linear_act
   bool gated = false;
   bool linear_act = false;  // Linear: its outputs through act (exact: of the activation too)

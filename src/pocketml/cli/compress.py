@@ -43,6 +43,8 @@ def add_parser(sub, common, positive_int, func) -> None:
     p.add_argument("--sensitivity", metavar="FISHER.npz",
                    help="per-element weights for k-means and the searched scales, keyed by weight name, each "
                         "of its weight's shape: np.savez(path, **pocketml.training.fisher(module, samples))")
+    p.add_argument("--kv-cache", choices=("int8",),
+                   help="store a stateful LLM's KV cache as int8 rows with a scale each (a quarter of its memory)")
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune to this sparsity")
     p.add_argument("--prune-block-size", type=positive_int, default=1)
     p.add_argument("--prune-nm", metavar="N:M", help="N zeros in every M along the input axis (2:4)")
@@ -55,8 +57,9 @@ def add_parser(sub, common, positive_int, func) -> None:
     p.set_defaults(func=func)
 
 
-def config_from(args):
-    """--config FILE, or the flags in joint order: prune, then palettize, then quantize."""
+def config_from(args, required: bool = True):
+    """--config FILE, or the flags in joint order: prune, then palettize, then quantize (None
+    where none is given and not `required`: --kv-cache alone)."""
     from ..compress import OptimizationConfig, Palettize, Prune, Quantize
     specs = []
     if args.prune is not None:
@@ -81,9 +84,11 @@ def config_from(args):
         if specs:
             raise ConfigError("give either --config or compression flags, not both")
         return OptimizationConfig.from_yaml(args.config)
+    if not specs and not required:
+        return None
     if not specs:
         raise ConfigError("nothing to do: give --config FILE.yaml or a flag such as --palettize 4, "
-                          "--quantize int8, --prune 0.5 or --prune-nm 2:4")
+                          "--quantize int8, --prune 0.5, --prune-nm 2:4 or --kv-cache int8")
     return OptimizationConfig(global_config=specs, min_weight_size=args.min_weight_size, strict=args.strict)
 
 

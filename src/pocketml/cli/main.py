@@ -252,12 +252,16 @@ def cmd_compress(args) -> int:
         sensitivity = read_arrays(args.sensitivity, "--sensitivity")
     if args.target_size is not None:
         compressed = pm.compress(model, target_size=args.target_size, progress=ui.tty, calibration=calibration,
-                                 sensitivity=sensitivity)
+                                 sensitivity=sensitivity, kv_cache=args.kv_cache)
         print_recipe(compressed.metadata["compression_recipe"], args.recipe)
     else:
-        compressed = pm.compress(model, config_from(args), progress=ui.tty, calibration=calibration,
-                                 sensitivity=sensitivity)
+        config = config_from(args, required=args.kv_cache is None)
+        compressed = pm.compress(model, config, progress=ui.tty, calibration=calibration,
+                                 sensitivity=sensitivity, kv_cache=args.kv_cache)
     _save(compressed, args.output)
+    if args.kv_cache is not None:
+        states = compressed.metadata["kv_cache"]["states"]
+        print(f"KV cache: {len(states)} states as {args.kv_cache} rows with a scale each")
     after = os.path.getsize(args.output)
     rows = pm.compression_report(compressed)
     if not args.quiet:

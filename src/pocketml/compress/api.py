@@ -32,7 +32,7 @@ def _model(model) -> Model:
 
 
 def compress(model: Model | str | os.PathLike, config=None, progress: bool | None = None,
-             calibration=None, target_size=None, candidates=None, sensitivity=None) -> Model:
+             calibration=None, target_size=None, candidates=None, sensitivity=None, kv_cache=None) -> Model:
     """A new Model whose weights are compressed per `config` (the input model is not modified).
 
     `model`: a Model or the path of a package. `config`: a `Palettize`, `Quantize` or `Prune`; a
@@ -55,8 +55,17 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
     Fisher diagonal of `pocketml.training.fisher`: squared gradients of a loss, as coremltools'
     SKMPalettizer uses), replacing the inputs' energy as the weights of k-means and of the
     searched scales for those weights; GPTQ and SparseGPT still take their H from `calibration`.
+
+    `kv_cache="int8"`: a stateful model's KV cache stored as int8 rows with a scale each
+    (`kv_cache.py`: a quarter of its memory and of what each decoded token reads), with or
+    without a weight config; the states it quantized are in metadata["kv_cache"].
     """
     model = _model(model)
+    if kv_cache is not None:
+        if config is None and target_size is None:
+            return _with_kv_cache(model, kv_cache)
+        return _with_kv_cache(compress(model, config, progress, calibration, target_size, candidates,
+                                       sensitivity), kv_cache)
     if target_size is not None:
         if sensitivity is not None:
             raise ConfigError("sensitivity weighs a config's weights; mixed precision (target_size) measures "
@@ -80,6 +89,15 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
     if calibration is not None:
         calibrated = _calibrate(model, cfg, calibration, gptq, progress)
     return _compressed(model, cfg, progress, calibrated, sensitivity)
+
+
+def _with_kv_cache(model: Model, mode) -> Model:
+    from .kv_cache import quantize_kv_cache
+
+    program, states = quantize_kv_cache(model.program, mode)
+    metadata = copy.deepcopy(model.metadata)
+    metadata["kv_cache"] = {"mode": mode, "states": states}
+    return Model(program, metadata, model.function.name, model.compute_precision)
 
 
 def _sensitivity(model: Model, given) -> dict | None:

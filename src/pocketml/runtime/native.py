@@ -150,26 +150,33 @@ class FusedEmbedding:
 
 
 class FusedSdpa:
-    """scaled_dot_product_attention in float32 via `_native.sdpa`, else the reference."""
-    __slots__ = ("threads", "reference")
+    """scaled_dot_product_attention in float32 via `_native.sdpa`, else the reference. `int8`:
+    (keys, values) read from an int8 cache, args then (q, k or its int8 rows, v or its, mask, k's
+    scales, v's scales): the `dequantize_rows` ops that made them, computed by the kernel."""
+    __slots__ = ("threads", "reference", "int8")
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, int8: tuple[bool, bool] = (False, False)):
         self.threads, self.reference = threads, registry.get("scaled_dot_product_attention").compute
+        self.int8 = int8
 
     def __call__(self, args, attrs):
-        q, k, v, mask = (list(args) + [None] * 4)[:4]
-        if (q.dtype == k.dtype == v.dtype == np.float32 and q.ndim == k.ndim == v.ndim == 4
+        q, k, v, mask, ks, vs = (list(args) + [None] * 6)[:6]
+        want = [np.int8 if i8 else np.float32 for i8 in self.int8]
+        if (q.dtype == np.float32 and k.dtype == want[0] and v.dtype == want[1] and q.ndim == k.ndim == v.ndim == 4
                 and q.shape[-1] and (mask is None or mask.dtype in _MASK_DTYPES and mask.ndim <= 4)):
-            q, k, v = (a if a.strides[-1] == 4 else np.ascontiguousarray(a) for a in (q, k, v))
+            q, k, v = (a if a.strides[-1] == a.itemsize else np.ascontiguousarray(a) for a in (q, k, v))
             out = np.empty((*q.shape[:3], v.shape[3]), np.float32)
             scale = attrs["scale"]
             scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
             try:
-                _native.sdpa(q, k, v, mask, out, scale, bool(attrs["is_causal"]), self.threads)
+                _native.sdpa(q, k, v, mask, out, scale, bool(attrs["is_causal"]), self.threads, ks, vs)
                 return [out]
             except (ValueError, TypeError):  # shapes the kernel does not take: the reference decides
                 pass
-        return self.reference(args, attrs)
+        dequantize = registry.get("dequantize_rows").compute
+        k = dequantize([k, ks], {})[0] if self.int8[0] else k
+        v = dequantize([v, vs], {})[0] if self.int8[1] else v
+        return self.reference([q, k, v, mask], attrs)
 
 
 class FusedNorm:
@@ -282,7 +289,15 @@ def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set, exact: boo
         if op.type not in _NATIVE_OPS or op.outputs[0].type.dtype != DType.float32 or id(op) in kernels:
             continue  # (an activation a convolution computes already has its kernel)
         if op.type == "scaled_dot_product_attention":
-            kernels[id(op)] = Kernel(FusedSdpa(threads), "native:sdpa", list(op.inputs))
+            inputs, scales, int8 = (list(op.inputs) + [None])[:4], [None, None], [False, False]
+            for i in (1, 2):  # keys / values of an int8 cache, dequantized for this attention alone
+                dq = producers.get(inputs[i])
+                if dq is not None and dq.type == "dequantize_rows" and len(readers[inputs[i]]) == 1 \
+                        and inputs.count(inputs[i]) == 1:
+                    inputs[i], scales[i - 1], int8[i - 1] = dq.inputs[0], dq.inputs[1], True
+                    fused.add(id(dq))
+            kernels[id(op)] = Kernel(FusedSdpa(threads, tuple(int8)), "native:sdpa" + (" int8 kv" if any(int8) else ""),
+                                     inputs + scales if any(int8) else list(op.inputs))
         elif op.type in _NORMS:
             axes = op.attrs.get("axes", [-1])
             rank = op.outputs[0].type.rank

@@ -32,7 +32,7 @@ _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equa
 _RECURRENT = ("lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell")
 _LOGICAL = ("logical_and", "logical_or", "logical_xor")  # bool
 _NATIVE_SPECS = ("binary", "unary", "cast", "concat", "arange", "reduce_sum", "reduce_mean", "reduce_norm2", "clip",
-                 "fake_quantize",
+                 "fake_quantize", "quantize_rows", "dequantize_rows",
                  "reduce_max", "reduce_min", "argmax", "argmin",
                  "compare", "take", "gather", "index", "cumsum", "pool", "pad",
                  "logical", "where", "copy", "recurrent", "prelu", "softmax", "split", "predicate",
@@ -193,7 +193,8 @@ class NativeLoop:
             scale = attrs["scale"]
             if scale is not None and (not isinstance(scale, (int, float)) or scale == 0):
                 return "fallback", {}
-            return "sdpa", {"scale": 0.0 if scale is None else float(scale), "causal": bool(attrs["is_causal"])}
+            return "sdpa", {"scale": 0.0 if scale is None else float(scale), "causal": bool(attrs["is_causal"]),
+                            "k8": c.int8[0], "v8": c.int8[1]}
         if isinstance(c, native.FusedNorm):
             return c.kind, {"eps": float(attrs["eps"])}
         if isinstance(c, native.FusedActivation):
@@ -204,6 +205,8 @@ class NativeLoop:
             return "rotary", {}
         if step.kernel != "numpy":
             return "fallback", {}
+        if step.op_type in ("quantize_rows", "dequantize_rows"):
+            return step.op_type, {}
         if step.op_type in _BINARY and (step.op_type != "div" or attrs.get("rounding_mode") == "none"):
             return "binary", {"op": step.op_type}
         if step.op_type in _UNARY:

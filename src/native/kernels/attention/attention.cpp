@@ -117,18 +117,33 @@ int64_t scores_stride(int64_t S) { return (S + 7) & ~int64_t(7); }
 // per chunk for the blocks (p.dots_t), and its values, where their rows are apart (the heads of a
 // [L, H * Ev] projection), copied next to each other: the blocks then read 384 KiB of v rather
 // than 256 B of every 4.5 KiB of a 7 MB projection (20 % of Whisper's encoder attention).
+// out[j * E + e] = q[j * ld + e] * scale[j * lds] for j < n, e < E (dequantize_rows' floats)
+void dequantize(const int8_t* q, int64_t ld, const float* scale, int64_t lds, int64_t n, int64_t E, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int8_t* r = q + j * ld;
+    const float s = scale[j * lds];
+    float* o = out + j * E;
+    for (int64_t e = 0; e < E; ++e) o[e] = static_cast<float>(r[e]) * s;
+  }
+}
+
 void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, int64_t t0, int64_t t1,
-               float* sc, int32_t* keys, const int32_t* iota, float* kt, float* vc) {
+               float* sc, int32_t* keys, const int32_t* iota, float* kt, float* vc, float* kc) {
   const int64_t group = a.Hq / a.Hk, ld = scores_stride(a.S);
-  const float* k = a.k + b * a.ks[0] + hk * a.ks[1];
-  const float* v = a.v + b * a.vs[0] + hk * a.vs[1];
-  int64_t ldv = a.vs[2];
+  const int64_t nt = a.causal ? std::min(a.S, (t1 - 1) / group + 1) : a.S;  // keys attended at most
+  const int64_t ko = b * a.ks[0] + hk * a.ks[1], vo = b * a.vs[0] + hk * a.vs[1];
+  const float* k = a.k8 ? kc : a.k + ko;
+  const float* v = a.v8 ? vc : a.v + vo;
+  const int64_t ldk = a.k8 ? a.E : a.ks[2];
+  int64_t ldv = a.v8 ? a.Ev : a.vs[2];
+  // an int8 cache's rows as floats, once for the chunk's blocks
+  if (a.k8) dequantize(a.k8 + ko, a.ks[2], a.ksc + b * a.kss[0] + hk * a.kss[1], a.kss[2], nt, a.E, kc);
+  if (a.v8) dequantize(a.v8 + vo, a.vs[2], a.vsc + b * a.vss[0] + hk * a.vss[1], a.vss[2], nt, a.Ev, vc);
   // (decided per head, not per chunk: the sums, so the results, whatever the thread count)
   const bool transposed = p.dots_t != nullptr && group * a.L >= kTransposeRows;
-  const int64_t nt = a.causal ? std::min(a.S, (t1 - 1) / group + 1) : a.S;  // keys attended at most
   const int64_t ldt = scores_stride(nt);
   if (transposed) {
-    p.transpose(k, a.ks[2], nt, a.E, kt, ldt);
+    p.transpose(k, ldk, nt, a.E, kt, ldt);
     if (ldv != a.Ev) {
       for (int64_t j = 0; j < nt; ++j) std::memcpy(vc + j * a.Ev, v + j * ldv, sizeof(float) * a.Ev);
       v = vc;
@@ -158,7 +173,7 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     if (transposed)
       p.dots_t(q, rows, kt, ldt, n, a.E, sc, ld);
     else
-      p.dots(q, rows, k, a.ks[2], n, a.E, sc, ld);
+      p.dots(q, rows, k, ldk, n, a.E, sc, ld);
     p.softmax(sc, ld, rows, nr, a.scale, a.mask_kind, mask, a.ms[3], sum);
     // keys past the row's causal end, and every key of a row that attends nothing: weight 0
     for (int i = 0; i < rows; ++i) {
@@ -169,19 +184,19 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     const int64_t nk = every ? n : p.live_keys(sc, ld, rows, n, keys);
     float mul[kBlockRows];
     for (int i = 0; i < rows; ++i) mul[i] = sum[i] > 0 ? 1.0f / sum[i] : 1.0f;
-    p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, mul, out, !transposed);
+    p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, mul, out, !transposed && !a.v8);
     for (int i = 0; i < rows; ++i)
       if (sum[i] < 0) std::memset(out[i], 0, sizeof(float) * a.Ev);
   }
 }
 
 // Per-thread scratch for head_rows(): a block's scores, the keys it attends, 0 .. S - 1, the keys
-// transposed, the values copied.
+// transposed, the values copied (or dequantized), the keys dequantized.
 struct Scratch {
-  std::vector<float> scores, kt, vc;
+  std::vector<float> scores, kt, vc, kc;
   std::vector<int32_t> keys, iota;
-  // E, Ev: 0 where no keys are transposed (decode steps)
-  void fit(int64_t S, int64_t E, int64_t Ev) {
+  // E, Ev: 0 where no keys are transposed and no int8 rows dequantized; Ek: E with int8 keys
+  void fit(int64_t S, int64_t E, int64_t Ev, int64_t Ek) {
     if (static_cast<int64_t>(keys.size()) < S) {
       scores.resize(static_cast<size_t>(scores_stride(S)) * kBlockRows);
       keys.resize(S);
@@ -190,6 +205,7 @@ struct Scratch {
     }
     if (static_cast<int64_t>(kt.size()) < scores_stride(S) * E) kt.resize(scores_stride(S) * E);
     if (static_cast<int64_t>(vc.size()) < S * Ev) vc.resize(S * Ev);
+    if (static_cast<int64_t>(kc.size()) < S * Ek) kc.resize(S * Ek);
   }
 };
 
@@ -222,10 +238,10 @@ void sdpa(const SdpaArgs& args, int threads) {
   if (threads <= 0) threads = default_threads();
   if (threads <= 1 || R * per_row < kParallelWork) {
     thread_local Scratch scratch;
-    scratch.fit(a.S, transposes ? a.E : 0, transposes ? a.Ev : 0);
+    scratch.fit(a.S, transposes ? a.E : 0, transposes || a.v8 ? a.Ev : 0, a.k8 ? a.E : 0);
     for (int64_t hh = 0; hh < heads; ++hh)
       head_rows(a, p, hh / a.Hk, hh % a.Hk, 0, per_head, scratch.scores.data(), scratch.keys.data(),
-                scratch.iota.data(), scratch.kt.data(), scratch.vc.data());
+                scratch.iota.data(), scratch.kt.data(), scratch.vc.data(), scratch.kc.data());
     return;
   }
   // chunks of whole blocks of one k/v head, kChunkWork multiply-adds at least, and no more rows
@@ -240,11 +256,12 @@ void sdpa(const SdpaArgs& args, int threads) {
   const int64_t chunks = (per_head + chunk - 1) / chunk;
   parallel_for(heads * chunks, 1, threads, [&](int64_t c0, int64_t c1) {
     thread_local Scratch scratch;
-    scratch.fit(a.S, transposes ? a.E : 0, transposes ? a.Ev : 0);
+    scratch.fit(a.S, transposes ? a.E : 0, transposes || a.v8 ? a.Ev : 0, a.k8 ? a.E : 0);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t hh = c / chunks, t0 = c % chunks * chunk;
       head_rows(a, p, hh / a.Hk, hh % a.Hk, t0, std::min(per_head, t0 + chunk), scratch.scores.data(),
-                scratch.keys.data(), scratch.iota.data(), scratch.kt.data(), scratch.vc.data());
+                scratch.keys.data(), scratch.iota.data(), scratch.kt.data(), scratch.vc.data(),
+                scratch.kc.data());
     }
   });
 }

@@ -35,6 +35,15 @@ struct SdpaArgs {
   // (all 0: C-contiguous); rows apart from each other and from the inputs
   float* out = nullptr;
   int64_t os[3] = {0, 0, 0};
+  // An int8 KV cache: k8 (v8) non-null in place of k (v), int8 rows of ks's (vs's) strides, each
+  // row read as the floats q8 * scale (dequantize_rows), its scale at b * kss[0] + h * kss[1] +
+  // j * kss[2] of ksc (vsc)
+  const int8_t* k8 = nullptr;
+  const float* ksc = nullptr;
+  int64_t kss[3] = {0, 0, 0};
+  const int8_t* v8 = nullptr;
+  const float* vsc = nullptr;
+  int64_t vss[3] = {0, 0, 0};
   int64_t B = 0, Hq = 0, Hk = 0, L = 0, S = 0, E = 0, Ev = 0;
   float scale = 1.0f;
   bool causal = false;

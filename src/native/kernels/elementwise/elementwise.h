@@ -85,6 +85,11 @@ void clip(const float* x, float* out, int64_t n, bool has_lo, float lo, bool has
 // the reference fake_quantize (ir/ops/compressed.py): int8 around 0 where zero_point < 0, else
 // uint8 with that zero point; scale > 0, checked by the caller
 void fake_quantize(const float* x, float* out, int64_t n, float scale, int zero_point);
+// the references quantize_rows / dequantize_rows (ir/ops/rowquant.py) over `rows` rows of E:
+// scale[r] = max |x[r]| / 127, q = round(x / scale) clipped to +-127 (0 where not finite); and
+// out = q * scale
+void quantize_rows(const float* x, int64_t rows, int64_t E, int8_t* q, float* scale);
+void dequantize_rows(const int8_t* q, const float* scale, int64_t rows, int64_t E, float* out);
 
 // logic.cpp. Operands are read through byte strides over `shape` (0 on broadcast axes); out is
 // C-contiguous. Bool is one byte, nonzero true (the references' "nonzero is true"), written 0/1.

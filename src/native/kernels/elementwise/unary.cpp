@@ -155,5 +155,30 @@ void fake_quantize(const float* x, float* out, int64_t n, float scale, int zero_
   }
 }
 
+void quantize_rows(const float* x, int64_t rows, int64_t E, int8_t* q, float* scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* v = x + r * E;
+    float m = 0.0f;
+    for (int64_t e = 0; e < E; ++e) {
+      const float a = std::fabs(v[e]);
+      m = (a > m || a != a) && m == m ? a : m;  // NaN stays
+    }
+    const float s = m / 127.0f;
+    scale[r] = s;
+    int8_t* o = q + r * E;
+    for (int64_t e = 0; e < E; ++e) {
+      const float t = std::nearbyint(v[e] / s);  // half to even, as np.round
+      o[e] = !std::isfinite(t) ? 0 : static_cast<int8_t>(t < -127.0f ? -127.0f : t > 127.0f ? 127.0f : t);
+    }
+  }
+}
+
+void dequantize_rows(const int8_t* q, const float* scale, int64_t rows, int64_t E, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float s = scale[r];
+    for (int64_t e = 0; e < E; ++e) out[r * E + e] = static_cast<float>(q[r * E + e]) * s;
+  }
+}
+
 }  // namespace elementwise
 }  // namespace pocketml
