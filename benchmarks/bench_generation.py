@@ -5,6 +5,11 @@
         [--modes float,int8,int4-b32,lut4-g16,lut4-g32] [--backends native,reference] [--no-peers]
         [--ggufs f32,f16,q8_0,q4_0,q4_1] [--rounds N]
 
+A mode or GGUF ending in "+kv8" also stores the KV cache in 8 bits: pocketml's int8 rows
+(`pm.compress(..., kv_cache="int8")`; "kv8" alone: float weights), llama.cpp's Q8_0 cache
+(`type_k`/`type_v`, with its flash attention, which a quantized V cache needs); use a long
+`--prompt-tokens` to see what the cache costs.
+
 Every engine runs in its own process (clean peak RSS; pocketml's cannot import torch) on the same
 prompt: the first N tokens of `data.wikipedia_text()`. Prefill = one call over the prompt;
 decode = N new tokens, greedy, EOS ignored, one call each (the first comes from the prefill).
@@ -104,16 +109,18 @@ READ_BANDWIDTH = 27.5e9  # bytes/s, 2 threads, this machine (shared/docs/kernels
 
 
 def compressed_package(float_package: Path, mode: str) -> Path:
-    """The float package compressed with MODES[mode], made once into benchmarks/.cache/."""
+    """The float package compressed with MODES[mode] (its KV cache too for "<mode>+kv8" and "kv8"),
+    made once into benchmarks/.cache/."""
+    import hashlib
     import warnings
 
     import pocketml as pm
 
-    import hashlib
-
+    weights, kv8 = mode.removesuffix("+kv8").removesuffix("kv8"), mode.endswith("kv8")
+    config = pm.OptimizationConfig(global_config=MODES[weights](pm)) if weights else None
     # named by the config and the compressor's sources: a new default or recipe makes a new package
     compress_dir = Path(pm.__file__).parent / "compress"
-    digest = hashlib.sha256(repr(MODES[mode](pm)).encode())
+    digest = hashlib.sha256(repr((config, kv8)).encode())
     for f in sorted(compress_dir.glob("*.py")):
         digest.update(f.read_bytes())
     out = HERE / ".cache" / f"smollm2-{mode}-{digest.hexdigest()[:10]}.pocket"
@@ -124,7 +131,7 @@ def compressed_package(float_package: Path, mode: str) -> Path:
         print(f"compressing {float_package.name} -> {out.name}", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the lossy-mode warning: speed is measured here, not quality
-            pm.compress(str(float_package), pm.OptimizationConfig(global_config=MODES[mode](pm))).save(out)
+            pm.compress(str(float_package), config, kv_cache="int8" if kv8 else None).save(out)
     return out
 
 
@@ -159,14 +166,15 @@ def work_torch(ids: list[int], new: int) -> dict:
                 peak_rss_mib=peak_rss_mib())
 
 
-def work_llamacpp(gguf: str, ids: list[int], new: int) -> dict:
+def work_llamacpp(gguf: str, kv8: bool, ids: list[int], new: int) -> dict:
     import numpy as np
     from llama_cpp import Llama
 
     threads = os.cpu_count() or 1
+    cache = dict(type_k=8, type_v=8, flash_attn=True) if kv8 else {}  # GGML_TYPE_Q8_0
     t0 = time.perf_counter()
     llm = Llama(model_path=gguf, n_ctx=len(ids) + new + 8, n_batch=len(ids), n_threads=threads,
-                n_threads_batch=threads, logits_all=False, verbose=False)
+                n_threads_batch=threads, logits_all=False, verbose=False, **cache)
     load = time.perf_counter() - t0
 
     def last_logits():  # logits_all=False keeps no scores: read the context's last row
@@ -296,12 +304,14 @@ def main(argv=None) -> int:
         if not f32.exists():
             f32.parent.mkdir(exist_ok=True)
             write_f32_gguf(f32)
-        for kind in args.ggufs.split(","):
+        for spec in args.ggufs.split(","):
+            kind = spec.removesuffix("+kv8")
             path = {"f32": f32, "q4_1": smollm2.gguf_path()}.get(kind, HERE / ".cache" / f"SmolLM2-135M-Instruct.{kind.upper()}.gguf")
             if not Path(path).exists():
                 print(f"quantizing {f32.name} -> {path.name} with llama.cpp", file=sys.stderr)
                 run_worker(args.llama_python, "quantize", [str(f32), str(path), GGUF_TYPES[kind]], None, None)
-            jobs[f"llama.cpp {kind.upper()} GGUF"] = (args.llama_python, "llamacpp", [str(path)], None)
+            name = f"llama.cpp {kind.upper()} GGUF" + (" Q8_0 cache" if spec != kind else "")
+            jobs[name] = (args.llama_python, "llamacpp", [str(path), spec != kind], None)
     results: dict[str, list[dict]] = {name: [] for name in jobs}
     for i in range(args.rounds):
         for name, (python, engine, wargs, wenv) in jobs.items():
@@ -326,7 +336,7 @@ def main(argv=None) -> int:
     for name, r in runs.items():  # side-by-side ratios (> 1: pocketml faster)
         if name.startswith("pocketml") and peers:
             ratios = ", ".join(
-                f"{p.removeprefix('llama.cpp ').removesuffix(' GGUF')} decode "
+                f"{p.removeprefix('llama.cpp ').replace(' GGUF', '')} decode "
                 f"{q['decode_s'] / q['decode_steps'] / (r['decode_s'] / r['decode_steps']):.2f}x "
                 f"prefill {q['prefill_s'] / r['prefill_s']:.2f}x" for p, q in peers.items())
             print(f"{name} vs llama.cpp: {ratios}")

@@ -101,6 +101,30 @@ def test_float16_emulation_keeps_greedy_answer(package):
         "".join(pm.generate(model, prompt=prompt, max_new_tokens=8))
 
 
+def test_int8_kv_cache_keeps_the_perplexity_in_a_quarter_of_the_memory(package):
+    import numpy as np
+
+    from pocketml.zoo import data
+
+    _, model = package
+    q = pm.compress(model, kv_cache="int8")
+    ids = smollm2.encode(data.wikipedia_text()[:4000])[0][:512].astype(np.int64)
+
+    def nll_top1(m):
+        z = m.predict({"input_ids": ids[None], "causal_mask": smollm2.causal_mask(0, len(ids))},
+                      state=m.make_state())["logits"][0, :-1].astype(np.float64)
+        lz = z.max(1) + np.log(np.exp(z - z.max(1, keepdims=True)).sum(1))
+        return (lz - z[np.arange(len(z)), ids[1:]]).mean(), z.argmax(1)
+    (base, top), (got, top8) = nll_top1(model), nll_top1(q)
+    assert abs(np.exp(got - base) - 1) < 0.005  # perplexity within 0.5 % (measured +0.1 %)
+    assert (top8 == top).mean() > 0.97
+    nbytes = lambda m: sum(s.type.numel() * s.type.dtype.itemsize for s in m.program.main.states)  # noqa: E731
+    assert nbytes(q) / nbytes(model) == pytest.approx((64 + 4) / 256)
+    assert "".join(pm.generate(q, prompt=smollm2.chat_prompt("What is the capital of France?"),
+                               max_new_tokens=8)) == "".join(pm.generate(
+        model, prompt=smollm2.chat_prompt("What is the capital of France?"), max_new_tokens=8))
+
+
 def test_cli_chat_keeps_the_conversation(package, tmp_path, capsys, monkeypatch):
     import io
 

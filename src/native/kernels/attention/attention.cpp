@@ -131,16 +131,21 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
                float* sc, int32_t* keys, const int32_t* iota, float* kt, float* vc, float* kc) {
   const int64_t group = a.Hq / a.Hk, ld = scores_stride(a.S);
   const int64_t nt = a.causal ? std::min(a.S, (t1 - 1) / group + 1) : a.S;  // keys attended at most
+  // (decided per head, not per chunk: the sums, so the results, whatever the thread count)
+  const bool transposed = p.dots_t != nullptr && group * a.L >= kTransposeRows;
   const int64_t ko = b * a.ks[0] + hk * a.ks[1], vo = b * a.vs[0] + hk * a.vs[1];
+  // an int8 cache's rows read where they lie (a decode step's), else as floats dequantized once
+  // for the chunk's blocks
+  const int8_t* k8 = a.k8 && !transposed && p.dots8 ? a.k8 + ko : nullptr;
+  const int8_t* v8 = a.v8 && !transposed && p.wsum8 ? a.v8 + vo : nullptr;
+  const float* ksc = a.k8 ? a.ksc + b * a.kss[0] + hk * a.kss[1] : nullptr;
+  const float* vsc = a.v8 ? a.vsc + b * a.vss[0] + hk * a.vss[1] : nullptr;
   const float* k = a.k8 ? kc : a.k + ko;
   const float* v = a.v8 ? vc : a.v + vo;
   const int64_t ldk = a.k8 ? a.E : a.ks[2];
   int64_t ldv = a.v8 ? a.Ev : a.vs[2];
-  // an int8 cache's rows as floats, once for the chunk's blocks
-  if (a.k8) dequantize(a.k8 + ko, a.ks[2], a.ksc + b * a.kss[0] + hk * a.kss[1], a.kss[2], nt, a.E, kc);
-  if (a.v8) dequantize(a.v8 + vo, a.vs[2], a.vsc + b * a.vss[0] + hk * a.vss[1], a.vss[2], nt, a.Ev, vc);
-  // (decided per head, not per chunk: the sums, so the results, whatever the thread count)
-  const bool transposed = p.dots_t != nullptr && group * a.L >= kTransposeRows;
+  if (a.k8 && !k8) dequantize(a.k8 + ko, a.ks[2], ksc, a.kss[2], nt, a.E, kc);
+  if (a.v8 && !v8) dequantize(a.v8 + vo, a.vs[2], vsc, a.vss[2], nt, a.Ev, vc);
   const int64_t ldt = scores_stride(nt);
   if (transposed) {
     p.transpose(k, ldk, nt, a.E, kt, ldt);
@@ -172,6 +177,8 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     }
     if (transposed)
       p.dots_t(q, rows, kt, ldt, n, a.E, sc, ld);
+    else if (k8)
+      p.dots8(q, rows, k8, a.ks[2], ksc, a.kss[2], n, a.E, sc, ld);
     else
       p.dots(q, rows, k, ldk, n, a.E, sc, ld);
     p.softmax(sc, ld, rows, nr, a.scale, a.mask_kind, mask, a.ms[3], sum);
@@ -184,7 +191,10 @@ void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, in
     const int64_t nk = every ? n : p.live_keys(sc, ld, rows, n, keys);
     float mul[kBlockRows];
     for (int i = 0; i < rows; ++i) mul[i] = sum[i] > 0 ? 1.0f / sum[i] : 1.0f;
-    p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, mul, out, !transposed && !a.v8);
+    if (v8)
+      p.wsum8(sc, ld, rows, every ? iota : keys, nk, v8, a.vs[2], vsc, a.vss[2], a.Ev, mul, out);
+    else
+      p.wsum(sc, ld, rows, every ? iota : keys, nk, v, ldv, a.Ev, mul, out, !transposed && !a.v8);
     for (int i = 0; i < rows; ++i)
       if (sum[i] < 0) std::memset(out[i], 0, sizeof(float) * a.Ev);
   }
@@ -211,8 +221,8 @@ struct Scratch {
 
 }  // namespace
 
-const Primitives generic_primitives = {dots_generic,      nullptr, nullptr, softmax_generic,
-                                       live_keys_generic, wsum_generic};
+const Primitives generic_primitives = {dots_generic,      nullptr,      nullptr, softmax_generic,
+                                       live_keys_generic, wsum_generic, nullptr, nullptr};
 
 void sdpa(const SdpaArgs& args, int threads) {
   SdpaArgs a = args;

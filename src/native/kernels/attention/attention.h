@@ -79,6 +79,13 @@ struct Primitives {
   // prefetching
   void (*wsum)(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
                int64_t ldv, int64_t Ev, const float* mul, float* const* out, bool fetch);
+  // dots and wsum (a decode step's, fetching) over an int8 cache's rows where they lie, row j read
+  // as k[j * ldk + e] * ks[j * lds] (dequantize_rows' floats: the float primitives' sums on them,
+  // bit for bit). Null where the instruction set has none: the rows are dequantized first.
+  void (*dots8)(const float* const* q, int rows, const int8_t* k, int64_t ldk, const float* ks, int64_t lds,
+                int64_t n, int64_t E, float* out, int64_t ldo);
+  void (*wsum8)(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const int8_t* v,
+                int64_t ldv, const float* vs, int64_t lds, int64_t Ev, const float* mul, float* const* out);
 };
 
 extern const Primitives generic_primitives;

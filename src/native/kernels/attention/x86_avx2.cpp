@@ -39,16 +39,55 @@ inline void prefetch_rows(const float* row, int rows, int64_t ld, int64_t E) {
     for (int64_t e = 0; e < E; e += 16) _mm_prefetch(reinterpret_cast<const char*>(row + i * ld + e), _MM_HINT_T0);
 }
 
+// Rows of keys or values where they lie, float32 ...
+struct F32Rows {
+  const float* base;
+  int64_t ld;
+  struct Row {
+    const float* p;
+    __m256 load(int64_t e) const { return _mm256_loadu_ps(p + e); }
+    float at(int64_t e) const { return p[e]; }
+  };
+  Row row(int64_t j) const { return {base + j * ld}; }
+  void prefetch(int64_t j, int rows, int64_t E) const { prefetch_rows(base + j * ld, rows, ld, E); }
+};
+
+// ... or an int8 cache's, each row times its scale as it is loaded: the floats dequantize_rows
+// gives, so the sums are the float path's on them, bit for bit
+struct I8Rows {
+  const int8_t* base;
+  int64_t ld;
+  const float* scale;
+  int64_t lds;
+  struct Row {
+    const int8_t* p;
+    __m256 s;
+    float sc;
+    __m256 load(int64_t e) const {
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + e));
+      return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s);
+    }
+    float at(int64_t e) const { return static_cast<float>(p[e]) * sc; }
+  };
+  Row row(int64_t j) const {
+    const float sc = scale[j * lds];
+    return {base + j * ld, _mm256_set1_ps(sc), sc};
+  }
+  void prefetch(int64_t j, int rows, int64_t E) const {
+    for (int i = 0; i < rows; ++i)
+      for (int64_t e = 0; e < E; e += 64) _mm_prefetch(reinterpret_cast<const char*>(base + (j + i) * ld + e), _MM_HINT_T0);
+  }
+};
+
 // R query rows against the keys, four keys at a time: each loaded key vector serves the R rows,
 // and the R x 4 accumulators are reduced four at a time.
-template <int R>
-void dots_rows(const float* const* q, const float* k, int64_t ldk, int64_t n, int64_t E, float* out,
-               int64_t ldo) {
+template <int R, class K>
+void dots_rows(const float* const* q, const K& k, int64_t n, int64_t E, float* out, int64_t ldo) {
   const int64_t E8 = E & ~int64_t(7);
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float* kj = k + j * ldk;
-    if (j + kPrefetchKeys + 4 <= n) prefetch_rows(kj + kPrefetchKeys * ldk, 4, ldk, E);
+    if (j + kPrefetchKeys + 4 <= n) k.prefetch(j + kPrefetchKeys, 4, E);
+    const typename K::Row kj[4] = {k.row(j), k.row(j + 1), k.row(j + 2), k.row(j + 3)};
     __m256 acc[R][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -60,7 +99,7 @@ void dots_rows(const float* const* q, const float* k, int64_t ldk, int64_t n, in
       for (int r = 0; r < R; ++r) qv[r] = _mm256_loadu_ps(q[r] + e);
 #pragma GCC unroll 8
       for (int c = 0; c < 4; ++c) {
-        const __m256 kv = _mm256_loadu_ps(kj + c * ldk + e);
+        const __m256 kv = kj[c].load(e);
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(qv[r], kv, acc[r][c]);
       }
@@ -73,41 +112,51 @@ void dots_rows(const float* const* q, const float* k, int64_t ldk, int64_t n, in
         _mm_store_ps(t, s);
 #pragma GCC unroll 8
         for (int c = 0; c < 4; ++c)
-          for (int64_t e = E8; e < E; ++e) t[c] += q[r][e] * kj[c * ldk + e];
+          for (int64_t e = E8; e < E; ++e) t[c] += q[r][e] * kj[c].at(e);
         s = _mm_load_ps(t);
       }
       _mm_storeu_ps(out + r * ldo + j, s);
     }
   }
   for (; j < n; ++j) {
-    const float* kj = k + j * ldk;
+    const typename K::Row kj = k.row(j);
     __m256 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     for (int64_t e = 0; e < E8; e += 8) {
-      const __m256 kv = _mm256_loadu_ps(kj + e);
+      const __m256 kv = kj.load(e);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + e), kv, acc[r]);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       float s = hsum(acc[r]);
-      for (int64_t e = E8; e < E; ++e) s += q[r][e] * kj[e];
+      for (int64_t e = E8; e < E; ++e) s += q[r][e] * kj.at(e);
       out[r * ldo + j] = s;
     }
   }
 }
 
 // Three rows at a time (3 x 4 accumulators, 3 query vectors and a key vector: the 16 registers).
-void dots_avx2(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E, float* out,
-               int64_t ldo) {
+template <class K>
+void dots_blocks(const float* const* q, int rows, const K& k, int64_t n, int64_t E, float* out, int64_t ldo) {
   for (int r = 0; r < rows; r += 3, out += 3 * ldo) {
     switch (rows - r) {
-      case 1: dots_rows<1>(q + r, k, ldk, n, E, out, ldo); break;
-      case 2: dots_rows<2>(q + r, k, ldk, n, E, out, ldo); break;
-      default: dots_rows<3>(q + r, k, ldk, n, E, out, ldo); break;
+      case 1: dots_rows<1>(q + r, k, n, E, out, ldo); break;
+      case 2: dots_rows<2>(q + r, k, n, E, out, ldo); break;
+      default: dots_rows<3>(q + r, k, n, E, out, ldo); break;
     }
   }
+}
+
+void dots_avx2(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E, float* out,
+               int64_t ldo) {
+  dots_blocks(q, rows, F32Rows{k, ldk}, n, E, out, ldo);
+}
+
+void dots8_avx2(const float* const* q, int rows, const int8_t* k, int64_t ldk, const float* ks, int64_t lds,
+                int64_t n, int64_t E, float* out, int64_t ldo) {
+  dots_blocks(q, rows, I8Rows{k, ldk, ks, lds}, n, E, out, ldo);
 }
 
 // R query rows against 16 (then 8) transposed keys at a time: per feature one broadcast of each
@@ -200,9 +249,9 @@ void transpose_avx2(const float* k, int64_t ldk, int64_t n, int64_t E, float* kt
 
 // out[r][c0 : c0 + 8 V] for R rows: R x V accumulators over the keys, each loaded v vector serving
 // the R rows.
-template <int R, int V>
-inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v,
-                      int64_t ldv, int64_t c0, int64_t Ev, const float* mul, float* const* out, bool fetch) {
+template <int R, int V, class X>
+inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const X& v, int64_t c0,
+                      int64_t Ev, const float* mul, float* const* out, bool fetch) {
   __m256 acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -210,12 +259,12 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
     for (int c = 0; c < V; ++c) acc[r][c] = _mm256_setzero_ps();
   for (int64_t t = 0; t < nk; ++t) {
     const int64_t j = keys[t];
-    const float* x = v + j * ldv + c0;
+    const typename X::Row x = v.row(j);
     // the first pass over the columns brings whole rows in for the later ones
-    if (fetch && c0 == 0 && t + kPrefetchKeys < nk) prefetch_rows(v + keys[t + kPrefetchKeys] * ldv, 1, ldv, Ev);
+    if (fetch && c0 == 0 && t + kPrefetchKeys < nk) v.prefetch(keys[t + kPrefetchKeys], 1, Ev);
     __m256 xv[V];
 #pragma GCC unroll 8
-    for (int c = 0; c < V; ++c) xv[c] = _mm256_loadu_ps(x + 8 * c);
+    for (int c = 0; c < V; ++c) xv[c] = x.load(c0 + 8 * c);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256 a = _mm256_broadcast_ss(p + r * ldp + j);
@@ -232,33 +281,44 @@ inline void wsum_tile(const float* p, int64_t ldp, const int32_t* keys, int64_t 
 }
 
 // 16 outputs of R <= 6 rows at a time (12 accumulators), 32 of R <= 2 (8), then 8, then the rest.
-template <int R>
-void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const float* v, int64_t ldv,
-               int64_t Ev, const float* mul, float* const* out, bool fetch) {
+template <int R, class X>
+void wsum_rows(const float* p, int64_t ldp, const int32_t* keys, int64_t nk, const X& v, int64_t Ev,
+               const float* mul, float* const* out, bool fetch) {
   constexpr int V = R <= 2 ? 4 : 2;
   int64_t c = 0;
-  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out, fetch);
-  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, ldv, c, Ev, mul, out, fetch);
+  for (; c + 8 * V <= Ev; c += 8 * V) wsum_tile<R, V>(p, ldp, keys, nk, v, c, Ev, mul, out, fetch);
+  for (; c + 8 <= Ev; c += 8) wsum_tile<R, 1>(p, ldp, keys, nk, v, c, Ev, mul, out, fetch);
   for (; c < Ev; ++c) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       float s = 0;
-      for (int64_t t = 0; t < nk; ++t) s += p[r * ldp + keys[t]] * v[keys[t] * ldv + c];
+      for (int64_t t = 0; t < nk; ++t) s += p[r * ldp + keys[t]] * v.row(keys[t]).at(c);
       out[r][c] = s * mul[r];
     }
   }
 }
 
+template <class X>
+void wsum_blocks(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const X& v, int64_t Ev,
+                 const float* mul, float* const* out, bool fetch) {
+  switch (rows) {
+    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, Ev, mul, out, fetch);
+    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, Ev, mul, out, fetch);
+    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, Ev, mul, out, fetch);
+    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, Ev, mul, out, fetch);
+    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, Ev, mul, out, fetch);
+    default: return wsum_rows<6>(p, ldp, keys, nk, v, Ev, mul, out, fetch);
+  }
+}
+
 void wsum_avx2(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const float* v,
                int64_t ldv, int64_t Ev, const float* mul, float* const* out, bool fetch) {
-  switch (rows) {
-    case 1: return wsum_rows<1>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
-    case 2: return wsum_rows<2>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
-    case 3: return wsum_rows<3>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
-    case 4: return wsum_rows<4>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
-    case 5: return wsum_rows<5>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
-    default: return wsum_rows<6>(p, ldp, keys, nk, v, ldv, Ev, mul, out, fetch);
-  }
+  wsum_blocks(p, ldp, rows, keys, nk, F32Rows{v, ldv}, Ev, mul, out, fetch);
+}
+
+void wsum8_avx2(const float* p, int64_t ldp, int rows, const int32_t* keys, int64_t nk, const int8_t* v,
+                int64_t ldv, const float* vs, int64_t lds, int64_t Ev, const float* mul, float* const* out) {
+  wsum_blocks(p, ldp, rows, keys, nk, I8Rows{v, ldv, vs, lds}, Ev, mul, out, true);
 }
 
 // exp(x) for x <= 0, not NaN (softmax's x - max), to about an ulp: x = n ln2 + r, |r| <= ln2 / 2
@@ -400,7 +460,7 @@ int64_t live_keys_avx2(const float* p, int64_t ldp, int rows, int64_t n, int32_t
 
 static_assert(kBlockRows <= 6, "wsum_avx2 handles up to 6 rows");
 const Primitives avx2_primitives = {dots_avx2,      transpose_avx2, dots_t_avx2, softmax_avx2,
-                                     live_keys_avx2, wsum_avx2};
+                                     live_keys_avx2, wsum_avx2,      dots8_avx2,  wsum8_avx2};
 
 }  // namespace attention
 }  // namespace pocketml

@@ -282,8 +282,9 @@ void softmax_avx512(float* s, int64_t lds, int rows, const int64_t* n, float sca
 static_assert(kBlockRows <= 6, "the tiles hold up to 6 rows");
 
 const Primitives& avx512_primitives() {
-  static const Primitives p = {avx2_primitives.dots, avx2_primitives.transpose, dots_t_avx512,
-                               softmax_avx512,       avx2_primitives.live_keys, wsum_avx512};
+  static const Primitives p = {avx2_primitives.dots,  avx2_primitives.transpose, dots_t_avx512,
+                               softmax_avx512,        avx2_primitives.live_keys, wsum_avx512,
+                               avx2_primitives.dots8, avx2_primitives.wsum8};
   return p;
 }
 
