@@ -213,7 +213,8 @@ struct Scratch {
       iota.resize(S);
       for (int64_t j = 0; j < S; ++j) iota[j] = static_cast<int32_t>(j);
     }
-    if (static_cast<int64_t>(kt.size()) < scores_stride(S) * E) kt.resize(scores_stride(S) * E);
+    // (rows of S rounded up to 8, or blocks of 16 keys: Primitives::transpose)
+    if (static_cast<int64_t>(kt.size()) < (scores_stride(S) + 8) * E) kt.resize((scores_stride(S) + 8) * E);
     if (static_cast<int64_t>(vc.size()) < S * Ev) vc.resize(S * Ev);
     if (static_cast<int64_t>(kc.size()) < S * Ek) kc.resize(S * Ek);
   }

@@ -58,8 +58,9 @@ struct Primitives {
   void (*dots)(const float* const* q, int rows, const float* k, int64_t ldk, int64_t n, int64_t E,
                float* out, int64_t ldo);
   // The same against keys transposed once for many blocks (prefill): kt[e * ldt + j] = k[j][e]
-  // (transpose), zero for n <= j < ldt (a multiple of 8); dots_t writes out up to n rounded up
-  // to 8. Null where the instruction set has none (then dots serves every block).
+  // (transpose), zero for n <= j < ldt (a multiple of 8), or a layout of the pair's own within
+  // (ldt + 8) * E floats (AVX-512: blocks of 16 keys); dots_t writes out up to n rounded up to 8.
+  // Null where the instruction set has none (then dots serves every block).
   void (*transpose)(const float* k, int64_t ldk, int64_t n, int64_t E, float* kt, int64_t ldt);
   void (*dots_t)(const float* const* q, int rows, const float* kt, int64_t ldt, int64_t n, int64_t E,
                  float* out, int64_t ldo);
@@ -91,7 +92,7 @@ struct Primitives {
 extern const Primitives generic_primitives;
 // x86_avx2.cpp (only where POCKETML_HAVE_AVX2_KERNELS is defined)
 extern const Primitives avx2_primitives;
-// x86_avx512.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): AVX2's with 512-bit dots_t
+// x86_avx512.cpp (only where POCKETML_HAVE_AVX512_KERNELS is defined): AVX2's with 512-bit transpose, dots_t
 // and wsum (prefills)
 const Primitives& avx512_primitives();
 

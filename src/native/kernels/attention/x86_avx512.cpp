@@ -11,6 +11,7 @@
 
 #include "kernels/activation/fast_coefficients.h"
 #include "kernels/attention/attention.h"
+#include "kernels/x86_avx512_transpose.h"
 
 namespace pocketml {
 namespace attention {
@@ -20,12 +21,30 @@ inline __mmask16 mask_of(int64_t n) {
   return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n > 0 ? n : 0)) - 1);
 }
 
-// R query rows against V x 16 transposed keys at a time (kt: E rows of ldt floats, zero past n;
-// out has room for n rounded up to 8): per feature V key vectors and R broadcasts feed R x V
-// FMAs, no horizontal sums; the last vectors masked to n rounded up to 8.
+// k's rows j < n transposed into blocks of 16 keys, each [E][16] and contiguous: kt[(j / 16) 16 E +
+// e 16 + j % 16] = k[j][e], zero for n <= j < n rounded up to 16 (ldt unused). A tile of keys
+// then reads 1-3 sequential runs of 4 KiB (E = 64), where rows of ldt floats put each feature's
+// keys 6 KB apart (Whisper's 1,500), a stride the prefetchers follow less well.
+void transpose_blocked(const float* k, int64_t ldk, int64_t n, int64_t E, float* kt, int64_t) {
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t rows = std::min<int64_t>(16, n - j);
+    float* blk = kt + j * E;
+    for (int64_t e = 0; e < E; e += 16) {
+      const __mmask16 m = mask_of(E - e);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(m, k + (j + i) * ldk + e) : _mm512_setzero_ps();
+      transpose16(r);  // r[c]: feature e + c of the 16 keys
+      for (int64_t c = 0; c < 16 && e + c < E; ++c) _mm512_storeu_ps(blk + (e + c) * 16, r[c]);
+    }
+  }
+}
+
+// R query rows against V x 16 keys of the blocked kt at a time (out has room for n rounded up to
+// 8): per feature V key vectors and R broadcasts feed R x V FMAs, no horizontal sums; the stores
+// masked to `width`.
 template <int R, int V>
-inline void dots_t_tile(const float* const* q, const float* kt, int64_t ldt, int64_t j, int64_t width,
-                        int64_t E, float* out, int64_t ldo) {
+inline void dots_t_tile(const float* const* q, const float* kt, int64_t j, int64_t width, int64_t E, float* out,
+                        int64_t ldo) {
   __mmask16 m[V];
   for (int c = 0; c < V; ++c) m[c] = mask_of(width - 16 * c);
   __m512 acc[R][V];
@@ -33,11 +52,12 @@ inline void dots_t_tile(const float* const* q, const float* kt, int64_t ldt, int
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int c = 0; c < V; ++c) acc[r][c] = _mm512_setzero_ps();
-  const float* kp = kt + j;
-  for (int64_t e = 0; e < E; ++e, kp += ldt) {
+  const float* kp = kt + j * E;
+  const int64_t block = 16 * E;
+  for (int64_t e = 0; e < E; ++e, kp += 16) {
     __m512 k[V];
 #pragma GCC unroll 4
-    for (int c = 0; c < V; ++c) k[c] = _mm512_maskz_loadu_ps(m[c], kp + 16 * c);
+    for (int c = 0; c < V; ++c) k[c] = _mm512_loadu_ps(kp + c * block);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(q[r][e]);
@@ -52,23 +72,22 @@ inline void dots_t_tile(const float* const* q, const float* kt, int64_t ldt, int
 }
 
 template <int R>
-void dots_t_rows(const float* const* q, const float* kt, int64_t ldt, int64_t n, int64_t E, float* out,
-                 int64_t ldo) {
-  const int64_t n8 = (n + 7) / 8 * 8;  // kt's zero columns up to here: whole columns computed
+void dots_t_rows(const float* const* q, const float* kt, int64_t n, int64_t E, float* out, int64_t ldo) {
+  const int64_t n8 = (n + 7) / 8 * 8;  // whole columns written up to here
   int64_t j = 0;
-  for (; j + 48 <= n8; j += 48) dots_t_tile<R, 3>(q, kt, ldt, j, 48, E, out, ldo);
-  for (; j < n8; j += 16) dots_t_tile<R, 1>(q, kt, ldt, j, n8 - j, E, out, ldo);
+  for (; j + 48 <= n8; j += 48) dots_t_tile<R, 3>(q, kt, j, 48, E, out, ldo);
+  for (; j < n8; j += 16) dots_t_tile<R, 1>(q, kt, j, n8 - j, E, out, ldo);
 }
 
-void dots_t_avx512(const float* const* q, int rows, const float* kt, int64_t ldt, int64_t n, int64_t E,
+void dots_t_avx512(const float* const* q, int rows, const float* kt, int64_t, int64_t n, int64_t E,
                    float* out, int64_t ldo) {
   switch (rows) {
-    case 1: return dots_t_rows<1>(q, kt, ldt, n, E, out, ldo);
-    case 2: return dots_t_rows<2>(q, kt, ldt, n, E, out, ldo);
-    case 3: return dots_t_rows<3>(q, kt, ldt, n, E, out, ldo);
-    case 4: return dots_t_rows<4>(q, kt, ldt, n, E, out, ldo);
-    case 5: return dots_t_rows<5>(q, kt, ldt, n, E, out, ldo);
-    default: return dots_t_rows<6>(q, kt, ldt, n, E, out, ldo);
+    case 1: return dots_t_rows<1>(q, kt, n, E, out, ldo);
+    case 2: return dots_t_rows<2>(q, kt, n, E, out, ldo);
+    case 3: return dots_t_rows<3>(q, kt, n, E, out, ldo);
+    case 4: return dots_t_rows<4>(q, kt, n, E, out, ldo);
+    case 5: return dots_t_rows<5>(q, kt, n, E, out, ldo);
+    default: return dots_t_rows<6>(q, kt, n, E, out, ldo);
   }
 }
 
@@ -282,7 +301,7 @@ void softmax_avx512(float* s, int64_t lds, int rows, const int64_t* n, float sca
 static_assert(kBlockRows <= 6, "the tiles hold up to 6 rows");
 
 const Primitives& avx512_primitives() {
-  static const Primitives p = {avx2_primitives.dots,  avx2_primitives.transpose, dots_t_avx512,
+  static const Primitives p = {avx2_primitives.dots,  transpose_blocked,         dots_t_avx512,
                                softmax_avx512,        avx2_primitives.live_keys, wsum_avx512,
                                avx2_primitives.dots8, avx2_primitives.wsum8};
   return p;
