@@ -157,3 +157,48 @@ def every_weight(spec, min_weight_size=0):
     from pocketml.compress.apply import WEIGHT_AXES
 
     return pm.OptimizationConfig(op_type_configs={t: spec for t in WEIGHT_AXES}, min_weight_size=min_weight_size)
+
+
+def tiny_llamas(context: int = 24):
+    """(torch base, its package with a KV cache of `context` tokens as states) of a tiny random
+    Llama (untied: a tied random model repeats its last token); vocabulary 40, EOS id 39."""
+    import torch
+
+    import pocketml as pm
+    from pocketml.generation import causal_mask
+    from pocketml.zoo._llama import CachedLlama, Llama, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                      num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_positions=64,
+                      tie_embeddings=False)
+    torch.manual_seed(0)
+    base = Llama(cfg).eval()
+    seq = torch.export.Dim("seq", min=1, max=context)
+    ctx = torch.export.Dim("context", min=1, max=context)
+    cached = pm.convert(CachedLlama(base, context).eval(),
+                        (torch.zeros(1, 3, dtype=torch.int64), torch.from_numpy(causal_mask(0, 3))),
+                        input_names=["input_ids", "causal_mask"], output_names=["logits"],
+                        dynamic_shapes=({1: seq}, {2: seq, 3: ctx}))
+    return base, cached
+
+
+class CharTokenizer:
+    """Token i is the letter chr(ord('a') + i % 26); EOS is id 39 (tiny_llamas' vocabulary)."""
+    eos_id = 39
+
+    def encode(self, text, add_special=False):
+        return [ord(c) - ord("a") for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + i % 26) for i in ids)
+
+    def decode_stream(self):
+        tok = self
+
+        class Stream:
+            def feed(self, i):
+                return tok.decode([i])
+
+            def flush(self):
+                return ""
+        return Stream()

@@ -11,24 +11,11 @@ import pocketml as pm
 from pocketml.cli.main import main as cli
 from pocketml.errors import ConfigError
 from pocketml.generation import Session, causal_mask
-from pocketml.zoo._llama import CachedLlama, Llama, LlamaConfig
-
-CFG = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_positions=64,
-                  tie_embeddings=False)
-CONTEXT = 24
-
+from helpers import CharTokenizer, tiny_llamas
 
 @pytest.fixture(scope="module")
 def models():
-    torch.manual_seed(0)
-    base = Llama(CFG).eval()
-    seq = torch.export.Dim("seq", min=1, max=CONTEXT)
-    ctx = torch.export.Dim("context", min=1, max=CONTEXT)
-    cached = pm.convert(CachedLlama(base, CONTEXT).eval(),
-                        (torch.zeros(1, 3, dtype=torch.int64), torch.from_numpy(causal_mask(0, 3))),
-                        input_names=["input_ids", "causal_mask"], output_names=["logits"],
-                        dynamic_shapes=({1: seq}, {2: seq, 3: ctx}))
+    base, cached = tiny_llamas()
     return base, cached, pm.compress(cached, kv_cache="int8")
 
 
@@ -85,18 +72,7 @@ def test_greedy_tokens_are_pytorch_s_and_the_package_round_trips(models, tmp_pat
     loaded = pm.load(path)
     assert [s.type.dtype.value for s in loaded.program.main.states].count("int8") == 4
 
-    class Chars:
-        eos_id = 39
-
-        def encode(self, text, add_special=False):
-            return [ord(c) - 97 for c in text]
-
-        def decode(self, ids):
-            return "".join(chr(97 + i % 26) for i in ids)
-
-        def decode_stream(self):
-            return type("S", (), {"feed": lambda s, i: self.decode([i]), "flush": lambda s: ""})()
-    assert "".join(Session(loaded, Chars()).generate(ids, 8, ignore_eos=True)) == Chars().decode(want)
+    assert "".join(Session(loaded, CharTokenizer()).generate(ids, 8, ignore_eos=True)) == CharTokenizer().decode(want)
 
 
 def test_joint_with_a_weight_config_and_from_the_cli(models, tmp_path, capsys):

@@ -5,48 +5,16 @@ import pytest
 import torch
 
 import pocketml as pm
-from pocketml.generation import Session, causal_mask
-from pocketml.zoo._llama import CachedLlama, Llama, LlamaConfig
+from pocketml.generation import Session
+from helpers import CharTokenizer, tiny_llamas
 
-CFG = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5, max_positions=64,
-                  tie_embeddings=False)  # untied: a tied random model repeats its last token
 CONTEXT = 24
-EOS = 39
-
-
-class CharTokenizer:
-    """Token i is the letter chr(ord('a') + i % 26); EOS is id 39."""
-    eos_id = EOS
-
-    def encode(self, text, add_special=False):
-        return [ord(c) - ord("a") for c in text]
-
-    def decode(self, ids):
-        return "".join(chr(ord("a") + i % 26) for i in ids)
-
-    def decode_stream(self):
-        tok = self
-
-        class Stream:
-            def feed(self, i):
-                return tok.decode([i])
-
-            def flush(self):
-                return ""
-        return Stream()
+EOS = CharTokenizer.eos_id
 
 
 @pytest.fixture(scope="module")
 def models():
-    torch.manual_seed(0)
-    base = Llama(CFG).eval()
-    seq = torch.export.Dim("seq", min=1, max=CONTEXT)
-    ctx = torch.export.Dim("context", min=1, max=CONTEXT)
-    cached = pm.convert(CachedLlama(base, CONTEXT).eval(),
-                        (torch.zeros(1, 3, dtype=torch.int64), torch.from_numpy(causal_mask(0, 3))),
-                        input_names=["input_ids", "causal_mask"], output_names=["logits"],
-                        dynamic_shapes=({1: seq}, {2: seq, 3: ctx}))
+    base, cached = tiny_llamas(CONTEXT)
     stateless = pm.convert(base, (torch.zeros(1, 3, dtype=torch.int64),), input_names=["input_ids"],
                            output_names=["logits"],
                            dynamic_shapes=({1: torch.export.Dim("seq", min=2, max=CONTEXT)},))
@@ -107,7 +75,7 @@ def test_eos_ends_generation_unless_ignored(models):
     s = Session(cached, Eos())
     assert "".join(s.generate(ids, 6)) == "" and s.stats.generated_tokens == 0
     assert "".join(Session(cached, Eos()).generate(ids, 6, ignore_eos=True)) == CharTokenizer().decode(want)
-    Eos.eos_id = next(i for i in range(CFG.vocab_size) if i not in want)  # never generated
+    Eos.eos_id = next(i for i in range(40) if i not in want)  # never generated
     assert "".join(Session(cached, Eos()).generate(ids, 6)) == CharTokenizer().decode(want)
 
 
