@@ -46,6 +46,7 @@ def test_joint_flags_and_yaml_config(package, tmp_path, capsys):
     ([], "nothing to do"),
     (["--palettize", "5"], "nbits must be one of"),
     (["--prune-nm", "2-4"], "N:M"),
+    (["--palettize", "4", "--awq"], "--awq goes with --quantize"),
     (["--quantize", "int4", "--block-size", "48", "--min-weight-size", "0", "--strict"], "block"),
 ])
 def test_bad_compress_flags_are_clear_errors(package, tmp_path, capsys, flags, match):
@@ -58,6 +59,7 @@ def test_calibrated_compression_from_the_command_line(package, tmp_path, capsys)
     data = tmp_path / "cal.npz"
     np.savez(data, input=np.random.default_rng(1).standard_normal((6, 2, 64)).astype(np.float32))  # 6 samples
     for flags in (["--quantize", "int4", "--block-size", "32", "--algorithm", "gptq"],
+                  ["--quantize", "int4", "--block-size", "32", "--awq"],
                   ["--palettize", "4", "--gptq"], ["--prune-nm", "2:4", "--sparsegpt"], ["--palettize", "3"]):
         out = tmp_path / "c.pocket"
         assert main(["compress", str(package), str(out), *flags, "--calibration", str(data),

@@ -25,6 +25,8 @@ def add_parser(sub, common, positive_int, func) -> None:
     p.add_argument("--algorithm", default="search", choices=("search", "minmax", "gptq"),
                    help="search: each block's scale (and offset) chosen for least error (default); "
                         "minmax: the block's extremes at the range's ends; gptq: needs --calibration")
+    p.add_argument("--awq", action="store_true",
+                   help="quantize: activation-aware scaling of each layer input's columns (needs --calibration)")
     p.add_argument("--activations", choices=("int8",),
                    help="with --quantize: each layer's input quantized to 8 bits per tensor too (W8A8; "
                         "needs --calibration)")
@@ -77,9 +79,11 @@ def config_from(args, required: bool = True):
         specs.append(Quantize(dtype=args.quantize, symmetric=not args.affine,
                               granularity="per_block" if args.block_size else args.quant_granularity,
                               block_size=args.block_size or 32, algorithm=args.algorithm,
-                              activations=args.activations))
+                              activations=args.activations, awq=args.awq))
     elif args.activations is not None:
         raise ConfigError("--activations int8 goes with --quantize (e.g. --quantize int8 --activations int8)")
+    elif args.awq:
+        raise ConfigError("--awq goes with --quantize (e.g. --quantize int4 --block-size 32 --awq)")
     if args.config is not None:
         if specs:
             raise ConfigError("give either --config or compression flags, not both")

@@ -84,10 +84,14 @@ def compress(model: Model | str | os.PathLike, config=None, progress: bool | Non
         raise ConfigError("activation quantization (Quantize(activations='int8')) needs calibration data: "
                           "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
                           ".txt/.npz file)")
+    if cfg.uses_awq() and calibration is None:
+        raise ConfigError("activation-aware scaling (Quantize(awq=True)) needs calibration data: "
+                          "pm.compress(model, config, calibration=samples) (input dicts, text, or a "
+                          ".txt/.npz file)")
     calibrated = None
     sensitivity = _sensitivity(model, sensitivity)
     if calibration is not None:
-        calibrated = _calibrate(model, cfg, calibration, gptq, progress)
+        calibrated = _calibrate(model, cfg, calibration, gptq or cfg.uses_awq(), progress)
     return _compressed(model, cfg, progress, calibrated, sensitivity)
 
 

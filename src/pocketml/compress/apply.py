@@ -21,6 +21,7 @@ from ..formats import pack_bits, pack_quantized, sparsify
 from ..ir import registry
 from ..ir.program import Function, Op, Program, Value
 from ..ir.types import DType, TensorType
+from .awq import best_scales
 from .calibration import Calibrated, Weighted, smoothed
 from .config import OptimizationConfig, Palettize, Prune, Quantize, Specs, as_specs
 from .gptq import palettize_gptq, quantize_gptq, sparsegpt
@@ -400,11 +401,14 @@ def compress_program(program: Program, config: OptimizationConfig, progress: boo
                     step, zp = sm[2:] if sm else calibration[key].stats.activation_grid()
                     record[key]["activations"] = {"dtype": "int8" if zp is None else "uint8", "scale": step,
                                                   "zero_point": zp, "smoothed": bool(sm and sm[0] is not None)}
+        sm = smooth.get(key)
         if key in record and "activations" in record[key]:
-            sm = smooth.get(key)
             act = record[key]["activations"]
             quantized_inputs.append((fn, value_name, (act["scale"], act["zero_point"]),
                                      sm[:2] if sm and sm[0] is not None else None))
+        elif key in record and sm and sm[0] is not None:  # AWQ: x / s only
+            record[key]["awq"] = True
+            quantized_inputs.append((fn, value_name, None, sm[:2]))
         chain = chains[key]
         if chain is not None:
             _splice(fn, const_op, value_name, chain)
@@ -455,7 +459,7 @@ def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, 
     s and grid for every such layer reading x (SmoothQuant, `_best_smoothing`): x / s has its
     outlier columns tamed, the layers' weights W * s absorb them, and 8 bits per tensor suit x / s
     far better than x."""
-    if not config.quantizes_activations():
+    if not config.quantizes_activations() and not config.uses_awq():
         return {}
     uses: dict[str, int] = {}
     for fn, value_name, (const_op, *_) in work:
@@ -466,15 +470,20 @@ def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, 
         key = const_op.attrs["weight"]
         specs = config.resolve(key, op_type, program.weights[key].size)
         c = calibration.get(key)
-        if (op_type != "linear" or c is None or c.target.op_type != "linear" or c.stats.amax is None
-                or not any(getattr(s, "activations", None) for s in specs or ())):
+        awq = next((s for s in specs or () if getattr(s, "awq", False)), None)
+        if (op_type != "linear" or c is None or c.target.op_type != "linear"
+                or (c.stats.amax is None or not any(getattr(s, "activations", None) for s in specs or ()))
+                and (awq is None or c.stats.gram is None)):
             continue
-        groups.setdefault((fn.name, c.target.value), []).append(key)
+        groups.setdefault((fn.name, c.target.value, awq), []).append(key)
     out = {}
-    for (_, value), keys in groups.items():
+    for (_, value, awq), keys in groups.items():
         if any(uses[k] != 1 for k in keys):  # a tied or shared weight: its other users read x
             continue
-        choice = _best_smoothing(calibration[keys[0]].stats, [np.asarray(program.weights[k], np.float32) for k in keys])
+        weights = [np.asarray(program.weights[k], np.float32) for k in keys]
+        stats = calibration[keys[0]].stats
+        # AWQ: x / s alone, no 8-bit grid (see awq.py)
+        choice = (best_scales(stats, weights, awq), None, None) if awq else _best_smoothing(stats, weights)
         out.update({k: (*choice, value) for k in keys})
     return {k: (s, value, scale, zp) for k, (s, scale, zp, value) in out.items()}
 
@@ -526,8 +535,9 @@ def _best_smoothing(stats, weights: list[np.ndarray]) -> tuple[np.ndarray | None
 
 def _quantize_input(program: Program, fn: Function, weight: str, grid: tuple, smooth, made: dict) -> None:
     """The activation each layer multiplying `weight` reads goes through fake_quantize (after a
-    multiplication by 1 / s where smoothed), one op per activation and scale right before its
-    first such reader, shared by the layers that read it (`made`: those made so far)."""
+    multiplication by 1 / s where smoothed; grid None: that multiplication alone, AWQ's), one op
+    per activation and scale right before its first such reader, shared by the layers that read
+    it (`made`: those made so far)."""
     values = fn.values()
 
     def fresh(name: str) -> str:
@@ -553,14 +563,15 @@ def _quantize_input(program: Program, fn: Function, weight: str, grid: tuple, sm
                 mul = Op("mul", [x, const.outputs[0].name], [Value(fresh(f"{x}_smoothed"), values[x].type)], {})
                 values[mul.outputs[0].name] = mul.outputs[0]
                 ops, src = [const, mul], mul.outputs[0].name
-            fq = Op("fake_quantize", [src], [Value(fresh(f"{x}_int8"), values[x].type)],
-                    {"scale": grid[0], "zero_point": grid[1]})
-            made[(fn.name, x, grid)] = fq
+            if grid is not None:
+                ops.append(Op("fake_quantize", [src], [Value(fresh(f"{x}_int8"), values[x].type)],
+                              {"scale": grid[0], "zero_point": grid[1]}))
+            fq = made[(fn.name, x, grid)] = ops[-1]
             values[fq.outputs[0].name] = fq.outputs[0]
-            for o in ops + [fq]:
+            for o in ops:
                 o.loc = op.loc
             i = fn.ops.index(op)
-            fn.ops[i:i] = ops + [fq]
+            fn.ops[i:i] = ops
         op.inputs[0] = fq.outputs[0].name
 
 

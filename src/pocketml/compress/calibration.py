@@ -249,7 +249,7 @@ def smoothed(c: Calibrated, s: np.ndarray) -> Calibrated:
     weight's columns multiplied by s)."""
     st = c.stats
     gram = None if st.gram is None else st.gram / np.outer(s, s)[None]
-    return Calibrated(Stats(st.diag / (s * s)[None], gram, st.rows, st.amax / s,
+    return Calibrated(Stats(st.diag / (s * s)[None], gram, st.rows, None if st.amax is None else st.amax / s,
                             None if st.sample is None else (st.sample / s).astype(np.float32)), c.target)
 
 

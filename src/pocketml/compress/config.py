@@ -76,7 +76,9 @@ class Quantize:
     diagonal, relative to its mean; `act_order`: columns in decreasing activation energy, grids
     fitted up front). activations "int8" (needs calibration data): the layer's input is
     quantized too, to int8 per tensor with a calibrated scale (W8A8: `fake_quantize` before the
-    layer; the scale the one that minimises the activations' squared error)."""
+    layer; the scale the one that minimises the activations' squared error). awq (needs
+    calibration data; linear layers): activation-aware scaling, the layers reading one input
+    store W * s and read x / s, s searched on their calibrated output error (`awq.py`)."""
     dtype: str = "int8"  # int8 | uint8 | int4 | uint4 | float16
     symmetric: bool = True
     granularity: str = "per_channel"  # per_tensor | per_channel | per_block
@@ -85,6 +87,7 @@ class Quantize:
     damping: float = 0.1  # gptq (gptq.DAMPING)
     act_order: bool = False  # gptq
     activations: str | None = None  # None | int8
+    awq: bool = False
 
     def __post_init__(self):
         _check(isinstance(self.symmetric, bool), f"Quantize symmetric must be true or false, got {self.symmetric!r}")
@@ -101,6 +104,9 @@ class Quantize:
         _check(self.algorithm != "gptq" or (self.granularity != "per_tensor" and self.dtype != "float16"),
                "Quantize algorithm 'gptq' takes an integer dtype per_channel or per_block")
         _check(self.activations in (None, "int8"), f"Quantize activations must be None or 'int8', got {self.activations!r}")
+        _check(isinstance(self.awq, bool), f"Quantize awq must be true or false, got {self.awq!r}")
+        _check(not (self.awq and (self.activations or self.dtype == "float16")),
+               "Quantize awq=True takes an integer dtype without activations='int8' (which scales its inputs itself)")
 
     @property
     def nbits(self) -> int:
@@ -202,6 +208,9 @@ class OptimizationConfig:
 
     def quantizes_activations(self) -> bool:
         return any(getattr(s, "activations", None) for s in self.all_specs())
+
+    def uses_awq(self) -> bool:
+        return any(getattr(s, "awq", False) for s in self.all_specs())
 
     def all_specs(self):
         """Every spec the config holds, at any level."""
