@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pocketml as pm
+
 README = Path(__file__).parents[1] / "README.md"
 
 
@@ -52,3 +54,4 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch, zoo_package):
     int4 = scope["int4"].metadata["compression"]
     assert {r["mode"] for r in int4.values()} == {"quantize"} and sum(r.get("calibrated", False) for r in int4.values()) == 36
     assert (tmp_path / "minilm-6bit.pocket").stat().st_size < (tmp_path / "minilm.pocket").stat().st_size / 5
+    assert list(pm.load(tmp_path / "minilm-both.pocket").functions) == ["float", "6bit"]

@@ -4,6 +4,7 @@ from .compress import (OptimizationConfig, Palettize, Prune, Quantize, compress,
 from .errors import (CompressionWarning, ConfigError, ConversionError, Error, ExecutionError, IndexRangeError,
                      InputError, PackageError, VerificationError)
 from .inputs import EnumeratedShapes, RangeDim, TensorType
+from .merge import merge
 from .model import Model, load
 from .runtime import State
 from .version import __version__
@@ -40,7 +41,7 @@ def validate(*args, **kwargs):
     return _validate(*args, **kwargs)
 
 
-__all__ = ["EnumeratedShapes", "RangeDim", "State", "TensorType", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
+__all__ = ["merge", "EnumeratedShapes", "RangeDim", "State", "TensorType", "OptimizationConfig", "Palettize", "Prune", "Quantize", "compress", "compression_report",
            "decompress", "format_report", "CompressionWarning", "ConfigError", "ConversionError", "Error", "ExecutionError",
            "IndexRangeError", "InputError", "Model", "PackageError",
            "VerificationError", "__version__", "convert", "generate", "load", "transcribe", "validate"]

@@ -52,7 +52,7 @@ def tokenizer_of(model: Model):
     """The tokenizer stored in a package's metadata."""
     from .text import Tokenizer
 
-    text = model.metadata.get("tokenizer")
+    text = model.function_metadata.get("tokenizer")
     if not isinstance(text, str):
         raise ConfigError("this package carries no tokenizer; pass tokenizer=pocketml.text.Tokenizer"
                           ".from_gguf(...) or convert with one in metadata['tokenizer']")

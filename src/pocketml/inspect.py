@@ -72,7 +72,8 @@ def _tensor(name: str, t) -> dict:
 def summary(model: Model | str | os.PathLike) -> dict:
     """A JSON-serialisable description of `model` (a Model, or a package path to load).
 
-    Keys: path and file_size (None for an in-memory model), function, functions, inputs and
+    Keys: path and file_size (None for an in-memory model), function, functions, function_bytes
+    (name -> bytes of weights only it reads ("own") and that others read too ("shared")), inputs and
     outputs (name, dtype, shape; shapes may hold symbolic dims), metadata, ops (op type -> count
     over all functions, const excluded, most frequent first), num_ops, parameters (elements of the
     floating-point weights), weight_bytes, and weights (name, dtype, shape, bytes, bits_per_element,
@@ -96,11 +97,19 @@ def summary(model: Model | str | os.PathLike) -> dict:
                         "bits_per_element": 8.0 * w.nbytes / w.size if w.size else 0.0})
     params = sum(int(np.prod(w["shape"], dtype=np.int64)) for w in weights
                  if np.issubdtype(np.dtype(w["dtype"]), np.floating))
+    reads = {name: {op.attrs["weight"] for op in fn.ops if op.type == "const"} | {s.init for s in fn.states if s.init}
+             for name, fn in program.functions.items()}
+    nbytes = {w["name"]: w["bytes"] for w in weights}
+    readers = Counter(k for keys in reads.values() for k in keys)  # functions reading each weight
+    function_bytes = {name: {"own": sum(nbytes[k] for k in keys if readers[k] == 1),
+                             "shared": sum(nbytes[k] for k in keys if readers[k] > 1)}
+                      for name, keys in reads.items()}
     return {
         "path": None if path is None else str(path),
         "file_size": file_size,
         "function": model.function.name,
         "functions": list(program.functions),
+        "function_bytes": function_bytes,
         "inputs": [_tensor(n, t) for n, t in model.inputs.items()],
         "outputs": [_tensor(n, t) for n, t in model.outputs.items()],
         "states": [_tensor(n, t) for n, t in model.states.items()],
@@ -155,6 +164,9 @@ def format_summary(info: Mapping | Model | str | os.PathLike, max_weights: int |
         lines.append(f"package   {info['path']}  ({human_bytes(info['file_size'])})")
     fns = info["functions"]
     lines.append(f"function  {info['function']}" + (f"  (of {', '.join(fns)})" if len(fns) > 1 else ""))
+    if len(fns) > 1 and info.get("function_bytes"):
+        lines += [f"  {name}: {human_bytes(b['own'])} own, {human_bytes(b['shared'])} shared with others"
+                  for name, b in info["function_bytes"].items()]
     lines.append("")
     lines.append("inputs")
     lines += [f"  {t['name']}: {_sig(t)}" for t in info["inputs"]]

@@ -48,6 +48,20 @@ class Model:
         m._watch = self._watch
         return m
 
+    @property
+    def functions(self) -> dict[str, "Model"]:
+        """Every function of the package as a Model (`variant`): one weight table, one mapping."""
+        return {name: self if name == self.function.name else self.variant(name) for name in self.program.functions}
+
+    @property
+    def function_metadata(self) -> dict:
+        """The metadata this function reads (its tokenizer, say): the package's, with a merged
+        package's own entries for the function (metadata["functions"][name], `merge`) over it."""
+        own = self.metadata.get("functions")
+        own = own.get(self.function.name) if isinstance(own, dict) else None
+        base = {k: v for k, v in self.metadata.items() if k != "functions"}
+        return {**base, **own} if isinstance(own, dict) else base
+
     @cached_property
     def _executor(self) -> Executor:
         """The plan and its runner, built on first use (a model only inspected or saved, or the

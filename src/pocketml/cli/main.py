@@ -235,6 +235,26 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_merge(args) -> int:
+    import pocketml as pm
+    names = args.name or [Path(p).name.removesuffix(".pocket") for p in args.inputs]
+    if len(names) != len(args.inputs):
+        raise ConfigError(f"{len(names)} --name for {len(args.inputs)} packages: give one per package")
+    _check_output(args.output, "merged.pocket")
+    models = {}
+    for name, path in zip(names, args.inputs):
+        if name in models:
+            raise ConfigError(f"two functions named {name!r}: give each package its own --name")
+        models[name] = pm.load(path)
+    before = sum(os.path.getsize(p) for p in args.inputs)
+    merged = pm.merge(models, default=args.default)
+    _save(merged, args.output)
+    fns = list(merged.program.functions)
+    print(f"{printable(args.output)}: {len(fns)} functions ({printable(', '.join(fns))}), "
+          f"{os.path.getsize(args.output) / 2**20:.1f} MiB (the inputs: {before / 2**20:.1f} MiB)")
+    return 0
+
+
 def cmd_compress(args) -> int:
     import pocketml as pm
     from .compress import config_from, print_recipe
@@ -420,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--all-weights", action="store_true", help="list every weight (default: 20 largest)")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("merge", parents=[common], help="merge packages into one multifunction package",
+                       description="One package whose functions are the inputs' (named by their file "
+                                   "names or --name), every distinct weight stored once.")
+    p.add_argument("inputs", metavar="IN.pocket", nargs="+")
+    p.add_argument("-o", "--output", metavar="OUT.pocket", required=True)
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="each input's function name, in order (default: its file name without .pocket)")
+    p.add_argument("--default", metavar="NAME", help="the function run without --function (default: the first)")
+    p.set_defaults(func=cmd_merge)
 
     from .compress import add_parser as add_compress
     add_compress(sub, common, _positive_int, cmd_compress)
