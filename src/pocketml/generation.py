@@ -234,8 +234,12 @@ def peak_rss_mib() -> float:
 
 def generate(model: Model | str | os.PathLike, tokenizer=None, prompt: str | Sequence[int] = "",
              max_new_tokens: int = 128, *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-             seed: int | None = None, stop: Sequence[str] = (), ignore_eos: bool = False) -> Iterator[str]:
+             seed: int | None = None, stop: Sequence[str] = (), ignore_eos: bool = False,
+             function: str | None = None) -> Iterator[str]:
     """Stream text generated after `prompt` in a new session (see `Session.generate`); `model` is
-    a Model or a package path."""
+    a Model or a package path, `function` one of its functions (an adapter of a merged package:
+    the same mapped weights whichever runs)."""
+    if function is not None:
+        model = (model if isinstance(model, Model) else load(model)).variant(function)
     return Session(model, tokenizer).generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k,
                                               top_p=top_p, seed=seed, stop=stop, ignore_eos=ignore_eos)

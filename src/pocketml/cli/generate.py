@@ -47,6 +47,8 @@ def add_parsers(sub, common, positive_int) -> None:
 
 
 def _sampling_flags(p, positive_int) -> None:
+    p.add_argument("--function", metavar="NAME",
+                   help="the package's function to run (an adapter of a merged package; default: its default)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens (0 = all)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
@@ -81,8 +83,8 @@ def _session(args, need_text: bool):
     import pocketml as pm
     from ..generation import Session
 
-    model = pm.load(args.model)
-    if isinstance(model.metadata.get("tokenizer"), str):
+    model = pm.load(args.model, function=args.function)
+    if isinstance(model.function_metadata.get("tokenizer"), str):
         return Session(model)
     session = Session(model, _IdTokenizer())  # first: is it a language model at all?
     if need_text:
