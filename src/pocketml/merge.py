@@ -21,8 +21,8 @@ from .model import Model, load
 def merge(models: Mapping[str, Model | str | os.PathLike], default: str | None = None) -> Model:
     """One Model whose functions are `models`' (a Model or a package path each), named by their
     keys (a model of several functions gives `key.function` for each), the default `default` (or
-    the first). metadata: the default function's model's, with every function's own under
-    metadata["functions"][name] (read through `Model.function_metadata`)."""
+    the first). metadata: the default function's model's, with every function's entries that
+    differ from it under metadata["functions"][name] (read through `Model.function_metadata`)."""
     if not isinstance(models, Mapping) or not models:
         raise ConfigError("merge takes a mapping of function names to models or package paths, e.g. "
                           "pm.merge({'chat': 'chat.pocket', 'code': 'code.pocket'})")
@@ -48,7 +48,9 @@ def merge(models: Mapping[str, Model | str | os.PathLike], default: str | None =
         raise ConfigError(f"a function named 'main' must be the default (default={default!r}): rename it")
     program = Program.merge({name: p for name, (p, _) in parts.items()})
     metadata = copy.deepcopy(parts[default][1])
-    metadata["functions"] = {name: copy.deepcopy(meta) for name, (_, meta) in parts.items()}
+    # each function's own entries: those that differ from the top (a tokenizer all share is stored once)
+    metadata["functions"] = {name: {k: copy.deepcopy(v) for k, v in meta.items() if k not in metadata or metadata[k] != v}
+                             for name, (_, meta) in parts.items()}
     # the default function first: a reader without function= gets it (Program.main: the first)
     program.functions = {default: program.functions[default],
                          **{n: f for n, f in program.functions.items() if n != default}}

@@ -11,6 +11,7 @@ import torch
 import pocketml as pm
 from pocketml.cli.main import main as cli
 from pocketml.generation import Session, causal_mask
+from pocketml.inspect import summary
 from pocketml.zoo._llama import CachedLlama
 
 from helpers import CharTokenizer, tiny_llamas
@@ -64,7 +65,7 @@ def test_each_adapter_costs_its_own_a_and_b_and_generates_its_model_s_tokens(ada
     for name, fn in merged.functions.items():
         got = Session(fn, CharTokenizer()).generate(IDS, 8, ignore_eos=True)
         assert "".join(got) == CharTokenizer().decode(want[name]), name
-    bytes_ = pm.inspect.summary(merged)["function_bytes"]
+    bytes_ = summary(merged)["function_bytes"]
     assert bytes_["a"]["own"] == bytes_["b"]["own"] == lora and bytes_["base"]["own"] == 0
 
 
