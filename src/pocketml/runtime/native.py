@@ -266,10 +266,12 @@ _ACTIVATIONS = ("gelu", "silu")
 _NATIVE_OPS = ("scaled_dot_product_attention", *_NORMS, *_ACTIVATIONS)
 
 
-def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set, exact: bool = True) -> None:
+def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set, exact: bool = True,
+              outputs: frozenset = frozenset()) -> None:
     """Hands float32 attention, last-axis normalizations, activations (gated ones included) and
-    rotary embeddings to the native kernels (in `kernels`); ops they absorb go into `fused`.
-    `exact` False: activations in float32 (FusedActivation)."""
+    rotary embeddings to the native kernels (in `kernels`); ops they absorb go into `fused`
+    (never one making a function output, in `outputs`). `exact` False: activations in float32
+    (FusedActivation)."""
     if not hasattr(_native, "sdpa"):  # an older build
         return
     producers = {v.name: op for op in ops for v in op.outputs}
@@ -293,7 +295,7 @@ def _fuse_ops(ops: list[Op], kernels: dict, threads: int, fused: set, exact: boo
             for i in (1, 2):  # keys / values of an int8 cache, dequantized for this attention alone
                 dq = producers.get(inputs[i])
                 if dq is not None and dq.type == "dequantize_rows" and len(readers[inputs[i]]) == 1 \
-                        and inputs.count(inputs[i]) == 1:
+                        and inputs.count(inputs[i]) == 1 and inputs[i] not in outputs:
                     inputs[i], scales[i - 1], int8[i - 1] = dq.inputs[0], dq.inputs[1], True
                     fused.add(id(dq))
             kernels[id(op)] = Kernel(FusedSdpa(threads, tuple(int8)), "native:sdpa" + (" int8 kv" if any(int8) else ""),
@@ -395,7 +397,7 @@ def _fuse(ops: list[Op], constants: dict, function: Function, threads: int, exac
         chain_ops.update(id(c) for c in chain)
     if hasattr(_native, "conv"):
         conv_fusion.fuse_convs(ops, kernels, chain_ops, constants, function, threads, exact)
-    _fuse_ops(ops, kernels, threads, chain_ops, exact)
+    _fuse_ops(ops, kernels, threads, chain_ops, exact, frozenset(function.outputs))
     linear_fusion.fuse_epilogues(ops, kernels, chain_ops, function)
     if not chain_ops:
         return linear_fusion.group_linears(ops, kernels), kernels

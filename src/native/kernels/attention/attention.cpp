@@ -109,14 +109,6 @@ constexpr int64_t kTransposeRows = 2 * kBlockRows;  // rows sharing keys from wh
 // Floats per row of a block's scores: softmax writes whole vectors of eight.
 int64_t scores_stride(int64_t S) { return (S + 7) & ~int64_t(7); }
 
-// Rows [t0, t1) of k/v head hk of batch b; its row t is query position t / group of query head
-// hk * group + t % group, so a block holds neighbouring positions (similar causal lengths) and a
-// decode step's block the heads of one group. sc: kBlockRows rows of S rounded up to 8 floats,
-// keys: S ints, iota: 0 .. S - 1, kt: E rows of S rounded up to 8 floats of scratch, vc: S rows
-// of Ev floats. Where a k/v head serves kTransposeRows rows or more, its keys are transposed once
-// per chunk for the blocks (p.dots_t), and its values, where their rows are apart (the heads of a
-// [L, H * Ev] projection), copied next to each other: the blocks then read 384 KiB of v rather
-// than 256 B of every 4.5 KiB of a 7 MB projection (20 % of Whisper's encoder attention).
 // out[j * E + e] = q[j * ld + e] * scale[j * lds] for j < n, e < E (dequantize_rows' floats)
 void dequantize(const int8_t* q, int64_t ld, const float* scale, int64_t lds, int64_t n, int64_t E, float* out) {
   for (int64_t j = 0; j < n; ++j) {
@@ -127,6 +119,15 @@ void dequantize(const int8_t* q, int64_t ld, const float* scale, int64_t lds, in
   }
 }
 
+// Rows [t0, t1) of k/v head hk of batch b; its row t is query position t / group of query head
+// hk * group + t % group, so a block holds neighbouring positions (similar causal lengths) and a
+// decode step's block the heads of one group. sc: kBlockRows rows of S rounded up to 8 floats,
+// keys: S ints, iota: 0 .. S - 1, kt: (S rounded up to 8, plus 8) x E floats of scratch, vc: S
+// rows of Ev floats, kc: S rows of E (an int8 cache's keys, dequantized where a prefill reads
+// them). Where a k/v head serves kTransposeRows rows or more, its keys are transposed once
+// per chunk for the blocks (p.dots_t), and its values, where their rows are apart (the heads of a
+// [L, H * Ev] projection), copied next to each other: the blocks then read 384 KiB of v rather
+// than 256 B of every 4.5 KiB of a 7 MB projection (20 % of Whisper's encoder attention).
 void head_rows(const SdpaArgs& a, const Primitives& p, int64_t b, int64_t hk, int64_t t0, int64_t t1,
                float* sc, int32_t* keys, const int32_t* iota, float* kt, float* vc, float* kc) {
   const int64_t group = a.Hq / a.Hk, ld = scores_stride(a.S);
