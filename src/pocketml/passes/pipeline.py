@@ -9,12 +9,13 @@ from ..ir.verify import verify
 from .const_fold import fold_constants
 from .dce import eliminate_dead_code
 from .fold_conv import fold_conv
+from .fold_scale import fold_scale
 from .fuse_attention import fuse_attention
 from .state_updates import update_states_in_place
 
 Pass = Callable[[Program], Program]
 
-DEFAULT_PASSES: tuple[Pass, ...] = (eliminate_dead_code, fold_constants, fold_conv, fuse_attention, eliminate_dead_code,
+DEFAULT_PASSES: tuple[Pass, ...] = (eliminate_dead_code, fold_constants, fold_conv, fold_scale, fuse_attention, eliminate_dead_code,
                                    update_states_in_place)
 
 

@@ -22,7 +22,15 @@ def fuse_epilogues(ops: list[Op], kernels: dict, fused: set, function: Function)
             if n is not None:
                 readers.setdefault(n, []).append(op)
     outputs = set(function.outputs)
+    producers = {v.name: op for op in ops for v in op.outputs}
     position = {id(op): i for i, op in enumerate(ops)}
+
+    def packed(op) -> bool:
+        k = kernels.get(id(op))
+        return op is not None and op.type == "linear" and k is not None and type(k.compute) is native.FusedLinear
+
+    def shares_input(op) -> bool:  # another packed linear reads its input: they can run as one step
+        return any(o is not op and packed(o) for o in readers.get(op.inputs[0], []))
     writes = [i for i, op in enumerate(ops) if op.type in ("write_state", "update_state_slice")]
     for op in ops:
         k = kernels.get(id(op))
@@ -47,6 +55,12 @@ def fuse_epilogues(ops: list[Op], kernels: dict, fused: set, function: Function)
               and user.outputs[0].type == y.type):
             other = user.inputs[1] if user.inputs[0] == y.name else user.inputs[0]
             if types.get(other) != y.type:
+                continue
+            # the sum of two layers (a frozen one and its LoRA path): the add goes to the one whose
+            # input no other layer reads, so the other joins the layers reading its input
+            twin = producers.get(other)
+            if (packed(twin) and readers.get(other) == [user] and other not in outputs and id(twin) not in fused
+                    and shares_input(op) and not shares_input(twin)):
                 continue
             bias = k.inputs[2] if len(k.inputs) > 2 else None
             fl = native.FusedLinear(f.packed, f.n, f.threads, f.exact, f.keep, residual=True)
