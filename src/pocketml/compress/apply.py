@@ -458,7 +458,8 @@ def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, 
     linear layers whose input is quantized (W8A8) and which alone use their weight: one per-column
     s and grid for every such layer reading x (SmoothQuant, `_best_smoothing`): x / s has its
     outlier columns tamed, the layers' weights W * s absorb them, and 8 bits per tensor suit x / s
-    far better than x."""
+    far better than x. Layers quantized with `awq=True` get an s of their own (`awq.best_scales`)
+    and no grid (step and zero point None)."""
     if not config.quantizes_activations() and not config.uses_awq():
         return {}
     uses: dict[str, int] = {}
@@ -470,10 +471,11 @@ def _smoothing(program: Program, config: OptimizationConfig, calibration: dict, 
         key = const_op.attrs["weight"]
         specs = config.resolve(key, op_type, program.weights[key].size)
         c = calibration.get(key)
+        if op_type != "linear" or c is None or c.target.op_type != "linear":
+            continue
         awq = next((s for s in specs or () if getattr(s, "awq", False)), None)
-        if (op_type != "linear" or c is None or c.target.op_type != "linear"
-                or (c.stats.amax is None or not any(getattr(s, "activations", None) for s in specs or ()))
-                and (awq is None or c.stats.gram is None)):
+        w8a8 = c.stats.amax is not None and any(getattr(s, "activations", None) for s in specs or ())
+        if not w8a8 and (awq is None or c.stats.gram is None):
             continue
         groups.setdefault((fn.name, c.target.value, awq), []).append(key)
     out = {}

@@ -24,7 +24,6 @@ def best_scales(stats, weights: list[np.ndarray], spec) -> np.ndarray | None:
     (its full second moments), or None where no scaling beats none."""
     h = stats.gram[0] / max(stats.rows, 1)
     ws = [np.asarray(w, np.float64) for w in weights]
-
     d = np.diag(h)
     algorithm = "minmax" if spec.algorithm == "minmax" else "search"  # (GPTQ's grids are searched)
 

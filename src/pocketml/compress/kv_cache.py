@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 from ..errors import ConfigError
+from ..ir.ops.rowquant import scale_type
 from ..ir.program import Function, Op, Program, State, Value
 from ..ir.types import DType, TensorType
 
@@ -82,14 +83,14 @@ def _rewrite(fn: Function, cached: list[str]) -> Function:
     def pair(like: str) -> tuple[Value, Value]:
         """New int8 rows and scales of the shape of value `like`."""
         t = types[like]
-        return Value(fresh(f"{like}_q"), TensorType(DType.int8, t.shape)), Value(fresh(f"{like}_scale"), _scale_type(t))
+        return Value(fresh(f"{like}_q"), TensorType(DType.int8, t.shape)), Value(fresh(f"{like}_scale"), scale_type(t))
 
     states, scale_of = [], {}
     for st in fn.states:
         if st.name in cached:
             scale_of[st.name] = fresh(f"{st.name}_scale")
             states += [State(st.name, TensorType(DType.int8, st.type.shape)),
-                       State(scale_of[st.name], _scale_type(st.type))]
+                       State(scale_of[st.name], scale_type(st.type))]
         else:
             states.append(copy.deepcopy(st))
     split: dict[str, tuple[str, str]] = {}  # a float value of a cache -> its int8 rows and scales
@@ -125,6 +126,3 @@ def _rewrite(fn: Function, cached: list[str]) -> Function:
     out.ops, out.states = ops, states
     return out
 
-
-def _scale_type(t: TensorType) -> TensorType:
-    return TensorType(DType.float32, (*t.shape[:-1], 1))

@@ -13,7 +13,8 @@ from ..registry import register
 from ..types import DType, TensorType
 
 
-def _scale_type(x: TensorType) -> TensorType:
+def scale_type(x: TensorType) -> TensorType:
+    """The scales of x's rows: float32 of x's shape with a last dimension of 1."""
     return TensorType(DType.float32, (*x.shape[:-1], 1))
 
 
@@ -21,7 +22,7 @@ def _quantize_infer(types, attrs):
     (x,) = types
     if x.dtype != DType.float32 or x.rank < 1:
         raise ValueError(f"quantize_rows: x must be float32 of rank >= 1, got {x}")
-    return [TensorType(DType.int8, x.shape), _scale_type(x)]
+    return [TensorType(DType.int8, x.shape), scale_type(x)]
 
 
 @register("quantize_rows", inputs=("x",), infer=_quantize_infer)
@@ -42,8 +43,8 @@ def _dequantize_infer(types, attrs):
     q, scale = types
     if q.dtype != DType.int8 or q.rank < 1:
         raise ValueError(f"dequantize_rows: q must be int8 of rank >= 1, got {q}")
-    if scale.dtype != DType.float32 or scale.shape != _scale_type(q).shape:
-        raise ValueError(f"dequantize_rows: scale must be float32{list(_scale_type(q).shape)} "
+    if scale.dtype != DType.float32 or scale.shape != scale_type(q).shape:
+        raise ValueError(f"dequantize_rows: scale must be float32{list(scale_type(q).shape)} "
                          f"(one per row of q {q}), got {scale}")
     return [TensorType(DType.float32, q.shape)]
 
